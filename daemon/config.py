@@ -1,0 +1,272 @@
+"""The config file: one TOML file, validated once into frozen pydantic models."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from standardwebhooks.webhooks import Webhook
+
+from daemon.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV_VAR = "PIPEDRIVE_TRIGGERS_CONFIG"
+DEFAULT_BASE_URL = "https://api.pipedrive.com"
+DEFAULT_CALLS_PER_MINUTE = 100  # the Power Automate connector's limit per connection
+DEFAULT_POLL_INTERVAL_S = 120  # the connector's trigger polling frequency
+DEFAULT_DELIVERY_TIMEOUT_S = 15.0  # Standard Webhooks' advice
+DEFAULT_MAX_ATTEMPTS = 12
+# Spread over ~2.9 days, so a consumer that is down over a weekend loses nothing.
+DEFAULT_RETRY_SCHEDULE_S: tuple[float, ...] = (
+    5, 60, 300, 1800, 7200, 18000, 36000, 36000, 50400, 50400, 50400,
+)  # fmt: skip
+DEFAULT_JITTER = 0.2  # each delay is stretched or shrunk by up to 20 %
+DEFAULT_CONCURRENCY = 64  # POSTs in flight per process
+DEFAULT_PER_SUBSCRIPTION_CONCURRENCY = 16  # so one slow consumer cannot take every slot
+DATABASE_FILE_NAME = "pipedrive-triggers.db"
+
+Trigger = Literal["deal.added", "deal.added.legacy", "activity.added"]
+TRIGGERS: tuple[Trigger, ...] = ("deal.added", "deal.added.legacy", "activity.added")
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as "5s", "30m", "2h", "1d"."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 30, \"30s\", \"5m\" or \"2h\"")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+    raise ValueError("must be a duration such as 30, \"30s\", \"5m\" or \"2h\"")
+
+
+def _expand_env(value: Any) -> Any:
+    """`${VAR}` reads an environment variable, so tokens need not sit in the file."""
+    if isinstance(value, str) and (match := _ENV_REF.match(value.strip())):
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    return value
+
+
+def _check_signing_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if not raw.startswith("whsec_"):
+        raise ValueError("must start with 'whsec_' followed by base64 (Standard Webhooks)")
+    try:
+        Webhook(raw)
+    except Exception:
+        raise ValueError("is not valid base64 after 'whsec_'") from None
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+PollInterval = Annotated[float, BeforeValidator(parse_duration), Field(ge=1)]
+EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatabaseConfig(_Frozen):
+    url: str | None = None
+
+
+class AccountConfig(_Frozen):
+    name: Annotated[str, Field(min_length=1)]
+    api_token: EnvSecret | None = None
+    api_token_file: Path | None = None
+    base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
+    calls_per_minute: Annotated[int, Field(ge=1)] = DEFAULT_CALLS_PER_MINUTE
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AccountConfig:
+        if (self.api_token is None) == (self.api_token_file is None):
+            raise ValueError("give exactly one of api_token or api_token_file")
+        return self
+
+    def token(self) -> SecretStr:
+        """The API token, read from the file each time so a rotated file is picked up."""
+        if self.api_token is not None:
+            return self.api_token
+        assert self.api_token_file is not None
+        return SecretStr(self.api_token_file.read_text(encoding="utf-8").strip())
+
+    @property
+    def api_root(self) -> str:
+        return str(self.base_url).rstrip("/")
+
+
+class SubscriptionConfig(_Frozen):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    account: str
+    trigger: Trigger
+    callback_url: HttpUrl
+    secret: Annotated[EnvSecret | None, AfterValidator(_check_signing_secret)] = None
+    poll_interval: PollInterval = DEFAULT_POLL_INTERVAL_S
+    start: Literal["now"] | datetime = "now"
+
+    @field_validator("start")
+    @classmethod
+    def _start_has_zone(cls, value: Literal["now"] | datetime) -> Literal["now"] | datetime:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("must be \"now\" or an RFC 3339 time with a zone, e.g. 2026-01-01T00:00:00Z")
+        return value
+
+    @property
+    def resource(self) -> Literal["deals", "activities"]:
+        return "activities" if self.trigger == "activity.added" else "deals"
+
+
+class DeliveryConfig(_Frozen):
+    timeout: Duration = DEFAULT_DELIVERY_TIMEOUT_S
+    max_attempts: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ATTEMPTS
+    retry_schedule: Annotated[tuple[Duration, ...], Field(min_length=1)] = DEFAULT_RETRY_SCHEDULE_S
+    jitter: Annotated[float, Field(ge=0, lt=1)] = DEFAULT_JITTER
+    concurrency: Annotated[int, Field(ge=1)] = DEFAULT_CONCURRENCY
+    per_subscription_concurrency: Annotated[int, Field(ge=1)] = DEFAULT_PER_SUBSCRIPTION_CONCURRENCY
+
+
+class Config(_Frozen):
+    database: DatabaseConfig = DatabaseConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    accounts: list[AccountConfig]
+    subscriptions: list[SubscriptionConfig] = []
+
+    def account(self, name: str) -> AccountConfig:
+        return next(account for account in self.accounts if account.name == name)
+
+
+def _dotted(location: tuple[int | str, ...]) -> str:
+    dotted = ""
+    for part in location:
+        dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else part)
+    return dotted
+
+
+def _reason(error: dict[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "is required"
+    if error["type"] == "greater_than_equal":
+        return f"must be >= {error['ctx']['ge']} (got {error['input']!r})"
+    if error["type"] == "greater_than":
+        return f"must be > {error['ctx']['gt']} (got {error['input']!r})"
+    value = error.get("input")
+    if isinstance(value, dict | list) or "api_token" in str(error["loc"]) or "secret" in str(
+        error["loc"]
+    ):
+        return message  # never echo a whole table, a token or a secret
+    return f"{message} (got {value!r})"
+
+
+def _cross_checks(config: Config) -> list[str]:
+    """What pydantic cannot see field by field: names must be unique and refer to each other."""
+    problems: list[str] = []
+    account_names = [account.name for account in config.accounts]
+    for index, name in enumerate(account_names):
+        if name in account_names[:index]:
+            problems.append(f"accounts[{index}].name: duplicate account name (got {name!r})")
+    names: set[str] = set()
+    for index, subscription in enumerate(config.subscriptions):
+        if subscription.name in names:
+            problems.append(
+                f"subscriptions[{index}].name: duplicate subscription name "
+                f"(got {subscription.name!r})"
+            )
+        names.add(subscription.name)
+        if subscription.account not in account_names:
+            problems.append(
+                f"subscriptions[{index}].account: no [[accounts]] entry has this name "
+                f"(got {subscription.account!r}; known: {', '.join(account_names) or 'none'})"
+            )
+    for index, account in enumerate(config.accounts):
+        if account.api_token_file is not None and not account.api_token_file.is_file():
+            problems.append(
+                f"accounts[{index}].api_token_file: file not found (got '{account.api_token_file}')"
+            )
+    return problems
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Relative paths in the file mean relative to the file, not to the daemon's cwd."""
+    database = raw.setdefault("database", {})
+    if isinstance(database, dict):
+        url = database.get("url")
+        if url is None:
+            database["url"] = f"sqlite:///{base_dir / DATABASE_FILE_NAME}"
+        elif isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith(
+            "sqlite:////"
+        ):
+            relative = url.removeprefix("sqlite:///")
+            if relative and relative != ":memory:":
+                database["url"] = f"sqlite:///{(base_dir / relative).resolve()}"
+    for account in raw.get("accounts", []) or []:
+        if isinstance(account, dict) and isinstance(account.get("api_token_file"), str):
+            account["api_token_file"] = str(base_dir / account["api_token_file"])
+    return raw
+
+
+def parse(raw: dict[str, Any], path: str, base_dir: Path) -> Config:
+    try:
+        config = Config.model_validate(_resolve_paths(raw, base_dir))
+    except ValidationError as error:
+        raise ConfigError(
+            path, [f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()]
+        ) from None
+    if problems := _cross_checks(config):
+        raise ConfigError(path, problems)
+    return config
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate the config file; every problem is reported at once."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(file), [f"cannot read the file ({error.strerror})"]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(file), [f"not valid TOML: {error}"]) from None
+    config = parse(raw, str(file), file.resolve().parent)
+    for subscription in config.subscriptions:
+        if subscription.poll_interval < DEFAULT_POLL_INTERVAL_S:
+            logger.warning(
+                "subscription %r polls every %ss, more often than the connector's %ss: "
+                "it spends more of the account's API budget",
+                subscription.name,
+                subscription.poll_interval,
+                DEFAULT_POLL_INTERVAL_S,
+                extra={"action": "config.poll_interval", "subscription": subscription.name},
+            )
+    return config

@@ -1,0 +1,102 @@
+"""Opening the database: URLs, engines (SQLite in WAL mode, PostgreSQL), and migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import alembic.command
+import alembic.config
+import sqlalchemy
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+import migrations
+from daemon.errors import DatabaseError, SchemaOutOfDate
+
+SQLITE_BUSY_TIMEOUT_S = 30
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+
+
+def _driver_url(url: str, *, asynchronous: bool) -> str:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        driver = "aiosqlite" if asynchronous else "pysqlite"
+    elif backend == "postgresql":
+        if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
+            raise DatabaseError(
+                f"database url: use the psycopg 3 driver, postgresql+psycopg:// "
+                f"(got {parsed.drivername}://)"
+            )
+        driver = "psycopg"
+    else:
+        raise DatabaseError(f"database url: only sqlite and postgresql are supported (got {backend})")
+    return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    return _driver_url(url, asynchronous=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the poller and the delivery loop write while `status` reads; NORMAL sync is
+    # durable against a killed process (only a power cut can lose the last commits).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cursor.close()
+
+
+def _on_connect(engine: sqlalchemy.Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(_driver_url(url, asynchronous=True), pool_pre_ping=True)
+    _on_connect(engine.sync_engine)
+    return engine
+
+
+def create_sync_engine(url: str) -> sqlalchemy.Engine:
+    engine = sqlalchemy.create_engine(sync_url(url))
+    _on_connect(engine)
+    return engine
+
+
+def _alembic_config(url: str) -> alembic.config.Config:
+    config = alembic.config.Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["url"] = url
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(url: str) -> None:
+    """Bring the database to the newest revision (idempotent)."""
+    if make_url(url).get_backend_name() == "sqlite" and make_url(url).database:
+        Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
+    alembic.command.upgrade(_alembic_config(url), "head")
+
+
+def _current_revision(connection: sqlalchemy.Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def check_revision(engine: AsyncEngine) -> None:
+    """Refuse to run on a database that migrations have not brought up to date."""
+    async with engine.connect() as connection:
+        current = await connection.run_sync(_current_revision)
+    head = head_revision()
+    if current != head:
+        raise SchemaOutOfDate(current, head)

@@ -1,0 +1,90 @@
+"""The project's exception tree, so callers catch by meaning and messages name the thing.
+
+    PipedriveTriggersError
+    ├── ConfigError                 bad config file: file, dotted key, value, reason
+    ├── DatabaseError
+    │   └── SchemaOutOfDate         database not at the migrations' head revision
+    ├── PipedriveError              any failed Pipedrive API call (carries status, path)
+    │   ├── PipedriveAuthError      401: the API token was refused
+    │   ├── PipedriveForbidden      403
+    │   ├── PipedriveNotFound       404
+    │   ├── PipedriveBadRequest     400: Pipedrive's validation message
+    │   ├── PipedriveRateLimited    429 (retry_after seconds)
+    │   └── PipedriveUnavailable    5xx, timeouts, refused connections, garbage bodies
+    ├── PayloadError                a Pipedrive object that cannot be mapped to a schema
+    └── ArgumentError               a bad CLI or client argument, caught before any request
+"""
+
+from __future__ import annotations
+
+
+class PipedriveTriggersError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(PipedriveTriggersError):
+    """The config file is missing, unreadable or invalid; `problems` lists each one."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {problem}" for problem in problems))
+
+
+class DatabaseError(PipedriveTriggersError):
+    """The database cannot be used."""
+
+
+class SchemaOutOfDate(DatabaseError):
+    def __init__(self, current: str | None, head: str) -> None:
+        self.current = current
+        self.head = head
+        super().__init__(
+            f"database is at revision {current or 'none'}, the code needs {head}: "
+            "run `pipedrive-triggers migrate`"
+        )
+
+
+class PipedriveError(PipedriveTriggersError):
+    """A Pipedrive API call failed. The message never contains the API token."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, *, status: int | None = None, path: str = "") -> None:
+        self.status = status
+        self.path = path
+        super().__init__(message)
+
+
+class PipedriveBadRequest(PipedriveError):
+    exit_code = 11
+
+
+class PipedriveAuthError(PipedriveError):
+    exit_code = 12
+
+
+class PipedriveForbidden(PipedriveError):
+    exit_code = 13
+
+
+class PipedriveNotFound(PipedriveError):
+    exit_code = 14
+
+
+class PipedriveRateLimited(PipedriveError):
+    exit_code = 15
+
+    def __init__(self, message: str, *, retry_after: float, path: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=429, path=path)
+
+
+class PipedriveUnavailable(PipedriveError):
+    exit_code = 16
+
+
+class ArgumentError(PipedriveTriggersError):
+    """A bad argument, rejected before any request is sent."""
+
+    exit_code = 2
