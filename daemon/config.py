@@ -54,12 +54,12 @@ _DURATION_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 
 def parse_duration(value: Any) -> float:
     """Seconds from a number or a string such as "5s", "30m", "2h", "1d"."""
     if isinstance(value, bool):
-        raise ValueError("must be a duration such as 30, \"30s\", \"5m\" or \"2h\"")
+        raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
-    raise ValueError("must be a duration such as 30, \"30s\", \"5m\" or \"2h\"")
+    raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
 
 
 def _expand_env(value: Any) -> Any:
@@ -136,7 +136,9 @@ class SubscriptionConfig(_Frozen):
     @classmethod
     def _start_has_zone(cls, value: Literal["now"] | datetime) -> Literal["now"] | datetime:
         if isinstance(value, datetime) and value.tzinfo is None:
-            raise ValueError("must be \"now\" or an RFC 3339 time with a zone, e.g. 2026-01-01T00:00:00Z")
+            raise ValueError(
+                'must be "now" or an RFC 3339 time with a zone, e.g. 2026-01-01T00:00:00Z'
+            )
         return value
 
     @property
@@ -181,8 +183,10 @@ def _reason(error: dict[str, Any]) -> str:
     if error["type"] == "greater_than":
         return f"must be > {error['ctx']['gt']} (got {error['input']!r})"
     value = error.get("input")
-    if isinstance(value, dict | list) or "api_token" in str(error["loc"]) or "secret" in str(
-        error["loc"]
+    if (
+        isinstance(value, dict | list)
+        or "api_token" in str(error["loc"])
+        or "secret" in str(error["loc"])
     ):
         return message  # never echo a whole table, a token or a secret
     return f"{message} (got {value!r})"
@@ -223,8 +227,10 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         url = database.get("url")
         if url is None:
             database["url"] = f"sqlite:///{base_dir / DATABASE_FILE_NAME}"
-        elif isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith(
-            "sqlite:////"
+        elif (
+            isinstance(url, str)
+            and url.startswith("sqlite:///")
+            and not url.startswith("sqlite:////")
         ):
             relative = url.removeprefix("sqlite:///")
             if relative and relative != ":memory:":
@@ -240,7 +246,8 @@ def parse(raw: dict[str, Any], path: str, base_dir: Path) -> Config:
         config = Config.model_validate(_resolve_paths(raw, base_dir))
     except ValidationError as error:
         raise ConfigError(
-            path, [f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()]
+            path,
+            [f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()],
         ) from None
     if problems := _cross_checks(config):
         raise ConfigError(path, problems)

@@ -34,7 +34,9 @@ def _driver_url(url: str, *, asynchronous: bool) -> str:
             )
         driver = "psycopg"
     else:
-        raise DatabaseError(f"database url: only sqlite and postgresql are supported (got {backend})")
+        raise DatabaseError(
+            f"database url: only sqlite and postgresql are supported (got {backend})"
+        )
     return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
 
 

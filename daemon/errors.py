@@ -1,18 +1,18 @@
 """The project's exception tree, so callers catch by meaning and messages name the thing.
 
-    PipedriveTriggersError
-    ├── ConfigError                 bad config file: file, dotted key, value, reason
-    ├── DatabaseError
-    │   └── SchemaOutOfDate         database not at the migrations' head revision
-    ├── PipedriveError              any failed Pipedrive API call (carries status, path)
-    │   ├── PipedriveAuthError      401: the API token was refused
-    │   ├── PipedriveForbidden      403
-    │   ├── PipedriveNotFound       404
-    │   ├── PipedriveBadRequest     400: Pipedrive's validation message
-    │   ├── PipedriveRateLimited    429 (retry_after seconds)
-    │   └── PipedriveUnavailable    5xx, timeouts, refused connections, garbage bodies
-    ├── PayloadError                a Pipedrive object that cannot be mapped to a schema
-    └── ArgumentError               a bad CLI or client argument, caught before any request
+PipedriveTriggersError
+├── ConfigError                 bad config file: file, dotted key, value, reason
+├── DatabaseError
+│   └── SchemaOutOfDate         database not at the migrations' head revision
+├── PipedriveError              any failed Pipedrive API call (carries status, path)
+│   ├── PipedriveAuthError      401: the API token was refused
+│   ├── PipedriveForbidden      403
+│   ├── PipedriveNotFound       404
+│   ├── PipedriveBadRequest     400: Pipedrive's validation message
+│   ├── PipedriveRateLimited    429 (retry_after seconds)
+│   └── PipedriveUnavailable    5xx, timeouts, refused connections, garbage bodies
+├── PayloadError                a Pipedrive object that cannot be mapped to a schema
+└── ArgumentError               a bad CLI or client argument, caught before any request
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+"""`python -m daemon` is the same as the `pipedrive-triggers` command."""
+
+from daemon.cli import main
+
+main()

@@ -1,0 +1,244 @@
+"""The `pipedrive-triggers` command line: run, migrate, check-config, status, demo, sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from daemon import config as config_module
+from daemon import database, logs, service, store
+from daemon.errors import ConfigError, DatabaseError, PipedriveError, PipedriveTriggersError
+
+logger = logging.getLogger("daemon")
+
+EXIT_CRASHED = 1
+EXIT_CONFIG = 3
+EXIT_DATABASE = 4
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"pipedrive-triggers: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(action: Callable[[], T]) -> T:
+    """Turn the project's errors into one clear line and a distinct exit code, no traceback."""
+    try:
+        return action()
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(f"{error.path}: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except DatabaseError as error:
+        fail(str(error), EXIT_DATABASE)
+    except PipedriveError as error:
+        fail(str(error), error.exit_code)
+    except PipedriveTriggersError as error:
+        fail(str(error), getattr(error, "exit_code", EXIT_CRASHED))
+    raise AssertionError("unreachable")
+
+
+def load_config(ctx: click.Context) -> config_module.Config:
+    path = ctx.obj["config_path"]
+    if path is None:
+        fail(
+            f"no config file: pass --config PATH or set {config_module.CONFIG_ENV_VAR}",
+            EXIT_CONFIG,
+        )
+    return guarded(lambda: config_module.load(path))
+
+
+def run_async(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return guarded(lambda: asyncio.run(coroutine_factory()))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    envvar=config_module.CONFIG_ENV_VAR,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"The TOML config file (env {config_module.CONFIG_ENV_VAR}).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--log-format", default="text", show_default=True, type=click.Choice(["text", "json"])
+)
+@click.version_option(package_name="pipedrive-triggers")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, log_level: str, log_format: str) -> None:
+    """Turn what happens in Pipedrive into signed, retried, never-lost webhooks."""
+    logs.setup(log_level, "json" if log_format == "json" else "text")
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@main.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Validate the config file and say what it would run, without running it."""
+    config = load_config(ctx)
+    assert config.database.url is not None
+    guarded(lambda: database.sync_url(config.database.url or ""))
+    click.echo(f"{ctx.obj['config_path']}: OK")
+    click.echo(f"database: {_safe_url(config.database.url)}")
+    for account in config.accounts:
+        click.echo(
+            f"account {account.name!r}: {account.api_root}, {account.calls_per_minute} calls/min"
+        )
+    for sub in config.subscriptions:
+        signed = "signed" if sub.secret else "unsigned"
+        click.echo(
+            f"subscription {sub.name!r}: {sub.trigger} on {sub.account!r} every "
+            f"{sub.poll_interval:g}s -> {sub.callback_url} ({signed})"
+        )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create or upgrade the database schema to the newest revision."""
+    config = load_config(ctx)
+    assert config.database.url is not None
+    url = config.database.url
+    guarded(lambda: database.upgrade(url))
+    click.echo(f"database {_safe_url(url)} is at revision {database.head_revision()}")
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
+    config = load_config(ctx)
+    assert config.database.url is not None
+    url = config.database.url
+    guarded(lambda: database.upgrade(url))
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await service.run(config, stop)
+
+    try:
+        run_async(serve)
+    except SystemExit:
+        logger.error("crashed", extra={"action": "daemon.crashed"})
+        raise
+    except Exception:
+        logger.exception("crashed", extra={"action": "daemon.crashed"})
+        sys.exit(EXIT_CRASHED)
+    logger.info("stopped", extra={"action": "daemon.stopped"})
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each subscription's mark, health and outbox counts."""
+    config = load_config(ctx)
+
+    async def read() -> list[dict[str, Any]]:
+        async with service.open_engine(config) as engine:
+            states = {state.subscription: state for state in await store.all_states(engine)}
+            counts = await store.counts(engine)
+        rows = []
+        for sub in config.subscriptions:
+            state = states.get(sub.name)
+            count = counts.get(sub.name, store.SubscriptionCounts(0, 0, 0))
+            rows.append(
+                {
+                    "subscription": sub.name,
+                    "trigger": sub.trigger,
+                    "status": state.status if state else "not started",
+                    "mark_id": state.mark.id if state and state.mark else None,
+                    "last_poll_at": state.last_poll_at.isoformat()
+                    if state and state.last_poll_at
+                    else None,
+                    "pending": count.pending,
+                    "delivered": count.delivered,
+                    "dead_letters": count.dead,
+                    "last_error": state.last_error if state else None,
+                }
+            )
+        return rows
+
+    rows = run_async(read)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    columns = [
+        "subscription",
+        "trigger",
+        "status",
+        "mark_id",
+        "pending",
+        "delivered",
+        "dead_letters",
+        "last_poll_at",
+    ]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+        if row["last_error"]:
+            click.echo(f"    last error: {row['last_error']}")
+
+
+@main.command()
+@click.option("--forever", is_flag=True, help="Keep adding deals and activities until Ctrl-C.")
+@click.option("--deals", default=4, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--activities", default=3, show_default=True, type=click.IntRange(0, 1000))
+def demo(forever: bool, deals: int, activities: int) -> None:
+    """Run a sandbox Pipedrive, the daemon and a webhook receiver, and show events flow."""
+    from daemon import demo as demo_module
+
+    sys.exit(
+        guarded(
+            lambda: asyncio.run(
+                demo_module.run(forever=forever, deals=deals, activities=activities)
+            )
+        )
+    )
+
+
+@main.command()
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the generated data.")
+def sandbox(port: int, seed: int) -> None:
+    """Run the Pipedrive sandbox alone, with seeded data, for developing consumers offline."""
+    from daemon.sandbox import run_standalone
+
+    run_standalone(port=port, seed=seed)
+
+
+def _register_actions() -> None:
+    from daemon import actions_cli
+
+    for group in (actions_cli.deals, actions_cli.stages, actions_cli.activities):
+        main.add_command(group)
+
+
+_register_actions()

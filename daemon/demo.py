@@ -1,0 +1,153 @@
+"""`pipedrive-triggers demo`: sandbox Pipedrive, daemon and webhook receiver in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from daemon import config as config_module
+from daemon import database, service
+from daemon.local_server import serve
+from daemon.receiver import Received, WebhookReceiver
+from daemon.sandbox import Sandbox
+
+POLL_INTERVAL_S = 2
+DEMO_TIMEOUT_S = 90.0
+SANDBOX_SEED = 7
+FAIL_EVERY = 3  # the receiver refuses every third event once, to show a retry
+
+
+def _describe(item: Received) -> str:
+    body = item.json()
+    data = body["data"]
+    if body["type"] == "activity.added":
+        what = f"activity #{data['id']} {data['type']} {data['subject']!r}"
+        what += f" (deal: {data['deal_title']})"
+    else:
+        stage = f", stage: {data['stage_name']}" if "stage_name" in data else ""
+        owner = data["user_id"]["name"] if data.get("user_id") else "nobody"
+        what = f"deal #{data['id']} {data['title']!r} {data['value']} {data['currency']}"
+        what += f" (owner: {owner}{stage})"
+    signature = {True: "signature ok", False: "SIGNATURE BAD", None: "unsigned"}[item.verified]
+    return (
+        f"  -> {body['subscription']:<14} {body['type']:<18} {item.event_id}  {what}  [{signature}]"
+    )
+
+
+def _write_config(
+    folder: Path, sandbox_url: str, token: str, receiver_url: str, secret: str
+) -> Path:
+    path = folder / "config.toml"
+    subscriptions = [
+        ("new-deals", "deal.added"),
+        ("new-deals-legacy", "deal.added.legacy"),
+        ("new-activities", "activity.added"),
+    ]
+    text = f"""# Written by `pipedrive-triggers demo`.
+[database]
+url = "sqlite:///{folder / "demo.db"}"
+
+[delivery]
+timeout = 5
+retry_schedule = ["1s", "2s", "4s"]
+max_attempts = 5
+
+[[accounts]]
+name = "sandbox"
+api_token = "{token}"
+base_url = "{sandbox_url}"
+"""
+    for name, trigger in subscriptions:
+        text += f"""
+[[subscriptions]]
+name = "{name}"
+account = "sandbox"
+trigger = "{trigger}"
+callback_url = "{receiver_url}/hooks/{name}"
+secret = "{secret}"
+poll_interval = {POLL_INTERVAL_S}
+"""
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _add_items(sandbox: Sandbox, deals: int, activities: int, counter: int) -> tuple[int, int]:
+    """Add deals and activities linked to the seeded people, as a sales team would."""
+    added_deals = []
+    for index in range(deals):
+        number = counter + index + 1
+        added_deals.append(
+            sandbox.add_deal(title=f"Demo deal {number}", value=1000 * number, currency="EUR")
+        )
+    for index in range(activities):
+        deal = added_deals[index % len(added_deals)]
+        sandbox.add_activity(
+            subject=f"Call about {deal['title']}",
+            type="call",
+            deal_id=deal["id"],
+            due_date="2026-12-01",
+            due_time="10:30",
+            duration="00:30",
+        )
+    return deals, activities
+
+
+async def run(*, forever: bool, deals: int, activities: int) -> int:
+    """Show events flowing end to end; returns the exit code (0 when every event arrived)."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    token = secrets.token_hex(20)
+    sandbox = Sandbox(token=token, seed=SANDBOX_SEED)
+    receiver = WebhookReceiver(secret=secret, on_receive=lambda item: click.echo(_describe(item)))
+    with contextlib.ExitStack() as servers, tempfile.TemporaryDirectory() as folder:
+        api = servers.enter_context(serve(sandbox.app))
+        hooks = servers.enter_context(serve(receiver))
+        config_path = _write_config(Path(folder), api.base_url, token, hooks.base_url, secret)
+        config = config_module.load(config_path)
+        assert config.database.url is not None
+        database.upgrade(config.database.url)
+        click.echo(f"sandbox Pipedrive at {api.base_url}, webhook receiver at {hooks.base_url}")
+        click.echo(
+            f"daemon config {config_path}: 3 subscriptions, polling every {POLL_INTERVAL_S}s"
+        )
+        stop = asyncio.Event()
+        daemon = asyncio.create_task(service.run(config, stop))
+        started = time.monotonic()
+        await asyncio.sleep(POLL_INTERVAL_S + 0.5)  # first poll sets the marks ("start = now")
+        expected = 0
+        counter = 0
+        try:
+            while True:
+                # Refuse some deliveries once: the daemon retries them.
+                receiver.reply(503, times=max(1, deals // FAIL_EVERY))
+                click.echo(f"adding {deals} deals and {activities} activities in the sandbox")
+                new_deals, new_activities = _add_items(sandbox, deals, activities, counter)
+                counter += new_deals
+                expected += 2 * new_deals + new_activities  # two deal subscriptions
+                await asyncio.to_thread(receiver.wait_for, expected, DEMO_TIMEOUT_S)
+                if not forever:
+                    break
+                await asyncio.sleep(5)
+        finally:
+            stop.set()
+            await daemon
+        refused = len(receiver.attempts) - len(receiver.received)
+        delivered = len(receiver.event_ids())
+        list_calls = sum(
+            1
+            for call in sandbox.calls
+            if call.method == "GET" and call.path in ("/api/v2/deals", "/api/v2/activities")
+        )
+        click.echo(
+            f"summary: {delivered} of {expected} events delivered "
+            f"in {time.monotonic() - started:.1f}s, "
+            f"{refused} refused attempts retried, "
+            f"{len(sandbox.calls)} Pipedrive API calls ({list_calls} listings)"
+        )
+        return 0 if delivered >= expected else 1

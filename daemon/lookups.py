@@ -1,0 +1,179 @@
+"""Gather the related Pipedrive objects a batch's payloads name, in a few batched calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+LOOKUP_CACHE_TTL_S = 300
+"""How long the whole-list users and stages stay cached before they are fetched again."""
+
+BATCH_RESOURCES = ("persons", "organizations", "deals", "activities")
+"""The v2 resources fetched by `ids` for each batch (their names change too often to cache)."""
+
+ById = Mapping[int, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """Related objects by id: v1 user objects, v2 objects for the rest."""
+
+    users: ById = field(default_factory=dict)
+    persons: ById = field(default_factory=dict)
+    organizations: ById = field(default_factory=dict)
+    stages: ById = field(default_factory=dict)
+    deals: ById = field(default_factory=dict)
+    activities: ById = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> Lookups:
+        return cls()
+
+
+@dataclass(frozen=True)
+class LookupRequest:
+    """Ids a batch refers to, per resource.
+
+    `persons`, `organizations`, `deals` and `activities` are fetched by these ids. Users and
+    stages are always fetched as whole lists; their ids here only tell the cache whether it
+    has seen every one of them or must refresh because a new user or stage appeared.
+    """
+
+    users: frozenset[int] = frozenset()
+    stages: frozenset[int] = frozenset()
+    persons: frozenset[int] = frozenset()
+    organizations: frozenset[int] = frozenset()
+    deals: frozenset[int] = frozenset()
+    activities: frozenset[int] = frozenset()
+
+    def __or__(self, other: LookupRequest) -> LookupRequest:
+        return LookupRequest(
+            users=self.users | other.users,
+            stages=self.stages | other.stages,
+            persons=self.persons | other.persons,
+            organizations=self.organizations | other.organizations,
+            deals=self.deals | other.deals,
+            activities=self.activities | other.activities,
+        )
+
+
+class LookupSource(Protocol):
+    """The part of the Pipedrive client that lookups need."""
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        """`GET /v1/users`: all users."""
+        ...
+
+    async def list_stages(self) -> list[dict[str, Any]]:
+        """`GET /api/v2/stages`, all pages."""
+        ...
+
+    async def get_many(self, resource: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """`GET /api/v2/{resource}?ids=...`, ids chunked by 100; missing ids are simply absent."""
+        ...
+
+
+def _ids(objects: Iterable[Mapping[str, Any]], *fields: str) -> frozenset[int]:
+    # Anything but a real integer is left out here; the payload mapping reports it by name.
+    return frozenset(
+        value
+        for obj in objects
+        for name in fields
+        if isinstance(value := obj.get(name), int) and not isinstance(value, bool)
+    )
+
+
+def needed_for_deals(deals: Iterable[Mapping[str, Any]]) -> LookupRequest:
+    """Related objects that `payloads.deal_v2` / `deal_legacy` name for these v2 deals."""
+    deals = list(deals)
+    return LookupRequest(
+        users=_ids(deals, "owner_id", "creator_user_id"),
+        stages=_ids(deals, "stage_id"),
+        persons=_ids(deals, "person_id"),
+        organizations=_ids(deals, "org_id"),
+        activities=_ids(deals, "next_activity_id", "last_activity_id"),
+    )
+
+
+def needed_for_activities(activities: Iterable[Mapping[str, Any]]) -> LookupRequest:
+    """Related objects that `payloads.activity` names for these v2 activities."""
+    activities = list(activities)
+    return LookupRequest(
+        users=_ids(activities, "owner_id"),
+        persons=_ids(activities, "person_id"),
+        organizations=_ids(activities, "org_id"),
+        deals=_ids(activities, "deal_id"),
+    )
+
+
+def index_by_id(objects: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    """Key objects by their integer `id`; an object without one can match no reference."""
+    return {
+        obj["id"]: obj
+        for obj in objects
+        if isinstance(obj.get("id"), int) and not isinstance(obj["id"], bool)
+    }
+
+
+class _WholeList:
+    """One whole-list resource (users or stages), cached for a TTL and refreshed on a miss."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._items: ById = {}
+        self._fetched_at: float | None = None
+        # Ids a refresh did not bring (e.g. a deleted user on an old deal): without this memory
+        # every batch naming them would refetch the whole list until the TTL ran out.
+        self._known_missing: frozenset[int] = frozenset()
+        # Concurrent batches share one refresh instead of each fetching the list.
+        self._lock = asyncio.Lock()
+
+    async def get(
+        self, fetch: Callable[[], Awaitable[list[dict[str, Any]]]], wanted: AbstractSet[int]
+    ) -> ById:
+        async with self._lock:
+            expired = self._fetched_at is None or self._clock() - self._fetched_at >= self._ttl_s
+            unknown = wanted - self._items.keys() - self._known_missing
+            if expired or unknown:
+                # Replaced, never mutated: Lookups already handed out keep a consistent snapshot.
+                items = index_by_id(await fetch())
+                still_missing = (frozenset() if expired else self._known_missing) | wanted
+                self._items = items
+                self._fetched_at = self._clock()
+                self._known_missing = frozenset(still_missing - items.keys())
+            return self._items
+
+
+class LookupCache:
+    """Resolves a `LookupRequest` against Pipedrive, keeping users and stages between batches."""
+
+    def __init__(
+        self, *, ttl_s: float = LOOKUP_CACHE_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._users = _WholeList(ttl_s, clock)
+        self._stages = _WholeList(ttl_s, clock)
+
+    async def resolve(self, source: LookupSource, request: LookupRequest) -> Lookups:
+        """Fetch what `request` names; ids Pipedrive does not return are simply absent."""
+        users = await self._users.get(source.list_users, request.users)
+        stages = await self._stages.get(source.list_stages, request.stages)
+        # One call per resource, one after another: the client already splits ids into pages,
+        # and sequential calls keep the rate limiter and error handling simple.
+        fetched: dict[str, ById] = {}
+        for resource in BATCH_RESOURCES:
+            ids: frozenset[int] = getattr(request, resource)
+            if ids:
+                fetched[resource] = index_by_id(await source.get_many(resource, sorted(ids)))
+        return Lookups(
+            users=users,
+            stages=stages,
+            persons=fetched.get("persons", {}),
+            organizations=fetched.get("organizations", {}),
+            deals=fetched.get("deals", {}),
+            activities=fetched.get("activities", {}),
+        )

@@ -1,0 +1,287 @@
+"""The Pipedrive REST API client: auth by header, per-account budget, retries, clear errors.
+
+The token travels only in the `x-api-token` header, never in a URL: httpx puts URLs in log
+lines and exception messages, headers it does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from daemon.errors import (
+    PipedriveAuthError,
+    PipedriveBadRequest,
+    PipedriveError,
+    PipedriveForbidden,
+    PipedriveNotFound,
+    PipedriveRateLimited,
+    PipedriveUnavailable,
+)
+from daemon.rate_limit import AccountRateLimiter
+from daemon.retry_policy import parse_retry_after
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 500  # Pipedrive's `limit` maximum for list endpoints
+MAX_IDS_PER_CALL = 100  # Pipedrive's maximum for the `ids` filter
+DEFAULT_API_TIMEOUT_S = 30.0
+DEFAULT_RATE_LIMIT_WAIT_S = 2.0  # Pipedrive's burst window, when it names no Retry-After
+
+Item = dict[str, Any]
+
+
+class TokenAuth(httpx.Auth):
+    """Adds `x-api-token`, read when each request is sent so a rotated token file is picked up."""
+
+    def __init__(self, token: Callable[[], SecretStr]) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["x-api-token"] = self._token().get_secret_value()
+        yield request
+
+
+@dataclass(frozen=True)
+class RetryOptions:
+    """How hard one call tries before its error reaches the caller."""
+
+    attempts: int = 4
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+
+
+DEFAULT_RETRY = RetryOptions()
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase or "no message"
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return response.reason_phrase or "no message"
+
+
+def _raise_for(response: httpx.Response, where: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    message = f"{where}: Pipedrive answered {status}: {_error_message(response)}"
+    path = response.request.url.path
+    if status == 400:
+        raise PipedriveBadRequest(message, status=status, path=path)
+    if status == 401:
+        raise PipedriveAuthError(
+            f"{where}: Pipedrive refused the API token (401 {_error_message(response)}); "
+            "check the account's api_token",
+            status=status,
+            path=path,
+        )
+    if status == 403:
+        raise PipedriveForbidden(message, status=status, path=path)
+    if status == 404:
+        raise PipedriveNotFound(message, status=status, path=path)
+    if status == 429:
+        now = datetime.now(UTC)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+        if retry_after is None:
+            retry_after = parse_retry_after(response.headers.get("x-ratelimit-reset"), now)
+        raise PipedriveRateLimited(
+            message, retry_after=retry_after or DEFAULT_RATE_LIMIT_WAIT_S, path=path
+        )
+    if status >= 500:
+        raise PipedriveUnavailable(message, status=status, path=path)
+    raise PipedriveError(message, status=status, path=path)
+
+
+def _envelope(response: httpx.Response, where: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise PipedriveUnavailable(
+            f"{where}: Pipedrive answered {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+            path=response.request.url.path,
+        ) from None
+    if not isinstance(body, dict) or body.get("success") is not True or "data" not in body:
+        raise PipedriveUnavailable(
+            f"{where}: Pipedrive answered {response.status_code} with an unexpected body "
+            f"(no success/data envelope)",
+            status=response.status_code,
+            path=response.request.url.path,
+        )
+    return body
+
+
+def _items(body: Mapping[str, Any], where: str) -> list[Item]:
+    data = body["data"] if body["data"] is not None else []
+    if not isinstance(data, list) or not all(
+        isinstance(item, dict) and type(item.get("id")) is int for item in data
+    ):
+        raise PipedriveUnavailable(f"{where}: Pipedrive listed items without integer ids")
+    return data
+
+
+def _next_cursor(body: Mapping[str, Any]) -> str | None:
+    additional = body.get("additional_data")
+    cursor = additional.get("next_cursor") if isinstance(additional, dict) else None
+    return cursor if isinstance(cursor, str) and cursor else None
+
+
+class PipedriveClient:
+    """One account's view of the API. Every call spends from the account's rate limiter."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        account: str,
+        limiter: AccountRateLimiter,
+        retry: RetryOptions = DEFAULT_RETRY,
+    ) -> None:
+        self.account = account
+        self._http = http
+        self._limiter = limiter
+        self._retry = retry
+
+    @staticmethod
+    def http_client(
+        base_url: str, token: Callable[[], SecretStr], timeout_s: float = DEFAULT_API_TIMEOUT_S
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=base_url,
+            auth=TokenAuth(token),
+            timeout=timeout_s,
+            headers={"accept": "application/json", "user-agent": "pipedrive-triggers"},
+        )
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, PipedriveRateLimited):
+            return error.retry_after
+        backoff = wait_exponential_jitter(
+            initial=self._retry.backoff_s, max=self._retry.max_backoff_s
+        )
+        return float(backoff(state))
+
+    async def _send_once(
+        self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
+    ) -> dict[str, Any]:
+        where = f"account {self.account!r}: {method} {path}"
+        await self._limiter.acquire()
+        try:
+            response = await self._http.request(method, path, params=params, json=body)
+        except httpx.TimeoutException:
+            raise PipedriveUnavailable(f"{where}: Pipedrive did not answer in time") from None
+        except httpx.TransportError as error:
+            raise PipedriveUnavailable(
+                f"{where}: cannot reach Pipedrive ({type(error).__name__})"
+            ) from None
+        if response.status_code == 429:
+            try:
+                _raise_for(response, where)
+            except PipedriveRateLimited as limited:
+                self._limiter.pause(limited.retry_after)
+                raise
+        _raise_for(response, where)
+        return _envelope(response, where)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> dict[str, Any]:
+        """Send one request; 429, 5xx, timeouts and garbage bodies are retried, then raised."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((PipedriveRateLimited, PipedriveUnavailable)),
+            stop=stop_after_attempt(self._retry.attempts),
+            wait=self._wait,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._send_once(method, path, params, body)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def list_pages(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        stop: Callable[[Item], bool] | None = None,
+        max_items: int | None = None,
+    ) -> list[Item]:
+        """Follow cursors until the end, an item for which `stop` is true, or `max_items`."""
+        collected: list[Item] = []
+        cursor: str | None = None
+        while True:
+            page_params = dict(params)
+            page_params.setdefault("limit", MAX_PAGE_SIZE)
+            if cursor:
+                page_params["cursor"] = cursor
+            body = await self.call("GET", path, params=page_params)
+            for item in _items(body, f"account {self.account!r}: GET {path}"):
+                if stop is not None and stop(item):
+                    return collected
+                collected.append(item)
+                if max_items is not None and len(collected) >= max_items:
+                    return collected
+            cursor = _next_cursor(body)
+            if cursor is None:
+                return collected
+
+    # Lookups used to fill the connector's names (see daemon/lookups.py).
+
+    async def list_users(self) -> list[Item]:
+        body = await self.call("GET", "/v1/users")
+        return _items(body, f"account {self.account!r}: GET /v1/users")
+
+    async def list_stages(self) -> list[Item]:
+        return await self.list_pages("/api/v2/stages", {})
+
+    async def get_many(self, resource: str, ids: Sequence[int]) -> list[Item]:
+        unique = sorted(set(ids))
+        found: list[Item] = []
+        for start in range(0, len(unique), MAX_IDS_PER_CALL):
+            chunk = unique[start : start + MAX_IDS_PER_CALL]
+            params: dict[str, Any] = {"ids": ",".join(map(str, chunk)), "limit": MAX_PAGE_SIZE}
+            if resource == "deals":
+                # Deleted deals still own activities; their titles are wanted too.
+                params["status"] = "open,won,lost,deleted"
+            found.extend(await self.list_pages(f"/api/v2/{resource}", params))
+        return found
+
+    # Single objects, for the actions.
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Item:
+        body = await self.call("GET", path, params=params)
+        return _object(body, f"account {self.account!r}: GET {path}")
+
+    async def send(self, method: str, path: str, body: Mapping[str, Any]) -> Item:
+        answer = await self.call(method, path, body=dict(body))
+        return _object(answer, f"account {self.account!r}: {method} {path}")
+
+
+def _object(body: Mapping[str, Any], where: str) -> Item:
+    data = body["data"]
+    if not isinstance(data, dict) or type(data.get("id")) is not int:
+        raise PipedriveUnavailable(f"{where}: Pipedrive answered without an object with an id")
+    return data

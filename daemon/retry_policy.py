@@ -1,0 +1,55 @@
+"""When a failed delivery is tried again, or given up and dead-lettered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+# A consumer's Retry-After is honoured, but not past a day: a typo must not park an event.
+MAX_RETRY_AFTER_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    schedule_s: Sequence[float]  # delay after attempt 1, 2, ...; the last one repeats
+    max_attempts: int
+    jitter: float  # 0.2: each delay is scaled by a factor in [0.8, 1.2]
+
+
+def next_attempt(
+    policy: RetryPolicy,
+    attempts_made: int,
+    now: datetime,
+    *,
+    retry_after_s: float | None = None,
+    random_unit: float = 0.5,
+) -> datetime | None:
+    """The time of the next attempt after `attempts_made` failed ones, or None to dead-letter.
+
+    `random_unit` in [0, 1) spreads retries so a recovering consumer is not hit all at once.
+    """
+    if attempts_made >= policy.max_attempts:
+        return None
+    base = policy.schedule_s[min(attempts_made, len(policy.schedule_s)) - 1]
+    delay = base * (1 + policy.jitter * (2 * random_unit - 1))
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return now + timedelta(seconds=delay)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())

@@ -1,0 +1,32 @@
+"""Token cost of each served operation: the spec's `x-token-cost`, checked by a unit test."""
+
+from __future__ import annotations
+
+# (method, route template) -> x-token-cost, from pipedrive-v2/v1 2026-08-18.
+TOKEN_COSTS: dict[tuple[str, str], int] = {
+    ("GET", "/api/v2/deals"): 10,
+    ("POST", "/api/v2/deals"): 5,
+    ("GET", "/api/v2/deals/{id}"): 1,
+    ("PATCH", "/api/v2/deals/{id}"): 5,
+    ("GET", "/api/v2/activities"): 10,
+    ("POST", "/api/v2/activities"): 5,
+    ("GET", "/api/v2/activities/{id}"): 1,
+    ("GET", "/api/v2/stages"): 5,
+    ("GET", "/api/v2/stages/{id}"): 1,
+    ("GET", "/api/v2/pipelines"): 5,
+    ("GET", "/api/v2/pipelines/{id}"): 1,
+    ("GET", "/api/v2/persons"): 10,
+    ("GET", "/api/v2/persons/{id}"): 1,
+    ("GET", "/api/v2/organizations"): 10,
+    ("GET", "/api/v2/organizations/{id}"): 1,
+    ("GET", "/v1/users"): 20,
+    ("GET", "/v1/users/me"): 2,
+}
+# Unrouted requests still pass the gateway; charge them like the cheapest read.
+UNKNOWN_ROUTE_COST = 1
+
+
+def cost_of(method: str, template: str | None) -> int:
+    if template is None:
+        return UNKNOWN_ROUTE_COST
+    return TOKEN_COSTS.get((method, template), UNKNOWN_ROUTE_COST)

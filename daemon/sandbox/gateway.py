@@ -1,0 +1,126 @@
+"""The edge in front of the routes, as Pipedrive's API gateway behaves: log every call, check
+the token before routing, spend rate-limit budget, apply injected faults, stamp rate headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from daemon.sandbox import calls, clock, costs, errors, faults, rate_limit
+
+V1_ALIAS = "/api/v1/"
+MALFORMED_BODY = b'{"success": true, "data": [{"id": 1, "title": "trunc'
+
+
+def presented_token(scope: Scope) -> str | None:
+    """x-api-token header, else the legacy api_token query parameter, else a Bearer token."""
+    headers = Headers(scope=scope)
+    token = headers.get("x-api-token") or QueryParams(scope["query_string"]).get("api_token")
+    if token:
+        return token
+    auth = headers.get("authorization", "")
+    return auth[7:] if auth.lower().startswith("bearer ") else None
+
+
+def route_template(route: Route) -> str:
+    """'/api/v2/deals/{id:int}' -> '/api/v2/deals/{id}', the spec's spelling."""
+    return route.path.replace(":int}", "}")
+
+
+class Gateway:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: list[Route],
+        token: Callable[[], str],
+        limiter: rate_limit.RateLimiter,
+        fault_list: faults.Faults,
+        log: calls.CallLog,
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.token = token
+        self.limiter = limiter
+        self.faults = fault_list
+        self.log = log
+
+    def _template(self, scope: Scope) -> str | None:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return route_template(route)
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = clock.utc_now()
+        method, path = scope["method"], scope["path"]
+        query = dict(QueryParams(scope["query_string"]))
+        token = presented_token(scope)
+        valid = token is not None and token == self.token()
+        status_seen = [500]
+        try:
+            status_seen[0] = await self._handle(scope, receive, send, token or "", valid)
+        finally:
+            self.log.append(calls.Call(method, path, query, status_seen[0], valid, started))
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, token: str, valid: bool
+    ) -> int:
+        mono, wall = time.monotonic(), clock.utc_now()
+        if not valid:
+            headers = {**self.limiter.peek(token, mono, wall).headers(), "x-401-by-gw": "true"}
+            return await _send_json(send, 401, errors.unauthorized_body(), headers)
+        if scope["path"].startswith(V1_ALIAS):
+            scope = {**scope, "path": "/v1/" + scope["path"][len(V1_ALIAS) :]}
+        template = self._template(scope)
+        decision = self.limiter.admit(token, costs.cost_of(scope["method"], template), mono, wall)
+        headers = decision.headers()
+        if not decision.allowed:
+            return await _send_json(send, 429, errors.rate_limited_body(), headers)
+        fault = self.faults.take(scope["method"], scope["path"])
+        if fault is not None:
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            if fault.malformed:
+                return await _send_raw(send, 200, MALFORMED_BODY, headers)
+            if fault.status is not None:
+                body = errors.error_body(f"Injected fault: HTTP {fault.status}")
+                return await _send_json(send, fault.status, body, headers)
+        return await self._forward(scope, receive, send, headers)
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> int:
+        status = [500]
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, stamped)
+        return status[0]
+
+
+async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> int:
+    return await _send_raw(send, status, json.dumps(body).encode(), headers)
+
+
+async def _send_raw(send: Send, status: int, body: bytes, headers: dict[str, str]) -> int:
+    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+    return status

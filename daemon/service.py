@@ -1,0 +1,106 @@
+"""The daemon's lifecycle: open everything, poll and deliver until told to stop, close cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import database, lookups, poller
+from daemon.config import Config
+from daemon.delivery import Deliverer, delivery_http_client
+from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
+from daemon.rate_limit import AccountRateLimiter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Accounts:
+    """One rate limiter, API client and lookup cache per account, shared by polls and actions."""
+
+    clients: dict[str, PipedriveClient]
+    caches: dict[str, lookups.LookupCache]
+
+
+@contextlib.asynccontextmanager
+async def open_accounts(
+    config: Config, retry: RetryOptions = DEFAULT_RETRY
+) -> AsyncIterator[Accounts]:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for account in config.accounts:
+            http = await stack.enter_async_context(
+                PipedriveClient.http_client(account.api_root, account.token)
+            )
+            clients[account.name] = PipedriveClient(
+                http,
+                account=account.name,
+                limiter=AccountRateLimiter(account.calls_per_minute),
+                retry=retry,
+            )
+        yield Accounts(clients, {name: lookups.LookupCache() for name in clients})
+
+
+@contextlib.asynccontextmanager
+async def open_engine(config: Config) -> AsyncIterator[AsyncEngine]:
+    assert config.database.url is not None
+    engine = database.create_engine(config.database.url)
+    try:
+        await database.check_revision(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _poll_safely(poll: poller.Poller, group: poller.Group) -> None:
+    try:
+        await poll.poll(group)
+    except Exception:
+        # A bug or a database outage must not stop the schedule: next tick tries again.
+        logger.exception(
+            "poll of %s failed unexpectedly; retrying next cycle",
+            group.key,
+            extra={"action": "poll.crashed"},
+        )
+
+
+async def run(config: Config, stop: asyncio.Event) -> None:
+    """Poll and deliver until `stop` is set. The caller has applied migrations."""
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(open_engine(config))
+        accounts = await stack.enter_async_context(open_accounts(config))
+        http = await stack.enter_async_context(delivery_http_client(config.delivery.timeout))
+        subscriptions = {s.name: s for s in config.subscriptions}
+        deliverer = Deliverer(engine, http, subscriptions, config.delivery)
+        poll = poller.Poller(
+            engine, accounts.clients, accounts.caches, on_new_events=deliverer.wake
+        )
+        scheduler = AsyncIOScheduler()
+        for group in poller.groups(config):
+            scheduler.add_job(
+                _poll_safely,
+                IntervalTrigger(seconds=group.interval_s),
+                args=[poll, group],
+                id=group.key,
+                next_run_time=datetime.now(UTC),  # first poll right away
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        scheduler.start()
+        stack.callback(scheduler.shutdown, wait=False)
+        logger.info(
+            "started: %d subscriptions on %d accounts",
+            len(subscriptions),
+            len(config.accounts),
+            extra={"action": "daemon.started"},
+        )
+        await deliverer.run(stop)

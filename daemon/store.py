@@ -1,0 +1,352 @@
+"""Every read and write of the database: subscription marks, the outbox, attempts, dead letters.
+
+The outbox is the heart: a poll's new deliveries and its advanced mark commit in one
+transaction, and the delivery loop claims due rows with a lease (`claimed_until`), so work a
+crashed process had claimed comes back by itself once the lease runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.detection import Mark
+from daemon.tables import dead_letters, deliveries, delivery_attempts, subscription_state
+
+STATUS_OK = "ok"
+STATUS_FAILING = "failing"
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    subscription: str
+    mark: Mark | None
+    status: str
+    last_error: str | None
+    last_poll_at: datetime | None
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event_id: str
+    event_type: str
+    item_id: int
+    body: str
+    error: str | None = None  # set when the item could not be mapped: dead-lettered at once
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    event_id: str
+    subscription: str
+    event_type: str
+    item_id: int
+    body: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    claimed: Claimed
+    attempted_at: datetime
+    status: int | None
+    error: str | None
+    duration_ms: int
+    verdict: Literal["delivered", "retry", "dead"]
+    next_attempt_at: datetime | None = None
+
+
+def _insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
+    """INSERT that skips rows whose unique key exists: re-detecting an item is harmless."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+async def load_states(engine: AsyncEngine, names: Collection[str]) -> dict[str, SubscriptionState]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(subscription_state).where(subscription_state.c.subscription.in_(list(names)))
+        )
+        return {
+            row.subscription: SubscriptionState(
+                subscription=row.subscription,
+                mark=Mark(row.mark_id, row.mark_add_time) if row.mark_id is not None else None,
+                status=row.status,
+                last_error=row.last_error,
+                last_poll_at=row.last_poll_at,
+                started_at=row.started_at,
+            )
+            for row in rows
+        }
+
+
+async def _upsert_state(connection: AsyncConnection, values: dict[str, Any]) -> None:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(subscription_state).values(values)
+    changed = {key: value for key, value in values.items() if key not in ("started_at",)}
+    await connection.execute(
+        statement.on_conflict_do_update(index_elements=["subscription"], set_=changed)
+    )
+
+
+async def record_detection(
+    engine: AsyncEngine,
+    *,
+    subscription: str,
+    account: str,
+    trigger: str,
+    events: Sequence[NewEvent],
+    mark: Mark,
+    now: datetime,
+) -> None:
+    """Insert the new deliveries and advance the mark, atomically."""
+    async with engine.begin() as connection:
+        good = [event for event in events if event.error is None]
+        bad = [event for event in events if event.error is not None]
+        if good:
+            await connection.execute(
+                _insert_ignoring_duplicates(connection, deliveries),
+                [
+                    {
+                        "event_id": event.event_id,
+                        "subscription": subscription,
+                        "event_type": event.event_type,
+                        "item_id": event.item_id,
+                        "body": event.body,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                        "attempts": 0,
+                    }
+                    for event in good
+                ],
+            )
+        if bad:
+            await connection.execute(
+                _insert_ignoring_duplicates(connection, dead_letters),
+                [
+                    {
+                        "event_id": event.event_id,
+                        "subscription": subscription,
+                        "event_type": event.event_type,
+                        "item_id": event.item_id,
+                        "body": event.body,
+                        "created_at": now,
+                        "attempts": 0,
+                        "last_error": event.error,
+                        "dead_at": now,
+                    }
+                    for event in bad
+                ],
+            )
+        await _upsert_state(
+            connection,
+            {
+                "subscription": subscription,
+                "account": account,
+                "trigger": trigger,
+                "mark_id": mark.id,
+                "mark_add_time": mark.add_time,
+                "started_at": now,
+                "status": STATUS_OK,
+                "last_error": None,
+                "last_poll_at": now,
+                "updated_at": now,
+            },
+        )
+
+
+async def record_poll_failure(
+    engine: AsyncEngine, *, subscription: str, account: str, trigger: str, error: str, now: datetime
+) -> None:
+    """Mark the subscription failing; its high-water mark stays where it was."""
+    async with engine.begin() as connection:
+        await _upsert_state(
+            connection,
+            {
+                "subscription": subscription,
+                "account": account,
+                "trigger": trigger,
+                "started_at": now,
+                "status": STATUS_FAILING,
+                "last_error": error,
+                "last_poll_at": now,
+                "updated_at": now,
+            },
+        )
+
+
+async def claim_due(
+    engine: AsyncEngine,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    per_subscription: int,
+    subscriptions: Collection[str],
+) -> list[Claimed]:
+    """Lease up to `limit` due deliveries of `subscriptions`, at most `per_subscription` of
+    each, oldest due first. On PostgreSQL, SKIP LOCKED lets several daemons claim side by side."""
+    if limit <= 0 or not subscriptions:
+        return []
+    due = and_(
+        deliveries.c.delivered_at.is_(None),
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+    )
+    due = and_(due, deliveries.c.subscription.in_(list(subscriptions)))
+    ranked = (
+        select(
+            deliveries.c.id,
+            func.row_number()
+            .over(partition_by=deliveries.c.subscription, order_by=deliveries.c.next_attempt_at)
+            .label("rank"),
+            deliveries.c.next_attempt_at,
+        )
+        .where(due)
+        .subquery()
+    )
+    chosen = (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= per_subscription)
+        .order_by(ranked.c.next_attempt_at)
+        .limit(limit)
+    )
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Lock the chosen rows, skipping those another daemon is claiming right now.
+            chosen = (
+                select(deliveries.c.id)
+                .where(deliveries.c.id.in_(chosen.scalar_subquery()), due)
+                .with_for_update(skip_locked=True)
+            )
+        rows = await connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(chosen.scalar_subquery()))
+            .values(claimed_until=lease_until)
+            .returning(
+                deliveries.c.id,
+                deliveries.c.event_id,
+                deliveries.c.subscription,
+                deliveries.c.event_type,
+                deliveries.c.item_id,
+                deliveries.c.body,
+                deliveries.c.attempts,
+            )
+        )
+        return [Claimed(*row) for row in rows]
+
+
+async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:
+    """Write a batch of attempt results in one transaction (one fsync for many POSTs)."""
+    if not outcomes:
+        return
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(delivery_attempts),
+            [
+                {
+                    "event_id": o.claimed.event_id,
+                    "attempt": o.claimed.attempts + 1,
+                    "attempted_at": o.attempted_at,
+                    "status": o.status,
+                    "error": o.error,
+                    "duration_ms": o.duration_ms,
+                }
+                for o in outcomes
+            ],
+        )
+        finished = [o for o in outcomes if o.verdict != "dead"]
+        if finished:
+            await connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == bindparam("row_id"))
+                .values(
+                    attempts=bindparam("new_attempts"),
+                    last_status=bindparam("status"),
+                    last_error=bindparam("error"),
+                    claimed_until=None,
+                    delivered_at=bindparam("delivered_at"),
+                    next_attempt_at=bindparam("next_at"),
+                ),
+                [
+                    {
+                        "row_id": o.claimed.id,
+                        "new_attempts": o.claimed.attempts + 1,
+                        "status": o.status,
+                        "error": o.error,
+                        "delivered_at": o.attempted_at if o.verdict == "delivered" else None,
+                        "next_at": o.next_attempt_at or o.attempted_at,
+                    }
+                    for o in finished
+                ],
+            )
+        dead = [o for o in outcomes if o.verdict == "dead"]
+        if dead:
+            await connection.execute(
+                _insert_ignoring_duplicates(connection, dead_letters),
+                [
+                    {
+                        "event_id": o.claimed.event_id,
+                        "subscription": o.claimed.subscription,
+                        "event_type": o.claimed.event_type,
+                        "item_id": o.claimed.item_id,
+                        "body": o.claimed.body,
+                        "created_at": o.attempted_at,
+                        "attempts": o.claimed.attempts + 1,
+                        "last_status": o.status,
+                        "last_error": o.error,
+                        "dead_at": o.attempted_at,
+                    }
+                    for o in dead
+                ],
+            )
+            await connection.execute(
+                deliveries.delete().where(deliveries.c.id.in_([o.claimed.id for o in dead]))
+            )
+
+
+@dataclass(frozen=True)
+class SubscriptionCounts:
+    pending: int
+    delivered: int
+    dead: int
+
+
+async def counts(engine: AsyncEngine) -> dict[str, SubscriptionCounts]:
+    async with engine.connect() as connection:
+        outbox = await connection.execute(
+            select(
+                deliveries.c.subscription,
+                func.count().filter(deliveries.c.delivered_at.is_(None)),
+                func.count().filter(deliveries.c.delivered_at.is_not(None)),
+            ).group_by(deliveries.c.subscription)
+        )
+        dead: dict[str, int] = dict(
+            (
+                await connection.execute(
+                    select(dead_letters.c.subscription, func.count()).group_by(
+                        dead_letters.c.subscription
+                    )
+                )
+            ).all()
+        )
+        result = {
+            name: SubscriptionCounts(pending, done, dead.pop(name, 0))
+            for name, pending, done in outbox
+        }
+        result.update({name: SubscriptionCounts(0, 0, count) for name, count in dead.items()})
+        return result
+
+
+async def all_states(engine: AsyncEngine) -> list[SubscriptionState]:
+    async with engine.connect() as connection:
+        names = (await connection.scalars(select(subscription_state.c.subscription))).all()
+    return list((await load_states(engine, names)).values())

@@ -1,0 +1,334 @@
+"""Lookups name the right related objects and fetch them in batches, caching users and stages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from daemon import lookups, payloads
+from daemon.lookups import LookupCache, LookupRequest, Lookups
+from tests.schema_check import assert_matches_schema
+
+
+class FakeSource:
+    """Stands in for the Pipedrive API client; records every call it gets."""
+
+    def __init__(self) -> None:
+        self.users: list[dict[str, Any]] = [
+            {"id": 1, "name": "John Doe", "email": "john@example.com"},
+            {"id": 2, "name": "Jane Roe", "email": "jane@example.com"},
+        ]
+        self.stages: list[dict[str, Any]] = [{"id": 3, "name": "Proposal made", "pipeline_id": 1}]
+        self.objects: dict[str, dict[int, dict[str, Any]]] = {
+            "persons": {i: {"id": i, "name": f"Person {i}"} for i in range(1, 301)},
+            "organizations": {9: {"id": 9, "name": "Acme Ltd"}},
+            "deals": {42: {"id": 42, "title": "Acme rollout"}},
+            "activities": {
+                500: {"id": 500, "due_date": "2026-11-20", "subject": "Intro"},
+                501: {"id": 501, "due_date": "2026-11-25", "due_time": "15:00:00"},
+            },
+        }
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        self.calls.append(("list_users",))
+        await asyncio.sleep(0)
+        return list(self.users)
+
+    async def list_stages(self) -> list[dict[str, Any]]:
+        self.calls.append(("list_stages",))
+        await asyncio.sleep(0)
+        return list(self.stages)
+
+    async def get_many(self, resource: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+        self.calls.append(("get_many", resource, tuple(ids)))
+        await asyncio.sleep(0)
+        table = self.objects[resource]
+        return [table[i] for i in ids if i in table]
+
+    def count(self, name: str) -> int:
+        return sum(1 for call in self.calls if call[0] == name)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+DEALS: list[dict[str, Any]] = [
+    {
+        "id": 42,
+        "owner_id": 2,
+        "creator_user_id": 1,
+        "person_id": 7,
+        "org_id": 9,
+        "stage_id": 3,
+        "next_activity_id": 501,
+        "last_activity_id": 500,
+        "add_time": "2026-11-24T06:36:08Z",
+        "status": "open",
+        "visible_to": 3,
+    },
+    {
+        "id": 43,
+        "owner_id": 2,
+        "creator_user_id": 2,
+        "person_id": None,
+        "org_id": None,
+        "stage_id": 3,
+        "next_activity_id": None,
+        "last_activity_id": None,
+        "add_time": "2026-11-24T06:37:00Z",
+    },
+]
+
+ACTIVITIES: list[dict[str, Any]] = [
+    {"id": 501, "owner_id": 2, "creator_user_id": 1, "deal_id": 42, "person_id": 7, "org_id": 9},
+    {"id": 502, "owner_id": 1, "deal_id": None, "person_id": None, "org_id": None},
+]
+
+
+# --- which objects a batch needs (pure) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("deals", "expected"),
+    [
+        ([], LookupRequest()),
+        (
+            DEALS,
+            LookupRequest(
+                users=frozenset({1, 2}),
+                stages=frozenset({3}),
+                persons=frozenset({7}),
+                organizations=frozenset({9}),
+                activities=frozenset({500, 501}),
+            ),
+        ),
+        ([DEALS[1]], LookupRequest(users=frozenset({2}), stages=frozenset({3}))),
+        # A malformed id is left for the payload mapping to report by name.
+        ([{"id": 1, "owner_id": "2", "person_id": True}], LookupRequest()),
+        # Fetched without include_fields: no activity ids to look up.
+        ([{"id": 1, "owner_id": 5}], LookupRequest(users=frozenset({5}))),
+    ],
+)
+def test_needed_for_deals(deals: list[dict[str, Any]], expected: LookupRequest) -> None:
+    assert lookups.needed_for_deals(deals) == expected
+
+
+@pytest.mark.parametrize(
+    ("activities", "expected"),
+    [
+        ([], LookupRequest()),
+        (
+            ACTIVITIES,
+            LookupRequest(
+                users=frozenset({1, 2}),
+                persons=frozenset({7}),
+                organizations=frozenset({9}),
+                deals=frozenset({42}),
+            ),
+        ),
+        ([ACTIVITIES[1]], LookupRequest(users=frozenset({1}))),
+    ],
+)
+def test_needed_for_activities(activities: list[dict[str, Any]], expected: LookupRequest) -> None:
+    assert lookups.needed_for_activities(activities) == expected
+
+
+def test_needed_for_accepts_a_generator() -> None:
+    assert lookups.needed_for_deals(d for d in DEALS) == lookups.needed_for_deals(DEALS)
+
+
+def test_requests_merge() -> None:
+    merged = lookups.needed_for_deals(DEALS) | lookups.needed_for_activities(ACTIVITIES)
+    assert merged.deals == frozenset({42})
+    assert merged.activities == frozenset({500, 501})
+    assert merged.users == frozenset({1, 2})
+
+
+def test_empty_lookups_have_nothing() -> None:
+    empty = Lookups.empty()
+    assert [empty.users, empty.persons, empty.organizations] == [{}, {}, {}]
+    assert [empty.stages, empty.deals, empty.activities] == [{}, {}, {}]
+
+
+# --- resolving against the API: batching and caching ---------------------------------------------
+
+
+async def test_resolve_fetches_each_resource_in_one_batched_call() -> None:
+    source = FakeSource()
+    request = LookupRequest(
+        users=frozenset({1}),
+        stages=frozenset({3}),
+        persons=frozenset(range(1, 251)),
+        organizations=frozenset({9}),
+        deals=frozenset({42}),
+        activities=frozenset({500, 501}),
+    )
+    result = await LookupCache().resolve(source, request)
+    assert source.calls == [
+        ("list_users",),
+        ("list_stages",),
+        ("get_many", "persons", tuple(range(1, 251))),
+        ("get_many", "organizations", (9,)),
+        ("get_many", "deals", (42,)),
+        ("get_many", "activities", (500, 501)),
+    ]
+    assert set(result.persons) == set(range(1, 251))
+    assert result.organizations[9]["name"] == "Acme Ltd"
+    assert result.deals[42]["title"] == "Acme rollout"
+    assert set(result.activities) == {500, 501}
+    assert set(result.users) == {1, 2}  # whole list, not only the ids asked for
+    assert result.stages[3]["name"] == "Proposal made"
+
+
+async def test_resolve_skips_resources_with_no_ids() -> None:
+    source = FakeSource()
+    result = await LookupCache().resolve(source, LookupRequest(users=frozenset({1})))
+    assert [call[0] for call in source.calls] == ["list_users", "list_stages"]
+    assert result.persons == {} and result.deals == {}
+
+
+async def test_ids_pipedrive_does_not_return_are_absent_not_errors() -> None:
+    source = FakeSource()
+    request = LookupRequest(persons=frozenset({7, 9999}), deals=frozenset({404}))
+    result = await LookupCache().resolve(source, request)
+    assert set(result.persons) == {7}
+    assert result.deals == {}
+
+
+async def test_users_and_stages_are_cached_within_the_ttl() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    request = LookupRequest(users=frozenset({1, 2}), stages=frozenset({3}), persons=frozenset({7}))
+    await cache.resolve(source, request)
+    clock.now += lookups.LOOKUP_CACHE_TTL_S - 1
+    second = await cache.resolve(source, request)
+    assert source.count("list_users") == 1
+    assert source.count("list_stages") == 1
+    # Persons' names change, so they are fetched for every batch.
+    assert source.count("get_many") == 2
+    assert set(second.users) == {1, 2}
+
+
+async def test_users_and_stages_are_refetched_after_the_ttl() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    request = LookupRequest(users=frozenset({1}), stages=frozenset({3}))
+    await cache.resolve(source, request)
+    source.users[0] = {"id": 1, "name": "John Renamed", "email": "john@example.com"}
+    clock.now += lookups.LOOKUP_CACHE_TTL_S
+    result = await cache.resolve(source, request)
+    assert source.count("list_users") == 2
+    assert source.count("list_stages") == 2
+    assert result.users[1]["name"] == "John Renamed"
+
+
+async def test_ttl_is_configurable() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(ttl_s=10, clock=clock)
+    await cache.resolve(source, LookupRequest())
+    clock.now += 10
+    await cache.resolve(source, LookupRequest())
+    assert source.count("list_users") == 2
+
+
+async def test_a_new_user_or_stage_refreshes_the_cache_early() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    await cache.resolve(source, LookupRequest(users=frozenset({1}), stages=frozenset({3})))
+    source.users.append({"id": 3, "name": "New Hire", "email": "new@example.com"})
+    source.stages.append({"id": 4, "name": "Negotiation", "pipeline_id": 1})
+    clock.now += 1
+    result = await cache.resolve(source, LookupRequest(users=frozenset({3}), stages=frozenset({4})))
+    assert result.users[3]["name"] == "New Hire"
+    assert result.stages[4]["name"] == "Negotiation"
+    assert source.count("list_users") == 2
+    assert source.count("list_stages") == 2
+
+
+async def test_an_id_still_missing_after_a_refresh_does_not_refetch_every_batch() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    gone = LookupRequest(users=frozenset({1, 77}))
+    await cache.resolve(source, LookupRequest(users=frozenset({1})))
+    await cache.resolve(source, gone)  # 77 unknown: one refresh
+    await cache.resolve(source, gone)  # still unknown: remembered, no refresh
+    await cache.resolve(source, LookupRequest(users=frozenset({78})))  # another new id: refresh
+    await cache.resolve(source, gone)  # 77 is still remembered as missing
+    assert source.count("list_users") == 3
+    clock.now += lookups.LOOKUP_CACHE_TTL_S
+    await cache.resolve(source, gone)  # the TTL forgets what was missing
+    await cache.resolve(source, gone)
+    assert source.count("list_users") == 4
+
+
+async def test_concurrent_batches_share_one_refresh() -> None:
+    source = FakeSource()
+    cache = LookupCache()
+    request = LookupRequest(users=frozenset({1}), stages=frozenset({3}))
+    await asyncio.gather(*(cache.resolve(source, request) for _ in range(5)))
+    assert source.count("list_users") == 1
+    assert source.count("list_stages") == 1
+
+
+async def test_a_failed_refresh_propagates_and_is_retried_next_time() -> None:
+    class Failing(FakeSource):
+        fail = True
+
+        async def list_users(self) -> list[dict[str, Any]]:
+            if self.fail:
+                raise ConnectionError("pipedrive down")
+            return await super().list_users()
+
+    source = Failing()
+    cache = LookupCache()
+    with pytest.raises(ConnectionError):
+        await cache.resolve(source, LookupRequest(users=frozenset({1})))
+    source.fail = False
+    result = await cache.resolve(source, LookupRequest(users=frozenset({1})))
+    assert result.users[1]["name"] == "John Doe"
+
+
+# --- lookups and payloads together -------------------------------------------------------------
+
+
+async def test_resolved_lookups_fill_deal_and_activity_payloads() -> None:
+    source = FakeSource()
+    cache = LookupCache()
+    deal_lookups = await cache.resolve(source, lookups.needed_for_deals(DEALS))
+    full, bare = (payloads.deal_legacy(d, deal_lookups) for d in DEALS)
+    assert full["user_id"] == {"id": 2, "name": "Jane Roe", "email": "jane@example.com"}
+    assert full["person_id"] == {"name": "Person 7", "value": 7}
+    assert full["stage_name"] == "Proposal made"
+    assert full["next_activity_time"] == "2026-11-25T15:00:00.000Z"
+    assert full["last_activity_date"] == "2026-11-20"
+    assert bare["person_id"] is None and bare["org_id"] is None
+    assert_matches_schema(full, "DealResponse")
+    assert_matches_schema(bare, "DealResponse")
+
+    act_lookups = await cache.resolve(source, lookups.needed_for_activities(ACTIVITIES))
+    act = payloads.activity({**ACTIVITIES[0], "add_time": "2026-11-24T06:50:00Z"}, act_lookups)
+    assert (act["deal_title"], act["org_name"], act["person_name"], act["owner_name"]) == (
+        "Acme rollout",
+        "Acme Ltd",
+        "Person 7",
+        "Jane Roe",
+    )
+    assert_matches_schema(act, "ActivityResponse")
+
+
+async def test_deleted_person_gives_null_name_in_the_payload() -> None:
+    source = FakeSource()
+    del source.objects["persons"][7]
+    resolved = await LookupCache().resolve(source, lookups.needed_for_deals(DEALS[:1]))
+    out = payloads.deal_v2(DEALS[0], resolved)
+    assert out["person_id"] == {"name": None, "value": 7}
+    assert_matches_schema(out, "DealResponseV2")
