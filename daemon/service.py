@@ -72,11 +72,11 @@ async def _poll_safely(poll: poller.Poller, group: poller.Group) -> None:
         )
 
 
-async def run(config: Config, stop: asyncio.Event) -> None:
+async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEFAULT_RETRY) -> None:
     """Poll and deliver until `stop` is set. The caller has applied migrations."""
     async with contextlib.AsyncExitStack() as stack:
         engine = await stack.enter_async_context(open_engine(config))
-        accounts = await stack.enter_async_context(open_accounts(config))
+        accounts = await stack.enter_async_context(open_accounts(config, api_retry))
         http = await stack.enter_async_context(delivery_http_client(config.delivery.timeout))
         subscriptions = {s.name: s for s in config.subscriptions}
         deliverer = Deliverer(engine, http, subscriptions, config.delivery)

@@ -8,10 +8,11 @@ with local_server.serve(sandbox.app) as server:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +20,21 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from daemon.sandbox import app as routes
-from daemon.sandbox import bodies, calls, clock, faults, gateway, rate_limit, state
+from daemon.sandbox import bodies, calls, clock, errors, faults, gateway, rate_limit, state
 from daemon.sandbox import seed as seeding
 
 __all__ = ["DEFAULT_TOKEN", "Sandbox", "run_standalone"]
 
 DEFAULT_TOKEN = "5a1db0x00000000000000000000000000000demo"
+
+
+@contextlib.contextmanager
+def _refusals_as_value_errors() -> Iterator[None]:
+    """Helpers are Python calls: a rule the API would answer 400 to is a ValueError here."""
+    try:
+        yield
+    except errors.ApiError as exc:
+        raise ValueError(exc.body["error"]) from exc
 
 
 class Sandbox:
@@ -93,12 +103,14 @@ class Sandbox:
         checked, add_time, update_time = state.helper_fields(
             {"title": title, **fields}, bodies.DEAL_FIELDS
         )
-        deal = self.store.create_deal(checked, "ManuallyCreated", add_time, update_time)
+        with _refusals_as_value_errors():
+            deal = self.store.create_deal(checked, "ManuallyCreated", add_time, update_time)
         return self.deal(deal["id"])
 
     def update_deal(self, deal_id: int, **fields: Any) -> dict[str, Any]:
         checked, _, _ = state.helper_fields(fields, bodies.DEAL_FIELDS)
-        self.store.update_deal(deal_id, checked)
+        with _refusals_as_value_errors():
+            self.store.update_deal(deal_id, checked)
         return self.deal(deal_id)
 
     def archive_deal(self, deal_id: int) -> dict[str, Any]:
@@ -112,7 +124,8 @@ class Sandbox:
 
     def add_activity(self, **fields: Any) -> dict[str, Any]:
         checked, add_time, update_time = state.helper_fields(fields, bodies.ACTIVITY_FIELDS)
-        activity = self.store.create_activity(checked, add_time, update_time)
+        with _refusals_as_value_errors():
+            activity = self.store.create_activity(checked, add_time, update_time)
         return self._copy(self.store.activities, activity["id"])
 
     def add_person(self, name: str, **fields: Any) -> dict[str, Any]:

@@ -67,60 +67,67 @@ class Gateway:
         query = dict(QueryParams(scope["query_string"]))
         token = presented_token(scope)
         valid = token is not None and token == self.token()
-        status_seen = [500]
+        logged = False
+
+        async def logging_send(message: Message) -> None:
+            nonlocal logged
+            if message["type"] == "http.response.start" and not logged:
+                # Logged before the body goes out, so a client that has its response
+                # always finds its call in the log.
+                logged = True
+                call = calls.Call(method, path, query, message["status"], valid, started)
+                self.log.append(call)
+            await send(message)
+
         try:
-            status_seen[0] = await self._handle(scope, receive, send, token or "", valid)
+            await self._handle(scope, receive, logging_send, token or "", valid)
         finally:
-            self.log.append(calls.Call(method, path, query, status_seen[0], valid, started))
+            if not logged:
+                self.log.append(calls.Call(method, path, query, 500, valid, started))
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, token: str, valid: bool
-    ) -> int:
+    ) -> None:
         mono, wall = time.monotonic(), clock.utc_now()
         if not valid:
             headers = {**self.limiter.peek(token, mono, wall).headers(), "x-401-by-gw": "true"}
-            return await _send_json(send, 401, errors.unauthorized_body(), headers)
+            await _send_json(send, 401, errors.unauthorized_body(), headers)
+            return
         if scope["path"].startswith(V1_ALIAS):
             scope = {**scope, "path": "/v1/" + scope["path"][len(V1_ALIAS) :]}
         template = self._template(scope)
         decision = self.limiter.admit(token, costs.cost_of(scope["method"], template), mono, wall)
         headers = decision.headers()
         if not decision.allowed:
-            return await _send_json(send, 429, errors.rate_limited_body(), headers)
+            await _send_json(send, 429, errors.rate_limited_body(), headers)
+            return
         fault = self.faults.take(scope["method"], scope["path"])
         if fault is not None:
             if fault.delay_s:
                 await asyncio.sleep(fault.delay_s)
             if fault.malformed:
-                return await _send_raw(send, 200, MALFORMED_BODY, headers)
+                await _send_raw(send, 200, MALFORMED_BODY, headers)
+                return
             if fault.status is not None:
                 body = errors.error_body(f"Injected fault: HTTP {fault.status}")
-                return await _send_json(send, fault.status, body, headers)
-        return await self._forward(scope, receive, send, headers)
-
-    async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
-    ) -> int:
-        status = [500]
+                await _send_json(send, fault.status, body, headers)
+                return
 
         async def stamped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
                 extra = [(k.encode(), v.encode()) for k, v in headers.items()]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         await self.app(scope, receive, stamped)
-        return status[0]
 
 
-async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> int:
-    return await _send_raw(send, status, json.dumps(body).encode(), headers)
+async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:
+    await _send_raw(send, status, json.dumps(body).encode(), headers)
 
 
-async def _send_raw(send: Send, status: int, body: bytes, headers: dict[str, str]) -> int:
+async def _send_raw(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
     raw = [(k.encode(), v.encode()) for k, v in headers.items()]
     raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
-    return status

@@ -1,0 +1,136 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, a served sandbox and webhook receiver."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+from daemon import database, tables
+from daemon.local_server import serve
+from daemon.receiver import WebhookReceiver
+from daemon.sandbox import Sandbox
+
+# CI and developers' machines run PostgreSQL here (trust auth); override for another server.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "PIPEDRIVE_TRIGGERS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+API_TOKEN = "0123456789abcdef0123456789abcdef01234567"
+SIGNING_SECRET = "whsec_" + base64.b64encode(b"test-signing-secret-32-bytes-long").decode()
+
+
+@pytest.fixture(autouse=True)
+def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own settings must not leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("PIPEDRIVE_TRIGGERS_") and name != "PIPEDRIVE_TRIGGERS_TEST_POSTGRES":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test session, migrated once, dropped at the end."""
+    name = f"pdt_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
+    rendered = url.render_as_string(hide_password=False)
+    database.upgrade(rendered)
+    try:
+        yield rendered
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _empty_tables(url: str) -> None:
+    engine = database.create_sync_engine(url)
+    with engine.begin() as connection:
+        for table in reversed(tables.metadata.sorted_tables):
+            connection.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: each test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        database.upgrade(url)
+        return url
+    url = str(request.getfixturevalue("postgres_url"))
+    _empty_tables(url)
+    return url
+
+
+@dataclass
+class Served:
+    base_url: str
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    fake = Sandbox(token=API_TOKEN)
+    with serve(fake.app) as server:
+        fake.base_url = server.base_url  # type: ignore[attr-defined]
+        yield fake
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    consumer = WebhookReceiver(secret=SIGNING_SECRET)
+    with serve(consumer) as server:
+        consumer.base_url = server.base_url  # type: ignore[attr-defined]
+        yield consumer
+
+
+def config_text(
+    *,
+    database_url: str,
+    api_url: str,
+    callback_url: str,
+    subscriptions: list[dict[str, Any]],
+    token: str = API_TOKEN,
+    delivery: dict[str, Any] | None = None,
+    calls_per_minute: int = 100,
+) -> str:
+    """A config file as a user would write it, so tests go through the real loader."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, str):
+            return f'"{item}"'
+        if isinstance(item, list):
+            return "[" + ", ".join(value(v) for v in item) + "]"
+        return str(item).lower() if isinstance(item, bool) else str(item)
+
+    lines = ["[database]", f"url = {value(database_url)}", "", "[delivery]"]
+    settings = {"retry_schedule": ["0.2s"], "max_attempts": 3, "timeout": 2, **(delivery or {})}
+    lines += [f"{key} = {value(item)}" for key, item in settings.items()]
+    lines += [
+        "",
+        "[[accounts]]",
+        'name = "main"',
+        f"api_token = {value(token)}",
+        f"base_url = {value(api_url)}",
+        f"calls_per_minute = {calls_per_minute}",
+    ]
+    for subscription in subscriptions:
+        fields = {
+            "account": "main",
+            "callback_url": f"{callback_url}/hooks/{subscription['name']}",
+            "secret": SIGNING_SECRET,
+            "poll_interval": 1,
+            **subscription,
+        }
+        lines += ["", "[[subscriptions]]"]
+        lines += [f"{key} = {value(item)}" for key, item in fields.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,424 @@
+"""The daemon end to end, in-process: sandbox Pipedrive -> poller -> outbox -> real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from daemon import config as config_module
+from daemon import database, events, service, store, tables
+from daemon.pipedrive import RetryOptions
+from daemon.receiver import WebhookReceiver
+from daemon.sandbox import Sandbox
+from tests.conftest import API_TOKEN, SIGNING_SECRET, config_text
+from tests.schema_check import assert_matches_schema
+
+# Pipedrive errors are retried within a cycle; fast here so a test waits seconds, not minutes.
+FAST_RETRY = RetryOptions(attempts=3, backoff_s=0.05, max_backoff_s=0.2)
+
+SCHEMA_OF = {
+    "deal.added": "DealResponseV2",
+    "deal.added.legacy": "DealResponse",
+    "activity.added": "ActivityResponse",
+}
+
+
+def load(tmp_path: Path, **kwargs: Any) -> config_module.Config:
+    path = tmp_path / "config.toml"
+    path.write_text(config_text(**kwargs), encoding="utf-8")
+    return config_module.load(path)
+
+
+@contextlib.asynccontextmanager
+async def running(config: config_module.Config) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(config, stop, FAST_RETRY))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+
+
+async def eventually(check: Callable[[], Any], timeout_s: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not true within {timeout_s}s: {check}")
+
+
+async def wait_for_events(receiver: WebhookReceiver, count: int, timeout_s: float = 20) -> None:
+    assert await asyncio.to_thread(receiver.wait_for, count, timeout_s), (
+        f"{len(receiver.event_ids())} of {count} events arrived"
+    )
+
+
+async def states(config: config_module.Config) -> dict[str, store.SubscriptionState]:
+    assert config.database.url
+    engine = database.create_engine(config.database.url)
+    try:
+        return {s.subscription: s for s in await store.all_states(engine)}
+    finally:
+        await engine.dispose()
+
+
+async def all_polled(config: config_module.Config) -> bool:
+    marks = await states(config)
+    return all(
+        name in marks and marks[name].mark is not None
+        for name in (s.name for s in config.subscriptions)
+    )
+
+
+async def count_rows(config: config_module.Config, table: Any) -> int:
+    assert config.database.url
+    engine = database.create_engine(config.database.url)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
+    finally:
+        await engine.dispose()
+
+
+def listing_calls(sandbox: Sandbox, path: str) -> int:
+    """Polls list with `sort_by`; lookups by `ids` are not listings."""
+    return sum(
+        1
+        for call in sandbox.calls
+        if call.method == "GET" and call.path == path and "ids" not in call.query
+    )
+
+
+async def test_each_trigger_delivers_its_connector_schema(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    subs = [
+        {"name": "deals-v2", "trigger": "deal.added"},
+        {"name": "deals-legacy", "trigger": "deal.added.legacy"},
+        {"name": "activities", "trigger": "activity.added"},
+    ]
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=subs,
+    )
+    person = sandbox.add_person("Ada Lovelace")
+    org = sandbox.add_organization("Analytical Engines Ltd")
+    stage = sandbox.stages[1]
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        deal = sandbox.add_deal(
+            title="Engine order",
+            value=1200.5,
+            currency="EUR",
+            person_id=person["id"],
+            org_id=org["id"],
+            stage_id=stage["id"],
+        )
+        activity = sandbox.add_activity(
+            subject="Call Ada",
+            type="call",
+            deal_id=deal["id"],
+            person_id=person["id"],
+            due_date="2026-12-01",
+            due_time="10:30",
+            duration="00:45",
+        )
+        await wait_for_events(receiver, 3)
+
+    by_type = {item.json()["type"]: item for item in receiver.received}
+    assert set(by_type) == set(SCHEMA_OF)
+    for trigger, item in by_type.items():
+        body = item.json()
+        assert set(body) == {"type", "timestamp", "subscription", "data"}
+        assert item.verified is True, "signature must verify with the subscription's secret"
+        assert_matches_schema(body["data"], SCHEMA_OF[trigger])
+        expected_item = activity["id"] if trigger == "activity.added" else deal["id"]
+        subscription = next(s["name"] for s in subs if s["trigger"] == trigger)
+        assert body["subscription"] == subscription
+        assert item.event_id == events.event_id(subscription, trigger, expected_item)
+        assert item.headers["content-type"] == "application/json"
+        assert abs(int(item.headers["webhook-timestamp"]) - time.time()) < 60
+    legacy = by_type["deal.added.legacy"].json()["data"]
+    assert legacy["title"] == "Engine order"
+    assert legacy["stage_name"] == stage["name"]
+    assert legacy["person_id"] == {"name": "Ada Lovelace", "value": person["id"]}
+    assert legacy["org_id"] == {"name": "Analytical Engines Ltd", "value": org["id"]}
+    assert legacy["user_id"]["name"] == sandbox.me["name"]
+    assert "stage_name" not in by_type["deal.added"].json()["data"]
+    act = by_type["activity.added"].json()["data"]
+    assert (act["deal_title"], act["person_name"], act["due_time"], act["duration"]) == (
+        "Engine order",
+        "Ada Lovelace",
+        "10:30",
+        "00:45",
+    )
+
+
+async def test_same_second_and_backdated_deals_are_all_delivered(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added"}],
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        same_second = "2026-11-20T10:00:00Z"
+        ids = [sandbox.add_deal(title=f"twin {n}", add_time=same_second)["id"] for n in range(7)]
+        ids.append(sandbox.add_deal(title="backdated", add_time="2019-01-01T00:00:00Z")["id"])
+        await wait_for_events(receiver, len(ids))
+        await asyncio.sleep(1.5)  # another cycle must not deliver them again
+    delivered = sorted(item.json()["data"]["id"] for item in receiver.received)
+    assert delivered == sorted(ids)
+
+
+async def test_start_time_backfills_items_added_since(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    sandbox.add_deal(title="before", add_time="2026-01-01T00:00:00Z")
+    wanted = [
+        sandbox.add_deal(title="after 1", add_time="2026-03-01T00:00:00Z")["id"],
+        sandbox.add_deal(title="after 2", add_time="2026-06-01T12:00:00Z")["id"],
+    ]
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added", "start": "2026-02-01T00:00:00Z"}],
+    )
+    async with running(config):
+        await wait_for_events(receiver, 2)
+        later = sandbox.add_deal(title="live")["id"]
+        await wait_for_events(receiver, 3)
+    assert sorted(item.json()["data"]["id"] for item in receiver.received) == [*wanted, later]
+
+
+async def test_failed_deliveries_are_retried_until_accepted(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added"}],
+        delivery={"max_attempts": 5},
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        receiver.reply(500)
+        receiver.reply(503, retry_after=1)
+        sandbox.add_deal(title="persistent")
+        await wait_for_events(receiver, 1)
+    attempts = receiver.attempts
+    assert len(attempts) == 3
+    assert len({a.event_id for a in attempts}) == 1, "webhook-id is stable across retries"
+    assert attempts[2].received_at - attempts[1].received_at >= 0.95, "Retry-After honoured"
+    assert all(a.verified for a in attempts), "every retry is signed afresh"
+    assert await count_rows(config, tables.delivery_attempts) == 3
+
+
+async def test_dead_letter_after_max_attempts_and_others_unaffected(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[
+            {"name": "gone", "trigger": "deal.added", "callback_url": "http://127.0.0.1:9/refused"},
+            {"name": "fine", "trigger": "deal.added"},
+        ],
+        delivery={"max_attempts": 3},
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        sandbox.add_deal(title="doomed for one")
+        await wait_for_events(receiver, 1)
+        await eventually(lambda: count_rows(config, tables.dead_letters))
+    assert await count_rows(config, tables.dead_letters) == 1
+    assert config.database.url
+    engine = database.create_engine(config.database.url)
+    try:
+        counts = await store.counts(engine)
+    finally:
+        await engine.dispose()
+    assert counts["gone"] == store.SubscriptionCounts(pending=0, delivered=0, dead=1)
+    assert counts["fine"] == store.SubscriptionCounts(pending=0, delivered=1, dead=0)
+
+
+async def test_consumer_answering_410_or_timing_out_is_dead_lettered(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added"}],
+        delivery={"max_attempts": 2, "timeout": 0.5},
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        receiver.reply(410)
+        receiver.reply(200, delay_s=2)  # answers after the daemon gave up: a timeout
+        sandbox.add_deal(title="unwanted")
+        await eventually(lambda: count_rows(config, tables.dead_letters))
+    assert config.database.url
+    engine = database.create_engine(config.database.url)
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(tables.dead_letters))).one()
+        errors = (
+            await connection.scalars(
+                select(tables.delivery_attempts.c.error).order_by(tables.delivery_attempts.c.id)
+            )
+        ).all()
+    await engine.dispose()
+    assert errors == ["callback returned 410 Gone", "callback did not answer within 0.5s"]
+    assert row.attempts == 2 and row.last_error == errors[-1]
+
+
+async def test_invalid_token_marks_failing_and_keeps_the_mark(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added"}],
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        before = (await states(config))["d"]
+        sandbox.token = "revoked-" + API_TOKEN  # the configured token now gets 401
+        sandbox.add_deal(title="while revoked")
+
+        async def failing() -> bool:
+            return (await states(config))["d"].status == store.STATUS_FAILING
+
+        await eventually(failing)
+        after = (await states(config))["d"]
+        assert after.mark == before.mark
+        assert after.last_error is not None and "401" in after.last_error
+        assert "API token" in after.last_error
+        sandbox.token = API_TOKEN
+        await wait_for_events(receiver, 1)
+    assert (await states(config))["d"].status == store.STATUS_OK
+
+
+async def test_rate_limited_and_broken_answers_lose_nothing(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added"}],
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        sandbox.faults.add(status=429, count=1, path_prefix="/api/v2/deals")
+        sandbox.faults.add(malformed=True, count=4, path_prefix="/api/v2/deals")
+        ids = [sandbox.add_deal(title=f"deal {n}")["id"] for n in range(3)]
+        await wait_for_events(receiver, 3, timeout_s=30)
+    assert sorted(item.json()["data"]["id"] for item in receiver.received) == ids
+    statuses = [c.status for c in sandbox.calls if c.path == "/api/v2/deals"]
+    assert 429 in statuses
+
+
+async def test_subscriptions_of_one_account_share_one_listing(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    subs = [{"name": f"v2-{n}", "trigger": "deal.added"} for n in range(3)]
+    subs += [{"name": f"legacy-{n}", "trigger": "deal.added.legacy"} for n in range(2)]
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=subs,
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        sandbox.clear_calls()
+        for n in range(4):
+            sandbox.add_deal(title=f"shared {n}")
+        await wait_for_events(receiver, 4 * len(subs))
+        polls_before = listing_calls(sandbox, "/api/v2/deals")
+        await asyncio.sleep(3.2)  # about three more cycles at poll_interval = 1 s
+        polls_after = listing_calls(sandbox, "/api/v2/deals")
+    cycles = polls_after - polls_before
+    assert 2 <= cycles <= 4, f"one listing per cycle for {len(subs)} subscriptions, got {cycles}"
+    assert listing_calls(sandbox, "/api/v2/activities") == 0
+
+
+async def test_secrets_never_reach_the_logs(
+    tmp_path: Path,
+    database_url: str,
+    sandbox: Sandbox,
+    receiver: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added"}],
+        delivery={"max_attempts": 2},
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        sandbox.faults.add(status=500, count=10, path_prefix="/api/v2/deals")
+        await eventually(lambda: any("poll failed" in r.getMessage() for r in caplog.records))
+        receiver.reply(500, times=2)
+        sandbox.add_deal(title="logged")
+        await eventually(lambda: count_rows(config, tables.dead_letters), timeout_s=30)
+    text = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.__dict__}" for r in caplog.records)
+    assert "poll failed" in text and "dead-lettered" in text
+    assert API_TOKEN not in text
+    assert SIGNING_SECRET not in text and SIGNING_SECRET.removeprefix("whsec_") not in text
+
+
+def test_start_is_validated_as_rfc3339() -> None:
+    with pytest.raises(config_module.ConfigError, match=r"subscriptions\[0\]\.start"):
+        config_module.parse(
+            {
+                "accounts": [{"name": "a", "api_token": "t"}],
+                "subscriptions": [
+                    {
+                        "name": "s",
+                        "account": "a",
+                        "trigger": "deal.added",
+                        "callback_url": "http://x",
+                        "start": "yesterday",
+                    }
+                ],
+            },
+            "c.toml",
+            Path("."),
+        )

@@ -1,0 +1,436 @@
+"""The sandbox against Pipedrive's own OpenAPI files: real HTTP calls, validated by openapi-core.
+
+The spec is patched only where it contradicts the real API; each patch says why (see also
+daemon/sandbox/README.md, "Spec quirks"):
+- properties the API leaves null (unlinked person, never-won deal, end of list) are not marked
+  `nullable` in the spec;
+- the v2 operations document only 200, so 400/401/404/429/500 borrow the spec's own error
+  schemas (v2 `GetConvertResponse`, v1 `unathorizedResponse`), with success/error required;
+- each operation also allows OAuth, which openapi-core warns about; we authenticate by token.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from openapi_core import Config, OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+
+from daemon.local_server import serve
+from daemon.sandbox import Sandbox, costs, gateway
+
+SPEC_DIR = Path(os.environ.get("PIPEDRIVE_OPENAPI_DIR", "/work/shared/pipedrive-openapi"))
+V2_FILE = SPEC_DIR / "pipedrive-v2.2026-08-18.yaml"
+V1_FILE = SPEC_DIR / "pipedrive-v1.2026-08-18.yaml"
+SPEC_HOST = "https://api.pipedrive.com"
+# local_server's socket has proto 0, so asyncio leaves Nagle on and each keep-alive reply
+# waits ~40 ms for a delayed ACK; a fresh connection per request avoids that.
+FRESH = {"connection": "close"}
+TOKEN = "conformance-token"
+
+# Properties the real API returns as null although the spec does not say `nullable`.
+NULL_WHEN_UNSET = frozenset(
+    {
+        # deals
+        "person_id", "org_id", "stage_change_time", "won_time", "lost_time",
+        "expected_close_date", "first_won_time",
+        # activities
+        "deal_id", "lead_id", "project_id", "due_date", "due_time", "duration",
+        "marked_as_done_time", "location", "conference_meeting_client",
+        "conference_meeting_url", "conference_meeting_id", "public_description", "priority",
+        "note",
+        # persons, organizations
+        "picture_id", "postal_address", "notes", "birthday", "job_title", "address",
+        # lists: "will be `null` if you have reached the end of the dataset"
+        "next_cursor",
+    }
+)  # fmt: skip
+# Keys served only through include_fields (the spec lists source_lead_id in the schema).
+INCLUDE_ONLY = {"/deals": {"source_lead_id"}, "/activities": {"attendees"}}
+BORROWED_STATUSES = ("400", "401", "404", "429", "500")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    with path.open() as handle:
+        loaded: dict[str, Any] = yaml.load(handle, Loader=yaml.CSafeLoader)
+    return loaded
+
+
+def _allow_nulls(schema: Any) -> None:
+    if isinstance(schema, dict):
+        for name, prop in schema.get("properties", {}).items():
+            if name in NULL_WHEN_UNSET and isinstance(prop, dict) and "$ref" not in prop:
+                prop["nullable"] = True
+        for value in schema.values():
+            _allow_nulls(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _allow_nulls(value)
+
+
+def _required_error(schema: dict[str, Any]) -> dict[str, Any]:
+    patched = copy.deepcopy(schema)
+    patched["required"] = ["success", "error"]
+    patched["properties"]["success"] = {"type": "boolean", "enum": [False]}
+    return patched
+
+
+@dataclass(frozen=True)
+class Specs:
+    v2: OpenAPI
+    v1: OpenAPI
+    raw_v2: dict[str, Any]
+    raw_v1: dict[str, Any]
+
+    def pick(self, path: str) -> tuple[OpenAPI, dict[str, Any], str]:
+        """(validator, raw spec, spec path) for a sandbox path."""
+        if path.startswith("/api/v2/"):
+            return self.v2, self.raw_v2, path.removeprefix("/api/v2")
+        return self.v1, self.raw_v1, path.removeprefix("/api/v1").removeprefix("/v1")
+
+
+def _patched(raw: dict[str, Any], served: set[tuple[str, str]], errors: dict[str, Any]) -> None:
+    for method, path in served:
+        operation = raw["paths"][path][method]
+        operation["security"] = [{"api_key": []}]
+        responses = operation["responses"]
+        _allow_nulls(responses)
+        for status in BORROWED_STATUSES:
+            if status not in responses:
+                schema = errors["401" if status == "401" else "other"]
+                responses[status] = {
+                    "description": "borrowed",
+                    "content": {"application/json": {"schema": schema}},
+                }
+
+
+@pytest.fixture(scope="session")
+def specs() -> Specs:
+    raw_v2, raw_v1 = _load(V2_FILE), _load(V1_FILE)
+    originals = (copy.deepcopy(raw_v2), copy.deepcopy(raw_v1))
+    error_schemas = {
+        "other": _required_error(
+            raw_v2["paths"]["/deals/{id}/convert/lead"]["post"]["responses"]["404"]["content"][
+                "application/json"
+            ]["schema"]
+        ),
+        "401": _required_error(
+            raw_v1["paths"]["/users/me"]["get"]["responses"]["401"]["content"]["application/json"][
+                "schema"
+            ]
+        ),
+    }
+    served_v2 = {
+        (m.lower(), t.removeprefix("/api/v2")) for m, t in costs.TOKEN_COSTS if "/api/v2" in t
+    }
+    served_v1 = {(m.lower(), t.removeprefix("/v1")) for m, t in costs.TOKEN_COSTS if "/v1/" in t}
+    _patched(raw_v2, served_v2, error_schemas)
+    _patched(raw_v1, served_v1, error_schemas)
+    config = Config(spec_validator_cls=None)
+    return Specs(
+        OpenAPI.from_dict(raw_v2, config=config),
+        OpenAPI.from_dict(raw_v1, config=config),
+        originals[0],
+        originals[1],
+    )
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(token=TOKEN, seed=42)
+
+
+@pytest.fixture(scope="module")
+def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    with (
+        serve(sandbox.app) as server,
+        httpx.Client(base_url=server.base_url, headers={"x-api-token": TOKEN, **FRESH}) as http,
+    ):
+        yield http
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    path: str
+    status: int
+    params: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # False when the request breaks the spec on purpose (a 400 case) or the spec's own
+    # parameter schema contradicts its description (comma lists under an enum).
+    request_valid: bool = True
+    prepare: Callable[[Sandbox], None] | None = None
+
+    @property
+    def template(self) -> str:
+        parts = self.path.split("/")
+        return "/".join("{id}" if part.isdigit() else part for part in parts)
+
+
+def _low_burst(sandbox: Sandbox) -> None:
+    sandbox.set_limits(burst=0)
+
+
+def _fault_500(sandbox: Sandbox) -> None:
+    sandbox.faults.add(status=500, count=1, path_prefix="/api/v2/")
+
+
+def _delete_deal_3(sandbox: Sandbox) -> None:
+    sandbox.delete_deal(3)
+
+
+NEW_DEAL = {
+    "title": "Conformance deal",
+    "value": 1200.5,
+    "currency": "EUR",
+    "person_id": 1,
+    "org_id": 1,
+    "pipeline_id": 2,
+    "visible_to": 3,
+    "expected_close_date": "2026-12-31",
+    "label_ids": [],
+}
+NEW_ACTIVITY = {
+    "subject": "Kickoff call",
+    "type": "call",
+    "deal_id": 1,
+    "participants": [{"person_id": 2, "primary": True}],
+    "due_date": "2026-12-01",
+    "due_time": "09:30",
+    "duration": "00:45",
+    "done": False,
+    "location": {"value": "Narva mnt 5, Tallinn", "country": "Estonia"},
+}
+
+CASES = [
+    Case("deals list", "GET", "/api/v2/deals", 200, {"limit": 5}),
+    Case(
+        "deals list sorted, filtered, with include_fields",
+        "GET",
+        "/api/v2/deals",
+        200,
+        {
+            "sort_by": "update_time",
+            "sort_direction": "desc",
+            "pipeline_id": 1,
+            "updated_since": "2026-01-01T00:00:00Z",
+            "include_fields": "activities_count",
+        },
+    ),
+    Case(
+        "deals list deleted",
+        "GET",
+        "/api/v2/deals",
+        200,
+        {"status": "deleted"},
+        prepare=_delete_deal_3,
+    ),
+    Case("deals list by ids", "GET", "/api/v2/deals", 200, {"ids": "1,2,3"}),
+    Case(
+        "deals list limit > 500", "GET", "/api/v2/deals", 400, {"limit": 501}, request_valid=False
+    ),
+    Case("deals list bad cursor", "GET", "/api/v2/deals", 400, {"cursor": "nope"}),
+    Case(
+        "deals list no token",
+        "GET",
+        "/api/v2/deals",
+        401,
+        headers={"x-api-token": ""},
+        request_valid=False,
+    ),
+    Case("deals list rate limited", "GET", "/api/v2/deals", 429, prepare=_low_burst),
+    Case("deals list 500 fault", "GET", "/api/v2/deals", 500, prepare=_fault_500),
+    Case("deal by id", "GET", "/api/v2/deals/1", 200),
+    Case(
+        "deal by id include", "GET", "/api/v2/deals/1", 200, {"include_fields": "next_activity_id"}
+    ),
+    Case("deal unknown", "GET", "/api/v2/deals/999999", 404),
+    Case("deal add", "POST", "/api/v2/deals", 200, body=NEW_DEAL),
+    Case("deal add won", "POST", "/api/v2/deals", 200, body={"title": "Won", "status": "won"}),
+    Case(
+        "deal add string value",
+        "POST",
+        "/api/v2/deals",
+        400,
+        body={"title": "x", "value": "100"},
+        request_valid=False,
+    ),
+    Case("deal add no title", "POST", "/api/v2/deals", 400, body={"value": 1}, request_valid=False),
+    Case("deal add unknown key", "POST", "/api/v2/deals", 400, body={"title": "x", "user_id": 1}),
+    Case("deal update", "PATCH", "/api/v2/deals/2", 200, body={"status": "won", "stage_id": 3}),
+    Case(
+        "deal update bool as int",
+        "PATCH",
+        "/api/v2/deals/2",
+        400,
+        body={"is_archived": 1},
+        request_valid=False,
+    ),
+    Case("deal update unknown", "PATCH", "/api/v2/deals/999999", 404, body={"title": "x"}),
+    Case("activities list", "GET", "/api/v2/activities", 200, {"limit": 5}),
+    Case(
+        "activities list filtered",
+        "GET",
+        "/api/v2/activities",
+        200,
+        {"done": "false", "sort_by": "due_date", "include_fields": "attendees"},
+    ),
+    Case(
+        "activities list bad owner",
+        "GET",
+        "/api/v2/activities",
+        400,
+        {"owner_id": "me"},
+        request_valid=False,
+    ),
+    Case("activity by id", "GET", "/api/v2/activities/1", 200),
+    Case("activity unknown", "GET", "/api/v2/activities/999999", 404),
+    Case("activity add", "POST", "/api/v2/activities", 200, body=NEW_ACTIVITY),
+    Case(
+        "activity add person_id",
+        "POST",
+        "/api/v2/activities",
+        200,
+        body={"subject": "Lunch", "person_id": 3, "busy": True},
+    ),
+    Case("activity add bad time", "POST", "/api/v2/activities", 400, body={"due_time": "9.30"}),
+    Case("stages list", "GET", "/api/v2/stages", 200, {"pipeline_id": 1, "limit": 2}),
+    Case("stages list by order", "GET", "/api/v2/stages", 200, {"sort_by": "order_nr"}),
+    Case("stages list bad limit", "GET", "/api/v2/stages", 400, {"limit": 0}),
+    Case("stage by id", "GET", "/api/v2/stages/1", 200),
+    Case("stage unknown", "GET", "/api/v2/stages/999999", 404),
+    Case("pipelines list", "GET", "/api/v2/pipelines", 200),
+    Case(
+        "pipelines list bad sort",
+        "GET",
+        "/api/v2/pipelines",
+        400,
+        {"sort_by": "name"},
+        request_valid=False,
+    ),
+    Case("pipeline by id", "GET", "/api/v2/pipelines/1", 200),
+    Case("pipeline unknown", "GET", "/api/v2/pipelines/999999", 404),
+    Case("persons list", "GET", "/api/v2/persons", 200, {"limit": 3, "org_id": 1}),
+    Case("persons by ids", "GET", "/api/v2/persons", 200, {"ids": "1,2,3,4"}),
+    Case(
+        "persons too many ids",
+        "GET",
+        "/api/v2/persons",
+        400,
+        {"ids": ",".join(str(i) for i in range(1, 102))},
+    ),
+    Case("person by id", "GET", "/api/v2/persons/1", 200),
+    Case("person unknown", "GET", "/api/v2/persons/999999", 404),
+    Case("organizations list", "GET", "/api/v2/organizations", 200, {"limit": 3}),
+    Case(
+        "organizations bad since",
+        "GET",
+        "/api/v2/organizations",
+        400,
+        {"updated_since": "2026-01-01 00:00:00"},
+    ),
+    Case("organization by id", "GET", "/api/v2/organizations/1", 200),
+    Case("organization unknown", "GET", "/api/v2/organizations/999999", 404),
+    Case("users", "GET", "/v1/users", 200),
+    Case("users via /api/v1", "GET", "/api/v1/users", 200),
+    Case("users wrong token", "GET", "/v1/users", 401, headers={"x-api-token": "revoked"}),
+    Case("me", "GET", "/v1/users/me", 200),
+    Case("me wrong token", "GET", "/v1/users/me", 401, headers={"x-api-token": "revoked"}),
+    Case("me rate limited", "GET", "/v1/users/me", 429, prepare=_low_burst),
+]
+
+
+def _documented_keys(raw: dict[str, Any], spec_path: str, method: str) -> tuple[set[str], set[str]]:
+    """(schema properties, schema + example keys) of one operation's 200 `data` object."""
+    content = raw["paths"][spec_path][method]["responses"]["200"]["content"]["application/json"]
+    schema, example = content["schema"], content["example"]
+    parts = schema.get("allOf", [schema])
+    data_schema = next(p["properties"]["data"] for p in parts if "data" in p.get("properties", {}))
+    if data_schema.get("type") == "array":
+        data_schema = data_schema["items"]
+    if "allOf" in data_schema:  # v1 /users/me: the user plus company fields
+        props = {k for p in data_schema["allOf"] for k in p.get("properties", {})}
+    else:
+        props = set(data_schema["properties"])
+    sample = example["data"][0] if isinstance(example["data"], list) else example["data"]
+    return props, props | set(sample)
+
+
+def _check_keys(specs: Specs, case: Case, body: dict[str, Any]) -> None:
+    """Same keys as the spec: every schema property served, nothing undocumented added."""
+    _, raw, spec_path = specs.pick(case.template)
+    schema_keys, known = _documented_keys(raw, spec_path, case.method.lower())
+    collection = spec_path.split("/{")[0]
+    include_only = INCLUDE_ONLY.get(collection, set())
+    requested = set(str(case.params.get("include_fields", "")).split(",")) - {""}
+    items = body["data"] if isinstance(body["data"], list) else [body["data"]]
+    assert items, f"{case.name}: no data to check"
+    for item in items:
+        assert schema_keys - include_only - set(item) == set(), case.name
+        assert set(item) - known - requested == set(), case.name
+        assert requested <= set(item), case.name
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_conforms_to_spec(case: Case, specs: Specs, sandbox: Sandbox, client: httpx.Client) -> None:
+    if case.prepare is not None:
+        case.prepare(sandbox)
+    try:
+        response = client.request(
+            case.method, case.path, params=case.params, json=case.body, headers=case.headers
+        )
+    finally:
+        sandbox.set_limits()
+        sandbox.faults.clear()
+    assert response.status_code == case.status, response.text
+    validator, _, spec_path = specs.pick(case.path)
+    sent = response.request
+    request = MockRequest(
+        SPEC_HOST,
+        case.method,
+        ("/api/v2" if case.path.startswith("/api/v2") else "/v1") + spec_path,
+        args=dict(httpx.QueryParams(sent.url.query)),
+        headers=dict(sent.headers),
+        data=sent.content or None,
+    )
+    if case.request_valid:
+        validator.validate_request(request)
+    validator.validate_response(
+        request, MockResponse(response.content, status_code=response.status_code)
+    )
+    if response.status_code == 200:
+        _check_keys(specs, case, response.json())
+    if case.body is not None and case.request_valid:
+        assert json.loads(sent.content) == case.body
+
+
+def test_every_served_route_has_success_and_error_cases(sandbox: Sandbox) -> None:
+    served = {
+        (method, gateway.route_template(route))
+        for route in sandbox.routes
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    covered = {(case.method, case.template.replace("/api/v1/", "/v1/")) for case in CASES}
+    assert served == set(costs.TOKEN_COSTS)
+    assert served <= covered
+    for route in served:
+        statuses = {c.status for c in CASES if (c.method, c.template) == route}
+        assert 200 in statuses and statuses - {200}, f"{route}: needs a 200 and an error case"
+
+
+def test_token_costs_match_the_spec(specs: Specs) -> None:
+    for (method, template), cost in costs.TOKEN_COSTS.items():
+        _, raw, spec_path = specs.pick(template)
+        assert raw["paths"][spec_path][method.lower()]["x-token-cost"] == cost, template
