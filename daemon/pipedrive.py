@@ -158,6 +158,9 @@ class PipedriveClient:
         self._http = http
         self._limiter = limiter
         self._retry = retry
+        self._backoff = wait_exponential_jitter(
+            multiplier=retry.backoff_s, max=retry.max_backoff_s, jitter=retry.backoff_s
+        )
 
     @staticmethod
     def http_client(
@@ -174,10 +177,7 @@ class PipedriveClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, PipedriveRateLimited):
             return error.retry_after
-        backoff = wait_exponential_jitter(
-            initial=self._retry.backoff_s, max=self._retry.max_backoff_s
-        )
-        return float(backoff(state))
+        return float(self._backoff(state))
 
     async def _send_once(
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any

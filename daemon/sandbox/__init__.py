@@ -206,6 +206,8 @@ def run_standalone(port: int, seed: int) -> None:
     started = time.monotonic()
     try:
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping is the expected outcome
     finally:
         sock.close()
-        print(f"Sandbox stopped after {time.monotonic() - started:.0f} s.")
+    print(f"Sandbox stopped after {time.monotonic() - started:.0f} s.")
