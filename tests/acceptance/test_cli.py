@@ -1,0 +1,184 @@
+"""The command line as users run it: a subprocess, its exit code and what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon import events
+from daemon.receiver import WebhookReceiver
+from daemon.sandbox import Sandbox
+from tests.conftest import API_TOKEN, config_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "daemon", "--config", str(config), "run"],
+            stdout=sink,
+            stderr=sink,
+            cwd=REPO,
+        )
+
+
+def test_example_config_is_valid() -> None:
+    result = cli(
+        "--config", "config.example.toml", "check-config", env={"PIPEDRIVE_API_TOKEN": "x"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "subscription 'new-deals': deal.added" in result.stdout
+
+
+def test_bad_config_names_file_key_value_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[[accounts]]\nname = "main"\napi_token = "t0k3n-secret"\n\n'
+        '[[subscriptions]]\nname = "s"\naccount = "main"\ntrigger = "deal.updated"\n'
+        'callback_url = "http://x"\npoll_interval = 0\ncolour = "blue"\n',
+        encoding="utf-8",
+    )
+    for command in ("check-config", "run"):
+        result = cli("--config", str(path), command)
+        assert result.returncode == 3
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.splitlines()
+        assert f"{path}: subscriptions[0].poll_interval: must be >= 1 (got 0)" in lines
+        assert f"{path}: subscriptions[0].colour: unknown key" in lines
+        assert any(
+            line.startswith(f"{path}: subscriptions[0].trigger: ") and "'deal.updated'" in line
+            for line in lines
+        )
+        assert "t0k3n-secret" not in result.stderr
+
+
+def test_config_problems_across_tables(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[accounts]]\nname = "main"\napi_token = "${NOT_SET_ANYWHERE}"\n', encoding="utf-8"
+    )
+    result = cli("--config", str(path), "check-config")
+    assert result.returncode == 3
+    assert (
+        "accounts[0].api_token: environment variable NOT_SET_ANYWHERE is not set" in result.stderr
+    )
+    path.write_text(
+        '[[accounts]]\nname = "main"\napi_token = "t"\n[[subscriptions]]\nname = "s"\n'
+        'account = "other"\ntrigger = "deal.added"\ncallback_url = "http://x"\n',
+        encoding="utf-8",
+    )
+    result = cli("--config", str(path), "check-config")
+    assert result.returncode == 3
+    assert (
+        "subscriptions[0].account: no [[accounts]] entry has this name (got 'other'"
+        in result.stderr
+    )
+    missing = cli("--config", str(tmp_path / "nope.toml"), "check-config")
+    assert missing.returncode == 3 and "cannot read the file" in missing.stderr
+    assert cli("check-config").returncode == 3
+
+
+def test_config_from_environment_variable_and_status(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[accounts]]\nname = "main"\napi_token = "t"\n[[subscriptions]]\nname = "s"\n'
+        'account = "main"\ntrigger = "activity.added"\ncallback_url = "http://x"\n',
+        encoding="utf-8",
+    )
+    env = {"PIPEDRIVE_TRIGGERS_CONFIG": str(path)}
+    before = cli("status", env=env)
+    assert before.returncode == 4
+    assert "run `pipedrive-triggers migrate`" in before.stderr
+    assert cli("migrate", env=env).returncode == 0
+    assert (tmp_path / "pipedrive-triggers.db").exists(), "default database sits next to the config"
+    status = cli("status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)[0]["status"] == "not started"
+
+
+def test_sigkill_at_any_moment_loses_no_event(
+    tmp_path: Path, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    """Kill the daemon with SIGKILL while it delivers, restart it: every deal arrives."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config_text(
+            database_url=f"sqlite:///{tmp_path / 'd.db'}",
+            api_url=sandbox.base_url,
+            callback_url=receiver.base_url,
+            subscriptions=[
+                {"name": "deals", "trigger": "deal.added"},
+                {"name": "legacy", "trigger": "deal.added.legacy"},
+            ],
+            delivery={
+                "timeout": 2,
+                "retry_schedule": ["0.5s"],
+                "max_attempts": 50,
+                "per_subscription_concurrency": 2,
+            },
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config, log)
+    deadline = time.monotonic() + 20
+    while sandbox.calls_to("GET", "/api/v2/deals") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first poll has committed its marks
+    deals = [sandbox.add_deal(title=f"crash test {n}")["id"] for n in range(30)]
+    # A slow consumer (4 POSTs in flight, 0.3 s each) so that kills land mid-delivery.
+    receiver.reply(200, times=500, delay_s=0.3)
+    kills = 0
+    arrived_at_kill = []
+    for pause in (1.5, 1.2, 0.9):
+        time.sleep(pause)
+        arrived_at_kill.append(len(receiver.event_ids()))
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=10)
+        kills += 1
+        more = [sandbox.add_deal(title=f"while down {kills}.{n}")["id"] for n in range(3)]
+        deals += more
+        daemon = start_daemon(config, log)
+    try:
+        expected = {
+            events.event_id(name, trigger, deal)
+            for deal in deals
+            for name, trigger in (("deals", "deal.added"), ("legacy", "deal.added.legacy"))
+        }
+        assert receiver.wait_for(len(expected), timeout_s=60), log.read_text()[-3000:]
+        assert receiver.event_ids() == expected
+        assert any(0 < n < len(expected) for n in arrived_at_kill), arrived_at_kill
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    assert log.read_text().rstrip().endswith("stopped"), log.read_text()[-2000:]
+    assert API_TOKEN not in log.read_text()
+
+
+@pytest.mark.slow
+def test_demo_shows_events_flowing() -> None:
+    result = cli("demo", "--deals", "3", "--activities", "2", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "summary: 8 of 8 events delivered" in result.stdout
+    assert result.stdout.count("[signature ok]") >= 8
