@@ -27,8 +27,9 @@ from openapi_core.testing import MockRequest, MockResponse
 
 from daemon.local_server import serve
 from daemon.sandbox import Sandbox, costs, gateway
+from tests.schema_check import SHARED_DIR
 
-SPEC_DIR = Path(os.environ.get("PIPEDRIVE_OPENAPI_DIR", "/work/shared/pipedrive-openapi"))
+SPEC_DIR = Path(os.environ.get("PIPEDRIVE_OPENAPI_DIR", str(SHARED_DIR / "pipedrive-openapi")))
 V2_FILE = SPEC_DIR / "pipedrive-v2.2026-08-18.yaml"
 V1_FILE = SPEC_DIR / "pipedrive-v1.2026-08-18.yaml"
 SPEC_HOST = "https://api.pipedrive.com"
