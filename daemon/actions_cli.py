@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from daemon import config as config_module
-from daemon import payloads, service
+from daemon import service
 from daemon.actions import Connector
 from daemon.errors import ArgumentError
 from daemon.pipedrive import RetryOptions
@@ -22,7 +22,6 @@ from daemon.pipedrive import RetryOptions
 # Retrying here could wait until the daily budget resets (Retry-After up to midnight), and a
 # retried POST after a 5xx or timeout may add the deal or activity twice.
 CLI_RETRY = RetryOptions(attempts=1)
-EXIT_UNMAPPABLE = 1  # Pipedrive answered with an object the connector schema cannot hold
 JSON_INDENT = 2
 
 Action = Callable[[Connector], Awaitable[dict[str, Any]]]
@@ -59,11 +58,7 @@ def _perform(ctx: click.Context, account: str | None, action: Action) -> None:
             connector = Connector(accounts.clients[name], accounts.caches[name])
             return await action(connector)
 
-    try:
-        result = cli.run_async(run)
-    except payloads.PayloadError as error:
-        cli.fail(f"account {name!r}: cannot map Pipedrive's answer: {error}", EXIT_UNMAPPABLE)
-        return
+    result = cli.run_async(run)
     click.echo(json.dumps(result, indent=JSON_INDENT, ensure_ascii=False))
 
 

@@ -84,6 +84,18 @@ class PipedriveUnavailable(PipedriveError):
     exit_code = 16
 
 
+class PayloadError(PipedriveTriggersError, ValueError):
+    """A Pipedrive object that cannot be mapped; names the object and the field."""
+
+    exit_code = 1
+
+    def __init__(self, obj: str, field: str, problem: str) -> None:
+        super().__init__(f"{obj}: field {field!r}: {problem}")
+        self.obj = obj
+        self.field = field
+        self.problem = problem
+
+
 class ArgumentError(PipedriveTriggersError):
     """A bad argument, rejected before any request is sent."""
 

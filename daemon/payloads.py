@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
+from daemon.errors import PayloadError as PayloadError  # re-exported: mapping errors
 from daemon.lookups import ById, Lookups
 
 DEAL_INCLUDE_FIELDS = ",".join(
@@ -36,16 +37,6 @@ _CLOCK_SHAPE = re.compile(r"(?P<h>\d{2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?")
 _DURATION_SHAPE = re.compile(r"(?P<h>\d{1,4}):(?P<m>\d{2})(?::(?P<s>\d{2}))?")
 _MINUTES_PER_HOUR = _SECONDS_PER_MINUTE = 60
 _HOURS_PER_DAY = 24
-
-
-class PayloadError(ValueError):
-    """A Pipedrive object that cannot be mapped; names the object and the field."""
-
-    def __init__(self, obj: str, field: str, problem: str) -> None:
-        super().__init__(f"{obj}: field {field!r}: {problem}")
-        self.obj = obj
-        self.field = field
-        self.problem = problem
 
 
 def _is_int(value: Any) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import events, lookups, payloads, store
 from daemon.config import Config, SubscriptionConfig
 from daemon.detection import Item, Mark, parse_time, select_new
-from daemon.errors import PipedriveError
+from daemon.errors import PayloadError, PipedriveError
 from daemon.pipedrive import PipedriveClient
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def _event(
     event_id = events.event_id(subscription.name, subscription.trigger, item["id"])
     try:
         data = _MAPPERS[subscription.trigger](item, resolved)
-    except payloads.PayloadError as error:
+    except PayloadError as error:
         # Detected but unmappable: dead-lettered with the raw object, never dropped.
         logger.error(
             "subscription %r: cannot map item %s: %s",

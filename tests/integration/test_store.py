@@ -1,0 +1,164 @@
+"""The outbox on real SQLite and PostgreSQL: atomic detection, leases, outcomes, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import database, store, tables
+from daemon.detection import Mark
+from daemon.errors import SchemaOutOfDate
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = database.create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+def test_migrations_match_the_tables(database_url: str) -> None:
+    engine = database.create_sync_engine(database_url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), tables.metadata) == []
+    engine.dispose()
+
+
+async def test_refuses_a_database_that_is_not_migrated(tmp_path: object) -> None:
+    engine = database.create_engine(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(SchemaOutOfDate, match="run `pipedrive-triggers migrate`"):
+        await database.check_revision(engine)
+    await engine.dispose()
+
+
+def events(*ids: int) -> list[store.NewEvent]:
+    return [store.NewEvent(f"msg_{i}", "deal.added", i, f'{{"id":{i}}}') for i in ids]
+
+
+async def detect(engine: AsyncEngine, name: str, ids: list[int], mark: int) -> None:
+    await store.record_detection(
+        engine,
+        subscription=name,
+        account="main",
+        trigger="deal.added",
+        events=events(*ids),
+        mark=Mark(mark, NOW),
+        now=NOW,
+    )
+
+
+async def test_detection_is_idempotent_and_advances_the_mark(engine: AsyncEngine) -> None:
+    await detect(engine, "s", [1, 2], 2)
+    await detect(engine, "s", [2, 3], 3)  # 2 again: ignored, not an error
+    claimed = await store.claim_due(
+        engine,
+        now=NOW,
+        lease_until=NOW + timedelta(seconds=30),
+        limit=10,
+        per_subscription=10,
+        subscriptions=["s"],
+    )
+    assert sorted(row.item_id for row in claimed) == [1, 2, 3]
+    state = (await store.load_states(engine, ["s"]))["s"]
+    assert state.mark == Mark(3, NOW) and state.status == store.STATUS_OK
+
+
+async def test_a_lease_hides_rows_until_it_ends(engine: AsyncEngine) -> None:
+    await detect(engine, "s", [1, 2, 3], 3)
+
+    async def claim(at: datetime) -> list[int]:
+        rows = await store.claim_due(
+            engine,
+            now=at,
+            lease_until=at + timedelta(seconds=30),
+            limit=10,
+            per_subscription=10,
+            subscriptions=["s"],
+        )
+        return sorted(row.item_id for row in rows)
+
+    assert await claim(NOW) == [1, 2, 3]
+    assert await claim(NOW + timedelta(seconds=10)) == []  # still leased (a live daemon's work)
+    assert await claim(NOW + timedelta(seconds=31)) == [1, 2, 3]  # the claimer died: back
+
+
+async def test_per_subscription_cap_and_unknown_subscriptions(engine: AsyncEngine) -> None:
+    await detect(engine, "busy", list(range(1, 21)), 20)
+    await detect(engine, "quiet", [100], 100)
+    await detect(engine, "removed-from-config", [200], 200)
+    rows = await store.claim_due(
+        engine,
+        now=NOW,
+        lease_until=NOW + timedelta(seconds=30),
+        limit=50,
+        per_subscription=4,
+        subscriptions=["busy", "quiet"],
+    )
+    by_sub: dict[str, int] = {}
+    for row in rows:
+        by_sub[row.subscription] = by_sub.get(row.subscription, 0) + 1
+    assert by_sub == {"busy": 4, "quiet": 1}
+
+
+async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> None:
+    await detect(engine, "s", [1, 2, 3], 3)
+    rows = {
+        row.item_id: row
+        for row in await store.claim_due(
+            engine,
+            now=NOW,
+            lease_until=NOW + timedelta(seconds=30),
+            limit=10,
+            per_subscription=10,
+            subscriptions=["s"],
+        )
+    }
+    later = NOW + timedelta(minutes=5)
+    await store.record_outcomes(
+        engine,
+        [
+            store.Outcome(rows[1], NOW, 200, None, 12, "delivered"),
+            store.Outcome(rows[2], NOW, 503, "callback returned 503", 8, "retry", later),
+            store.Outcome(rows[3], NOW, 410, "callback returned 410 Gone", 5, "dead"),
+        ],
+    )
+    assert await store.counts(engine) == {"s": store.SubscriptionCounts(1, 1, 1)}
+    retry = await store.claim_due(
+        engine,
+        now=later,
+        lease_until=later + timedelta(seconds=30),
+        limit=10,
+        per_subscription=10,
+        subscriptions=["s"],
+    )
+    assert [(row.item_id, row.attempts) for row in retry] == [(2, 1)]
+
+
+async def test_concurrent_claimers_never_share_a_row(engine: AsyncEngine) -> None:
+    """Two daemons on one database (SKIP LOCKED on PostgreSQL, one writer on SQLite)."""
+    await detect(engine, "s", list(range(1, 201)), 200)
+
+    async def claimer() -> list[int]:
+        got: list[int] = []
+        while rows := await store.claim_due(
+            engine,
+            now=NOW,
+            lease_until=NOW + timedelta(seconds=60),
+            limit=7,
+            per_subscription=7,
+            subscriptions=["s"],
+        ):
+            got += [row.item_id for row in rows]
+        return got
+
+    first, second = await asyncio.gather(claimer(), claimer())
+    assert not set(first) & set(second)
+    assert sorted(first + second) == list(range(1, 201))

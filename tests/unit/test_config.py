@@ -1,0 +1,96 @@
+"""Config validation: every problem named by file, dotted key, value and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon import config
+
+BASE: dict[str, Any] = {
+    "accounts": [{"name": "main", "api_token": "tok"}],
+    "subscriptions": [
+        {"name": "s", "account": "main", "trigger": "deal.added", "callback_url": "http://x/h"}
+    ],
+}
+
+
+def problems(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse(raw, "c.toml", Path("/etc/pd"))
+    return caught.value.problems
+
+
+def with_sub(**fields: Any) -> dict[str, Any]:
+    return {**BASE, "subscriptions": [{**BASE["subscriptions"][0], **fields}]}
+
+
+def test_defaults() -> None:
+    loaded = config.parse(BASE, "c.toml", Path("/etc/pd"))
+    sub = loaded.subscriptions[0]
+    assert (sub.poll_interval, sub.start, sub.secret) == (120, "now", None)
+    assert loaded.accounts[0].calls_per_minute == 100
+    assert loaded.accounts[0].api_root == "https://api.pipedrive.com"
+    assert loaded.delivery.timeout == 15 and loaded.delivery.max_attempts == 12
+    assert loaded.database.url == "sqlite:////etc/pd/pipedrive-triggers.db"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (with_sub(poll_interval=0), "subscriptions[0].poll_interval: must be >= 1 (got 0)"),
+        (with_sub(poll_interval="soon"), "subscriptions[0].poll_interval: must be a duration"),
+        (with_sub(trigger="deal.updated"), "subscriptions[0].trigger: "),
+        (with_sub(callback_url="not a url"), "subscriptions[0].callback_url: "),
+        (with_sub(secret="abc"), "subscriptions[0].secret: must start with 'whsec_'"),
+        (with_sub(secret="whsec_%%%"), "subscriptions[0].secret: is not valid base64"),
+        (with_sub(start="2026-01-01T00:00:00"), "subscriptions[0].start: "),
+        (with_sub(colour="blue"), "subscriptions[0].colour: unknown key"),
+        ({**BASE, "accounts": [{"name": "main"}]}, "accounts[0]: give exactly one of"),
+        ({**BASE, "delivery": {"max_attempts": 0}}, "delivery.max_attempts: must be >= 1 (got 0)"),
+        ({**BASE, "delivery": {"retry_schedule": []}}, "delivery.retry_schedule: "),
+        ({"subscriptions": []}, "accounts: is required"),
+    ],
+)
+def test_errors_name_the_key(raw: dict[str, Any], expected: str) -> None:
+    assert any(problem.startswith(expected) for problem in problems(raw)), problems(raw)
+
+
+def test_secrets_are_not_echoed() -> None:
+    found = problems(with_sub(secret="sk_live_not_a_whsec"))
+    assert not any("sk_live_not_a_whsec" in problem for problem in found)
+
+
+def test_cross_references() -> None:
+    twice = {**BASE, "subscriptions": BASE["subscriptions"] * 2}
+    assert problems(twice) == ["subscriptions[1].name: duplicate subscription name (got 's')"]
+    assert problems(with_sub(account="nope"))[0].startswith(
+        "subscriptions[0].account: no [[accounts]] entry has this name (got 'nope'"
+    )
+
+
+def test_durations_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PD_TOKEN", "from-env")
+    (tmp_path / "token").write_text("from-file\n")
+    raw = {
+        "accounts": [
+            {"name": "a", "api_token": "${PD_TOKEN}"},
+            {"name": "b", "api_token_file": "token"},
+        ],
+        "delivery": {"retry_schedule": ["5s", "2m", "1h", 30]},
+        "database": {"url": "sqlite:///data/pd.db"},
+    }
+    loaded = config.parse(raw, "c.toml", tmp_path)
+    assert loaded.accounts[0].token().get_secret_value() == "from-env"
+    assert loaded.accounts[1].token().get_secret_value() == "from-file"
+    assert loaded.delivery.retry_schedule == (5, 120, 3600, 30)
+    assert loaded.database.url == f"sqlite:///{tmp_path / 'data' / 'pd.db'}"
+
+
+def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPEDRIVE_API_TOKEN", "x")
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    loaded = config.load(example)
+    assert {s.trigger for s in loaded.subscriptions} == set(config.TRIGGERS)
