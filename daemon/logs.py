@@ -39,5 +39,5 @@ def setup(level: str = "INFO", fmt: Literal["text", "json"] = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Request lines from the HTTP libraries are noise at INFO; our own lines say what matters.
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
