@@ -30,9 +30,21 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _mark_of(item: Item) -> Mark:
+def added_at(item: Item) -> datetime | None:
+    """The item's `add_time`, or None when missing or unparsable: a malformed item must not
+    stall detection; the mapping step dead-letters it with the reason."""
     add_time = item.get("add_time")
-    return Mark(item["id"], parse_time(add_time) if isinstance(add_time, str) else None)
+    if not isinstance(add_time, str):
+        return None
+    try:
+        moment = parse_time(add_time)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _mark_of(item: Item) -> Mark:
+    return Mark(item["id"], added_at(item))
 
 
 def top_mark(items: Iterable[Item], mark: Mark | None) -> Mark | None:
@@ -58,11 +70,7 @@ def select_new(items: Iterable[Item], mark: Mark | None, start: datetime | None)
     elif start is None:
         new = []
     else:
-        new = [
-            item
-            for item in listed
-            if isinstance(item.get("add_time"), str) and parse_time(item["add_time"]) >= start
-        ]
+        new = [item for item in listed if (added := added_at(item)) is not None and added >= start]
     unique = {item["id"]: item for item in new}
     new_mark = top_mark(listed, mark) or Mark(0, None)
     return Detection([unique[key] for key in sorted(unique)], new_mark)

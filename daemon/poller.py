@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import events, lookups, payloads, store
 from daemon.config import Config, SubscriptionConfig
-from daemon.detection import Item, Mark, parse_time, select_new
+from daemon.detection import Item, Mark, added_at, select_new
 from daemon.errors import PayloadError, PipedriveError
 from daemon.pipedrive import PipedriveClient
 
@@ -195,8 +195,8 @@ def _start(subscription: SubscriptionConfig) -> datetime | None:
 
 
 def _added_before(item: Item, moment: datetime) -> bool:
-    add_time = item.get("add_time")
-    return isinstance(add_time, str) and parse_time(add_time) < moment
+    added = added_at(item)
+    return added is not None and added < moment
 
 
 def _event(

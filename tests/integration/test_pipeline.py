@@ -422,3 +422,30 @@ def test_start_is_validated_as_rfc3339() -> None:
             "c.toml",
             Path("."),
         )
+
+
+async def test_an_unmappable_item_is_dead_lettered_not_dropped(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    config = load(
+        tmp_path,
+        database_url=database_url,
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=[{"name": "d", "trigger": "deal.added"}],
+    )
+    async with running(config):
+        await eventually(lambda: all_polled(config))
+        broken = sandbox.add_deal(title="will be garbled")["id"]
+        with sandbox.store.lock:  # Pipedrive answering with a wrong type in one object
+            sandbox.store.deals[broken]["value"] = "lots"
+        good = sandbox.add_deal(title="fine")["id"]
+        await wait_for_events(receiver, 1)
+        await eventually(lambda: count_rows(config, tables.dead_letters))
+    assert [item.json()["data"]["id"] for item in receiver.received] == [good]
+    assert config.database.url
+    engine = database.create_engine(config.database.url)
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(tables.dead_letters))).one()
+    await engine.dispose()
+    assert row.item_id == broken and "value" in row.last_error

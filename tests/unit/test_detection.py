@@ -43,6 +43,9 @@ def item(item_id: int, add_time: str = "2026-11-20T10:00:00Z") -> dict[str, Any]
             [3, 5],
             5,
         ),
+        # a malformed add_time neither stalls detection nor counts as in range for a backfill
+        ([item(10, "yesterday"), item(9, "2026-11-20T10:00:00")], Mark(8, T0), None, [9, 10], 10),
+        ([item(10, "yesterday")], None, T0, [], 10),
         # duplicates in a listing (main + backfill pages) are delivered once
         ([item(10), item(10)], Mark(9, T0), None, [10], 10),
     ],
