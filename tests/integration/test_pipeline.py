@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from daemon import config as config_module
 from daemon import database, events, service, store, tables
+from daemon.errors import ConfigError
 from daemon.pipedrive import RetryOptions
 from daemon.receiver import WebhookReceiver
 from daemon.sandbox import Sandbox
@@ -31,10 +32,28 @@ SCHEMA_OF = {
 }
 
 
-def load(tmp_path: Path, **kwargs: Any) -> config_module.Config:
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(**kwargs), encoding="utf-8")
-    return config_module.load(path)
+MakeConfig = Callable[..., config_module.Config]
+
+
+@pytest.fixture
+def make_config(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+) -> MakeConfig:
+    """A config file for this test's database, sandbox and receiver, read by the real loader."""
+
+    def make(subscriptions: list[dict[str, Any]], **delivery: Any) -> config_module.Config:
+        path = tmp_path / "config.toml"
+        text = config_text(
+            database_url=database_url,
+            api_url=sandbox.base_url,
+            callback_url=receiver.base_url,
+            subscriptions=subscriptions,
+            delivery=delivery,
+        )
+        path.write_text(text, encoding="utf-8")
+        return config_module.load(path)
+
+    return make
 
 
 @contextlib.asynccontextmanager
@@ -103,20 +122,14 @@ def listing_calls(sandbox: Sandbox, path: str) -> int:
 
 
 async def test_each_trigger_delivers_its_connector_schema(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
     subs = [
         {"name": "deals-v2", "trigger": "deal.added"},
         {"name": "deals-legacy", "trigger": "deal.added.legacy"},
         {"name": "activities", "trigger": "activity.added"},
     ]
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=subs,
-    )
+    config = make_config(subs)
     person = sandbox.add_person("Ada Lovelace")
     org = sandbox.add_organization("Analytical Engines Ltd")
     stage = sandbox.stages[1]
@@ -171,15 +184,9 @@ async def test_each_trigger_delivers_its_connector_schema(
 
 
 async def test_same_second_and_backdated_deals_are_all_delivered(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added"}],
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added"}])
     async with running(config):
         await eventually(lambda: all_polled(config))
         same_second = "2026-11-20T10:00:00Z"
@@ -192,20 +199,14 @@ async def test_same_second_and_backdated_deals_are_all_delivered(
 
 
 async def test_start_time_backfills_items_added_since(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
     sandbox.add_deal(title="before", add_time="2026-01-01T00:00:00Z")
     wanted = [
         sandbox.add_deal(title="after 1", add_time="2026-03-01T00:00:00Z")["id"],
         sandbox.add_deal(title="after 2", add_time="2026-06-01T12:00:00Z")["id"],
     ]
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added", "start": "2026-02-01T00:00:00Z"}],
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added", "start": "2026-02-01T00:00:00Z"}])
     async with running(config):
         await wait_for_events(receiver, 2)
         later = sandbox.add_deal(title="live")["id"]
@@ -214,16 +215,9 @@ async def test_start_time_backfills_items_added_since(
 
 
 async def test_failed_deliveries_are_retried_until_accepted(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added"}],
-        delivery={"max_attempts": 5},
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added"}], max_attempts=5)
     async with running(config):
         await eventually(lambda: all_polled(config))
         receiver.reply(500)
@@ -239,18 +233,14 @@ async def test_failed_deliveries_are_retried_until_accepted(
 
 
 async def test_dead_letter_after_max_attempts_and_others_unaffected(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[
+    config = make_config(
+        [
             {"name": "gone", "trigger": "deal.added", "callback_url": "http://127.0.0.1:9/refused"},
             {"name": "fine", "trigger": "deal.added"},
         ],
-        delivery={"max_attempts": 3},
+        max_attempts=3,
     )
     async with running(config):
         await eventually(lambda: all_polled(config))
@@ -269,16 +259,9 @@ async def test_dead_letter_after_max_attempts_and_others_unaffected(
 
 
 async def test_consumer_answering_410_or_timing_out_is_dead_lettered(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added"}],
-        delivery={"max_attempts": 2, "timeout": 0.5},
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added"}], max_attempts=2, timeout=0.5)
     async with running(config):
         await eventually(lambda: all_polled(config))
         receiver.reply(410)
@@ -300,15 +283,9 @@ async def test_consumer_answering_410_or_timing_out_is_dead_lettered(
 
 
 async def test_invalid_token_marks_failing_and_keeps_the_mark(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added"}],
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added"}])
     async with running(config):
         await eventually(lambda: all_polled(config))
         before = (await states(config))["d"]
@@ -329,15 +306,9 @@ async def test_invalid_token_marks_failing_and_keeps_the_mark(
 
 
 async def test_rate_limited_and_broken_answers_lose_nothing(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added"}],
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added"}])
     async with running(config):
         await eventually(lambda: all_polled(config))
         sandbox.faults.add(status=429, count=1, path_prefix="/api/v2/deals")
@@ -350,17 +321,11 @@ async def test_rate_limited_and_broken_answers_lose_nothing(
 
 
 async def test_subscriptions_of_one_account_share_one_listing(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
     subs = [{"name": f"v2-{n}", "trigger": "deal.added"} for n in range(3)]
     subs += [{"name": f"legacy-{n}", "trigger": "deal.added.legacy"} for n in range(2)]
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=subs,
-    )
+    config = make_config(subs)
     async with running(config):
         await eventually(lambda: all_polled(config))
         sandbox.clear_calls()
@@ -376,21 +341,13 @@ async def test_subscriptions_of_one_account_share_one_listing(
 
 
 async def test_secrets_never_reach_the_logs(
-    tmp_path: Path,
-    database_url: str,
+    make_config: MakeConfig,
     sandbox: Sandbox,
     receiver: WebhookReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added"}],
-        delivery={"max_attempts": 2},
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added"}], max_attempts=2)
     async with running(config):
         await eventually(lambda: all_polled(config))
         sandbox.faults.add(status=500, count=10, path_prefix="/api/v2/deals")
@@ -405,7 +362,7 @@ async def test_secrets_never_reach_the_logs(
 
 
 def test_start_is_validated_as_rfc3339() -> None:
-    with pytest.raises(config_module.ConfigError, match=r"subscriptions\[0\]\.start"):
+    with pytest.raises(ConfigError, match=r"subscriptions\[0\]\.start"):
         config_module.parse(
             {
                 "accounts": [{"name": "a", "api_token": "t"}],
@@ -425,15 +382,9 @@ def test_start_is_validated_as_rfc3339() -> None:
 
 
 async def test_an_unmappable_item_is_dead_lettered_not_dropped(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: WebhookReceiver
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
-    config = load(
-        tmp_path,
-        database_url=database_url,
-        api_url=sandbox.base_url,
-        callback_url=receiver.base_url,
-        subscriptions=[{"name": "d", "trigger": "deal.added"}],
-    )
+    config = make_config([{"name": "d", "trigger": "deal.added"}])
     async with running(config):
         await eventually(lambda: all_polled(config))
         broken = sandbox.add_deal(title="will be garbled")["id"]

@@ -43,6 +43,24 @@ def events(*ids: int) -> list[store.NewEvent]:
     return [store.NewEvent(f"msg_{i}", "deal.added", i, f'{{"id":{i}}}') for i in ids]
 
 
+async def claim(
+    engine: AsyncEngine,
+    at: datetime = NOW,
+    limit: int = 10,
+    cap: int = 10,
+    subscriptions: tuple[str, ...] = ("s",),
+    lease_s: float = 30,
+) -> list[store.Claimed]:
+    return await store.claim_due(
+        engine,
+        now=at,
+        lease_until=at + timedelta(seconds=lease_s),
+        limit=limit,
+        per_subscription=cap,
+        subscriptions=subscriptions,
+    )
+
+
 async def detect(engine: AsyncEngine, name: str, ids: list[int], mark: int) -> None:
     await store.record_detection(
         engine,
