@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
@@ -13,12 +13,12 @@ MIN_WAIT_S = 0.01
 
 
 class AccountRateLimiter:
-    """At most `calls_per_minute` calls in any 60-second window (a moving window, so no burst
+    """At most `calls_per_minute` calls in any `window_s` (60) seconds (a moving window, so no burst
     at a window's edge can double it), and a pause for everyone after Pipedrive answers 429."""
 
-    def __init__(self, calls_per_minute: int) -> None:
+    def __init__(self, calls_per_minute: int, window_s: int = 60) -> None:
         self.calls_per_minute = calls_per_minute
-        self._item = RateLimitItemPerMinute(calls_per_minute)
+        self._item = RateLimitItemPerSecond(calls_per_minute, window_s)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._paused_until = 0.0
 

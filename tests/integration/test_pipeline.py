@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from daemon import config as config_module
 from daemon import database, events, service, store, tables
 from daemon.errors import ConfigError
+from daemon.local_server import serve
 from daemon.pipedrive import RetryOptions
 from daemon.receiver import WebhookReceiver
 from daemon.sandbox import Sandbox
@@ -400,3 +401,36 @@ async def test_an_unmappable_item_is_dead_lettered_not_dropped(
         row = (await connection.execute(select(tables.dead_letters))).one()
     await engine.dispose()
     assert row.item_id == broken and "value" in row.last_error
+
+
+async def test_a_slow_consumer_does_not_slow_the_others(
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    slow = WebhookReceiver(secret=SIGNING_SECRET)
+    slow.reply(200, times=100, delay_s=1.5)
+    with serve(slow) as slow_server:
+        config = make_config(
+            [
+                {
+                    "name": "slow",
+                    "trigger": "deal.added",
+                    "callback_url": f"{slow_server.base_url}/hooks/slow",
+                },
+                {"name": "fast", "trigger": "activity.added"},
+            ],
+            per_subscription_concurrency=2,
+            concurrency=8,
+            timeout=5,
+        )
+        async with running(config):
+            await eventually(lambda: all_polled(config))
+            for n in range(10):
+                sandbox.add_deal(title=f"busy {n}")
+            await asyncio.sleep(1.3)  # the slow consumer's deliveries are now in flight
+            for n in range(10):
+                sandbox.add_activity(subject=f"quick {n}", type="call")
+            await wait_for_events(receiver, 10)
+            slow_so_far = len(slow.event_ids())
+    # 10 slow deliveries of 1.5 s, 2 at a time, take 7.5 s. Without the per-subscription cap
+    # the slow consumer would hold all 8 slots and finish 8 before any activity got through.
+    assert slow_so_far <= 5, f"fast waited behind the slow consumer ({slow_so_far} slow done)"
