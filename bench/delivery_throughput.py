@@ -7,6 +7,8 @@ from machine to machine:
 
 * bare httpx          - `httpx.AsyncClient` (httpx's own pool), C workers POSTing N bodies
 * bare httpx+aiohttp  - the same loop on `httpx_aiohttp.AiohttpTransport`, the daemon's transport
+* bare aiohttp        - the same loop on `aiohttp.ClientSession` itself: not a rival design here,
+                        it shows the receiver's ceiling is far above every other figure
 * daemon SQLite       - N rows in the outbox (WAL file in a temp dir), `Deliverer.run` until all
                         N are delivered, timed from start to the last outcome recorded
 * daemon PostgreSQL   - the same on a scratch database `bench_<random>`, dropped afterwards
@@ -43,7 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,12 +75,13 @@ DELIVERY_TIMEOUT_S = 15.0  # the daemon's default; no POST here comes close
 RUN_TIMEOUT_S = 120.0  # any single measurement that takes longer is reported as a failure
 RECEIVER_START_TIMEOUT_S = 15.0
 INSERT_CHUNK = 500  # one poll page: how the poller hands rows to the outbox
-MODES = ("httpx", "httpx+aiohttp", "daemon-sqlite", "daemon-postgresql")
-BARE_MODES = MODES[:2]
-DAEMON_MODES = MODES[2:]
+MODES = ("httpx", "httpx+aiohttp", "aiohttp", "daemon-sqlite", "daemon-postgresql")
+BARE_MODES = MODES[:3]
+DAEMON_MODES = MODES[3:]
 LABELS = {
     "httpx": "bare httpx.AsyncClient",
     "httpx+aiohttp": "bare httpx + AiohttpTransport",
+    "aiohttp": "bare aiohttp (ceiling ref.)",
     "daemon-sqlite": "daemon, SQLite (WAL)",
     "daemon-postgresql": "daemon, PostgreSQL",
 }
@@ -281,7 +284,12 @@ def _lookups() -> Lookups:
                 "duration": "00:45",
                 "note": "<p>Ask about <b>volume discount</b> and the Q3 rollout.</p>",
             },
-            502: {"id": 502, "subject": "Intro meeting", "type": "meeting", "due_date": "2026-03-01"},
+            502: {
+                "id": 502,
+                "subject": "Intro meeting",
+                "type": "meeting",
+                "due_date": "2026-03-01",
+            },
         },
     )
 
@@ -354,6 +362,33 @@ async def bare_loop(
         return time.perf_counter() - started
 
 
+async def bare_aiohttp_loop(
+    url: str, work: Sequence[tuple[bytes, dict[str, str]]], concurrency: int
+) -> float:
+    """`bare_loop` on aiohttp's own client, without httpx's layer on top."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT_S),
+        headers={"user-agent": "pipedrive-triggers"},
+    ) as session:
+        position = iter(work)
+
+        async def worker() -> None:
+            for content, headers in position:
+                async with session.post(
+                    url, data=content, headers=headers, allow_redirects=False
+                ) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"receiver answered {response.status}")
+
+        started = time.perf_counter()
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
 def bare_client(transport: str) -> Callable[[], httpx.AsyncClient]:
     """The daemon's client settings (timeout, no redirects, user-agent), transport aside."""
 
@@ -403,11 +438,11 @@ def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> It
         if detail.written >= target:
             done.set()
 
-    store.claim_due, store.record_outcomes = counted_claim, counted_record  # type: ignore[assignment]
+    store.claim_due, store.record_outcomes = counted_claim, counted_record
     try:
         yield
     finally:
-        store.claim_due, store.record_outcomes = claim_due, record_outcomes  # type: ignore[method-assign]
+        store.claim_due, store.record_outcomes = claim_due, record_outcomes
 
 
 async def fill_outbox(url: str, workload: Sequence[Event]) -> None:
@@ -441,7 +476,7 @@ async def daemon_run(
         name=SUBSCRIPTION,
         account="bench",
         trigger=TRIGGER,
-        callback_url=callback_url,  # type: ignore[arg-type]
+        callback_url=callback_url,
         secret=SecretStr(SECRET),
     )
     settings = DeliveryConfig(
@@ -580,6 +615,12 @@ class Results:
     def median(self, mode: str) -> float:
         return statistics.median(self.runs[mode])
 
+    def median_detail(self, mode: str) -> dict[str, float]:
+        """The store counters of the run whose rate is the (lower) median."""
+        rates = self.runs[mode]
+        index = sorted(range(len(rates)), key=rates.__getitem__)[(len(rates) - 1) // 2]
+        return self.details[mode][index]
+
 
 async def measure_once(
     mode: str,
@@ -590,7 +631,10 @@ async def measure_once(
     profile_path: Path | None = None,
 ) -> tuple[float, DaemonDetail | None]:
     """One measurement of `mode`; returns events/s (and the daemon's store counters)."""
-    if mode in BARE_MODES:
+    if mode == "aiohttp":
+        seconds = await bare_aiohttp_loop(receiver.url, signed_work(workload), concurrency)
+        detail = None
+    elif mode in BARE_MODES:
         work = signed_work(workload)
         transport = "aiohttp" if mode == "httpx+aiohttp" else "httpx"
         seconds = await bare_loop(bare_client(transport), receiver.url, work, concurrency)
@@ -600,7 +644,7 @@ async def measure_once(
         url = fresh_db()
         await fill_outbox(url, workload)
         detail = DaemonDetail()
-        async with _profiling(profile_path):
+        with _profiling(profile_path):
             seconds = await daemon_run(url, receiver.url, len(workload), concurrency, detail)
     stats = await asyncio.to_thread(receiver_stats, receiver)
     if stats["distinct"] != len(workload) or stats["received"] != len(workload):
@@ -610,23 +654,27 @@ async def measure_once(
     return len(workload) / seconds, detail
 
 
-@contextlib.asynccontextmanager
-async def _profiling(path: Path | None) -> AsyncIterator[None]:
+@contextlib.contextmanager
+def _profiling(path: Path | None) -> Iterator[None]:
+    """pyinstrument over the event loop's thread (a one-off tool, not a dependency)."""
     if path is None:
         yield
         return
     try:
         from pyinstrument import Profiler
     except ImportError:
-        raise SystemExit("--profile needs pyinstrument: .venv/bin/pip install pyinstrument") from None
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
+        raise SystemExit(
+            "--profile needs pyinstrument: .venv/bin/pip install pyinstrument"
+        ) from None
+    profiler = Profiler(async_mode="disabled")
     profiler.start()
     try:
         yield
     finally:
         profiler.stop()
-        path.write_text(profiler.output_text(unicode=True, show_all=False), encoding="utf-8")
+        path.write_text(profiler.output_text(unicode=True), encoding="utf-8")
         path.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
+        print(f"  profile: {path} and {path.with_suffix('.html')}", file=sys.stderr)
 
 
 async def benchmark(args: argparse.Namespace, receiver: Receiver, results: Results) -> None:
@@ -659,31 +707,32 @@ async def benchmark(args: argparse.Namespace, receiver: Receiver, results: Resul
 def report(results: Results) -> str:
     lines = [
         f"{results.events} events per run, concurrency {results.concurrency} "
-        f"(per-subscription limit = concurrency), median of {results.repeat} run(s)",
-        f"receiver: WebhookReceiver on {results.receiver}, separate process, "
+        f"(daemon: per-subscription limit = concurrency), median of {results.repeat} run(s)",
+        f"receiver: WebhookReceiver(keep_bodies=False) on {results.receiver}, own process, "
         f"signature verification {'on' if results.verify else 'off'}",
         f"client: {results.client}; machine: {results.machine}",
         "",
-        f"{'':<32}{'events/s':>10}{'runs':>24}",
+        f"{'':<32}{'events/s':>10}   runs",
     ]
     for mode in MODES:
         if mode in results.runs:
             runs = " ".join(f"{r:.0f}" for r in results.runs[mode])
-            lines.append(f"{LABELS[mode]:<32}{results.median(mode):>10.0f}{runs:>24}")
+            lines.append(f"{LABELS[mode]:<32}{results.median(mode):>10.0f}   {runs}")
     bare = [m for m in BARE_MODES if m in results.runs]
     daemons = [m for m in DAEMON_MODES if m in results.runs]
     if bare and daemons:
-        lines += ["", "daemon / bare (same run)" + "".join(f"{'vs ' + m:>18}" for m in bare)]
+        lines += ["", f"{'daemon / bare, same run':<24}" + "".join(f"{'/ ' + m:>16}" for m in bare)]
         for mode in daemons:
-            ratios = "".join(f"{results.median(mode) / results.median(m):>18.2f}" for m in bare)
+            ratios = "".join(f"{results.median(mode) / results.median(m):>16.2f}" for m in bare)
             lines.append(f"{LABELS[mode]:<24}{ratios}")
+        lines.append("")
     for mode in daemons:
-        detail = results.details[mode][len(results.details[mode]) // 2]
+        detail = results.median_detail(mode)
         lines.append(
-            f"{LABELS[mode]}: {detail['claims']:.0f} claims "
-            f"({detail['empty_claims']:.0f} empty, {detail['claimed_rows']:.0f} rows, "
-            f"{detail['claim_s']:.2f}s awaited), {detail['writes']:.0f} outcome writes "
-            f"({detail['write_s']:.2f}s awaited)"
+            f"{LABELS[mode]} (median run): {detail['claims']:.0f} claims of "
+            f"{detail['claimed_rows'] / max(detail['claims'], 1):.0f} rows on average, "
+            f"{detail['claim_s']:.2f}s awaited; {detail['writes']:.0f} outcome writes, "
+            f"{detail['write_s']:.2f}s awaited"
         )
     lines += ["", f"reproduce: {results.command}"]
     return "\n".join(lines)
