@@ -112,15 +112,14 @@ class Deliverer:
         if free <= 0:
             return 0
         cap = self._settings.per_subscription_concurrency
-        open_subscriptions = [name for name in self._subscriptions if self._in_flight[name] < cap]
+        capacity = {name: cap - self._in_flight[name] for name in self._subscriptions}
         now = self._clock()
         rows = await store.claim_due(
             self._engine,
             now=now,
             lease_until=now + timedelta(seconds=self._settings.timeout + LEASE_MARGIN_S),
+            capacity=capacity,
             limit=free,
-            per_subscription=cap,
-            subscriptions=open_subscriptions,
         )
         started = 0
         for row in rows:

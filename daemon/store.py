@@ -7,7 +7,7 @@ crashed process had claimed comes back by itself once the lease runs out.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -183,53 +183,63 @@ async def record_poll_failure(
         )
 
 
+# How many candidate rows a claim reads per free slot: enough that rows of subscriptions at
+# their cap do not crowd the others out of one claim.
+CANDIDATES_PER_SLOT = 4
+
+
+def pick_claims(
+    candidates: Sequence[tuple[int, str]], capacity: Mapping[str, int], limit: int
+) -> list[int]:
+    """From due rows (oldest first), the ids to claim: at most `limit`, and no subscription
+    past its remaining `capacity`, so one busy consumer cannot take every slot."""
+    left = dict(capacity)
+    chosen: list[int] = []
+    for row_id, subscription in candidates:
+        if len(chosen) >= limit:
+            break
+        if left.get(subscription, 0) > 0:
+            left[subscription] -= 1
+            chosen.append(row_id)
+    return chosen
+
+
 async def claim_due(
     engine: AsyncEngine,
     *,
     now: datetime,
     lease_until: datetime,
+    capacity: Mapping[str, int],
     limit: int,
-    per_subscription: int,
-    subscriptions: Collection[str],
 ) -> list[Claimed]:
-    """Lease up to `limit` due deliveries of `subscriptions`, at most `per_subscription` of
-    each, oldest due first. On PostgreSQL, SKIP LOCKED lets several daemons claim side by side."""
-    if limit <= 0 or not subscriptions:
+    """Lease up to `limit` due deliveries, oldest due first, at most `capacity[name]` of each
+    subscription. On PostgreSQL, SKIP LOCKED lets several daemons claim side by side."""
+    open_subscriptions = [name for name, free in capacity.items() if free > 0]
+    if limit <= 0 or not open_subscriptions:
         return []
     due = and_(
         deliveries.c.delivered_at.is_(None),
         deliveries.c.next_attempt_at <= now,
         or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
     )
-    due = and_(due, deliveries.c.subscription.in_(list(subscriptions)))
-    ranked = (
-        select(
-            deliveries.c.id,
-            func.row_number()
-            .over(partition_by=deliveries.c.subscription, order_by=deliveries.c.next_attempt_at)
-            .label("rank"),
-            deliveries.c.next_attempt_at,
-        )
-        .where(due)
-        .subquery()
-    )
-    chosen = (
-        select(ranked.c.id)
-        .where(ranked.c.rank <= per_subscription)
-        .order_by(ranked.c.next_attempt_at)
-        .limit(limit)
+    # Walks the partial index on next_attempt_at and stops early, whatever the backlog.
+    candidates = (
+        select(deliveries.c.id, deliveries.c.subscription)
+        .where(due, deliveries.c.subscription.in_(open_subscriptions))
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit * CANDIDATES_PER_SLOT)
     )
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            # Lock the chosen rows, skipping those another daemon is claiming right now.
-            chosen = (
-                select(deliveries.c.id)
-                .where(deliveries.c.id.in_(chosen.scalar_subquery()), due)
-                .with_for_update(skip_locked=True)
-            )
-        rows = await connection.execute(
+            candidates = candidates.with_for_update(skip_locked=True)
+        rows = (await connection.execute(candidates)).all()
+        chosen = pick_claims([(row.id, row.subscription) for row in rows], capacity, limit)
+        if not chosen:
+            return []
+        claimed = await connection.execute(
             update(deliveries)
-            .where(deliveries.c.id.in_(chosen.scalar_subquery()))
+            # `due` again: a row another claimer took since the read is not taken twice.
+            .where(deliveries.c.id.in_(chosen), due)
             .values(claimed_until=lease_until)
             .returning(
                 deliveries.c.id,
@@ -241,7 +251,7 @@ async def claim_due(
                 deliveries.c.attempts,
             )
         )
-        return [Claimed(*row) for row in rows]
+        return [Claimed(*row) for row in claimed]
 
 
 async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:

@@ -75,9 +75,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_deliveries_delivered_at_next_attempt_at"),
-            ["delivered_at", "next_attempt_at"],
+            "ix_deliveries_pending_due",
+            ["next_attempt_at"],
             unique=False,
+            postgresql_where=sa.text("delivered_at IS NULL"),
+            sqlite_where=sa.text("delivered_at IS NULL"),
         )
 
     op.create_table(
@@ -125,7 +127,7 @@ def downgrade() -> None:
 
     op.drop_table("delivery_attempts")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_deliveries_delivered_at_next_attempt_at"))
+        batch_op.drop_index("ix_deliveries_pending_due")
 
     op.drop_table("deliveries")
     with op.batch_alter_table("dead_letters", schema=None) as batch_op:

@@ -47,17 +47,15 @@ async def claim(
     engine: AsyncEngine,
     at: datetime = NOW,
     limit: int = 10,
-    cap: int = 10,
-    subscriptions: tuple[str, ...] = ("s",),
+    capacity: dict[str, int] | None = None,
     lease_s: float = 30,
 ) -> list[store.Claimed]:
     return await store.claim_due(
         engine,
         now=at,
         lease_until=at + timedelta(seconds=lease_s),
+        capacity=capacity or {"s": 10},
         limit=limit,
-        per_subscription=cap,
-        subscriptions=subscriptions,
     )
 
 
@@ -76,15 +74,7 @@ async def detect(engine: AsyncEngine, name: str, ids: list[int], mark: int) -> N
 async def test_detection_is_idempotent_and_advances_the_mark(engine: AsyncEngine) -> None:
     await detect(engine, "s", [1, 2], 2)
     await detect(engine, "s", [2, 3], 3)  # 2 again: ignored, not an error
-    claimed = await store.claim_due(
-        engine,
-        now=NOW,
-        lease_until=NOW + timedelta(seconds=30),
-        limit=10,
-        per_subscription=10,
-        subscriptions=["s"],
-    )
-    assert sorted(row.item_id for row in claimed) == [1, 2, 3]
+    assert sorted(row.item_id for row in await claim(engine)) == [1, 2, 3]
     state = (await store.load_states(engine, ["s"]))["s"]
     assert state.mark == Mark(3, NOW) and state.status == store.STATUS_OK
 
@@ -92,34 +82,19 @@ async def test_detection_is_idempotent_and_advances_the_mark(engine: AsyncEngine
 async def test_a_lease_hides_rows_until_it_ends(engine: AsyncEngine) -> None:
     await detect(engine, "s", [1, 2, 3], 3)
 
-    async def claim(at: datetime) -> list[int]:
-        rows = await store.claim_due(
-            engine,
-            now=at,
-            lease_until=at + timedelta(seconds=30),
-            limit=10,
-            per_subscription=10,
-            subscriptions=["s"],
-        )
-        return sorted(row.item_id for row in rows)
+    async def ids(at: datetime) -> list[int]:
+        return sorted(row.item_id for row in await claim(engine, at))
 
-    assert await claim(NOW) == [1, 2, 3]
-    assert await claim(NOW + timedelta(seconds=10)) == []  # still leased (a live daemon's work)
-    assert await claim(NOW + timedelta(seconds=31)) == [1, 2, 3]  # the claimer died: back
+    assert await ids(NOW) == [1, 2, 3]
+    assert await ids(NOW + timedelta(seconds=10)) == []  # still leased (a live daemon's work)
+    assert await ids(NOW + timedelta(seconds=31)) == [1, 2, 3]  # the claimer died: back
 
 
-async def test_per_subscription_cap_and_unknown_subscriptions(engine: AsyncEngine) -> None:
+async def test_per_subscription_capacity_and_unknown_subscriptions(engine: AsyncEngine) -> None:
     await detect(engine, "busy", list(range(1, 21)), 20)
     await detect(engine, "quiet", [100], 100)
     await detect(engine, "removed-from-config", [200], 200)
-    rows = await store.claim_due(
-        engine,
-        now=NOW,
-        lease_until=NOW + timedelta(seconds=30),
-        limit=50,
-        per_subscription=4,
-        subscriptions=["busy", "quiet"],
-    )
+    rows = await claim(engine, limit=50, capacity={"busy": 4, "quiet": 3, "full": 0})
     by_sub: dict[str, int] = {}
     for row in rows:
         by_sub[row.subscription] = by_sub.get(row.subscription, 0) + 1
@@ -128,17 +103,7 @@ async def test_per_subscription_cap_and_unknown_subscriptions(engine: AsyncEngin
 
 async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> None:
     await detect(engine, "s", [1, 2, 3], 3)
-    rows = {
-        row.item_id: row
-        for row in await store.claim_due(
-            engine,
-            now=NOW,
-            lease_until=NOW + timedelta(seconds=30),
-            limit=10,
-            per_subscription=10,
-            subscriptions=["s"],
-        )
-    }
+    rows = {row.item_id: row for row in await claim(engine)}
     later = NOW + timedelta(minutes=5)
     await store.record_outcomes(
         engine,
@@ -149,14 +114,7 @@ async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> No
         ],
     )
     assert await store.counts(engine) == {"s": store.SubscriptionCounts(1, 1, 1)}
-    retry = await store.claim_due(
-        engine,
-        now=later,
-        lease_until=later + timedelta(seconds=30),
-        limit=10,
-        per_subscription=10,
-        subscriptions=["s"],
-    )
+    retry = await claim(engine, later)
     assert [(row.item_id, row.attempts) for row in retry] == [(2, 1)]
 
 
@@ -166,17 +124,24 @@ async def test_concurrent_claimers_never_share_a_row(engine: AsyncEngine) -> Non
 
     async def claimer() -> list[int]:
         got: list[int] = []
-        while rows := await store.claim_due(
-            engine,
-            now=NOW,
-            lease_until=NOW + timedelta(seconds=60),
-            limit=7,
-            per_subscription=7,
-            subscriptions=["s"],
-        ):
+        while rows := await claim(engine, limit=7, lease_s=60):
             got += [row.item_id for row in rows]
         return got
 
     first, second = await asyncio.gather(claimer(), claimer())
     assert not set(first) & set(second)
     assert sorted(first + second) == list(range(1, 201))
+
+
+@pytest.mark.parametrize(
+    ("candidates", "capacity", "limit", "chosen"),
+    [
+        ([(1, "a"), (2, "a"), (3, "b")], {"a": 1, "b": 5}, 10, [1, 3]),
+        ([(1, "a"), (2, "b"), (3, "b")], {"a": 5, "b": 5}, 2, [1, 2]),
+        ([(1, "gone")], {"a": 5}, 10, []),
+    ],
+)
+def test_pick_claims(
+    candidates: list[tuple[int, str]], capacity: dict[str, int], limit: int, chosen: list[int]
+) -> None:
+    assert store.pick_claims(candidates, capacity, limit) == chosen
