@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -65,10 +65,21 @@ class Deliverer:
         self._clock = clock
         self._random_unit = random_unit
         self._wake = asyncio.Event()
+        # SQLite has one writer: claims and outcome writes queue here, not in SQLite's busy
+        # handler, whose sleeps of up to 100 ms would idle the delivery slots.
+        self._sqlite_writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_ids: set[int] = set()  # in flight or awaiting their outcome's write
         self._in_flight: Counter[str] = Counter()
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
+
+    @contextlib.asynccontextmanager
+    async def _serialised(self) -> AsyncIterator[None]:
+        if self._sqlite_writes is None:
+            yield
+            return
+        async with self._sqlite_writes:
+            yield
 
     def wake(self) -> None:
         """New rows are in the outbox: look now rather than at the next idle poll."""
@@ -114,13 +125,14 @@ class Deliverer:
         cap = self._settings.per_subscription_concurrency
         capacity = {name: cap - self._in_flight[name] for name in self._subscriptions}
         now = self._clock()
-        rows = await store.claim_due(
-            self._engine,
-            now=now,
-            lease_until=now + timedelta(seconds=self._settings.timeout + LEASE_MARGIN_S),
-            capacity=capacity,
-            limit=free,
-        )
+        async with self._serialised():
+            rows = await store.claim_due(
+                self._engine,
+                now=now,
+                lease_until=now + timedelta(seconds=self._settings.timeout + LEASE_MARGIN_S),
+                capacity=capacity,
+                limit=free,
+            )
         started = 0
         for row in rows:
             if row.id in self._busy_ids:
@@ -134,27 +146,10 @@ class Deliverer:
         return started
 
     async def _attempt(self, row: store.Claimed) -> None:
-        subscription = self._subscriptions[row.subscription]
         attempted_at = self._clock()
-        headers = self._signers[row.subscription].headers(row.event_id, row.body, attempted_at)
         started = time.monotonic()
-        status: int | None = None
-        retry_after: float | None = None
         try:
-            async with self._http.stream(
-                "POST", str(subscription.callback_url), content=row.body.encode(), headers=headers
-            ) as response:
-                status = response.status_code
-                retry_after = parse_retry_after(response.headers.get("retry-after"), attempted_at)
-            error = (
-                None
-                if 200 <= status < 300
-                else f"callback returned {status} {response.reason_phrase}".rstrip()
-            )
-        except httpx.TimeoutException:
-            error = f"callback did not answer within {self._settings.timeout:g}s"
-        except httpx.TransportError as failure:
-            error = f"cannot reach callback ({type(failure).__name__})"
+            status, error, retry_after = await self._post(row, attempted_at)
         finally:
             self._in_flight[row.subscription] -= 1
             self._wake.set()
@@ -162,6 +157,28 @@ class Deliverer:
         self._outcomes.put_nowait(
             self._outcome(row, attempted_at, status, error, duration_ms, retry_after)
         )
+
+    async def _post(
+        self, row: store.Claimed, attempted_at: datetime
+    ) -> tuple[int | None, str | None, float | None]:
+        """One POST: (status, error or None on 2xx, Retry-After seconds)."""
+        url = str(self._subscriptions[row.subscription].callback_url)
+        headers = self._signers[row.subscription].headers(row.event_id, row.body, attempted_at)
+        try:
+            async with self._http.stream(
+                "POST", url, content=row.body.encode(), headers=headers
+            ) as response:
+                status = response.status_code
+                retry_after = parse_retry_after(response.headers.get("retry-after"), attempted_at)
+                reason = response.reason_phrase
+        except httpx.TimeoutException:
+            return None, f"callback did not answer within {self._settings.timeout:g}s", None
+        except httpx.HTTPError as failure:
+            # The type only: messages can quote the URL, which may carry the consumer's token.
+            return None, f"cannot reach callback ({type(failure).__name__})", None
+        if 200 <= status < 300:
+            return status, None, None
+        return status, f"callback returned {status} {reason}".rstrip(), retry_after
 
     def _outcome(
         self,
@@ -227,7 +244,8 @@ class Deliverer:
     async def _write(self, batch: list[store.Outcome]) -> None:
         while True:
             try:
-                await store.record_outcomes(self._engine, batch)
+                async with self._serialised():
+                    await store.record_outcomes(self._engine, batch)
                 return
             except Exception:
                 # The POSTs happened; losing their outcomes would resend them, not lose them,
