@@ -39,7 +39,10 @@ logger = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 500  # Pipedrive's `limit` maximum for list endpoints
 MAX_IDS_PER_CALL = 100  # Pipedrive's maximum for the `ids` filter
 DEFAULT_API_TIMEOUT_S = 30.0
-DEFAULT_RATE_LIMIT_WAIT_S = 2.0  # Pipedrive's burst window, when it names no Retry-After
+DEFAULT_RATE_LIMIT_WAIT_S = 2.0
+IDEMPOTENT_METHODS = frozenset(
+    {"GET", "HEAD"}
+)  # Pipedrive's burst window, when it names no Retry-After
 
 Item = dict[str, Any]
 
@@ -209,9 +212,14 @@ class PipedriveClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
     ) -> dict[str, Any]:
-        """Send one request; 429, 5xx, timeouts and garbage bodies are retried, then raised."""
+        """Send one request; 429 is retried, and so are 5xx, timeouts and garbage bodies for
+        reads. A write is not repeated after those: it may have been applied, and a second
+        POST would create a second deal."""
+        retried: tuple[type[Exception], ...] = (PipedriveRateLimited,)
+        if method.upper() in IDEMPOTENT_METHODS:
+            retried += (PipedriveUnavailable,)
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type((PipedriveRateLimited, PipedriveUnavailable)),
+            retry=retry_if_exception_type(retried),
             stop=stop_after_attempt(self._retry.attempts),
             wait=self._wait,
             reraise=True,

@@ -1,0 +1,68 @@
+"""The API client against the sandbox: retries that are safe, and none that are not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import SecretStr
+
+from daemon.errors import PipedriveAuthError, PipedriveUnavailable
+from daemon.pipedrive import PipedriveClient, RetryOptions
+from daemon.rate_limit import AccountRateLimiter
+from daemon.sandbox import Sandbox
+from tests.conftest import API_TOKEN
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[PipedriveClient]:
+    async with PipedriveClient.http_client(
+        sandbox.base_url, lambda: SecretStr(API_TOKEN), timeout_s=0.5
+    ) as http:
+        yield PipedriveClient(
+            http,
+            account="main",
+            limiter=AccountRateLimiter(1000),
+            retry=RetryOptions(attempts=3, backoff_s=0.01, max_backoff_s=0.05),
+        )
+
+
+async def test_reads_are_retried_through_5xx_timeouts_and_garbage(
+    client: PipedriveClient, sandbox: Sandbox
+) -> None:
+    sandbox.add_deal(title="survivor")
+    sandbox.faults.add(status=502, count=1, path_prefix="/api/v2/deals")
+    sandbox.faults.add(delay_s=1.0, count=1, path_prefix="/api/v2/deals")
+    deals = await client.list_pages("/api/v2/deals", {})
+    assert [deal["title"] for deal in deals] == ["survivor"]
+    sandbox.faults.add(malformed=True, count=3, path_prefix="/api/v2/deals")
+    with pytest.raises(PipedriveUnavailable, match="not JSON"):
+        await client.list_pages("/api/v2/deals", {})
+
+
+async def test_writes_are_not_repeated_after_a_5xx(
+    client: PipedriveClient, sandbox: Sandbox
+) -> None:
+    sandbox.faults.add(status=500, count=1, path_prefix="/api/v2/deals", method="POST")
+    with pytest.raises(PipedriveUnavailable):
+        await client.send("POST", "/api/v2/deals", {"title": "once"})
+    assert sandbox.calls_to("POST", "/api/v2/deals") == 1
+
+
+async def test_rate_limited_calls_wait_and_succeed(
+    client: PipedriveClient, sandbox: Sandbox
+) -> None:
+    sandbox.faults.add(status=429, count=1, path_prefix="/api/v2/deals")
+    created = await client.send("POST", "/api/v2/deals", {"title": "after 429"})
+    assert created["title"] == "after 429"
+
+
+async def test_a_refused_token_is_not_retried_and_not_quoted(
+    client: PipedriveClient, sandbox: Sandbox
+) -> None:
+    sandbox.token = "another-token"
+    with pytest.raises(PipedriveAuthError) as caught:
+        await client.list_pages("/api/v2/deals", {})
+    assert sandbox.calls_to("GET", "/api/v2/deals") == 1
+    assert API_TOKEN not in str(caught.value)
+    assert "401" in str(caught.value)
