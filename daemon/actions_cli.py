@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
+from daemon import accounts as accounts_module
 from daemon import config as config_module
-from daemon import service
 from daemon.actions import Connector
 from daemon.errors import ArgumentError
 from daemon.pipedrive import RetryOptions
@@ -54,7 +54,7 @@ def _perform(ctx: click.Context, account: str | None, action: Action) -> None:
     name = cli.guarded(lambda: pick_account(config, account))
 
     async def run() -> dict[str, Any]:
-        async with service.open_accounts(config, retry=CLI_RETRY) as accounts:
+        async with accounts_module.open_accounts(config, retry=CLI_RETRY) as accounts:
             connector = Connector(accounts.clients[name], accounts.caches[name])
             return await action(connector)
 

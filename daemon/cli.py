@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from daemon import config as config_module
-from daemon import database, logs, service, store
+from daemon import logs
 from daemon.errors import ConfigError, DatabaseError, PipedriveError, PipedriveTriggersError
 
 logger = logging.getLogger("daemon")
@@ -92,6 +92,8 @@ def main(ctx: click.Context, config_path: Path | None, log_level: str, log_forma
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
     """Validate the config file and say what it would run, without running it."""
+    from daemon import database
+
     config = load_config(ctx)
     assert config.database.url is not None
     guarded(lambda: database.sync_url(config.database.url or ""))
@@ -119,6 +121,8 @@ def _safe_url(url: str) -> str:
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema to the newest revision."""
+    from daemon import database
+
     config = load_config(ctx)
     assert config.database.url is not None
     url = config.database.url
@@ -130,6 +134,8 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
+    from daemon import database, service
+
     config = load_config(ctx)
     assert config.database.url is not None
     url = config.database.url
@@ -158,6 +164,8 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each subscription's mark, health and outbox counts."""
+    from daemon import service, store
+
     config = load_config(ctx)
 
     async def read() -> list[dict[str, Any]]:

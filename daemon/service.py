@@ -6,47 +6,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, lookups, poller
+from daemon import database, poller
+from daemon.accounts import open_accounts
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
-from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
-from daemon.rate_limit import AccountRateLimiter
+from daemon.pipedrive import DEFAULT_RETRY, RetryOptions
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Accounts:
-    """One rate limiter, API client and lookup cache per account, shared by polls and actions."""
-
-    clients: dict[str, PipedriveClient]
-    caches: dict[str, lookups.LookupCache]
-
-
-@contextlib.asynccontextmanager
-async def open_accounts(
-    config: Config, retry: RetryOptions = DEFAULT_RETRY
-) -> AsyncIterator[Accounts]:
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {}
-        for account in config.accounts:
-            http = await stack.enter_async_context(
-                PipedriveClient.http_client(account.api_root, account.token)
-            )
-            clients[account.name] = PipedriveClient(
-                http,
-                account=account.name,
-                limiter=AccountRateLimiter(account.calls_per_minute),
-                retry=retry,
-            )
-        yield Accounts(clients, {name: lookups.LookupCache() for name in clients})
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,39 @@
+"""Per Pipedrive account: the API client, rate limiter and lookup cache, shared by all."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from daemon import lookups
+from daemon.config import Config
+from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
+from daemon.rate_limit import AccountRateLimiter
+
+
+@dataclass
+class Accounts:
+    """One rate limiter, API client and lookup cache per account, shared by polls and actions."""
+
+    clients: dict[str, PipedriveClient]
+    caches: dict[str, lookups.LookupCache]
+
+
+@contextlib.asynccontextmanager
+async def open_accounts(
+    config: Config, retry: RetryOptions = DEFAULT_RETRY
+) -> AsyncIterator[Accounts]:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for account in config.accounts:
+            http = await stack.enter_async_context(
+                PipedriveClient.http_client(account.api_root, account.token)
+            )
+            clients[account.name] = PipedriveClient(
+                http,
+                account=account.name,
+                limiter=AccountRateLimiter(account.calls_per_minute),
+                retry=retry,
+            )
+        yield Accounts(clients, {name: lookups.LookupCache() for name in clients})
