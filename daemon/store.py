@@ -97,6 +97,18 @@ async def _upsert_state(connection: AsyncConnection, values: dict[str, Any]) -> 
     )
 
 
+def _event_row(event: NewEvent, subscription: str, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "subscription": subscription,
+        "event_type": event.event_type,
+        "item_id": event.item_id,
+        "body": event.body,
+        "created_at": now,
+        "attempts": 0,
+    }
+
+
 async def record_detection(
     engine: AsyncEngine,
     *,
@@ -115,16 +127,7 @@ async def record_detection(
             await connection.execute(
                 _insert_ignoring_duplicates(connection, deliveries),
                 [
-                    {
-                        "event_id": event.event_id,
-                        "subscription": subscription,
-                        "event_type": event.event_type,
-                        "item_id": event.item_id,
-                        "body": event.body,
-                        "created_at": now,
-                        "next_attempt_at": now,
-                        "attempts": 0,
-                    }
+                    {**_event_row(event, subscription, now), "next_attempt_at": now}
                     for event in good
                 ],
             )
@@ -133,13 +136,7 @@ async def record_detection(
                 _insert_ignoring_duplicates(connection, dead_letters),
                 [
                     {
-                        "event_id": event.event_id,
-                        "subscription": subscription,
-                        "event_type": event.event_type,
-                        "item_id": event.item_id,
-                        "body": event.body,
-                        "created_at": now,
-                        "attempts": 0,
+                        **_event_row(event, subscription, now),
                         "last_error": event.error,
                         "dead_at": now,
                     }
