@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0  # how often an idle loop looks for rows that became due
 LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
-MAX_OUTCOMES_PER_WRITE = 500
+MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
 
 
 def _now() -> datetime:
@@ -92,20 +92,19 @@ class Deliverer:
             while not stop.is_set():
                 claimed = await self._claim()
                 if claimed == 0 or len(self._tasks) >= self._settings.concurrency:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(IDLE_POLL_S):
-                            stop_wait = asyncio.create_task(stop.wait())
-                            wake_wait = asyncio.create_task(self._wake.wait())
-                            try:
-                                await asyncio.wait(
-                                    {stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED
-                                )
-                            finally:
-                                stop_wait.cancel()
-                                wake_wait.cancel()
+                    await self._idle(stop)
         finally:
             await self._finish(writer, self._settings.timeout if grace_s is None else grace_s)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until a POST finishes, the poller finds rows, `stop`, or the idle poll."""
+        self._wake.clear()
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
         if self._tasks:
@@ -150,6 +149,15 @@ class Deliverer:
         started = time.monotonic()
         try:
             status, error, retry_after = await self._post(row, attempted_at)
+        except Exception as failure:
+            # A bug must not strand the row (it would stay busy here forever): retry it.
+            logger.exception(
+                "subscription %r: delivering %s failed unexpectedly",
+                row.subscription,
+                row.event_id,
+                extra={"action": "delivery.crashed", "subscription": row.subscription},
+            )
+            status, error, retry_after = None, f"delivery failed ({type(failure).__name__})", None
         finally:
             self._in_flight[row.subscription] -= 1
             self._wake.set()
