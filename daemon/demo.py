@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import secrets
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ POLL_INTERVAL_S = 2
 DEMO_TIMEOUT_S = 90.0
 SANDBOX_SEED = 7
 FAIL_EVERY = 3  # the receiver refuses every third event once, to show a retry
+FOREVER_PAUSE_S = 5.0  # between batches with --forever
+CTRL_C_GRACE_S = 5.0  # after Ctrl-C, how long events already added may take to arrive
 
 
 def _describe(item: Received) -> str:
@@ -99,6 +102,11 @@ def _add_items(sandbox: Sandbox, deals: int, activities: int, counter: int) -> t
     return deals, activities
 
 
+async def _pause(interrupted: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(interrupted.wait(), seconds)
+
+
 async def run(*, forever: bool, deals: int, activities: int) -> int:
     """Show events flowing end to end; returns the exit code (0 when every event arrived)."""
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -117,24 +125,36 @@ async def run(*, forever: bool, deals: int, activities: int) -> int:
             f"daemon config {config_path}: 3 subscriptions, polling every {POLL_INTERVAL_S}s"
         )
         stop = asyncio.Event()
+        interrupted = asyncio.Event()  # Ctrl-C ends the demo with its summary
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, interrupted.set)
         daemon = asyncio.create_task(service.run(config, stop))
         started = time.monotonic()
-        await asyncio.sleep(POLL_INTERVAL_S + 0.5)  # first poll sets the marks ("start = now")
+        await _pause(interrupted, POLL_INTERVAL_S + 0.5)  # first poll marks ("start = now")
         expected = 0
         counter = 0
         try:
-            while True:
+            while not interrupted.is_set():
                 # Refuse some deliveries once: the daemon retries them.
                 receiver.reply(503, times=max(1, deals // FAIL_EVERY))
                 click.echo(f"adding {deals} deals and {activities} activities in the sandbox")
                 new_deals, new_activities = _add_items(sandbox, deals, activities, counter)
                 counter += new_deals
                 expected += 2 * new_deals + new_activities  # two deal subscriptions
-                await asyncio.to_thread(receiver.wait_for, expected, DEMO_TIMEOUT_S)
+                deadline = time.monotonic() + DEMO_TIMEOUT_S
+                while len(receiver.event_ids()) < expected and time.monotonic() < deadline:
+                    await _pause(interrupted, 0.1)
+                    if interrupted.is_set():
+                        break
                 if not forever:
                     break
-                await asyncio.sleep(5)
+                await _pause(interrupted, FOREVER_PAUSE_S)
+            if interrupted.is_set():
+                await asyncio.to_thread(receiver.wait_for, expected, CTRL_C_GRACE_S)
         finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
             stop.set()
             await daemon
         refused = len(receiver.attempts) - len(receiver.received)
