@@ -182,3 +182,42 @@ def test_demo_shows_events_flowing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "summary: 8 of 8 events delivered" in result.stdout
     assert result.stdout.count("[signature ok]") >= 8
+
+
+def test_sigterm_lets_in_flight_deliveries_finish(
+    tmp_path: Path, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    """SIGTERM mid-POST: the POST completes, its outcome is recorded, nothing is sent twice."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config_text(
+            database_url=f"sqlite:///{tmp_path / 'd.db'}",
+            api_url=sandbox.base_url,
+            callback_url=receiver.base_url,
+            subscriptions=[{"name": "deals", "trigger": "deal.added"}],
+            delivery={"timeout": 5},
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config, log)
+    deadline = time.monotonic() + 20
+    while sandbox.calls_to("GET", "/api/v2/deals") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    receiver.reply(200, delay_s=2.0)  # the consumer takes 2 s to answer
+    sandbox.add_deal(title="in flight at shutdown")
+    deadline = time.monotonic() + 10
+    while sandbox.calls_to("GET", "/api/v2/deals") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the next poll has found it and the POST is on its way
+    time.sleep(0.5)
+    terminated_at = time.time()
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=15) == 0
+    assert len(receiver.attempts) == 1, "the in-flight POST finished before the exit"
+    arrived = receiver.attempts[0].received_at  # before the consumer's 2 s of thinking
+    assert arrived < terminated_at < arrived + 2.0, "SIGTERM came while the POST was open"
+    assert log.read_text().rstrip().endswith("stopped")
+    status = cli("--config", str(config), "status", "--json")
+    row = json.loads(status.stdout)[0]
+    assert (row["pending"], row["delivered"]) == (0, 1), "its outcome was recorded"
