@@ -97,7 +97,7 @@ class Poller:
         client = self._clients[group.account]
         try:
             listed = await self._list(client, group.resource, due, states)
-            found = {s.name: select_new(listed, _mark(states, s.name), _start(s)) for s in due}
+            found = {s.name: select_new(listed, _mark(states, s), _start(s)) for s in due}
             new_items = {item["id"]: item for d in found.values() for item in d.new_items}
             resolved = await self._caches[group.account].resolve(
                 client, _needed(group.resource, list(new_items.values()))
@@ -138,7 +138,7 @@ class Poller:
         states: Mapping[str, store.SubscriptionState],
     ) -> list[Item]:
         path = f"/api/v2/{resource}"
-        marks = [mark.id for s in due if (mark := _mark(states, s.name)) is not None]
+        marks = [mark.id for s in due if (mark := _mark(states, s)) is not None]
         if marks:
             floor = min(marks)
             # Newest first, down to the lowest mark: one call per cycle when little changed.
@@ -150,7 +150,7 @@ class Poller:
             listed = await client.list_pages(
                 path, {**_list_params(resource, "id"), "limit": 1}, max_items=1
             )
-        starts = [start for s in due if _mark(states, s.name) is None and (start := _start(s))]
+        starts = [start for s in due if _mark(states, s) is None and (start := _start(s))]
         if starts:
             earliest = min(starts)
             backfill = await client.list_pages(
@@ -184,9 +184,15 @@ class Poller:
             )
 
 
-def _mark(states: Mapping[str, store.SubscriptionState], name: str) -> Mark | None:
-    state = states.get(name)
-    return state.mark if state is not None else None
+def _mark(
+    states: Mapping[str, store.SubscriptionState], subscription: SubscriptionConfig
+) -> Mark | None:
+    """The subscription's mark; none when its trigger was changed in the config, since a deal
+    id means nothing to an activity listing: it then starts afresh from its `start`."""
+    state = states.get(subscription.name)
+    if state is None or state.trigger != subscription.trigger:
+        return None
+    return state.mark
 
 
 def _start(subscription: SubscriptionConfig) -> datetime | None:

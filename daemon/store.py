@@ -26,6 +26,7 @@ STATUS_FAILING = "failing"
 @dataclass(frozen=True)
 class SubscriptionState:
     subscription: str
+    trigger: str
     mark: Mark | None
     status: str
     last_error: str | None
@@ -78,6 +79,7 @@ async def load_states(engine: AsyncEngine, names: Collection[str]) -> dict[str, 
         return {
             row.subscription: SubscriptionState(
                 subscription=row.subscription,
+                trigger=row.trigger,
                 mark=Mark(row.mark_id, row.mark_add_time) if row.mark_id is not None else None,
                 status=row.status,
                 last_error=row.last_error,
@@ -88,10 +90,13 @@ async def load_states(engine: AsyncEngine, names: Collection[str]) -> dict[str, 
         }
 
 
-async def _upsert_state(connection: AsyncConnection, values: dict[str, Any]) -> None:
+async def _upsert_state(
+    connection: AsyncConnection, values: dict[str, Any], keep: Collection[str] = ("started_at",)
+) -> None:
+    """Insert the subscription's row, or update it leaving the `keep` columns as they are."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(subscription_state).values(values)
-    changed = {key: value for key, value in values.items() if key not in ("started_at",)}
+    changed = {key: value for key, value in values.items() if key not in keep}
     await connection.execute(
         statement.on_conflict_do_update(index_elements=["subscription"], set_=changed)
     )
@@ -177,6 +182,9 @@ async def record_poll_failure(
                 "last_poll_at": now,
                 "updated_at": now,
             },
+            # The mark belongs to the trigger it was taken on: a failing first poll after a
+            # trigger change must not pair the old mark with the new trigger.
+            keep=("started_at", "trigger", "account"),
         )
 
 

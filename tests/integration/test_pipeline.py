@@ -434,3 +434,26 @@ async def test_a_slow_consumer_does_not_slow_the_others(
     # 10 slow deliveries of 1.5 s, 2 at a time, take 7.5 s. Without the per-subscription cap
     # the slow consumer would hold all 8 slots and finish 8 before any activity got through.
     assert slow_so_far <= 5, f"fast waited behind the slow consumer ({slow_so_far} slow done)"
+
+
+async def test_changing_a_subscriptions_trigger_starts_it_afresh(
+    make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    """A deal id mark means nothing to activities: the renamed trigger starts from `start`."""
+    for n in range(3):
+        sandbox.add_activity(subject=f"old activity {n}", type="call")
+    deals = make_config([{"name": "x", "trigger": "deal.added"}])
+    async with running(deals):
+        await eventually(lambda: all_polled(deals))
+    activities = make_config([{"name": "x", "trigger": "activity.added"}])
+    async with running(activities):
+
+        async def remarked() -> bool:
+            state = (await states(activities)).get("x")
+            return state is not None and state.trigger == "activity.added"
+
+        await eventually(remarked)
+        new = sandbox.add_activity(subject="after the change", type="call")
+        await wait_for_events(receiver, 1)
+        await asyncio.sleep(1.2)
+    assert [item.json()["data"]["id"] for item in receiver.received] == [new["id"]]
