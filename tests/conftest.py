@@ -6,17 +6,18 @@ import base64
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
+from openapi_core import OpenAPI
 
 from daemon import database, tables
 from daemon.local_server import serve
 from daemon.receiver import WebhookReceiver
 from daemon.sandbox import Sandbox
+from tests import openapi_check
 
 # CI and developers' machines run PostgreSQL here (trust auth); override for another server.
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -72,9 +73,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@dataclass
-class Served:
-    base_url: str
+@pytest.fixture(scope="session")
+def v2_spec() -> OpenAPI:
+    return openapi_check.load_v2_spec()
 
 
 @pytest.fixture

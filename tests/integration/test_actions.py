@@ -1,28 +1,18 @@
 """The connector's actions against the served sandbox: real HTTP, schema-checked answers, and
 every request our client sends validated against Pipedrive's own v2 OpenAPI file.
 
-The spec is patched only where it is looser or stricter than the API (see `_patch`):
-- `include_fields` and `status` are documented as comma lists but typed as one enum value;
-- request bodies get `additionalProperties: false`, because API v2 refuses unknown keys
-  ("Parameter '<key>' is not allowed for this request", pipedrive/client-nodejs#651);
-- every operation also allows OAuth, which openapi-core warns about; we authenticate by token.
+The spec and its patches are in `tests/openapi_check.py`.
 """
 
 from __future__ import annotations
 
-import copy
-import os
-import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from openapi_core import Config, OpenAPI
-from openapi_core.testing import MockRequest
+from openapi_core import OpenAPI
 from pydantic import SecretStr
 
 from daemon.actions import Connector
@@ -32,75 +22,11 @@ from daemon.lookups import LookupCache
 from daemon.pipedrive import PipedriveClient, RetryOptions
 from daemon.rate_limit import AccountRateLimiter
 from daemon.sandbox import Sandbox
+from tests.openapi_check import assert_requests_match_spec
 from tests.schema_check import assert_matches_schema
 
-SPEC_DIR = Path(os.environ.get("PIPEDRIVE_OPENAPI_DIR", "/work/shared/pipedrive-openapi"))
-V2_FILE = SPEC_DIR / "pipedrive-v2.2026-08-18.yaml"
-SPEC_HOST = "https://api.pipedrive.com"
-V2_PREFIX = "/api/v2"
 TOKEN = "actions-integration-token"
-COMMA_LIST_PARAMS = ("include_fields", "status")
-# Lookups read users from v1 (API v2 has no users endpoint); only that v1 call is expected.
-EXPECTED_V1_CALLS = {("GET", "/v1/users")}
 TEST_BURST = 10_000
-
-
-def _comma_list(schema: dict[str, Any]) -> dict[str, Any]:
-    choice = "|".join(re.escape(value) for value in schema["enum"])
-    return {"type": "string", "pattern": f"^({choice})(,({choice}))*$"}
-
-
-def _closed(schema: Any) -> None:
-    if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            _closed(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _closed(value)
-
-
-def _patch(raw: dict[str, Any]) -> dict[str, Any]:
-    patched = copy.deepcopy(raw)
-    for item in patched["paths"].values():
-        for method, operation in item.items():
-            if method not in ("get", "post", "patch", "put", "delete"):
-                continue
-            operation["security"] = [{"api_key": []}]
-            for parameter in operation.get("parameters", []):
-                if parameter["name"] in COMMA_LIST_PARAMS and "enum" in parameter["schema"]:
-                    parameter["schema"] = _comma_list(parameter["schema"])
-            if "requestBody" in operation:
-                _closed(operation["requestBody"])
-    return patched
-
-
-@pytest.fixture(scope="session")
-def v2_spec() -> OpenAPI:
-    with V2_FILE.open() as handle:
-        raw = yaml.load(handle, Loader=yaml.CSafeLoader)
-    return OpenAPI.from_dict(_patch(raw), config=Config(spec_validator_cls=None))
-
-
-def assert_requests_match_spec(spec: OpenAPI, sent: list[httpx.Request]) -> None:
-    """Each request validates against its v2 path+method; v1 is only the users lookup."""
-    assert sent, "no request was captured"
-    for request in sent:
-        path = request.url.path
-        if not path.startswith(V2_PREFIX):
-            assert (request.method, path) in EXPECTED_V1_CALLS, path
-            continue
-        spec.validate_request(
-            MockRequest(
-                SPEC_HOST,
-                request.method,
-                path,
-                args=dict(httpx.QueryParams(request.url.query)),
-                headers=dict(request.headers),
-                data=request.content or None,
-            )
-        )
 
 
 @dataclass

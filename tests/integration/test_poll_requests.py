@@ -1,0 +1,75 @@
+"""Every request a poll cycle sends (listings, cursors, backfill, lookups) fits Pipedrive's spec."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from openapi_core import OpenAPI
+from pydantic import SecretStr
+
+from daemon import config as config_module
+from daemon import database, poller
+from daemon.lookups import LookupCache
+from daemon.pipedrive import PipedriveClient
+from daemon.rate_limit import AccountRateLimiter
+from daemon.receiver import WebhookReceiver
+from daemon.sandbox import Sandbox
+from tests.conftest import API_TOKEN, config_text
+from tests.openapi_check import assert_requests_match_spec
+
+
+async def test_poll_cycles_send_only_requests_the_spec_allows(
+    tmp_path: Path, sandbox: Sandbox, receiver: WebhookReceiver, v2_spec: OpenAPI
+) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    database.upgrade(url)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        config_text(
+            database_url=url,
+            api_url=sandbox.base_url,
+            callback_url=receiver.base_url,
+            subscriptions=[
+                {"name": "d", "trigger": "deal.added.legacy"},
+                {"name": "a", "trigger": "activity.added"},
+                {"name": "backfill", "trigger": "deal.added", "start": "2020-01-01T00:00:00Z"},
+            ],
+        ),
+        encoding="utf-8",
+    )
+    config = config_module.load(path)
+    person = sandbox.add_person("Grace Hopper")
+    for n in range(3):
+        sandbox.add_deal(title=f"before {n}", person_id=person["id"])
+    sent: list[httpx.Request] = []
+
+    async def capture(request: httpx.Request) -> None:
+        sent.append(request)
+
+    engine = database.create_engine(url)
+    http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
+    http.event_hooks["request"].append(capture)
+    clock = [datetime(2026, 11, 24, 12, 0, tzinfo=UTC)]
+    try:
+        client = PipedriveClient(http, account="main", limiter=AccountRateLimiter(1000))
+        poll = poller.Poller(
+            engine, {"main": client}, {"main": LookupCache()}, clock=lambda: clock[0]
+        )
+        groups = poller.groups(config)
+        for group in groups:
+            await poll.poll(group)  # first run: marks, and the backfill
+        deal = sandbox.add_deal(title="new", person_id=person["id"])
+        sandbox.add_activity(subject="call", type="call", deal_id=deal["id"])
+        clock[0] = clock[0].replace(minute=5)
+        for group in groups:
+            await poll.poll(group)  # listings down to the marks, then lookups by ids
+    finally:
+        await http.aclose()
+        await engine.dispose()
+    paths = {(request.method, request.url.path) for request in sent}
+    assert {("GET", "/api/v2/deals"), ("GET", "/api/v2/activities"), ("GET", "/v1/users")} <= paths
+    assert any("ids" in request.url.params for request in sent)
+    assert any(request.url.params.get("sort_by") == "add_time" for request in sent)
+    assert_requests_match_spec(v2_spec, sent)
