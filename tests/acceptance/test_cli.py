@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from daemon import events
@@ -221,3 +222,26 @@ def test_sigterm_lets_in_flight_deliveries_finish(
     status = cli("--config", str(config), "status", "--json")
     row = json.loads(status.stdout)[0]
     assert (row["pending"], row["delivered"]) == (0, 1), "its outcome was recorded"
+
+
+def test_standalone_sandbox_prints_url_and_token_and_serves_seeded_data() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "daemon", "sandbox", "--port", "0", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    ) as sandbox:
+        try:
+            assert sandbox.stdout is not None
+            url = sandbox.stdout.readline().split()[2]
+            token = sandbox.stdout.readline().split()[2]
+            assert url.startswith("http://127.0.0.1:")
+            deals = httpx.get(f"{url}/api/v2/deals", headers={"x-api-token": token}, timeout=10)
+            assert deals.status_code == 200
+            assert len(deals.json()["data"]) > 5, "seeded deals"
+            refused = httpx.get(f"{url}/api/v2/deals", headers={"x-api-token": "no"}, timeout=10)
+            assert refused.status_code == 401
+        finally:
+            sandbox.send_signal(signal.SIGINT)
+            sandbox.wait(timeout=10)
