@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,6 +43,32 @@ def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
             stderr=sink,
             cwd=REPO,
         )
+
+
+def write_daemon_config(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    receiver: WebhookReceiver,
+    subscriptions: list[dict[str, Any]],
+    delivery: dict[str, Any],
+) -> Path:
+    config = tmp_path / "config.toml"
+    text = config_text(
+        database_url=f"sqlite:///{tmp_path / 'd.db'}",
+        api_url=sandbox.base_url,
+        callback_url=receiver.base_url,
+        subscriptions=subscriptions,
+        delivery=delivery,
+    )
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def wait_for_first_poll(sandbox: Sandbox) -> None:
+    deadline = time.monotonic() + 20
+    while sandbox.calls_to("GET", "/api/v2/deals") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the first poll has committed its marks
 
 
 def test_example_config_is_valid() -> None:
@@ -122,31 +149,24 @@ def test_sigkill_at_any_moment_loses_no_event(
     tmp_path: Path, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
     """Kill the daemon with SIGKILL while it delivers, restart it: every deal arrives."""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        config_text(
-            database_url=f"sqlite:///{tmp_path / 'd.db'}",
-            api_url=sandbox.base_url,
-            callback_url=receiver.base_url,
-            subscriptions=[
-                {"name": "deals", "trigger": "deal.added"},
-                {"name": "legacy", "trigger": "deal.added.legacy"},
-            ],
-            delivery={
-                "timeout": 2,
-                "retry_schedule": ["0.5s"],
-                "max_attempts": 50,
-                "per_subscription_concurrency": 2,
-            },
-        ),
-        encoding="utf-8",
+    config = write_daemon_config(
+        tmp_path,
+        sandbox,
+        receiver,
+        [
+            {"name": "deals", "trigger": "deal.added"},
+            {"name": "legacy", "trigger": "deal.added.legacy"},
+        ],
+        {
+            "timeout": 2,
+            "retry_schedule": ["0.5s"],
+            "max_attempts": 50,
+            "per_subscription_concurrency": 2,
+        },
     )
     log = tmp_path / "daemon.log"
     daemon = start_daemon(config, log)
-    deadline = time.monotonic() + 20
-    while sandbox.calls_to("GET", "/api/v2/deals") < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # the first poll has committed its marks
+    wait_for_first_poll(sandbox)
     deals = [sandbox.add_deal(title=f"crash test {n}")["id"] for n in range(30)]
     # A slow consumer (4 POSTs in flight, 0.3 s each) so that kills land mid-delivery.
     receiver.reply(200, times=500, delay_s=0.3)
@@ -189,23 +209,12 @@ def test_sigterm_lets_in_flight_deliveries_finish(
     tmp_path: Path, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
     """SIGTERM mid-POST: the POST completes, its outcome is recorded, nothing is sent twice."""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        config_text(
-            database_url=f"sqlite:///{tmp_path / 'd.db'}",
-            api_url=sandbox.base_url,
-            callback_url=receiver.base_url,
-            subscriptions=[{"name": "deals", "trigger": "deal.added"}],
-            delivery={"timeout": 5},
-        ),
-        encoding="utf-8",
+    config = write_daemon_config(
+        tmp_path, sandbox, receiver, [{"name": "deals", "trigger": "deal.added"}], {"timeout": 5}
     )
     log = tmp_path / "daemon.log"
     daemon = start_daemon(config, log)
-    deadline = time.monotonic() + 20
-    while sandbox.calls_to("GET", "/api/v2/deals") < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    wait_for_first_poll(sandbox)
     receiver.reply(200, delay_s=2.0)  # the consumer takes 2 s to answer
     sandbox.add_deal(title="in flight at shutdown")
     deadline = time.monotonic() + 10
