@@ -44,6 +44,11 @@ async def _poll_safely(poll: poller.Poller, group: poller.Group) -> None:
         )
 
 
+def _shutdown(scheduler: AsyncIOScheduler) -> None:
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+
+
 async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEFAULT_RETRY) -> None:
     """Poll and deliver until `stop` is set. The caller has applied migrations."""
     async with contextlib.AsyncExitStack() as stack:
@@ -68,11 +73,16 @@ async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEF
                 misfire_grace_time=None,
             )
         scheduler.start()
-        stack.callback(scheduler.shutdown, wait=False)
+        stack.callback(_shutdown, scheduler)
         logger.info(
             "started: %d subscriptions on %d accounts",
             len(subscriptions),
             len(config.accounts),
             extra={"action": "daemon.started"},
         )
-        await deliverer.run(stop)
+        delivering = asyncio.create_task(deliverer.run(stop), name="delivery")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait({delivering, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        _shutdown(scheduler)  # stop polling first; in-flight deliveries get their grace
+        await delivering  # re-raises if the delivery loop crashed
