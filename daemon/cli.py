@@ -95,8 +95,7 @@ def check_config(ctx: click.Context) -> None:
     from daemon import database
 
     config = load_config(ctx)
-    assert config.database.url is not None
-    guarded(lambda: database.sync_url(config.database.url or ""))
+    guarded(lambda: database.sync_url(config.database.url))
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"database: {_safe_url(config.database.url)}")
     for account in config.accounts:
@@ -123,9 +122,7 @@ def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema to the newest revision."""
     from daemon import database
 
-    config = load_config(ctx)
-    assert config.database.url is not None
-    url = config.database.url
+    url = load_config(ctx).database.url
     guarded(lambda: database.upgrade(url))
     click.echo(f"database {_safe_url(url)} is at revision {database.head_revision()}")
 
@@ -137,9 +134,7 @@ def run(ctx: click.Context) -> None:
     from daemon import database, service
 
     config = load_config(ctx)
-    assert config.database.url is not None
-    url = config.database.url
-    guarded(lambda: database.upgrade(url))
+    guarded(lambda: database.upgrade(config.database.url))
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -170,7 +165,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     async def read() -> list[dict[str, Any]]:
         async with service.open_engine(config) as engine:
-            states = {state.subscription: state for state in await store.all_states(engine)}
+            states = await store.load_states(engine)
             counts = await store.counts(engine)
         rows = []
         for sub in config.subscriptions:

@@ -19,7 +19,6 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from standardwebhooks.webhooks import Webhook
@@ -85,6 +84,21 @@ def _check_signing_secret(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _parse_start(value: Any) -> Any:
+    """ "now" or an aware RFC 3339 time, with one message for both (not one per union branch)."""
+    if value == "now":
+        return value
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ValueError('must be "now" or an RFC 3339 time with a zone, e.g. 2026-01-01T00:00:00Z')
+    return moment
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 PollInterval = Annotated[float, BeforeValidator(parse_duration), Field(ge=1)]
 EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
@@ -95,7 +109,7 @@ class _Frozen(BaseModel):
 
 
 class DatabaseConfig(_Frozen):
-    url: str | None = None
+    url: str  # the loader fills the default: a SQLite file next to the config file
 
 
 class AccountConfig(_Frozen):
@@ -130,16 +144,7 @@ class SubscriptionConfig(_Frozen):
     callback_url: HttpUrl
     secret: Annotated[EnvSecret | None, AfterValidator(_check_signing_secret)] = None
     poll_interval: PollInterval = DEFAULT_POLL_INTERVAL_S
-    start: Literal["now"] | datetime = "now"
-
-    @field_validator("start")
-    @classmethod
-    def _start_has_zone(cls, value: Literal["now"] | datetime) -> Literal["now"] | datetime:
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise ValueError(
-                'must be "now" or an RFC 3339 time with a zone, e.g. 2026-01-01T00:00:00Z'
-            )
-        return value
+    start: Annotated[Literal["now"] | datetime, BeforeValidator(_parse_start)] = "now"
 
     @property
     def resource(self) -> Literal["deals", "activities"]:
@@ -156,7 +161,7 @@ class DeliveryConfig(_Frozen):
 
 
 class Config(_Frozen):
-    database: DatabaseConfig = DatabaseConfig()
+    database: DatabaseConfig
     delivery: DeliveryConfig = DeliveryConfig()
     accounts: list[AccountConfig]
     subscriptions: list[SubscriptionConfig] = []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from daemon import payloads
 
 EVENT_ID_PREFIX = "msg_"
 
@@ -16,16 +18,12 @@ def event_id(subscription: str, trigger: str, item_id: int) -> str:
     return EVENT_ID_PREFIX + digest[:32]
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def body(trigger: str, subscription: str, data: dict[str, Any], detected_at: datetime) -> str:
     """The envelope, serialised once at detection so every attempt sends the same bytes."""
     return json.dumps(
         {
             "type": trigger,
-            "timestamp": rfc3339(detected_at),
+            "timestamp": payloads.format_instant(detected_at),
             "subscription": subscription,
             "data": data,
         },

@@ -143,11 +143,13 @@ class _Reader:
         self.fail(field, f"expected {what} HH:MM or HH:MM:SS, got {text!r}")
 
 
-def _format_instant(value: datetime | None) -> str | None:
-    """`yyyy-MM-ddTHH:mm:ss.fffZ`, the connector's date-time format (milliseconds truncated)."""
+def format_instant(value: datetime | None) -> str | None:
+    """`yyyy-MM-ddTHH:mm:ss.fffZ` in UTC, the connector's date-time format (milliseconds
+    truncated); a value without a zone is taken as UTC, as Pipedrive documents its times."""
     if value is None:
         return None
-    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    utc = value.astimezone(UTC) if value.tzinfo is not None else value
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _format_day(value: date | None) -> str | None:
@@ -216,7 +218,7 @@ def _next_activity(act: _Reader | None) -> dict[str, Any]:
         )
     return {
         "next_activity_date": _format_day(due_date),
-        "next_activity_time": _format_instant(moment),
+        "next_activity_time": format_instant(moment),
         "next_activity_subject": act.string("subject"),
         "next_activity_type": act.string("type"),
         # v1 deals gave this as HH:MM:SS ("00:30:00"), unlike an activity's own HH:MM duration.
@@ -256,10 +258,10 @@ def deal_v2(deal: Mapping[str, Any], lookups: Lookups) -> dict[str, Any]:
         "title": d.string("title"),
         "value": d.number("value"),
         "currency": d.string("currency"),
-        "add_time": _format_instant(d.required_instant("add_time")),
-        "update_time": _format_instant(d.instant("update_time")),
+        "add_time": format_instant(d.required_instant("add_time")),
+        "update_time": format_instant(d.instant("update_time")),
         "stage_id": d.integer("stage_id"),
-        "stage_change_time": _format_instant(d.instant("stage_change_time")),
+        "stage_change_time": format_instant(d.instant("stage_change_time")),
         "active": None if status is None else status == "open",
         "deleted": d.boolean("is_deleted"),
         "next_activity_date": upcoming["next_activity_date"],
@@ -269,7 +271,7 @@ def deal_v2(deal: Mapping[str, Any], lookups: Lookups) -> dict[str, Any]:
         "last_activity_date": _format_day(last_act.day("due_date")) if last_act else None,
         "lost_reason": d.string("lost_reason"),
         "visible_to": _visible_to(d),
-        "close_time": _format_instant(d.instant("close_time")),
+        "close_time": format_instant(d.instant("close_time")),
         "pipeline_id": d.integer("pipeline_id"),
         "products_count": counts["products_count"],
         "files_count": counts["files_count"],
@@ -325,9 +327,9 @@ def activity(activity: Mapping[str, Any], lookups: Lookups) -> dict[str, Any]:
         "org_name": _name("organization", lookups.organizations, org_id, role_of),
         "person_id": person_id,
         "person_name": _name("person", lookups.persons, person_id, role_of),
-        "add_time": _format_instant(a.required_instant("add_time")),
-        "update_time": _format_instant(a.instant("update_time")),
-        "marked_as_done_time": _format_instant(a.instant("marked_as_done_time")),
+        "add_time": format_instant(a.required_instant("add_time")),
+        "update_time": format_instant(a.instant("update_time")),
+        "marked_as_done_time": format_instant(a.instant("marked_as_done_time")),
         # API v2 dropped the Google Calendar fields; why not v1 /recents: docs/payloads.md.
         "gcal_event_id": None,
         "google_calendar_id": None,

@@ -17,7 +17,6 @@ class AccountRateLimiter:
     at a window's edge can double it), and a pause for everyone after Pipedrive answers 429."""
 
     def __init__(self, calls_per_minute: int, window_s: int = 60) -> None:
-        self.calls_per_minute = calls_per_minute
         self._item = RateLimitItemPerSecond(calls_per_minute, window_s)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._paused_until = 0.0

@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def open_engine(config: Config) -> AsyncIterator[AsyncEngine]:
-    assert config.database.url is not None
     engine = database.create_engine(config.database.url)
     try:
         await database.check_revision(engine)

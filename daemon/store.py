@@ -71,11 +71,15 @@ def _insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-async def load_states(engine: AsyncEngine, names: Collection[str]) -> dict[str, SubscriptionState]:
+async def load_states(
+    engine: AsyncEngine, names: Collection[str] | None = None
+) -> dict[str, SubscriptionState]:
+    """The named subscriptions' states (all of them when `names` is None), by name."""
+    query = select(subscription_state)
+    if names is not None:
+        query = query.where(subscription_state.c.subscription.in_(list(names)))
     async with engine.connect() as connection:
-        rows = await connection.execute(
-            select(subscription_state).where(subscription_state.c.subscription.in_(list(names)))
-        )
+        rows = await connection.execute(query)
         return {
             row.subscription: SubscriptionState(
                 subscription=row.subscription,
@@ -359,9 +363,3 @@ async def counts(engine: AsyncEngine) -> dict[str, SubscriptionCounts]:
         }
         result.update({name: SubscriptionCounts(0, 0, count) for name, count in dead.items()})
         return result
-
-
-async def all_states(engine: AsyncEngine) -> list[SubscriptionState]:
-    async with engine.connect() as connection:
-        names = (await connection.scalars(select(subscription_state.c.subscription))).all()
-    return list((await load_states(engine, names)).values())

@@ -13,6 +13,7 @@ import copy
 import functools
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.schema_check import SHARED_DIR
 
 SPEC_DIR = Path(os.environ.get("PIPEDRIVE_OPENAPI_DIR", str(SHARED_DIR / "pipedrive-openapi")))
 V2_FILE = SPEC_DIR / "pipedrive-v2.2026-08-18.yaml"
+V1_FILE = SPEC_DIR / "pipedrive-v1.2026-08-18.yaml"
 SPEC_HOST = "https://api.pipedrive.com"
 V2_PREFIX = "/api/v2"
 COMMA_LIST_PARAMS = ("include_fields", "status")
@@ -37,15 +39,21 @@ def _comma_list(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "string", "pattern": f"^({choice})(,({choice}))*$"}
 
 
+def each_object(node: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in a spec fragment, depth first, for patches applied throughout it."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from each_object(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from each_object(value)
+
+
 def _closed(schema: Any) -> None:
-    if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-        for value in schema.values():
-            _closed(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _closed(value)
+    for node in each_object(schema):
+        if "properties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
 
 
 def _patch(raw: dict[str, Any]) -> dict[str, Any]:

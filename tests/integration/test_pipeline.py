@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
 from daemon import database, events, service, store, tables
-from daemon.errors import ConfigError
 from daemon.local_server import serve
 from daemon.pipedrive import RetryOptions
 from daemon.receiver import WebhookReceiver
@@ -86,13 +86,19 @@ async def wait_for_events(receiver: WebhookReceiver, count: int, timeout_s: floa
     )
 
 
-async def states(config: config_module.Config) -> dict[str, store.SubscriptionState]:
-    assert config.database.url
+@contextlib.asynccontextmanager
+async def opened(config: config_module.Config) -> AsyncIterator[AsyncEngine]:
+    """The daemon's database, opened beside it to check what it recorded."""
     engine = database.create_engine(config.database.url)
     try:
-        return {s.subscription: s for s in await store.all_states(engine)}
+        yield engine
     finally:
         await engine.dispose()
+
+
+async def states(config: config_module.Config) -> dict[str, store.SubscriptionState]:
+    async with opened(config) as engine:
+        return await store.load_states(engine)
 
 
 async def all_polled(config: config_module.Config) -> bool:
@@ -104,13 +110,8 @@ async def all_polled(config: config_module.Config) -> bool:
 
 
 async def count_rows(config: config_module.Config, table: Any) -> int:
-    assert config.database.url
-    engine = database.create_engine(config.database.url)
-    try:
-        async with engine.connect() as connection:
-            return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
-    finally:
-        await engine.dispose()
+    async with opened(config) as engine, engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
 
 
 def listing_calls(sandbox: Sandbox, path: str) -> int:
@@ -249,12 +250,8 @@ async def test_dead_letter_after_max_attempts_and_others_unaffected(
         await wait_for_events(receiver, 1)
         await eventually(lambda: count_rows(config, tables.dead_letters))
     assert await count_rows(config, tables.dead_letters) == 1
-    assert config.database.url
-    engine = database.create_engine(config.database.url)
-    try:
+    async with opened(config) as engine:
         counts = await store.counts(engine)
-    finally:
-        await engine.dispose()
     assert counts["gone"] == store.SubscriptionCounts(pending=0, delivered=0, dead=1)
     assert counts["fine"] == store.SubscriptionCounts(pending=0, delivered=1, dead=0)
 
@@ -269,16 +266,13 @@ async def test_consumer_answering_410_or_timing_out_is_dead_lettered(
         receiver.reply(200, delay_s=2)  # answers after the daemon gave up: a timeout
         sandbox.add_deal(title="unwanted")
         await eventually(lambda: count_rows(config, tables.dead_letters))
-    assert config.database.url
-    engine = database.create_engine(config.database.url)
-    async with engine.connect() as connection:
+    async with opened(config) as engine, engine.connect() as connection:
         row = (await connection.execute(select(tables.dead_letters))).one()
         errors = (
             await connection.scalars(
                 select(tables.delivery_attempts.c.error).order_by(tables.delivery_attempts.c.id)
             )
         ).all()
-    await engine.dispose()
     assert errors == ["callback returned 410 Gone", "callback did not answer within 0.5s"]
     assert row.attempts == 2 and row.last_error == errors[-1]
 
@@ -362,26 +356,6 @@ async def test_secrets_never_reach_the_logs(
     assert SIGNING_SECRET not in text and SIGNING_SECRET.removeprefix("whsec_") not in text
 
 
-def test_start_is_validated_as_rfc3339() -> None:
-    with pytest.raises(ConfigError, match=r"subscriptions\[0\]\.start"):
-        config_module.parse(
-            {
-                "accounts": [{"name": "a", "api_token": "t"}],
-                "subscriptions": [
-                    {
-                        "name": "s",
-                        "account": "a",
-                        "trigger": "deal.added",
-                        "callback_url": "http://x",
-                        "start": "yesterday",
-                    }
-                ],
-            },
-            "c.toml",
-            Path("."),
-        )
-
-
 async def test_an_unmappable_item_is_dead_lettered_not_dropped(
     make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
@@ -395,11 +369,8 @@ async def test_an_unmappable_item_is_dead_lettered_not_dropped(
         await wait_for_events(receiver, 1)
         await eventually(lambda: count_rows(config, tables.dead_letters))
     assert [item.json()["data"]["id"] for item in receiver.received] == [good]
-    assert config.database.url
-    engine = database.create_engine(config.database.url)
-    async with engine.connect() as connection:
+    async with opened(config) as engine, engine.connect() as connection:
         row = (await connection.execute(select(tables.dead_letters))).one()
-    await engine.dispose()
     assert row.item_id == broken and "value" in row.last_error
 
 

@@ -15,9 +15,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from daemon.local_server import serve
 from daemon.sandbox import Sandbox
 
-# local_server's socket has proto 0, so asyncio leaves Nagle on and each keep-alive reply
-# waits ~40 ms for a delayed ACK; a fresh connection per request avoids that.
-FRESH = {"connection": "close"}
 TOKEN = "behaviour-token"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -84,7 +81,7 @@ def served(server: tuple[CurrentApp, str]) -> Iterator[Served]:
     clock = FakeClock()
     sandbox = Sandbox(token=TOKEN, seed=None, now=clock)
     current.app = sandbox.app
-    with httpx.Client(base_url=base_url, headers={"x-api-token": TOKEN, **FRESH}) as http:
+    with httpx.Client(base_url=base_url, headers={"x-api-token": TOKEN}) as http:
         yield Served(sandbox, http, clock, base_url)
 
 
@@ -309,7 +306,7 @@ def test_missing_wrong_and_revoked_tokens_get_401_before_routing(served: Served)
         "errorCode": 401,
         "error_info": "Please check developers.pipedrive.com",
     }
-    with httpx.Client(base_url=served.base_url, headers=FRESH) as anonymous:
+    with httpx.Client(base_url=served.base_url) as anonymous:
         for response in (
             anonymous.get("/api/v2/deals"),
             anonymous.get("/api/v2/deals", headers={"x-api-token": "wrong"}),
@@ -387,7 +384,7 @@ def test_call_log_records_every_request(served: Served) -> None:
     served.http.get("/api/v2/deals", params={"limit": 2, "sort_by": "id"})
     served.http.get("/api/v2/deals")
     served.http.get("/api/v2/deals/99")
-    with httpx.Client(base_url=served.base_url, headers=FRESH) as anonymous:
+    with httpx.Client(base_url=served.base_url) as anonymous:
         anonymous.get("/api/v2/deals")
     assert served.sandbox.calls_to("GET", "/api/v2/deals") == 3
     first, *_, last = served.sandbox.calls

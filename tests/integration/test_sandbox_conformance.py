@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +26,8 @@ from openapi_core.testing import MockRequest, MockResponse
 
 from daemon.local_server import serve
 from daemon.sandbox import Sandbox, costs, gateway
-from tests.schema_check import SHARED_DIR
+from tests.openapi_check import SPEC_HOST, V1_FILE, V2_FILE, each_object
 
-SPEC_DIR = Path(os.environ.get("PIPEDRIVE_OPENAPI_DIR", str(SHARED_DIR / "pipedrive-openapi")))
-V2_FILE = SPEC_DIR / "pipedrive-v2.2026-08-18.yaml"
-V1_FILE = SPEC_DIR / "pipedrive-v1.2026-08-18.yaml"
-SPEC_HOST = "https://api.pipedrive.com"
-# local_server's socket has proto 0, so asyncio leaves Nagle on and each keep-alive reply
-# waits ~40 ms for a delayed ACK; a fresh connection per request avoids that.
-FRESH = {"connection": "close"}
 TOKEN = "conformance-token"
 
 # Properties the real API returns as null although the spec does not say `nullable`.
@@ -67,15 +59,11 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _allow_nulls(schema: Any) -> None:
-    if isinstance(schema, dict):
-        for name, prop in schema.get("properties", {}).items():
+    for node in each_object(schema):
+        properties = node.get("properties")
+        for name, prop in properties.items() if isinstance(properties, dict) else ():
             if name in NULL_WHEN_UNSET and isinstance(prop, dict) and "$ref" not in prop:
                 prop["nullable"] = True
-        for value in schema.values():
-            _allow_nulls(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _allow_nulls(value)
 
 
 def _required_error(schema: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +142,7 @@ def sandbox() -> Sandbox:
 def client(sandbox: Sandbox) -> Iterator[httpx.Client]:
     with (
         serve(sandbox.app) as server,
-        httpx.Client(base_url=server.base_url, headers={"x-api-token": TOKEN, **FRESH}) as http,
+        httpx.Client(base_url=server.base_url, headers={"x-api-token": TOKEN}) as http,
     ):
         yield http
 

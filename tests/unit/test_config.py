@@ -47,6 +47,7 @@ def test_defaults() -> None:
         (with_sub(secret="abc"), "subscriptions[0].secret: must start with 'whsec_'"),
         (with_sub(secret="whsec_%%%"), "subscriptions[0].secret: is not valid base64"),
         (with_sub(start="2026-01-01T00:00:00"), "subscriptions[0].start: "),
+        (with_sub(start="yesterday"), "subscriptions[0].start: "),
         (with_sub(colour="blue"), "subscriptions[0].colour: unknown key"),
         ({**BASE, "accounts": [{"name": "main"}]}, "accounts[0]: give exactly one of"),
         ({**BASE, "delivery": {"max_attempts": 0}}, "delivery.max_attempts: must be >= 1 (got 0)"),
