@@ -98,10 +98,13 @@ def check_config(ctx: click.Context) -> None:
     guarded(lambda: database.sync_url(config.database.url))
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"database: {_safe_url(config.database.url)}")
+    from daemon import budget
+
     for account in config.accounts:
         click.echo(
             f"account {account.name!r}: {account.api_root}, {account.calls_per_minute} calls/min"
         )
+        click.echo(f"  {budget.prediction_line(config, account.name)}")
     for sub in config.subscriptions:
         signed = "signed" if sub.secret else "unsigned"
         click.echo(
@@ -158,14 +161,14 @@ def run(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show each subscription's mark, health and outbox counts."""
-    from daemon import service, store
+    """Show each subscription's feed position, health and outbox counts."""
+    from daemon import feed_store, service, store
 
     config = load_config(ctx)
 
     async def read() -> list[dict[str, Any]]:
         async with service.open_engine(config) as engine:
-            states = await store.load_states(engine)
+            states = await feed_store.load_states(engine)
             counts = await store.counts(engine)
         rows = []
         for sub in config.subscriptions:
@@ -176,7 +179,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "subscription": sub.name,
                     "trigger": sub.trigger,
                     "status": state.status if state else "not started",
-                    "mark_id": state.mark.id if state and state.mark else None,
+                    # Kept from the id-mark days: the highest id that existed at its start.
+                    "mark_id": state.id_floor if state else None,
+                    "position": state.position.isoformat() if state else None,
                     "last_poll_at": state.last_poll_at.isoformat()
                     if state and state.last_poll_at
                     else None,
@@ -196,7 +201,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "subscription",
         "trigger",
         "status",
-        "mark_id",
+        "position",
         "pending",
         "delivered",
         "dead_letters",

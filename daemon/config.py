@@ -23,6 +23,7 @@ from pydantic import (
 )
 from standardwebhooks.webhooks import Webhook
 
+from daemon import filters, triggers
 from daemon.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ DEFAULT_CONCURRENCY = 64  # POSTs in flight per process
 DEFAULT_PER_SUBSCRIPTION_CONCURRENCY = 16  # so one slow consumer cannot take every slot
 DATABASE_FILE_NAME = "pipedrive-triggers.db"
 
-Trigger = Literal["deal.added", "deal.added.legacy", "activity.added"]
-TRIGGERS: tuple[Trigger, ...] = ("deal.added", "deal.added.legacy", "activity.added")
+DEFAULT_LOOK_BACK_S = 60.0  # how late an item may become visible after its update_time
+DEFAULT_BUDGET_SHARE = 0.5  # of `daily_token_budget`: the rest is for the company's other tools
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -99,6 +100,18 @@ def _parse_start(value: Any) -> Any:
     return moment
 
 
+def _check_trigger(value: str) -> str:
+    if value not in triggers.REGISTRY:
+        raise ValueError(f"unknown trigger; known: {', '.join(sorted(triggers.REGISTRY))}")
+    return value
+
+
+FilterScalar = (
+    Annotated[bool, Field(strict=True)]
+    | Annotated[int, Field(strict=True)]
+    | Annotated[str, Field(strict=True)]
+)
+FilterValue = FilterScalar | list[FilterScalar]
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 PollInterval = Annotated[float, BeforeValidator(parse_duration), Field(ge=1)]
 EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
@@ -118,6 +131,9 @@ class AccountConfig(_Frozen):
     api_token_file: Path | None = None
     base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
     calls_per_minute: Annotated[int, Field(ge=1)] = DEFAULT_CALLS_PER_MINUTE
+    look_back: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = DEFAULT_LOOK_BACK_S
+    daily_token_budget: Annotated[int, Field(ge=1)] | None = None
+    budget_share: Annotated[float, Field(gt=0, le=1)] = DEFAULT_BUDGET_SHARE
 
     @model_validator(mode="after")
     def _one_token_source(self) -> AccountConfig:
@@ -140,15 +156,24 @@ class AccountConfig(_Frozen):
 class SubscriptionConfig(_Frozen):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     account: str
-    trigger: Trigger
+    trigger: Annotated[str, AfterValidator(_check_trigger)]
     callback_url: HttpUrl
     secret: Annotated[EnvSecret | None, AfterValidator(_check_signing_secret)] = None
     poll_interval: PollInterval = DEFAULT_POLL_INTERVAL_S
     start: Annotated[Literal["now"] | datetime, BeforeValidator(_parse_start)] = "now"
+    filter: dict[str, FilterValue] = {}
+    include_custom_fields: bool = False
 
     @property
-    def resource(self) -> Literal["deals", "activities"]:
-        return "activities" if self.trigger == "activity.added" else "deals"
+    def definition(self) -> triggers.Trigger:
+        return triggers.get(self.trigger)
+
+    @property
+    def object_type(self) -> str:
+        return self.definition.object.name
+
+    def compiled_filter(self) -> filters.Filter:
+        return filters.compile_filter(self.definition.object, self.filter)
 
 
 class DeliveryConfig(_Frozen):
@@ -212,6 +237,13 @@ def _cross_checks(config: Config) -> list[str]:
                 f"(got {subscription.name!r})"
             )
         names.add(subscription.name)
+        if subscription.trigger in triggers.REGISTRY:
+            problems.extend(
+                f"subscriptions[{index}].filter.{key}: {reason}"
+                for key, reason in filters.problems(
+                    subscription.definition.object, subscription.filter
+                )
+            )
         if subscription.account not in account_names:
             problems.append(
                 f"subscriptions[{index}].account: no [[accounts]] entry has this name "

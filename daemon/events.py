@@ -12,21 +12,43 @@ from daemon import payloads
 EVENT_ID_PREFIX = "msg_"
 
 
-def event_id(subscription: str, trigger: str, item_id: int) -> str:
-    """`webhook-id`: the same on every retry and replay, unique per subscription+trigger+item."""
-    digest = hashlib.sha256(f"{subscription}\x00{trigger}\x00{item_id}".encode()).hexdigest()
-    return EVENT_ID_PREFIX + digest[:32]
+def _digest(*parts: str) -> str:
+    return EVENT_ID_PREFIX + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
-def body(trigger: str, subscription: str, data: dict[str, Any], detected_at: datetime) -> str:
-    """The envelope, serialised once at detection so every attempt sends the same bytes."""
-    return json.dumps(
-        {
-            "type": trigger,
-            "timestamp": payloads.format_instant(detected_at),
-            "subscription": subscription,
-            "data": data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+def event_id(subscription: str, trigger: str, item_id: int | str) -> str:
+    """`webhook-id` of an addition: the same on every retry and replay, one per item."""
+    return _digest(subscription, trigger, str(item_id))
+
+
+def change_event_id(subscription: str, trigger: str, item_id: str, version: int) -> str:
+    """`webhook-id` of a change: one per observed version of the item, so a retry, a replay,
+    a restart or a re-read keeps it, and A -> B -> A -> B gives three different ids."""
+    return _digest(subscription, trigger, item_id, f"v{version}")
+
+
+def raw_event_id(subscription: str, trigger: str, raw: str) -> str:
+    """`webhook-id` of an item that could not be read at all: one per distinct raw object."""
+    return _digest(subscription, trigger, "raw", hashlib.sha256(raw.encode()).hexdigest())
+
+
+def body(
+    trigger: str,
+    subscription: str,
+    data: dict[str, Any],
+    detected_at: datetime,
+    *,
+    change: bool = False,
+    previous: dict[str, Any] | None = None,
+) -> str:
+    """The envelope, serialised once at detection so every attempt sends the same bytes.
+    Change events add `previous` (null when the daemon had not seen the item before)."""
+    envelope: dict[str, Any] = {
+        "type": trigger,
+        "timestamp": payloads.format_instant(detected_at),
+        "subscription": subscription,
+        "data": data,
+    }
+    if change:
+        envelope["previous"] = previous
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)

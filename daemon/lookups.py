@@ -9,6 +9,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from daemon.custom_fields import FieldCatalog, parse_field_definitions
+
 LOOKUP_CACHE_TTL_S = 300
 """How long the whole-list users and stages stay cached before they are fetched again."""
 
@@ -76,6 +78,10 @@ class LookupSource(Protocol):
         """`GET /api/v2/{resource}?ids=...`, ids chunked by 100; missing ids are simply absent."""
         ...
 
+    async def list_pages(self, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every item of a listing (field definitions)."""
+        ...
+
 
 def _ids(objects: Iterable[Mapping[str, Any]], *fields: str) -> frozenset[int]:
     # Anything but a real integer is left out here; the payload mapping reports it by name.
@@ -136,6 +142,8 @@ class _WholeList:
     async def get(
         self, fetch: Callable[[], Awaitable[list[dict[str, Any]]]], wanted: AbstractSet[int]
     ) -> ById:
+        if not wanted:
+            return self._items  # nobody needs the list: no call, whatever its age
         async with self._lock:
             expired = self._fetched_at is None or self._clock() - self._fetched_at >= self._ttl_s
             unknown = wanted - self._items.keys() - self._known_missing
@@ -155,8 +163,21 @@ class LookupCache:
     def __init__(
         self, *, ttl_s: float = LOOKUP_CACHE_TTL_S, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
         self._users = _WholeList(ttl_s, clock)
         self._stages = _WholeList(ttl_s, clock)
+        self._fields: dict[str, tuple[float, FieldCatalog]] = {}
+
+    async def field_catalog(self, source: LookupSource, path: str) -> FieldCatalog:
+        """Custom field definitions (`/api/v2/dealFields`, ...), fetched only when an event
+        needs them and kept for the TTL."""
+        cached = self._fields.get(path)
+        if cached is None or self._clock() - cached[0] >= self._ttl_s:
+            definitions = parse_field_definitions(await source.list_pages(path, {}))
+            cached = (self._clock(), FieldCatalog.of(definitions))
+            self._fields[path] = cached
+        return cached[1]
 
     async def resolve(self, source: LookupSource, request: LookupRequest) -> Lookups:
         """Fetch what `request` names; ids Pipedrive does not return are simply absent."""

@@ -7,9 +7,9 @@ lines and exception messages, headers it does not.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,7 +17,6 @@ from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
 )
@@ -37,6 +36,8 @@ from daemon.retry_policy import parse_retry_after
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500  # Pipedrive's `limit` maximum for list endpoints
+MAX_PAGES = 1000  # a listing longer than this is cut: a cursor that never ends costs bounded
+DEFAULT_MAX_WAIT_IN_CALL_S = 120.0  # one poll cycle: a longer Retry-After fails the call
 MAX_IDS_PER_CALL = 100  # Pipedrive's maximum for the `ids` filter
 DEFAULT_API_TIMEOUT_S = 30.0
 DEFAULT_RATE_LIMIT_WAIT_S = 2.0
@@ -132,12 +133,27 @@ def _envelope(response: httpx.Response, where: str) -> dict[str, Any]:
 
 
 def _items(body: Mapping[str, Any], where: str) -> list[Item]:
+    # Items are checked one by one by their reader: one broken item must not fail the page.
     data = body["data"] if body["data"] is not None else []
-    if not isinstance(data, list) or not all(
-        isinstance(item, dict) and type(item.get("id")) is int for item in data
-    ):
-        raise PipedriveUnavailable(f"{where}: Pipedrive listed items without integer ids")
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise PipedriveUnavailable(f"{where}: Pipedrive listed something other than objects")
     return data
+
+
+def _next_start(body: Mapping[str, Any]) -> int | None:
+    """v1 offset paging: `additional_data.pagination.next_start` while more items exist."""
+    additional = body.get("additional_data")
+    pagination = additional.get("pagination") if isinstance(additional, dict) else None
+    if not isinstance(pagination, dict) or pagination.get("more_items_in_collection") is not True:
+        return None
+    start = pagination.get("next_start")
+    return start if isinstance(start, int) and not isinstance(start, bool) else None
+
+
+def seconds_to_daily_reset(now: datetime) -> float:
+    """Pipedrive's daily budget resets at midnight (UTC for `x-daily-requests-left`)."""
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - now).total_seconds()
 
 
 def _next_cursor(body: Mapping[str, Any]) -> str | None:
@@ -156,8 +172,10 @@ class PipedriveClient:
         account: str,
         limiter: AccountRateLimiter,
         retry: RetryOptions = DEFAULT_RETRY,
+        max_wait_in_call_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
     ) -> None:
         self.account = account
+        self._max_wait_in_call_s = max_wait_in_call_s
         self._http = http
         self._limiter = limiter
         self._retry = retry
@@ -199,8 +217,13 @@ class PipedriveClient:
             try:
                 _raise_for(response, where)
             except PipedriveRateLimited as limited:
-                self._limiter.pause(limited.retry_after)
-                raise
+                # A Retry-After past the daily reset is not believed (one of 999999 s would
+                # freeze the account for 11 days).
+                wait = min(limited.retry_after, seconds_to_daily_reset(datetime.now(UTC)))
+                self._limiter.pause(wait)
+                raise PipedriveRateLimited(
+                    f"{limited}; waiting {wait:.0f}s", retry_after=wait, path=limited.path
+                ) from None
         _raise_for(response, where)
         return _envelope(response, where)
 
@@ -218,8 +241,15 @@ class PipedriveClient:
         retried: tuple[type[Exception], ...] = (PipedriveRateLimited,)
         if method.upper() in IDEMPOTENT_METHODS:
             retried += (PipedriveUnavailable,)
+
+        def worth_retrying(state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, PipedriveRateLimited):
+                return error.retry_after <= self._max_wait_in_call_s  # else the next cycle
+            return isinstance(error, retried)
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(retried),
+            retry=worth_retrying,
             stop=stop_after_attempt(self._retry.attempts),
             wait=self._wait,
             reraise=True,
@@ -229,32 +259,39 @@ class PipedriveClient:
                 return await self._send_once(method, path, params, body)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def list_pages(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        *,
-        stop: Callable[[Item], bool] | None = None,
-        max_items: int | None = None,
-    ) -> list[Item]:
-        """Follow cursors until the end, an item for which `stop` is true, or `max_items`."""
-        collected: list[Item] = []
-        cursor: str | None = None
-        while True:
+    async def pages(
+        self, path: str, params: Mapping[str, Any], *, offset: bool = False
+    ) -> AsyncIterator[list[Item]]:
+        """Each page of a listing, following v2 cursors (or v1 `start` offsets). A cursor or
+        offset that comes back a second time, or more than `MAX_PAGES` pages, is an error:
+        a listing that never ends must not spend the account's whole budget."""
+        where = f"account {self.account!r}: GET {path}"
+        seen: set[str | int] = set()
+        following: str | int | None = None
+        for _ in range(MAX_PAGES):
             page_params = dict(params)
             page_params.setdefault("limit", MAX_PAGE_SIZE)
-            if cursor:
-                page_params["cursor"] = cursor
+            if following is not None:
+                page_params["start" if offset else "cursor"] = following
             body = await self.call("GET", path, params=page_params)
-            for item in _items(body, f"account {self.account!r}: GET {path}"):
-                if stop is not None and stop(item):
-                    return collected
-                collected.append(item)
-                if max_items is not None and len(collected) >= max_items:
-                    return collected
-            cursor = _next_cursor(body)
-            if cursor is None:
-                return collected
+            yield _items(body, where)
+            following = _next_start(body) if offset else _next_cursor(body)
+            if following is None:
+                return
+            if following in seen:
+                raise PipedriveUnavailable(
+                    f"{where}: Pipedrive repeated a page cursor ({len(seen) + 1} pages in); "
+                    "the listing was stopped"
+                )
+            seen.add(following)
+        raise PipedriveUnavailable(f"{where}: the listing did not end after {MAX_PAGES} pages")
+
+    async def list_pages(self, path: str, params: Mapping[str, Any]) -> list[Item]:
+        """Every item of a listing (lookups: short lists)."""
+        collected: list[Item] = []
+        async for page in self.pages(path, params):
+            collected.extend(page)
+        return collected
 
     # Lookups used to fill the connector's names (see daemon/lookups.py).
 

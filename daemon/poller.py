@@ -1,74 +1,80 @@
-"""Polling: one listing per account and resource per cycle, shared by every subscription on it."""
+"""Polling: one change feed per (account, object type), one listing per cycle, shared by every
+trigger and subscription on it. Pages commit one by one (see `feed_store`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import events, lookups, payloads, store
+from daemon import change_feed, events, feed_store, lookups, store
 from daemon.config import Config, SubscriptionConfig
-from daemon.detection import Item, Mark, added_at, select_new
-from daemon.errors import PayloadError, PipedriveError
+from daemon.custom_fields import FieldCatalog, named_custom_fields
+from daemon.errors import PipedriveError
 from daemon.pipedrive import PipedriveClient
+from daemon.triggers.base import Item, ObjectType
 
 logger = logging.getLogger(__name__)
 
-DUE_TOLERANCE_S = 1.0  # a tick that comes a little early still polls a subscription
-Resource = Literal["deals", "activities"]
-
-_MAPPERS: dict[str, Callable[[Mapping[str, Any], lookups.Lookups], dict[str, Any]]] = {
-    "deal.added": payloads.deal_v2,
-    "deal.added.legacy": payloads.deal_legacy,
-    "activity.added": payloads.activity,
-}
-
 
 @dataclass(frozen=True)
-class Group:
-    """Subscriptions that watch one resource of one account: they share one listing."""
+class Feed:
+    """Subscriptions that watch one object type of one account: they share one listing."""
 
     account: str
-    resource: Resource
+    object: ObjectType
     subscriptions: tuple[SubscriptionConfig, ...]
-
-    @property
-    def interval_s(self) -> float:
-        return min(subscription.poll_interval for subscription in self.subscriptions)
+    interval_s: float
+    look_back_s: float
 
     @property
     def key(self) -> str:
-        return f"{self.account}/{self.resource}"
+        return f"{self.account}/{self.object.name}"
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.subscriptions]
 
 
-def groups(config: Config) -> list[Group]:
-    by_key: dict[tuple[str, Resource], list[SubscriptionConfig]] = {}
+def feeds(config: Config, intervals: Mapping[tuple[str, str], float] | None = None) -> list[Feed]:
+    """One feed per watched (account, object type); an object nobody subscribes to is never
+    listed. A feed polls at its fastest subscription's interval unless `intervals` says."""
+    grouped: dict[tuple[str, str], list[SubscriptionConfig]] = {}
+    objects: dict[str, ObjectType] = {}
     for subscription in config.subscriptions:
-        by_key.setdefault((subscription.account, subscription.resource), []).append(subscription)
-    return [Group(account, resource, tuple(subs)) for (account, resource), subs in by_key.items()]
+        obj = subscription.definition.object
+        objects[obj.name] = obj
+        grouped.setdefault((subscription.account, obj.name), []).append(subscription)
+    result = []
+    for (account, object_name), subs in grouped.items():
+        interval = min(s.poll_interval for s in subs)
+        if intervals is not None:
+            interval = intervals.get((account, object_name), interval)
+        look_back = config.account(account).look_back
+        result.append(Feed(account, objects[object_name], tuple(subs), interval, look_back))
+    return result
 
 
-def is_due(state: store.SubscriptionState | None, interval_s: float, now: datetime) -> bool:
-    if state is None or state.last_poll_at is None:
-        return True
-    return (now - state.last_poll_at).total_seconds() >= interval_s - DUE_TOLERANCE_S
+def _rfc3339(moment: datetime) -> str:
+    # v2 filters take whole seconds only (fractions answer 400).
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _list_params(resource: Resource, sort_by: str) -> dict[str, Any]:
-    params: dict[str, Any] = {"sort_by": sort_by, "sort_direction": "desc"}
-    if resource == "deals":
-        params["include_fields"] = payloads.DEAL_INCLUDE_FIELDS
+def _listing_params(obj: ObjectType, since: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {**obj.params, "updated_since": _rfc3339(since)}
+    if obj.paging == "cursor":
+        params |= {"sort_by": "update_time", "sort_direction": "asc"}
     return params
 
 
-def _needed(resource: Resource, items: Sequence[Item]) -> lookups.LookupRequest:
-    if resource == "deals":
-        return lookups.needed_for_deals(items)
-    return lookups.needed_for_activities(items)
+def _describe(error: Exception) -> str:
+    if isinstance(error, PipedriveError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 class Poller:
@@ -87,153 +93,274 @@ class Poller:
         self._on_new_events = on_new_events
         self._clock = clock
 
-    async def poll(self, group: Group) -> None:
-        """One cycle for the group's due subscriptions; errors mark them failing, never lost."""
+    async def poll(self, feed: Feed) -> None:
+        """One cycle. Any failure is recorded on the feed's subscriptions, never only logged;
+        what earlier pages committed stays committed."""
         now = self._clock()
-        states = await store.load_states(self._engine, [s.name for s in group.subscriptions])
-        due = [s for s in group.subscriptions if is_due(states.get(s.name), s.poll_interval, now)]
-        if not due:
-            return
-        client = self._clients[group.account]
         try:
-            listed = await self._list(client, group.resource, due, states)
-            found = {s.name: select_new(listed, _mark(states, s), _start(s)) for s in due}
-            new_items = {item["id"]: item for d in found.values() for item in d.new_items}
-            resolved = await self._caches[group.account].resolve(
-                client, _needed(group.resource, list(new_items.values()))
-            )
-        except PipedriveError as error:
-            await self._record_failure(group, due, str(error), now)
-            return
-        total = 0
-        for subscription in due:
-            detection = found[subscription.name]
-            new_events = [_event(subscription, item, resolved, now) for item in detection.new_items]
-            await store.record_detection(
-                self._engine,
-                subscription=subscription.name,
-                account=subscription.account,
-                trigger=subscription.trigger,
-                events=new_events,
-                mark=detection.mark,
-                now=now,
-            )
-            total += len(new_events)
-            if new_events:
-                logger.info(
-                    "subscription %r: %d new %s",
-                    subscription.name,
-                    len(new_events),
-                    group.resource,
-                    extra={"action": "poll.detected", "subscription": subscription.name},
+            await self._cycle(feed, now)
+        except Exception as error:  # a bug or an outage: recorded, and the next cycle retries
+            message = _describe(error)
+            if not isinstance(error, PipedriveError):
+                logger.exception(
+                    "feed %s: poll crashed", feed.key, extra={"action": "poll.crashed"}
                 )
-        if total:
-            self._on_new_events()
-
-    async def _list(
-        self,
-        client: PipedriveClient,
-        resource: Resource,
-        due: Sequence[SubscriptionConfig],
-        states: Mapping[str, store.SubscriptionState],
-    ) -> list[Item]:
-        path = f"/api/v2/{resource}"
-        marks = [mark.id for s in due if (mark := _mark(states, s)) is not None]
-        if marks:
-            floor = min(marks)
-            # Newest first, down to the lowest mark: one call per cycle when little changed.
-            listed = await client.list_pages(
-                path, _list_params(resource, "id"), stop=lambda item: item["id"] <= floor
-            )
-        else:
-            # Only first runs: the newest item is all that is needed to set a mark.
-            listed = await client.list_pages(
-                path, {**_list_params(resource, "id"), "limit": 1}, max_items=1
-            )
-        starts = [start for s in due if _mark(states, s) is None and (start := _start(s))]
-        if starts:
-            earliest = min(starts)
-            backfill = await client.list_pages(
-                path,
-                _list_params(resource, "add_time"),
-                stop=lambda item: _added_before(item, earliest),
-            )
-            known = {item["id"] for item in listed}
-            listed += [item for item in backfill if item["id"] not in known]
-        result: list[Item] = []
-        result.extend(listed)
-        return result
-
-    async def _record_failure(
-        self, group: Group, due: Sequence[SubscriptionConfig], error: str, now: datetime
-    ) -> None:
-        for subscription in due:
-            logger.warning(
-                "subscription %r: poll failed, will retry next cycle: %s",
-                subscription.name,
-                error,
-                extra={"action": "poll.failed", "subscription": subscription.name},
-            )
-            await store.record_poll_failure(
+            for name in feed.names:
+                logger.warning(
+                    "subscription %r: poll failed, will retry next cycle: %s",
+                    name,
+                    message,
+                    extra={"action": "poll.failed", "subscription": name},
+                )
+            await feed_store.record_cycle(
                 self._engine,
-                subscription=subscription.name,
-                account=subscription.account,
-                trigger=subscription.trigger,
-                error=error,
+                account=feed.account,
+                object_type=feed.object.name,
+                names=feed.names,
+                error=message,
                 now=now,
             )
+            return
+        await feed_store.record_cycle(
+            self._engine,
+            account=feed.account,
+            object_type=feed.object.name,
+            names=feed.names,
+            error=None,
+            now=now,
+        )
+
+    async def _cycle(self, feed: Feed, now: datetime) -> None:
+        obj = feed.object
+        state, subs = await feed_store.open_feed(
+            self._engine,
+            account=feed.account,
+            object_type=obj.name,
+            subscriptions=[
+                feed_store.SubscriptionStart(
+                    s.name, s.trigger, s.start if isinstance(s.start, datetime) else None
+                )
+                for s in feed.subscriptions
+            ],
+            now=now,
+        )
+        client = self._clients[feed.account]
+        max_id = state.max_id
+        if max_id is None and not obj.string_ids:
+            max_id = await self._highest_id(client, obj)
+            await feed_store.set_max_id(
+                self._engine,
+                account=feed.account,
+                object_type=obj.name,
+                max_id=max_id,
+                names=feed.names,
+            )
+        readers = [
+            change_feed.Reader(
+                name=s.name,
+                trigger=s.definition,
+                filter=s.compiled_filter(),
+                start=subs[s.name].start_at,
+                id_floor=subs[s.name].id_floor if subs[s.name].id_floor is not None else max_id,
+                position=subs[s.name].position,
+                include_custom_fields=s.include_custom_fields,
+            )
+            for s in feed.subscriptions
+        ]
+        look_back = timedelta(seconds=feed.look_back_s)
+        since = min([state.watermark, *(r.position for r in readers)]) - look_back
+        watermark = state.watermark
+        seen: set[tuple[Any, str]] = set()
+        async for page in client.pages(
+            obj.path, _listing_params(obj, since), offset=obj.paging == "offset"
+        ):
+            _check_advances(page, seen, feed)
+            stored = await feed_store.load_items(
+                self._engine,
+                account=feed.account,
+                object_type=obj.name,
+                item_ids=[str(item.get("id")) for item in page],
+            )
+            decision = change_feed.decide(
+                page, stored, readers, obj, watermark=state.watermark, look_back=look_back
+            )
+            new_events, failed = await self._events(feed, client, decision, now)
+            newest = decision.newest_update
+            if newest is not None:
+                watermark = max(watermark, newest)
+                readers = [replace(r, position=max(r.position, newest)) for r in readers]
+            if decision.max_id is not None:
+                max_id = max(max_id or 0, decision.max_id)
+            await feed_store.commit_page(
+                self._engine,
+                account=feed.account,
+                object_type=obj.name,
+                items=[s for s in decision.states if s.item_id not in failed],
+                events=new_events,
+                watermark=watermark,
+                max_id=max_id,
+                positions={r.name: r.position for r in readers},
+                now=now,
+            )
+            if new_events:
+                self._log_detected(new_events)
+                self._on_new_events()
+
+    async def _highest_id(self, client: PipedriveClient, obj: ObjectType) -> int:
+        """A new feed's first call: the newest id, so that subscriptions know which items
+        existed when they started (a later one with a backdated add_time is still new)."""
+        if obj.paging == "cursor":
+            params = {**obj.params, "sort_by": "id", "sort_direction": "desc", "limit": 1}
+        else:
+            params = {**obj.params, "sort": "id DESC", "limit": 1}
+        async for page in client.pages(obj.path, params, offset=obj.paging == "offset"):
+            ids = [i["id"] for i in page if isinstance(i.get("id"), int)]
+            return max(ids, default=0)
+        return 0
+
+    async def _events(
+        self,
+        feed: Feed,
+        client: PipedriveClient,
+        decision: change_feed.PageDecision,
+        now: datetime,
+    ) -> tuple[list[store.NewEvent], set[str]]:
+        """The page's events; an item whose payload cannot be built is dead-lettered with its
+        raw object, and its state is not stored, so a later version that maps is delivered."""
+        result = [_rejected_event(r, now) for r in decision.rejected]
+        failed: set[str] = set()
+        if not decision.firings:
+            return result, failed
+        cache = self._caches[feed.account]
+        request = lookups.LookupRequest()
+        for firing in decision.firings:
+            related = [firing.current] + ([firing.previous] if firing.previous else [])
+            request = request | firing.reader.trigger.needs(related)
+        resolved = await cache.resolve(client, request)
+        catalog = None
+        fields_path = feed.object.fields_path
+        if fields_path and any(f.reader.include_custom_fields for f in decision.firings):
+            catalog = await cache.field_catalog(client, fields_path)
+        for firing in decision.firings:
+            try:
+                result.append(_event(firing, resolved, catalog, now))
+            except Exception as error:  # a payload error of any kind: never stalls the feed
+                failed.add(firing.item_id)
+                result.append(_unmappable_event(firing, error, now))
+        return result, failed
+
+    @staticmethod
+    def _log_detected(new_events: Sequence[store.NewEvent]) -> None:
+        per_subscription: dict[str, int] = {}
+        for event in new_events:
+            per_subscription[event.subscription] = per_subscription.get(event.subscription, 0) + 1
+        for name, count in per_subscription.items():
+            logger.info(
+                "subscription %r: %d new events",
+                name,
+                count,
+                extra={"action": "poll.detected", "subscription": name},
+            )
 
 
-def _mark(
-    states: Mapping[str, store.SubscriptionState], subscription: SubscriptionConfig
-) -> Mark | None:
-    """The subscription's mark; none when its trigger was changed in the config, since a deal
-    id means nothing to an activity listing: it then starts afresh from its `start`."""
-    state = states.get(subscription.name)
-    if state is None or state.trigger != subscription.trigger:
-        return None
-    return state.mark
+def _check_advances(page: Sequence[Item], seen: set[tuple[Any, str]], feed: Feed) -> None:
+    """A page made only of versions this cycle already read means the listing is going round
+    in circles (a broken cursor): stop it rather than spend the account's budget."""
+    versions = {(item.get("id"), change_feed.content_hash(item)) for item in page}
+    if versions and versions <= seen:
+        raise PipedriveError(
+            f"account {feed.account!r}: GET {feed.object.path}: Pipedrive served the same "
+            "page again; the listing was stopped"
+        )
+    seen |= versions
 
 
-def _start(subscription: SubscriptionConfig) -> datetime | None:
-    """The backfill start of a first run; None for "now"."""
-    return subscription.start if isinstance(subscription.start, datetime) else None
-
-
-def _added_before(item: Item, moment: datetime) -> bool:
-    added = added_at(item)
-    return added is not None and added < moment
+def _data(
+    firing: change_feed.Firing,
+    item: Item,
+    resolved: lookups.Lookups,
+    catalog: FieldCatalog | None,
+) -> dict[str, Any]:
+    data = firing.reader.trigger.mapper(item, resolved)
+    if firing.reader.include_custom_fields and catalog is not None:
+        values = item.get("custom_fields")
+        data["custom_fields"] = named_custom_fields(
+            values if isinstance(values, Mapping) else None, catalog
+        )
+    return data
 
 
 def _event(
-    subscription: SubscriptionConfig, item: Item, resolved: lookups.Lookups, now: datetime
+    firing: change_feed.Firing,
+    resolved: lookups.Lookups,
+    catalog: FieldCatalog | None,
+    now: datetime,
 ) -> store.NewEvent:
-    event_id = events.event_id(subscription.name, subscription.trigger, item["id"])
-    try:
-        data = _MAPPERS[subscription.trigger](item, resolved)
-    except PayloadError as error:
-        # Detected but unmappable: dead-lettered with the raw object, never dropped.
-        logger.error(
-            "subscription %r: cannot map item %s: %s",
-            subscription.name,
-            item["id"],
-            error,
-            extra={
-                "action": "poll.unmappable",
-                "subscription": subscription.name,
-                "event_id": event_id,
-            },
-        )
+    reader, trigger = firing.reader, firing.reader.trigger
+    data = _data(firing, firing.current, resolved, catalog)
+    if trigger.kind == "added":
         return store.NewEvent(
-            event_id,
-            subscription.trigger,
-            item["id"],
-            events.body(subscription.trigger, subscription.name, dict(item), now),
-            str(error),
+            reader.name,
+            events.event_id(reader.name, trigger.name, firing.item_id),
+            trigger.name,
+            firing.item_id,
+            events.body(trigger.name, reader.name, data, now),
         )
+    previous = None
+    if firing.previous is not None:
+        before = _data(firing, firing.previous, resolved, catalog)
+        previous = change_feed.previous_fields(before, data, trigger.always_previous)
     return store.NewEvent(
+        reader.name,
+        events.change_event_id(reader.name, trigger.name, firing.item_id, firing.version),
+        trigger.name,
+        firing.item_id,
+        events.body(trigger.name, reader.name, data, now, change=True, previous=previous),
+    )
+
+
+def _unmappable_event(
+    firing: change_feed.Firing, error: Exception, now: datetime
+) -> store.NewEvent:
+    reader, trigger = firing.reader, firing.reader.trigger
+    if trigger.kind == "added":
+        event_id = events.event_id(reader.name, trigger.name, firing.item_id)
+    else:
+        event_id = events.change_event_id(reader.name, trigger.name, firing.item_id, firing.version)
+    reason = _describe(error)
+    logger.error(
+        "subscription %r: cannot map item %s: %s",
+        reader.name,
+        firing.item_id,
+        reason,
+        extra={"action": "poll.unmappable", "subscription": reader.name, "event_id": event_id},
+    )
+    return store.NewEvent(
+        reader.name,
         event_id,
-        subscription.trigger,
-        item["id"],
-        events.body(subscription.trigger, subscription.name, data, now),
+        trigger.name,
+        firing.item_id,
+        events.body(trigger.name, reader.name, dict(firing.current), now),
+        reason,
+    )
+
+
+def _rejected_event(rejected: change_feed.Rejected, now: datetime) -> store.NewEvent:
+    reader, trigger = rejected.reader, rejected.reader.trigger
+    raw = change_feed.raw_json(rejected.item)
+    event_id = events.raw_event_id(reader.name, trigger.name, raw)
+    logger.error(
+        "subscription %r: cannot read a listed %s item: %s",
+        reader.name,
+        trigger.object.name,
+        rejected.reason,
+        extra={"action": "poll.unmappable", "subscription": reader.name, "event_id": event_id},
+    )
+    return store.NewEvent(
+        reader.name,
+        event_id,
+        trigger.name,
+        str(rejected.item.get("id"))[:64],
+        events.body(trigger.name, reader.name, dict(rejected.item), now),
+        rejected.reason,
     )

@@ -10,13 +10,16 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 MIN_WAIT_S = 0.01
+# Pipedrive counts calls on its own clock, when they arrive: a window a little longer than
+# its 60 s keeps any 60 s it sees within the limit despite latency jitter.
+CLOCK_MARGIN_S = 2
 
 
 class AccountRateLimiter:
     """At most `calls_per_minute` calls in any `window_s` (60) seconds (a moving window, so no burst
     at a window's edge can double it), and a pause for everyone after Pipedrive answers 429."""
 
-    def __init__(self, calls_per_minute: int, window_s: int = 60) -> None:
+    def __init__(self, calls_per_minute: int, window_s: int = 60 + CLOCK_MARGIN_S) -> None:
         self._item = RateLimitItemPerSecond(calls_per_minute, window_s)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._paused_until = 0.0

@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, poller
+from daemon import budget, database, poller
 from daemon.accounts import open_accounts
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -31,14 +31,14 @@ async def open_engine(config: Config) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def _poll_safely(poll: poller.Poller, group: poller.Group) -> None:
+async def _poll_safely(poll: poller.Poller, feed: poller.Feed) -> None:
     try:
-        await poll.poll(group)
+        await poll.poll(feed)
     except Exception:
-        # A bug or a database outage must not stop the schedule: next tick tries again.
+        # The database itself failed while recording the failure: next tick tries again.
         logger.exception(
             "poll of %s failed unexpectedly; retrying next cycle",
-            group.key,
+            feed.key,
             extra={"action": "poll.crashed"},
         )
 
@@ -60,12 +60,12 @@ async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEF
             engine, accounts.clients, accounts.caches, on_new_events=deliverer.wake
         )
         scheduler = AsyncIOScheduler()
-        for group in poller.groups(config):
+        for feed in poller.feeds(config, budget.fitted_intervals(config)):
             scheduler.add_job(
                 _poll_safely,
-                IntervalTrigger(seconds=group.interval_s),
-                args=[poll, group],
-                id=group.key,
+                IntervalTrigger(seconds=feed.interval_s),
+                args=[poll, feed],
+                id=feed.key,
                 next_run_time=datetime.now(UTC),  # first poll right away
                 max_instances=1,
                 coalesce=True,

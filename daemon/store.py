@@ -1,13 +1,13 @@
-"""Every read and write of the database: subscription marks, the outbox, attempts, dead letters.
+"""The outbox: queued events, their attempts and dead letters.
 
-The outbox is the heart: a poll's new deliveries and its advanced mark commit in one
-transaction, and the delivery loop claims due rows with a lease (`claimed_until`), so work a
+A poll's new events commit in one transaction with the feed's advanced watermark (see
+`feed_store`), and the delivery loop claims due rows with a lease (`claimed_until`), so work a
 crashed process had claimed comes back by itself once the lease runs out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -16,29 +16,15 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.detection import Mark
-from daemon.tables import dead_letters, deliveries, delivery_attempts, subscription_state
-
-STATUS_OK = "ok"
-STATUS_FAILING = "failing"
-
-
-@dataclass(frozen=True)
-class SubscriptionState:
-    subscription: str
-    trigger: str
-    mark: Mark | None
-    status: str
-    last_error: str | None
-    last_poll_at: datetime | None
-    started_at: datetime
+from daemon.tables import dead_letters, deliveries, delivery_attempts
 
 
 @dataclass(frozen=True)
 class NewEvent:
+    subscription: str
     event_id: str
     event_type: str
-    item_id: int
+    item_id: str
     body: str
     error: str | None = None  # set when the item could not be mapped: dead-lettered at once
 
@@ -49,7 +35,7 @@ class Claimed:
     event_id: str
     subscription: str
     event_type: str
-    item_id: int
+    item_id: str
     body: str
     attempts: int
 
@@ -65,51 +51,16 @@ class Outcome:
     next_attempt_at: datetime | None = None
 
 
-def _insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
-    """INSERT that skips rows whose unique key exists: re-detecting an item is harmless."""
+def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
+    """INSERT that skips rows whose unique key exists: re-detecting an event is harmless."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-async def load_states(
-    engine: AsyncEngine, names: Collection[str] | None = None
-) -> dict[str, SubscriptionState]:
-    """The named subscriptions' states (all of them when `names` is None), by name."""
-    query = select(subscription_state)
-    if names is not None:
-        query = query.where(subscription_state.c.subscription.in_(list(names)))
-    async with engine.connect() as connection:
-        rows = await connection.execute(query)
-        return {
-            row.subscription: SubscriptionState(
-                subscription=row.subscription,
-                trigger=row.trigger,
-                mark=Mark(row.mark_id, row.mark_add_time) if row.mark_id is not None else None,
-                status=row.status,
-                last_error=row.last_error,
-                last_poll_at=row.last_poll_at,
-                started_at=row.started_at,
-            )
-            for row in rows
-        }
-
-
-async def _upsert_state(
-    connection: AsyncConnection, values: dict[str, Any], keep: Collection[str] = ("started_at",)
-) -> None:
-    """Insert the subscription's row, or update it leaving the `keep` columns as they are."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(subscription_state).values(values)
-    changed = {key: value for key, value in values.items() if key not in keep}
-    await connection.execute(
-        statement.on_conflict_do_update(index_elements=["subscription"], set_=changed)
-    )
-
-
-def _event_row(event: NewEvent, subscription: str, now: datetime) -> dict[str, Any]:
+def _event_row(event: NewEvent, now: datetime) -> dict[str, Any]:
     return {
         "event_id": event.event_id,
-        "subscription": subscription,
+        "subscription": event.subscription,
         "event_type": event.event_type,
         "item_id": event.item_id,
         "body": event.body,
@@ -118,77 +69,25 @@ def _event_row(event: NewEvent, subscription: str, now: datetime) -> dict[str, A
     }
 
 
-async def record_detection(
-    engine: AsyncEngine,
-    *,
-    subscription: str,
-    account: str,
-    trigger: str,
-    events: Sequence[NewEvent],
-    mark: Mark,
-    now: datetime,
+async def insert_events(
+    connection: AsyncConnection, events: Sequence[NewEvent], now: datetime
 ) -> None:
-    """Insert the new deliveries and advance the mark, atomically."""
-    async with engine.begin() as connection:
-        good = [event for event in events if event.error is None]
-        bad = [event for event in events if event.error is not None]
-        if good:
-            await connection.execute(
-                _insert_ignoring_duplicates(connection, deliveries),
-                [
-                    {**_event_row(event, subscription, now), "next_attempt_at": now}
-                    for event in good
-                ],
-            )
-        if bad:
-            await connection.execute(
-                _insert_ignoring_duplicates(connection, dead_letters),
-                [
-                    {
-                        **_event_row(event, subscription, now),
-                        "last_error": event.error,
-                        "dead_at": now,
-                    }
-                    for event in bad
-                ],
-            )
-        await _upsert_state(
-            connection,
-            {
-                "subscription": subscription,
-                "account": account,
-                "trigger": trigger,
-                "mark_id": mark.id,
-                "mark_add_time": mark.add_time,
-                "started_at": now,
-                "status": STATUS_OK,
-                "last_error": None,
-                "last_poll_at": now,
-                "updated_at": now,
-            },
+    """Queue new events in the caller's transaction; unmappable ones are dead-lettered at once
+    with their raw object and the reason. An event already queued (same `event_id`) is kept."""
+    good = [event for event in events if event.error is None]
+    bad = [event for event in events if event.error is not None]
+    if good:
+        await connection.execute(
+            insert_ignoring_duplicates(connection, deliveries),
+            [{**_event_row(event, now), "next_attempt_at": now} for event in good],
         )
-
-
-async def record_poll_failure(
-    engine: AsyncEngine, *, subscription: str, account: str, trigger: str, error: str, now: datetime
-) -> None:
-    """Mark the subscription failing; its high-water mark stays where it was."""
-    async with engine.begin() as connection:
-        await _upsert_state(
-            connection,
-            {
-                "subscription": subscription,
-                "account": account,
-                "trigger": trigger,
-                "started_at": now,
-                "status": STATUS_FAILING,
-                "last_error": error,
-                "last_poll_at": now,
-                "updated_at": now,
-            },
-            # The mark belongs to the trigger it was taken on: a failing first poll after a
-            # trigger change must not pair the old mark with the new trigger.
-            keep=("started_at", "trigger", "account"),
+    if bad:
+        await connection.execute(
+            insert_ignoring_duplicates(connection, dead_letters),
+            [
+                {**_event_row(event, now), "last_error": event.error, "dead_at": now}
+                for event in bad
+            ],
         )
 
 
@@ -310,7 +209,7 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
         dead = [o for o in outcomes if o.verdict == "dead"]
         if dead:
             await connection.execute(
-                _insert_ignoring_duplicates(connection, dead_letters),
+                insert_ignoring_duplicates(connection, dead_letters),
                 [
                     {
                         "event_id": o.claimed.event_id,

@@ -15,7 +15,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -60,9 +59,13 @@ subscription_state = Table(
     Column("subscription", String(200), primary_key=True),
     Column("account", String(200), nullable=False),
     Column("trigger", String(50), nullable=False),
-    # High-water mark: the largest item id seen, and the add_time of that item.
-    Column("mark_id", BigInteger, nullable=True),
-    Column("mark_add_time", Timestamp(), nullable=True),
+    # Nothing before `start_at` fires; `id_floor` is the highest id that existed then (so a
+    # deal created later with a backdated add_time is still an addition).
+    Column("start_at", Timestamp(), nullable=False),
+    Column("id_floor", BigInteger, nullable=True),
+    # The update_time up to which this subscription has read its feed: behind the feed's
+    # watermark only while it backfills.
+    Column("position", Timestamp(), nullable=False),
     Column("started_at", Timestamp(), nullable=False),
     Column("status", String(20), nullable=False),  # "ok" or "failing"
     Column("last_error", Text, nullable=True),
@@ -70,7 +73,39 @@ subscription_state = Table(
     Column("updated_at", Timestamp(), nullable=False),
 )
 
-# The outbox: one row per detected item, until delivered (kept) or dead-lettered (moved).
+# One change feed per (account, object type): every subscription on it reads one listing.
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("object_type", String(50), primary_key=True),
+    # The newest update_time read and committed: the next listing starts a look-back before.
+    Column("watermark", Timestamp(), nullable=False),
+    Column("max_id", BigInteger, nullable=True),  # highest id listed, for new subscriptions
+    Column("started_at", Timestamp(), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("last_poll_at", Timestamp(), nullable=True),
+    Column("updated_at", Timestamp(), nullable=False),
+)
+
+# What the feed last saw of each item: enough to tell a change (content hash), number it
+# (`version`, so A -> B -> A -> B is three changes) and build `previous` (`snapshot`).
+item_states = Table(
+    "item_states",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("object_type", String(50), primary_key=True),
+    Column("item_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("update_time", Timestamp(), nullable=True),
+    Column("snapshot", Text, nullable=False),
+    Column("first_seen_at", Timestamp(), nullable=False),
+    Column("seen_at", Timestamp(), nullable=False),
+)
+
+# The outbox: one row per event (`event_id` unique), until delivered (kept) or dead (moved).
 deliveries = Table(
     "deliveries",
     metadata,
@@ -78,7 +113,7 @@ deliveries = Table(
     Column("event_id", String(64), nullable=False, unique=True),
     Column("subscription", String(200), nullable=False),
     Column("event_type", String(50), nullable=False),
-    Column("item_id", BigInteger, nullable=False),
+    Column("item_id", String(64), nullable=False),  # a lead's id is a UUID
     Column("body", Text, nullable=False),
     Column("created_at", Timestamp(), nullable=False),
     Column("next_attempt_at", Timestamp(), nullable=False),
@@ -87,7 +122,6 @@ deliveries = Table(
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("delivered_at", Timestamp(), nullable=True),
-    UniqueConstraint("subscription", "event_type", "item_id"),
 )
 
 # The claim walks pending rows by due time; delivered rows (kept for status and dedupe) stay
@@ -118,7 +152,7 @@ dead_letters = Table(
     Column("event_id", String(64), nullable=False, unique=True),
     Column("subscription", String(200), nullable=False, index=True),
     Column("event_type", String(50), nullable=False),
-    Column("item_id", BigInteger, nullable=False),
+    Column("item_id", String(64), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", Timestamp(), nullable=False),
     Column("attempts", Integer, nullable=False),

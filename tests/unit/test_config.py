@@ -42,7 +42,7 @@ def test_defaults() -> None:
     [
         (with_sub(poll_interval=0), "subscriptions[0].poll_interval: must be >= 1 (got 0)"),
         (with_sub(poll_interval="soon"), "subscriptions[0].poll_interval: must be a duration"),
-        (with_sub(trigger="deal.updated"), "subscriptions[0].trigger: "),
+        (with_sub(trigger="deal.exploded"), "subscriptions[0].trigger: "),
         (with_sub(callback_url="not a url"), "subscriptions[0].callback_url: "),
         (with_sub(secret="abc"), "subscriptions[0].secret: must start with 'whsec_'"),
         (with_sub(secret="whsec_%%%"), "subscriptions[0].secret: is not valid base64"),
@@ -94,4 +94,6 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPEDRIVE_API_TOKEN", "x")
     example = Path(__file__).resolve().parents[2] / "config.example.toml"
     loaded = config.load(example)
-    assert {s.trigger for s in loaded.subscriptions} == set(config.TRIGGERS)
+    used = {s.trigger for s in loaded.subscriptions}
+    assert {"deal.added", "deal.added.legacy", "activity.added", "deal.stage_changed"} <= used
+    assert any(s.filter for s in loaded.subscriptions)

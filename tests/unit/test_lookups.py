@@ -192,8 +192,20 @@ async def test_resolve_fetches_each_resource_in_one_batched_call() -> None:
 async def test_resolve_skips_resources_with_no_ids() -> None:
     source = FakeSource()
     result = await LookupCache().resolve(source, LookupRequest(users=frozenset({1})))
-    assert [call[0] for call in source.calls] == ["list_users", "list_stages"]
+    assert [call[0] for call in source.calls] == ["list_users"]
     assert result.persons == {} and result.deals == {}
+
+
+async def test_nothing_is_fetched_when_nothing_is_needed_even_past_the_ttl() -> None:
+    source = FakeSource()
+    now = [0.0]
+    cache = LookupCache(ttl_s=10, clock=lambda: now[0])
+    await cache.resolve(source, LookupRequest(users=frozenset({1}), stages=frozenset({3})))
+    source.calls.clear()
+    for _ in range(30):  # an idle hour of polls: no batch needs a name
+        now[0] += 120
+        await cache.resolve(source, LookupRequest())
+    assert source.calls == []
 
 
 async def test_ids_pipedrive_does_not_return_are_absent_not_errors() -> None:
@@ -234,9 +246,12 @@ async def test_users_and_stages_are_refetched_after_the_ttl() -> None:
 async def test_ttl_is_configurable() -> None:
     source, clock = FakeSource(), FakeClock()
     cache = LookupCache(ttl_s=10, clock=clock)
-    await cache.resolve(source, LookupRequest())
-    clock.now += 10
-    await cache.resolve(source, LookupRequest())
+    await cache.resolve(source, LookupRequest(users=frozenset({1})))
+    clock.now += 9
+    await cache.resolve(source, LookupRequest(users=frozenset({1})))
+    assert source.count("list_users") == 1
+    clock.now += 1
+    await cache.resolve(source, LookupRequest(users=frozenset({1})))
     assert source.count("list_users") == 2
 
 

@@ -1,0 +1,141 @@
+"""Deciding, for one listed page, which items changed and which subscriptions' triggers fire.
+
+Pure: the poller brings the page and the stored item states, and commits what this returns.
+An item version is new to the feed when its content differs from what was stored (so two
+edits in one second are two versions); a subscription that is still backfilling also looks at
+versions the feed already knew, as never seen by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from daemon.feed_store import ItemStateRow, StoredItem
+from daemon.filters import Filter
+from daemon.triggers.base import (
+    Item,
+    ObjectType,
+    Observation,
+    Trigger,
+    UnmappableItem,
+    item_key,
+    required_moment,
+)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A subscription as its feed sees it."""
+
+    name: str
+    trigger: Trigger
+    filter: Filter
+    start: datetime
+    id_floor: int | None
+    position: datetime  # update_time it has read up to
+    include_custom_fields: bool = False
+
+
+@dataclass(frozen=True)
+class Firing:
+    reader: Reader
+    item_id: str
+    version: int  # the item's version number in the feed: one per observed change
+    current: Item
+    previous: Item | None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An item no trigger can reason about; dead-lettered for the reader, never stored."""
+
+    reader: Reader
+    item: Item
+    reason: str
+
+
+@dataclass
+class PageDecision:
+    states: list[ItemStateRow] = field(default_factory=list)
+    firings: list[Firing] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    newest_update: datetime | None = None
+    max_id: int | None = None
+
+
+def content_hash(item: Item) -> str:
+    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def raw_json(item: Item) -> str:
+    return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+
+
+def decide(
+    page: Sequence[Item],
+    stored: Mapping[str, StoredItem],
+    readers: Sequence[Reader],
+    obj: ObjectType,
+    *,
+    watermark: datetime,
+    look_back: timedelta,
+) -> PageDecision:
+    """What this page changes; `watermark` is the feed's at the start of the cycle."""
+    decision = PageDecision()
+    for item in page:
+        try:
+            key = item_key(item, obj)
+            updated = required_moment(item, "update_time")
+        except UnmappableItem as error:
+            decision.rejected.extend(Rejected(r, item, str(error)) for r in readers)
+            continue
+        digest = content_hash(item)
+        known = stored.get(key)
+        novel = known is None or known.content_hash != digest
+        if known is None:
+            version = 1
+        else:
+            version = known.version + 1 if novel else known.version
+        failed = False
+        for reader in readers:
+            previous: Item | None
+            if novel:
+                previous = known.snapshot if known else None
+            elif reader.position < watermark and updated >= reader.position - look_back:
+                previous = None  # backfilling: the feed knew this version, the reader did not
+            else:
+                continue
+            observation = Observation(previous, item, reader.start, reader.id_floor)
+            try:
+                fires = reader.trigger.fires(observation) and reader.filter.matches(item)
+            except UnmappableItem as error:
+                decision.rejected.append(Rejected(reader, item, str(error)))
+                failed = True
+                continue
+            if fires:
+                decision.firings.append(Firing(reader, key, version, item, previous))
+        if novel and not failed:
+            decision.states.append(ItemStateRow(key, version, digest, updated, raw_json(item)))
+        if decision.newest_update is None or updated > decision.newest_update:
+            decision.newest_update = updated
+        ident = item.get("id")
+        if isinstance(ident, int) and (decision.max_id is None or ident > decision.max_id):
+            decision.max_id = ident
+    return decision
+
+
+def previous_fields(
+    before: Mapping[str, Any], after: Mapping[str, Any], always: Sequence[str] = ()
+) -> dict[str, Any]:
+    """For each field of `after` whose value differs in `before`, the earlier value."""
+    return {
+        name: before.get(name)
+        for name in after
+        if name in always or before.get(name) != after[name]
+    }

@@ -1,0 +1,326 @@
+"""The change feeds' state in SQL: feeds, the subscriptions reading them, and item states.
+
+Each page of a listing commits in one transaction: the item states it changed, the events
+they fired, the feed's watermark and the subscriptions' positions. A crash between pages
+therefore repeats nothing (the states say what was seen) and loses nothing (the watermark
+only moves past what was committed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon import store
+from daemon.tables import feeds, item_states, subscription_state
+
+STATUS_OK = "ok"
+STATUS_FAILING = "failing"
+
+
+@dataclass(frozen=True)
+class FeedState:
+    account: str
+    object_type: str
+    watermark: datetime
+    max_id: int | None
+    status: str
+    last_error: str | None
+    last_poll_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    subscription: str
+    account: str
+    trigger: str
+    start_at: datetime
+    id_floor: int | None
+    position: datetime
+    status: str
+    last_error: str | None
+    last_poll_at: datetime | None
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class SubscriptionStart:
+    """What the config says of a subscription on a feed."""
+
+    name: str
+    trigger: str
+    start: datetime | None  # None: "now", the moment it is first started
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    version: int
+    content_hash: str
+    snapshot: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ItemStateRow:
+    item_id: str
+    version: int
+    content_hash: str
+    update_time: datetime | None
+    snapshot: str  # the raw object as JSON
+
+
+def _upsert(connection: AsyncConnection, table: Any) -> Any:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _subscription(row: Any) -> SubscriptionState:
+    return SubscriptionState(
+        subscription=row.subscription,
+        account=row.account,
+        trigger=row.trigger,
+        start_at=row.start_at,
+        id_floor=row.id_floor,
+        position=row.position,
+        status=row.status,
+        last_error=row.last_error,
+        last_poll_at=row.last_poll_at,
+        started_at=row.started_at,
+    )
+
+
+def _feed(row: Any) -> FeedState:
+    return FeedState(
+        account=row.account,
+        object_type=row.object_type,
+        watermark=row.watermark,
+        max_id=row.max_id,
+        status=row.status,
+        last_error=row.last_error,
+        last_poll_at=row.last_poll_at,
+    )
+
+
+async def load_states(
+    engine: AsyncEngine, names: Collection[str] | None = None
+) -> dict[str, SubscriptionState]:
+    """The named subscriptions' states (all of them when `names` is None), by name."""
+    query = select(subscription_state)
+    if names is not None:
+        query = query.where(subscription_state.c.subscription.in_(list(names)))
+    async with engine.connect() as connection:
+        return {row.subscription: _subscription(row) for row in await connection.execute(query)}
+
+
+async def load_feeds(engine: AsyncEngine) -> dict[tuple[str, str], FeedState]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(feeds))
+        return {(row.account, row.object_type): _feed(row) for row in rows}
+
+
+async def open_feed(
+    engine: AsyncEngine,
+    *,
+    account: str,
+    object_type: str,
+    subscriptions: Sequence[SubscriptionStart],
+    now: datetime,
+) -> tuple[FeedState, dict[str, SubscriptionState]]:
+    """The feed and its subscriptions, created on the first attempt, before any API call, so
+    `start = "now"` means the moment a subscription was first started even when Pipedrive is
+    down then. A subscription whose trigger changed in the config starts afresh."""
+    async with engine.begin() as connection:
+        key = (feeds.c.account == account) & (feeds.c.object_type == object_type)
+        row = (await connection.execute(select(feeds).where(key))).first()
+        if row is None:
+            starts = [s.start or now for s in subscriptions]
+            await connection.execute(
+                feeds.insert().values(
+                    account=account,
+                    object_type=object_type,
+                    watermark=min([now, *starts]),
+                    max_id=None,
+                    started_at=now,
+                    status=STATUS_OK,
+                    updated_at=now,
+                )
+            )
+            row = (await connection.execute(select(feeds).where(key))).one()
+        feed = _feed(row)
+        names = [s.name for s in subscriptions]
+        existing = {
+            r.subscription: _subscription(r)
+            for r in await connection.execute(
+                select(subscription_state).where(subscription_state.c.subscription.in_(names))
+            )
+        }
+        states: dict[str, SubscriptionState] = {}
+        for sub in subscriptions:
+            state = existing.get(sub.name)
+            if state is not None and state.trigger == sub.trigger and state.account == account:
+                states[sub.name] = state
+                continue
+            start_at = sub.start or now
+            values = {
+                "subscription": sub.name,
+                "account": account,
+                "trigger": sub.trigger,
+                "start_at": start_at,
+                "id_floor": feed.max_id,
+                "position": min(start_at, feed.watermark),
+                "started_at": now,
+                "status": STATUS_OK,
+                "last_error": None,
+                "last_poll_at": None,
+                "updated_at": now,
+            }
+            statement = _upsert(connection, subscription_state).values(values)
+            await connection.execute(
+                statement.on_conflict_do_update(index_elements=["subscription"], set_=values)
+            )
+            states[sub.name] = SubscriptionState(
+                subscription=sub.name,
+                account=account,
+                trigger=sub.trigger,
+                start_at=start_at,
+                id_floor=feed.max_id,
+                position=min(start_at, feed.watermark),
+                status=STATUS_OK,
+                last_error=None,
+                last_poll_at=None,
+                started_at=now,
+            )
+        return feed, states
+
+
+async def set_max_id(
+    engine: AsyncEngine, *, account: str, object_type: str, max_id: int, names: Collection[str]
+) -> None:
+    """The feed's first look at the highest id; subscriptions without a floor take it."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(feeds)
+            .where(feeds.c.account == account, feeds.c.object_type == object_type)
+            .values(max_id=max_id)
+        )
+        await connection.execute(
+            update(subscription_state)
+            .where(
+                subscription_state.c.subscription.in_(list(names)),
+                subscription_state.c.id_floor.is_(None),
+            )
+            .values(id_floor=max_id)
+        )
+
+
+async def load_items(
+    engine: AsyncEngine, *, account: str, object_type: str, item_ids: Collection[str]
+) -> dict[str, StoredItem]:
+    if not item_ids:
+        return {}
+    query = select(
+        item_states.c.item_id,
+        item_states.c.version,
+        item_states.c.content_hash,
+        item_states.c.snapshot,
+    ).where(
+        item_states.c.account == account,
+        item_states.c.object_type == object_type,
+        item_states.c.item_id.in_(list(item_ids)),
+    )
+    async with engine.connect() as connection:
+        return {
+            row.item_id: StoredItem(row.version, row.content_hash, json.loads(row.snapshot))
+            for row in await connection.execute(query)
+        }
+
+
+async def commit_page(
+    engine: AsyncEngine,
+    *,
+    account: str,
+    object_type: str,
+    items: Sequence[ItemStateRow],
+    events: Sequence[store.NewEvent],
+    watermark: datetime,
+    max_id: int | None,
+    positions: Mapping[str, datetime],
+    now: datetime,
+) -> None:
+    """One page's outcome, atomically: item states, events, watermark and positions."""
+    async with engine.begin() as connection:
+        if items:
+            statement = _upsert(connection, item_states)
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["account", "object_type", "item_id"],
+                    set_={
+                        "version": statement.excluded.version,
+                        "content_hash": statement.excluded.content_hash,
+                        "update_time": statement.excluded.update_time,
+                        "snapshot": statement.excluded.snapshot,
+                        "seen_at": statement.excluded.seen_at,
+                    },
+                ),
+                [
+                    {
+                        "account": account,
+                        "object_type": object_type,
+                        "item_id": item.item_id,
+                        "version": item.version,
+                        "content_hash": item.content_hash,
+                        "update_time": item.update_time,
+                        "snapshot": item.snapshot,
+                        "first_seen_at": now,
+                        "seen_at": now,
+                    }
+                    for item in items
+                ],
+            )
+        await store.insert_events(connection, events, now)
+        await connection.execute(
+            update(feeds)
+            .where(feeds.c.account == account, feeds.c.object_type == object_type)
+            .values(watermark=watermark, max_id=max_id, updated_at=now)
+        )
+        for name, position in positions.items():
+            await connection.execute(
+                update(subscription_state)
+                .where(subscription_state.c.subscription == name)
+                .values(position=position, updated_at=now)
+            )
+
+
+async def record_cycle(
+    engine: AsyncEngine,
+    *,
+    account: str,
+    object_type: str,
+    names: Collection[str],
+    error: str | None,
+    now: datetime,
+) -> None:
+    """A cycle's end: ok, or failing with the error on the feed and every subscription on it."""
+    values = {
+        "status": STATUS_OK if error is None else STATUS_FAILING,
+        "last_error": error,
+        "last_poll_at": now,
+        "updated_at": now,
+    }
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(feeds)
+            .where(feeds.c.account == account, feeds.c.object_type == object_type)
+            .values(values)
+        )
+        await connection.execute(
+            update(subscription_state)
+            .where(subscription_state.c.subscription.in_(list(names)))
+            .values(values)
+        )
