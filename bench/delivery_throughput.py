@@ -58,7 +58,6 @@ from pydantic import SecretStr
 from daemon import database, events, payloads, store
 from daemon.config import DEFAULT_CONCURRENCY, DeliveryConfig, SubscriptionConfig
 from daemon.delivery import Deliverer, delivery_http_client
-from daemon.detection import Mark
 from daemon.lookups import Lookups
 from daemon.signing import Signer
 
@@ -446,21 +445,18 @@ def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> It
 
 
 async def fill_outbox(url: str, workload: Sequence[Event]) -> None:
-    """Insert the events as the poller does: one `record_detection` per page of rows."""
+    """Insert the events as the poller does: one transaction per page of rows."""
     engine = database.create_engine(url)
     try:
         now = datetime.now(UTC)
         for start in range(0, len(workload), INSERT_CHUNK):
             chunk = workload[start : start + INSERT_CHUNK]
-            await store.record_detection(
-                engine,
-                subscription=SUBSCRIPTION,
-                account="bench",
-                trigger=TRIGGER,
-                events=[store.NewEvent(e.event_id, TRIGGER, e.item_id, e.body) for e in chunk],
-                mark=Mark(chunk[-1].item_id, now),
-                now=now,
-            )
+            events = [
+                store.NewEvent(SUBSCRIPTION, e.event_id, TRIGGER, str(e.item_id), e.body)
+                for e in chunk
+            ]
+            async with engine.begin() as connection:
+                await store.insert_events(connection, events, now)
         if engine.dialect.name == "postgresql":
             async with engine.begin() as connection:  # steady-state statistics, as autovacuum
                 await connection.execute(sqlalchemy.text("ANALYZE deliveries"))

@@ -12,7 +12,6 @@ as new beyond the look-back, and a re-read one keeps its webhook-id, which dedup
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -26,11 +25,12 @@ depends_on = None
 _TS = sa.DateTime(timezone=True)
 
 
-@dataclass
 class _Feed:
-    watermark: datetime
-    max_id: int | None
-    started_at: datetime
+    # A plain class: alembic loads this file outside sys.modules, where dataclasses fail.
+    def __init__(self, watermark: datetime, max_id: int | None, started_at: datetime) -> None:
+        self.watermark = watermark
+        self.max_id = max_id
+        self.started_at = started_at
 
 
 def _object_type(trigger: str) -> str:

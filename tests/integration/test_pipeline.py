@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
-from daemon import database, events, service, store, tables
+from daemon import database, events, feed_store, service, store, tables
 from daemon.local_server import serve
 from daemon.pipedrive import RetryOptions
 from daemon.receiver import WebhookReceiver
@@ -96,15 +96,18 @@ async def opened(config: config_module.Config) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def states(config: config_module.Config) -> dict[str, store.SubscriptionState]:
+async def states(config: config_module.Config) -> dict[str, feed_store.SubscriptionState]:
     async with opened(config) as engine:
-        return await store.load_states(engine)
+        return await feed_store.load_states(engine)
 
 
 async def all_polled(config: config_module.Config) -> bool:
-    marks = await states(config)
+    """Every subscription has had a successful first cycle."""
+    known = await states(config)
     return all(
-        name in marks and marks[name].mark is not None
+        name in known
+        and known[name].last_poll_at is not None
+        and known[name].status == feed_store.STATUS_OK
         for name in (s.name for s in config.subscriptions)
     )
 
@@ -288,16 +291,16 @@ async def test_invalid_token_marks_failing_and_keeps_the_mark(
         sandbox.add_deal(title="while revoked")
 
         async def failing() -> bool:
-            return (await states(config))["d"].status == store.STATUS_FAILING
+            return (await states(config))["d"].status == feed_store.STATUS_FAILING
 
         await eventually(failing)
         after = (await states(config))["d"]
-        assert after.mark == before.mark
+        assert after.position == before.position
         assert after.last_error is not None and "401" in after.last_error
         assert "API token" in after.last_error
         sandbox.token = API_TOKEN
         await wait_for_events(receiver, 1)
-    assert (await states(config))["d"].status == store.STATUS_OK
+    assert (await states(config))["d"].status == feed_store.STATUS_OK
 
 
 async def test_rate_limited_and_broken_answers_lose_nothing(
@@ -371,7 +374,7 @@ async def test_an_unmappable_item_is_dead_lettered_not_dropped(
     assert [item.json()["data"]["id"] for item in receiver.received] == [good]
     async with opened(config) as engine, engine.connect() as connection:
         row = (await connection.execute(select(tables.dead_letters))).one()
-    assert row.item_id == broken and "value" in row.last_error
+    assert row.item_id == str(broken) and "value" in row.last_error
 
 
 async def test_a_slow_consumer_does_not_slow_the_others(

@@ -1,4 +1,4 @@
-"""Every request a poll cycle sends (listings, cursors, backfill, lookups) fits Pipedrive's spec."""
+"""Every request a poll cycle sends (probe, listings, cursors, lookups) fits Pipedrive's spec."""
 
 from __future__ import annotations
 
@@ -57,19 +57,21 @@ async def test_poll_cycles_send_only_requests_the_spec_allows(
         poll = poller.Poller(
             engine, {"main": client}, {"main": LookupCache()}, clock=lambda: clock[0]
         )
-        groups = poller.groups(config)
-        for group in groups:
-            await poll.poll(group)  # first run: marks, and the backfill
+        feeds = poller.feeds(config)
+        for feed in feeds:
+            await poll.poll(feed)  # first run: the id probe, then the listing from the start
         deal = sandbox.add_deal(title="new", person_id=person["id"])
         sandbox.add_activity(subject="call", type="call", deal_id=deal["id"])
         clock[0] = clock[0].replace(minute=5)
-        for group in groups:
-            await poll.poll(group)  # listings down to the marks, then lookups by ids
+        for feed in feeds:
+            await poll.poll(feed)  # listings from the watermarks, then lookups by ids
     finally:
         await http.aclose()
         await engine.dispose()
     paths = {(request.method, request.url.path) for request in sent}
     assert {("GET", "/api/v2/deals"), ("GET", "/api/v2/activities"), ("GET", "/v1/users")} <= paths
     assert any("ids" in request.url.params for request in sent)
-    assert any(request.url.params.get("sort_by") == "add_time" for request in sent)
+    listings = [r for r in sent if r.url.params.get("sort_by") == "update_time"]
+    assert len(listings) == 4 and all("updated_since" in r.url.params for r in listings)
+    assert any(request.url.params.get("sort_by") == "id" for request in sent)  # the probe
     assert_requests_match_spec(v2_spec, sent)

@@ -12,7 +12,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import database, store, tables
-from daemon.detection import Mark
 from daemon.errors import SchemaOutOfDate
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -39,8 +38,11 @@ async def test_refuses_a_database_that_is_not_migrated(tmp_path: object) -> None
     await engine.dispose()
 
 
-def events(*ids: int) -> list[store.NewEvent]:
-    return [store.NewEvent(f"msg_{i}", "deal.added", i, f'{{"id":{i}}}') for i in ids]
+def events(name: str, *ids: int) -> list[store.NewEvent]:
+    return [
+        store.NewEvent(name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}')
+        for i in ids
+    ]
 
 
 async def claim(
@@ -59,31 +61,26 @@ async def claim(
     )
 
 
-async def detect(engine: AsyncEngine, name: str, ids: list[int], mark: int) -> None:
-    await store.record_detection(
-        engine,
-        subscription=name,
-        account="main",
-        trigger="deal.added",
-        events=events(*ids),
-        mark=Mark(mark, NOW),
-        now=NOW,
-    )
+async def detect(engine: AsyncEngine, name: str, ids: list[int]) -> None:
+    async with engine.begin() as connection:
+        await store.insert_events(connection, events(name, *ids), NOW)
 
 
-async def test_detection_is_idempotent_and_advances_the_mark(engine: AsyncEngine) -> None:
-    await detect(engine, "s", [1, 2], 2)
-    await detect(engine, "s", [2, 3], 3)  # 2 again: ignored, not an error
-    assert sorted(row.item_id for row in await claim(engine)) == [1, 2, 3]
-    state = (await store.load_states(engine, ["s"]))["s"]
-    assert state.mark == Mark(3, NOW) and state.status == store.STATUS_OK
+def item_ids(rows: list[store.Claimed]) -> list[int]:
+    return sorted(int(row.item_id) for row in rows)
+
+
+async def test_queueing_an_event_twice_keeps_one_row(engine: AsyncEngine) -> None:
+    await detect(engine, "s", [1, 2])
+    await detect(engine, "s", [2, 3])  # 2 again: ignored, not an error
+    assert item_ids(await claim(engine)) == [1, 2, 3]
 
 
 async def test_a_lease_hides_rows_until_it_ends(engine: AsyncEngine) -> None:
-    await detect(engine, "s", [1, 2, 3], 3)
+    await detect(engine, "s", [1, 2, 3])
 
     async def ids(at: datetime) -> list[int]:
-        return sorted(row.item_id for row in await claim(engine, at))
+        return item_ids(await claim(engine, at))
 
     assert await ids(NOW) == [1, 2, 3]
     assert await ids(NOW + timedelta(seconds=10)) == []  # still leased (a live daemon's work)
@@ -91,9 +88,9 @@ async def test_a_lease_hides_rows_until_it_ends(engine: AsyncEngine) -> None:
 
 
 async def test_per_subscription_capacity_and_unknown_subscriptions(engine: AsyncEngine) -> None:
-    await detect(engine, "busy", list(range(1, 21)), 20)
-    await detect(engine, "quiet", [100], 100)
-    await detect(engine, "removed-from-config", [200], 200)
+    await detect(engine, "busy", list(range(1, 21)))
+    await detect(engine, "quiet", [100])
+    await detect(engine, "removed-from-config", [200])
     rows = await claim(engine, limit=50, capacity={"busy": 4, "quiet": 3, "full": 0})
     by_sub: dict[str, int] = {}
     for row in rows:
@@ -102,8 +99,8 @@ async def test_per_subscription_capacity_and_unknown_subscriptions(engine: Async
 
 
 async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> None:
-    await detect(engine, "s", [1, 2, 3], 3)
-    rows = {row.item_id: row for row in await claim(engine)}
+    await detect(engine, "s", [1, 2, 3])
+    rows = {int(row.item_id): row for row in await claim(engine)}
     later = NOW + timedelta(minutes=5)
     await store.record_outcomes(
         engine,
@@ -115,17 +112,17 @@ async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> No
     )
     assert await store.counts(engine) == {"s": store.SubscriptionCounts(1, 1, 1)}
     retry = await claim(engine, later)
-    assert [(row.item_id, row.attempts) for row in retry] == [(2, 1)]
+    assert [(row.item_id, row.attempts) for row in retry] == [("2", 1)]
 
 
 async def test_concurrent_claimers_never_share_a_row(engine: AsyncEngine) -> None:
     """Two daemons on one database (SKIP LOCKED on PostgreSQL, one writer on SQLite)."""
-    await detect(engine, "s", list(range(1, 201)), 200)
+    await detect(engine, "s", list(range(1, 201)))
 
     async def claimer() -> list[int]:
         got: list[int] = []
         while rows := await claim(engine, limit=7, lease_s=60):
-            got += [row.item_id for row in rows]
+            got += [int(row.item_id) for row in rows]
         return got
 
     first, second = await asyncio.gather(claimer(), claimer())
