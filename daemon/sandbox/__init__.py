@@ -12,7 +12,7 @@ import contextlib
 import copy
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,19 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from daemon.sandbox import app as routes
-from daemon.sandbox import bodies, calls, clock, errors, faults, gateway, rate_limit, state
+from daemon.sandbox import (
+    bodies,
+    calls,
+    clock,
+    contacts,
+    custom_fields,
+    errors,
+    faults,
+    gateway,
+    rate_limit,
+    state,
+    v1_records,
+)
 from daemon.sandbox import seed as seeding
 
 __all__ = ["DEFAULT_TOKEN", "Sandbox", "run_standalone"]
@@ -48,7 +60,8 @@ class Sandbox:
         now: Callable[[], datetime] = clock.utc_now,
     ) -> None:
         self._token = token
-        self.store = state.Store(now)
+        self.clock = clock.SandboxClock(now)
+        self.store = state.Store(self.clock)
         if seed is None:
             seeding.seed_minimum(self.store, "Sandbox Owner", "owner@sandbox.example")
         else:
@@ -96,21 +109,68 @@ class Sandbox:
     def clear_calls(self) -> None:
         self._log.clear()
 
-    # -- data helpers (Python, not HTTP) -----------------------------------------------------
+    # -- the sandbox clock ------------------------------------------------------------------
 
-    def add_deal(self, title: str, **fields: Any) -> dict[str, Any]:
+    @property
+    def now(self) -> datetime:
+        """The sandbox's current time (what update_time would be stamped with)."""
+        return self.clock()
+
+    def set_time(self, moment: datetime | str) -> datetime:
+        """Freeze the sandbox clock at `moment` (aware datetime or RFC 3339): every write then
+        gets this update_time until the clock moves, so two edits can share one second."""
+        if isinstance(moment, str):
+            parsed = clock.parse_timestamp(moment)
+            if parsed is None:
+                raise ValueError(f"not a timestamp: {moment!r}")
+            moment = parsed
+        self.clock.set(moment)
+        return self.clock()
+
+    def advance_time(self, seconds: float) -> datetime:
+        """Move the (then frozen) sandbox clock forward; returns the new now."""
+        return self.clock.advance(seconds)
+
+    def release_time(self) -> None:
+        """Back to the clock the sandbox was built with."""
+        self.clock.release()
+
+    def hide(self, kind: str, record_id: int | str, seconds: float) -> datetime:
+        """Make a record visible late: neither listed nor served by id until its update_time +
+        `seconds` on the sandbox clock (an out-of-order commit). kind: deal, activity, person,
+        organization, note, lead. Returns the moment it becomes visible."""
+        return self.store.hide(kind, record_id, seconds)
+
+    def _late(self, kind: str, record_id: int | str, visible_after: float | None) -> None:
+        if visible_after is not None:
+            self.store.hide(kind, record_id, visible_after)
+
+    # -- data helpers (Python, not HTTP) -----------------------------------------------------
+    # Fields are checked as the API checks a body (a refusal is a ValueError); `add_time` and
+    # `update_time` (datetime or timestamp string) backdate; `visible_after=N` hides the
+    # written record for N seconds past its update_time (see `hide`).
+
+    def add_deal(
+        self, title: str, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """A deal as if added in the UI; `add_time`/`update_time` may be given (backdating)."""
         checked, add_time, update_time = state.helper_fields(
             {"title": title, **fields}, bodies.DEAL_FIELDS
         )
         with _refusals_as_value_errors():
             deal = self.store.create_deal(checked, "ManuallyCreated", add_time, update_time)
+        self._late("deal", deal["id"], visible_after)
         return self.deal(deal["id"])
 
-    def update_deal(self, deal_id: int, **fields: Any) -> dict[str, Any]:
-        checked, _, _ = state.helper_fields(fields, bodies.DEAL_FIELDS)
+    def update_deal(
+        self, deal_id: int, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """PATCH semantics (stage_change_time, won/lost/close times, reopen); `update_time`
+        stands in for now."""
+        checked, _, update_time = state.helper_fields(fields, bodies.DEAL_FIELDS)
         with _refusals_as_value_errors():
-            self.store.update_deal(deal_id, checked)
+            self.store.update_deal(deal_id, checked, update_time)
+        self._late("deal", deal_id, visible_after)
         return self.deal(deal_id)
 
     def archive_deal(self, deal_id: int) -> dict[str, Any]:
@@ -119,22 +179,138 @@ class Sandbox:
 
     def delete_deal(self, deal_id: int, at: datetime | None = None) -> dict[str, Any]:
         """Soft delete at `at` (default now); listed with status=deleted for 30 days."""
-        self.store.delete_deal(deal_id, at)
+        with _refusals_as_value_errors():
+            self.store.delete_deal(deal_id, at)
         return self.deal(deal_id)
 
-    def add_activity(self, **fields: Any) -> dict[str, Any]:
+    def add_activity(self, *, visible_after: float | None = None, **fields: Any) -> dict[str, Any]:
         checked, add_time, update_time = state.helper_fields(fields, bodies.ACTIVITY_FIELDS)
         with _refusals_as_value_errors():
             activity = self.store.create_activity(checked, add_time, update_time)
-        return self._copy(self.store.activities, activity["id"])
+        self._late("activity", activity["id"], visible_after)
+        return self.activity(activity["id"])
 
-    def add_person(self, name: str, **fields: Any) -> dict[str, Any]:
-        person = self.store.add_person(name, **fields)
-        return self._copy(self.store.persons, person["id"])
+    def update_activity(
+        self, activity_id: int, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """PATCH semantics: `done=True` stamps marked_as_done_time, `done=False` clears it."""
+        checked, _, update_time = state.helper_fields(fields, bodies.ACTIVITY_FIELDS)
+        with _refusals_as_value_errors():
+            self.store.update_activity(activity_id, checked, update_time)
+        self._late("activity", activity_id, visible_after)
+        return self.activity(activity_id)
 
-    def add_organization(self, name: str, **fields: Any) -> dict[str, Any]:
-        org = self.store.add_organization(name, **fields)
-        return self._copy(self.store.organizations, org["id"])
+    @staticmethod
+    def _contact_shorthands(fields: dict[str, Any]) -> dict[str, Any]:
+        """`email=`/`phone=` as one primary work entry, as the old helper took them."""
+        for short, key in (("email", "emails"), ("phone", "phones")):
+            value = fields.pop(short, None)
+            if value is not None:
+                fields[key] = [{"value": value, "primary": True, "label": "work"}]
+        return fields
+
+    def add_person(
+        self, name: str, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        checked, add_time, update_time = state.helper_fields(
+            self._contact_shorthands({"name": name, **fields}), bodies.PERSON_FIELDS
+        )
+        if add_time is not None:
+            checked["add_time"] = add_time
+        with _refusals_as_value_errors():
+            person = contacts.create_person(self.store, checked, update_time)
+        self._late("person", person["id"], visible_after)
+        return self.person(person["id"])
+
+    def update_person(
+        self, person_id: int, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        checked, _, update_time = state.helper_fields(
+            self._contact_shorthands(fields), bodies.PERSON_UPDATE_FIELDS
+        )
+        with _refusals_as_value_errors():
+            contacts.update_person(self.store, person_id, checked, update_time)
+        self._late("person", person_id, visible_after)
+        return self.person(person_id)
+
+    def add_organization(
+        self, name: str, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        checked, add_time, update_time = state.helper_fields(
+            {"name": name, **fields}, bodies.ORGANIZATION_FIELDS
+        )
+        if add_time is not None:
+            checked["add_time"] = add_time
+        with _refusals_as_value_errors():
+            org = contacts.create_organization(self.store, checked, update_time)
+        self._late("organization", org["id"], visible_after)
+        return self.organization(org["id"])
+
+    def update_organization(
+        self, org_id: int, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        checked, _, update_time = state.helper_fields(fields, bodies.ORGANIZATION_UPDATE_FIELDS)
+        with _refusals_as_value_errors():
+            contacts.update_organization(self.store, org_id, checked, update_time)
+        self._late("organization", org_id, visible_after)
+        return self.organization(org_id)
+
+    def add_note(
+        self, content: str, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A v1 note; needs one of deal_id, person_id, org_id, lead_id (like the API)."""
+        checked, add_time, update_time = state.helper_fields(
+            {"content": content, **fields}, bodies.NOTE_FIELDS
+        )
+        if add_time is not None:
+            checked["add_time"] = add_time
+        with _refusals_as_value_errors():
+            note = v1_records.add_note(self.store, checked, update_time)
+        self._late("note", note["id"], visible_after)
+        return self.note(note["id"])
+
+    def add_lead(
+        self, title: str, *, visible_after: float | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A v1 lead (id: a UUID string); needs person_id or organization_id."""
+        checked, add_time, update_time = state.helper_fields(
+            {"title": title, **fields}, bodies.LEAD_FIELDS
+        )
+        with _refusals_as_value_errors():
+            lead = v1_records.add_lead(
+                self.store, checked, "ManuallyCreated", add_time, update_time
+            )
+        self._late("lead", lead["id"], visible_after)
+        return self.lead(lead["id"])
+
+    def define_field(
+        self,
+        entity: str,
+        name: str,
+        field_type: str,
+        options: Sequence[str] = (),
+        field_code: str | None = None,
+    ) -> dict[str, Any]:
+        """A custom field (entity: deal, person, organization, activity) with a 40-hex
+        `field_code` (generated unless given); enum/set fields get option ids (the result's
+        `options`). Values go in `custom_fields={code: value}` of the add/update helpers or the
+        API bodies: numbers, {"value", "currency"} for monetary, an option id for enum, a list
+        of option ids for set, strings for text types."""
+        made = custom_fields.define(self.store, entity, name, field_type, options, field_code)
+        return copy.deepcopy(made)
+
+    def set_custom_field(
+        self, entity: str, record_id: int, field_code: str, value: Any
+    ) -> dict[str, Any]:
+        """One custom field value on a deal/person/organization, as a PATCH would set it."""
+        updates: dict[str, Callable[..., dict[str, Any]]] = {
+            "deal": self.update_deal,
+            "person": self.update_person,
+            "organization": self.update_organization,
+        }
+        if entity not in updates:
+            raise ValueError(f"{entity} records carry no custom fields")
+        return updates[entity](record_id, custom_fields={field_code: value})
 
     def add_user(self, name: str, email: str) -> dict[str, Any]:
         user = self.store.add_user(name, email)
@@ -146,7 +322,7 @@ class Sandbox:
 
     # -- snapshots -------------------------------------------------------------------------------
 
-    def _copy(self, table: dict[int, dict[str, Any]], record_id: int) -> dict[str, Any]:
+    def _copy(self, table: Mapping[int, dict[str, Any]], record_id: int) -> dict[str, Any]:
         with self.store.lock:
             return copy.deepcopy(table[record_id])
 
@@ -156,6 +332,29 @@ class Sandbox:
 
     def deal(self, deal_id: int) -> dict[str, Any]:
         return self._copy(self.store.deals, deal_id)
+
+    def activity(self, activity_id: int) -> dict[str, Any]:
+        return self._copy(self.store.activities, activity_id)
+
+    def person(self, person_id: int) -> dict[str, Any]:
+        return self._copy(self.store.persons, person_id)
+
+    def organization(self, org_id: int) -> dict[str, Any]:
+        return self._copy(self.store.organizations, org_id)
+
+    def note(self, note_id: int) -> dict[str, Any]:
+        with self.store.lock:
+            return copy.deepcopy(v1_records.render_note(self.store, self.store.notes[note_id]))
+
+    def lead(self, lead_id: str) -> dict[str, Any]:
+        with self.store.lock:
+            return copy.deepcopy(self.store.leads[lead_id])
+
+    def fields(self, entity: str) -> list[dict[str, Any]]:
+        """Built-in and custom field definitions, as `GET /api/v2/{entity}Fields` lists them."""
+        custom_fields.check_entity(entity)
+        with self.store.lock:
+            return copy.deepcopy(custom_fields.definitions(self.store, entity))
 
     @property
     def me(self) -> dict[str, Any]:
@@ -189,6 +388,17 @@ class Sandbox:
     @property
     def stages(self) -> list[dict[str, Any]]:
         return self._all(self.store.stages)
+
+    @property
+    def notes(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            ids = sorted(self.store.notes)
+        return [self.note(note_id) for note_id in ids]
+
+    @property
+    def leads(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            return [copy.deepcopy(self.store.leads[key]) for key in sorted(self.store.leads)]
 
 
 def run_standalone(port: int, seed: int) -> None:

@@ -1,6 +1,7 @@
 """Strict validation of v2 write bodies: JSON types are never coerced and unknown keys fail.
 
-Field tables follow the spec's request schemas for `POST/PATCH /deals` and `POST /activities`.
+Field tables follow the spec's request schemas: v2 `POST/PATCH` of deals, activities, persons
+and organizations, v1 `POST /notes` and `POST /leads`.
 """
 
 from __future__ import annotations
@@ -78,6 +79,81 @@ ACTIVITY_FIELDS: Mapping[str, Field] = {
     "note": Field("string"),
 }
 
+PERSON_FIELDS: Mapping[str, Field] = {
+    "name": Field("string"),
+    "owner_id": Field("integer"),
+    "org_id": Field("integer"),
+    "add_time": Field("timestamp"),
+    "emails": Field("contacts"),
+    "phones": Field("contacts"),
+    "visible_to": Field("integer", choices=(1, 3, 5, 7)),
+    "label_ids": Field("ints"),
+    "postal_address": Field("address"),
+    "notes": Field("string"),
+    "im": Field("contacts"),
+    "birthday": Field("date"),
+    "job_title": Field("string"),
+    "marketing_status": Field(
+        "string", choices=("no_consent", "unsubscribed", "subscribed", "archived")
+    ),
+    "custom_fields": Field("object"),
+}
+# PATCH /persons/{id} and /organizations/{id}: as POST minus add_time.
+PERSON_UPDATE_FIELDS: Mapping[str, Field] = {
+    k: v for k, v in PERSON_FIELDS.items() if k != "add_time"
+}
+
+ORGANIZATION_FIELDS: Mapping[str, Field] = {
+    "name": Field("string"),
+    "owner_id": Field("integer"),
+    "add_time": Field("timestamp"),
+    "visible_to": Field("integer", choices=(1, 3, 5, 7)),
+    "label_ids": Field("ints"),
+    "address": Field("address"),
+    "website": Field("string", nullable=True),
+    "linkedin": Field("string", nullable=True),
+    "industry": Field("integer", nullable=True),
+    "annual_revenue": Field("integer", nullable=True),
+    "employee_count": Field("integer", nullable=True),
+    "custom_fields": Field("object"),
+}
+ORGANIZATION_UPDATE_FIELDS: Mapping[str, Field] = {
+    k: v for k, v in ORGANIZATION_FIELDS.items() if k != "add_time"
+}
+
+# v1 POST /notes and POST /leads (strict here too; see the README).
+NOTE_FIELDS: Mapping[str, Field] = {
+    "content": Field("string"),
+    "lead_id": Field("string"),
+    "deal_id": Field("integer"),
+    "person_id": Field("integer"),
+    "org_id": Field("integer"),
+    "project_id": Field("integer"),
+    "task_id": Field("integer"),
+    "user_id": Field("integer"),
+    "add_time": Field("timestamp"),
+    "pinned_to_lead_flag": Field("flag"),
+    "pinned_to_deal_flag": Field("flag"),
+    "pinned_to_organization_flag": Field("flag"),
+    "pinned_to_person_flag": Field("flag"),
+    "pinned_to_project_flag": Field("flag"),
+    "pinned_to_task_flag": Field("flag"),
+}
+LEAD_FIELDS: Mapping[str, Field] = {
+    "title": Field("string"),
+    "owner_id": Field("integer"),
+    "label_ids": Field("strings"),
+    "person_id": Field("integer"),
+    "organization_id": Field("integer"),
+    "value": Field("money", nullable=True),
+    "expected_close_date": Field("date"),
+    "visible_to": Field("string", choices=("1", "3", "5", "7")),
+    "was_seen": Field("boolean"),
+    "origin_id": Field("string", nullable=True),
+    "channel": Field("integer", nullable=True),
+    "channel_id": Field("string", nullable=True),
+}
+
 _ATTENDEE_FIELDS: Mapping[str, Field] = {
     "email": Field("string"),
     "name": Field("string"),
@@ -91,6 +167,12 @@ _PARTICIPANT_FIELDS: Mapping[str, Field] = {
     "primary": Field("boolean"),
 }
 _ADDRESS_FIELDS: Mapping[str, Field] = {key: Field("string") for key in _ADDRESS_KEYS}
+_CONTACT_FIELDS: Mapping[str, Field] = {
+    "value": Field("string"),
+    "primary": Field("boolean"),
+    "label": Field("string"),
+}
+_MONEY_FIELDS: Mapping[str, Field] = {"amount": Field("number"), "currency": Field("string")}
 
 _EXPECTED = {
     "string": "string",
@@ -105,6 +187,10 @@ _EXPECTED = {
     "address": "object",
     "participants": "an array of objects",
     "attendees": "an array of objects",
+    "contacts": "an array of objects",
+    "strings": "an array of strings",
+    "money": "an object with amount and currency",
+    "flag": "0 or 1",
 }
 
 
@@ -144,8 +230,20 @@ def _convert(key: str, spec: Field, value: Any) -> Any:
     elif kind == "address":
         ok = isinstance(value, dict)
         result = validate(value, _ADDRESS_FIELDS, prefix=f"{key}.") if ok else None
+    elif kind == "money":
+        ok = isinstance(value, dict)
+        if ok:
+            result = validate(value, _MONEY_FIELDS, ("amount", "currency"), prefix=f"{key}.")
+    elif kind == "strings":
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    elif kind == "flag":
+        ok = _is_int(value) and value in (0, 1)
     else:
-        fields = _PARTICIPANT_FIELDS if kind == "participants" else _ATTENDEE_FIELDS
+        fields = {
+            "participants": _PARTICIPANT_FIELDS,
+            "attendees": _ATTENDEE_FIELDS,
+            "contacts": _CONTACT_FIELDS,
+        }[kind]
         ok = isinstance(value, list) and all(isinstance(item, dict) for item in value)
         if ok:
             result = [validate(item, fields, prefix=f"{key}.") for item in value]

@@ -1,22 +1,32 @@
-"""Fault injection for tests: the next N matching requests fail, stall or return broken JSON."""
+"""Fault injection for tests: the next N matching requests fail, stall, return broken JSON,
+carry a chosen Retry-After, or page forever on one repeated cursor."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
 
+# `count` for a fault that never wears off (a cursor that repeats "forever").
+FOREVER = 1_000_000_000
+
 
 @dataclass
 class Fault:
-    status: int | None = None  # None: answer normally (after any delay)
+    status: int | None = None  # None: answer normally (after any delay, with any rewrite)
     count: int = 1
     path_prefix: str = ""
     method: str | None = None
     delay_s: float = 0.0
     malformed: bool = False
+    retry_after: int | None = None  # sent as `Retry-After` with `status`
+    repeat_cursor: bool = False  # the listing's next cursor is the same on every page
+    skip: int = 0  # matching requests let through untouched before the fault fires
+    path: str | None = None  # exact path, where `path_prefix` would match too much
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method:
+            return False
+        if self.path is not None and path != self.path:
             return False
         return path.startswith(self.path_prefix)
 
@@ -36,10 +46,37 @@ class Faults:
         method: str | None = None,
         delay_s: float = 0.0,
         malformed: bool = False,
+        *,
+        retry_after: int | None = None,
+        repeat_cursor: bool = False,
+        skip: int = 0,
+        path: str | None = None,
     ) -> Fault:
-        if status is None and not delay_s and not malformed:
-            raise ValueError("a fault needs a status, a delay_s or malformed=True")
-        fault = Fault(status, count, path_prefix, method, delay_s, malformed)
+        """Arm a fault for the next `count` requests matching method/path (after `skip`).
+
+        `status=429, retry_after=999999` answers 429 with that `Retry-After`;
+        `repeat_cursor=True` serves the real page but pins its next cursor (v2: `next_cursor`,
+        v1: `next_start`) to the same value on every page; `skip=N` makes the fault hit the
+        (N+1)th matching call, e.g. a 5xx in the middle of paging.
+        """
+        if status is None and not delay_s and not malformed and not repeat_cursor:
+            raise ValueError("a fault needs a status, a delay_s, malformed=True or repeat_cursor")
+        if retry_after is not None and status is None:
+            raise ValueError("retry_after goes with a status (e.g. 429)")
+        if count < 1 or skip < 0:
+            raise ValueError("count must be >= 1 and skip >= 0")
+        fault = Fault(
+            status,
+            count,
+            path_prefix,
+            method,
+            delay_s,
+            malformed,
+            retry_after,
+            repeat_cursor,
+            skip,
+            path,
+        )
         with self._lock:
             self._armed.append(fault)
         return fault
@@ -49,6 +86,9 @@ class Faults:
         with self._lock:
             for fault in self._armed:
                 if fault.matches(method, path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.count -= 1
                     if fault.count <= 0:
                         self._armed.remove(fault)

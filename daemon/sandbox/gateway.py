@@ -13,7 +13,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from daemon.sandbox import calls, clock, costs, errors, faults, rate_limit
+from daemon.sandbox import calls, clock, costs, errors, faults, pagination, rate_limit
 
 V1_ALIAS = "/api/v1/"
 MALFORMED_BODY = b'{"success": true, "data": [{"id": 1, "title": "trunc'
@@ -110,6 +110,10 @@ class Gateway:
                 return
             if fault.status is not None:
                 body = errors.error_body(f"Injected fault: HTTP {fault.status}")
+                if fault.status == 429:
+                    body = errors.rate_limited_body()
+                if fault.retry_after is not None:
+                    headers = {**headers, "retry-after": str(fault.retry_after)}
                 await _send_json(send, fault.status, body, headers)
                 return
 
@@ -119,7 +123,53 @@ class Gateway:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        if fault is not None and fault.repeat_cursor:
+            query = QueryParams(scope["query_string"])
+            await self.app(scope, receive, _pinning_cursor(stamped, query))
+            return
         await self.app(scope, receive, stamped)
+
+
+# A valid cursor meaning "after id 0, by id": the first page, again and again.
+STUCK_CURSOR = pagination.encode_cursor(pagination.Cursor("id", 0, "asc", 0))
+
+
+def pin_next_page(body: Any, query: QueryParams) -> Any:
+    """A list body whose next page is the one just asked for: v2 gets the request's own cursor
+    back (or STUCK_CURSOR), v1 gets `next_start` = the request's `start`."""
+    if not isinstance(body, dict) or not isinstance(body.get("additional_data"), dict):
+        return body
+    extra = body["additional_data"]
+    if isinstance(extra.get("pagination"), dict):
+        start = int(query.get("start") or 0)
+        extra["pagination"].update(more_items_in_collection=True, next_start=start)
+    else:
+        extra["next_cursor"] = query.get("cursor") or extra.get("next_cursor") or STUCK_CURSOR
+    return body
+
+
+def _pinning_cursor(send: Send, query: QueryParams) -> Send:
+    """Buffer the route's answer and rewrite its paging data before it goes out."""
+    started: list[Message] = []
+    chunks: list[bytes] = []
+
+    async def rewriting(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        start = started[0]
+        raw = b"".join(chunks)
+        if start["status"] == 200:
+            raw = json.dumps(pin_next_page(json.loads(raw), query)).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(raw)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
+
+    return rewriting
 
 
 async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.sandbox import bodies, clock, errors
+from daemon.sandbox import bodies, clock, custom_fields, errors
 
 DEFAULT_CURRENCY = "EUR"
 DEFAULT_VISIBLE_TO = 3
-KINDS = ("user", "pipeline", "stage", "person", "organization", "deal", "activity")
+KINDS = (
+    "user", "pipeline", "stage", "person", "organization", "deal", "activity", "note", "lead",
+    "field", "option",
+)  # fmt: skip
+# Record kinds that can be made visible late (`Store.hide`), with their tables' names.
+HIDEABLE = {
+    "deal": "deals",
+    "activity": "activities",
+    "person": "persons",
+    "organization": "organizations",
+    "note": "notes",
+    "lead": "leads",
+}
 
 
 class Store:
@@ -30,7 +42,15 @@ class Store:
         self.organizations: dict[int, dict[str, Any]] = {}
         self.deals: dict[int, dict[str, Any]] = {}
         self.activities: dict[int, dict[str, Any]] = {}
+        self.notes: dict[int, dict[str, Any]] = {}
+        self.leads: dict[str, dict[str, Any]] = {}
         self.deal_deleted_at: dict[int, datetime] = {}
+        # (kind, id) -> the sandbox-clock moment from which the record is served at all.
+        self.hidden_until: dict[tuple[str, int | str], datetime] = {}
+        # entity -> custom field definitions (v2 *Fields shape), in creation order.
+        self.custom_fields: dict[str, list[dict[str, Any]]] = {
+            "deal": [], "person": [], "organization": [], "activity": [],
+        }  # fmt: skip
         self.me_id = 0
         self._last_id = dict.fromkeys(KINDS, 0)
 
@@ -41,6 +61,33 @@ class Store:
 
     def _stamp(self, at: datetime | None) -> str:
         return clock.rfc3339(at or self.now())
+
+    def next_id(self, kind: str) -> int:
+        with self.lock:
+            return self._next_id(kind)
+
+    # -- late visibility --------------------------------------------------------------------
+
+    def table(self, kind: str) -> dict[Any, dict[str, Any]]:
+        if kind not in HIDEABLE:
+            raise ValueError(f"unknown kind {kind!r} (one of {', '.join(HIDEABLE)})")
+        table: dict[Any, dict[str, Any]] = getattr(self, HIDEABLE[kind])
+        return table
+
+    def hide(self, kind: str, record_id: int | str, seconds: float) -> datetime:
+        """Serve the record (in lists and by id) only from its update_time + `seconds` on:
+        a commit that becomes visible late, after records written after it."""
+        with self.lock:
+            record = self.table(kind).get(record_id)
+            if record is None:
+                raise ValueError(f"no {kind} with id {record_id!r}")
+            moment = clock.parse_any(record["update_time"]) + timedelta(seconds=seconds)
+            self.hidden_until[(kind, record_id)] = moment
+            return moment
+
+    def visible(self, kind: str, record_id: int | str, now: datetime | None = None) -> bool:
+        until = self.hidden_until.get((kind, record_id))
+        return until is None or (now or self.now()) >= until
 
     # -- account structure ------------------------------------------------------------------
 
@@ -109,7 +156,7 @@ class Store:
                 "industry": None,
                 "annual_revenue": None,
                 "employee_count": None,
-                "custom_fields": {},
+                "custom_fields": custom_fields.initial(self, "organization", None),
                 **fields,
             }
             self.organizations[org["id"]] = org
@@ -140,7 +187,7 @@ class Store:
                 "im": [],
                 "birthday": None,
                 "job_title": fields.pop("job_title", None),
-                "custom_fields": {},
+                "custom_fields": custom_fields.initial(self, "person", None),
                 **fields,
             }
             self.persons[person["id"]] = person
@@ -272,7 +319,7 @@ class Store:
                 "acv": None,
                 "arr": None,
                 "mrr": None,
-                "custom_fields": fields.get("custom_fields", {}),
+                "custom_fields": custom_fields.initial(self, "deal", fields.get("custom_fields")),
             }
             if archived:
                 deal["archive_time"] = clock.rfc3339(fields.get("archive_time") or now)
@@ -280,8 +327,11 @@ class Store:
             self.deals[deal["id"]] = deal
             return deal
 
-    def update_deal(self, deal_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        """PATCH semantics; `fields` already passed `bodies.validate(..., DEAL_FIELDS)`."""
+    def update_deal(
+        self, deal_id: int, fields: dict[str, Any], at: datetime | None = None
+    ) -> dict[str, Any]:
+        """PATCH semantics; `fields` already passed `bodies.validate(..., DEAL_FIELDS)`.
+        `at` (helpers only) stands in for now: the update_time and any stage/status times."""
         if fields.get("is_deleted") or fields.get("status") == "deleted":
             raise errors.bad_request("It is no longer possible to delete a deal with PATCH")
         with self.lock:
@@ -291,7 +341,10 @@ class Store:
             if deal["is_archived"] and fields.get("is_archived") is not False:
                 raise errors.bad_request("Archived deals cannot be edited")
             self._check_links(fields)
-            now = self.now()
+            now = at or self.now()
+            changed_fields = custom_fields.merged(
+                self, "deal", deal["custom_fields"], fields.get("custom_fields")
+            )
             stage_id = self._place(
                 fields.get("pipeline_id"), fields.get("stage_id"), deal["stage_id"]
             )
@@ -301,10 +354,11 @@ class Store:
             deal["pipeline_id"] = self.stages[stage_id]["pipeline_id"]
             for key in (
                 "title", "owner_id", "person_id", "org_id", "value", "currency", "probability",
-                "visible_to", "expected_close_date", "label_ids", "custom_fields",
+                "visible_to", "expected_close_date", "label_ids",
             ):  # fmt: skip
                 if key in fields:
                     deal[key] = fields[key]
+            deal["custom_fields"] = changed_fields
             if "is_archived" in fields:
                 deal["is_archived"] = fields["is_archived"]
                 archived_at = fields.get("archive_time") or now
@@ -321,15 +375,43 @@ class Store:
             deal["update_time"] = clock.rfc3339(now)
             return deal
 
-    def delete_deal(self, deal_id: int, at: datetime | None = None) -> dict[str, Any]:
+    def delete_deal(
+        self, deal_id: int, at: datetime | None = None, strict: bool = False
+    ) -> dict[str, Any]:
+        """Soft delete. `strict` (the API): an unknown or already deleted deal is a 404."""
         with self.lock:
-            deal = self.deals[deal_id]
+            deal = self.deals.get(deal_id)
+            if deal is None or (strict and deal["is_deleted"]):
+                raise errors.not_found("Deal not found")
             moment = at or self.now()
             deal.update(is_deleted=True, status="deleted", update_time=clock.rfc3339(moment))
             self.deal_deleted_at[deal_id] = moment
             return deal
 
     # -- activities ---------------------------------------------------------------------------
+
+    def _activity_links(
+        self, fields: Mapping[str, Any], current: Mapping[str, Any] | None
+    ) -> tuple[int | None, list[dict[str, Any]] | None]:
+        """(person_id, participants) after a write; None participants: unchanged."""
+        self._require(self.users, "User", "owner_id", fields.get("owner_id"))
+        self._require(self.deals, "Deal", "deal_id", fields.get("deal_id"))
+        self._require(self.persons, "Person", "person_id", fields.get("person_id"))
+        self._require(self.organizations, "Organization", "org_id", fields.get("org_id"))
+        participants = fields.get("participants")
+        for participant in participants or []:
+            self._require(self.persons, "Person", "participants", participant.get("person_id"))
+        person_id = fields.get("person_id", current["person_id"] if current else None)
+        if participants:
+            # v2 derives person_id from the primary participant (migration guide).
+            primary = [p for p in participants if p.get("primary")] or participants[:1]
+            person_id = primary[0].get("person_id")
+        elif "participants" in fields:
+            person_id = None if "person_id" not in fields else person_id
+            participants = [] if person_id is None else [{"person_id": person_id, "primary": True}]
+        elif "person_id" in fields or current is None:
+            participants = [] if person_id is None else [{"person_id": person_id, "primary": True}]
+        return person_id, participants
 
     def create_activity(
         self,
@@ -339,20 +421,7 @@ class Store:
     ) -> dict[str, Any]:
         """`fields` already passed `bodies.validate(..., ACTIVITY_FIELDS)`."""
         with self.lock:
-            self._require(self.users, "User", "owner_id", fields.get("owner_id"))
-            self._require(self.deals, "Deal", "deal_id", fields.get("deal_id"))
-            self._require(self.persons, "Person", "person_id", fields.get("person_id"))
-            self._require(self.organizations, "Organization", "org_id", fields.get("org_id"))
-            participants = fields.get("participants")
-            for participant in participants or []:
-                self._require(self.persons, "Person", "participants", participant.get("person_id"))
-            person_id = fields.get("person_id")
-            if participants:
-                # v2 derives person_id from the primary participant (migration guide).
-                primary = [p for p in participants if p.get("primary")] or participants[:1]
-                person_id = primary[0].get("person_id")
-            elif person_id is not None:
-                participants = [{"person_id": person_id, "primary": True}]
+            person_id, participants = self._activity_links(fields, None)
             now = self.now()
             done = bool(fields.get("done", False))
             activity = {
@@ -374,7 +443,7 @@ class Store:
                 "duration": fields.get("duration"),
                 "busy": fields.get("busy", False),
                 "done": done,
-                "marked_as_done_time": clock.rfc3339(now) if done else None,
+                "marked_as_done_time": clock.rfc3339(update_time or now) if done else None,
                 "location": fields.get("location"),
                 "participants": participants or [],
                 "attendees": fields.get("attendees") or [],
@@ -386,6 +455,33 @@ class Store:
                 "note": fields.get("note"),
             }
             self.activities[activity["id"]] = activity
+            return activity
+
+    def update_activity(
+        self, activity_id: int, fields: dict[str, Any], at: datetime | None = None
+    ) -> dict[str, Any]:
+        """PATCH semantics: `done` false -> true stamps marked_as_done_time, true -> false
+        clears it; every PATCH moves update_time to now (or `at`, helpers only)."""
+        with self.lock:
+            activity = self.activities.get(activity_id)
+            if activity is None or activity["is_deleted"]:
+                raise errors.not_found("Activity not found")
+            person_id, participants = self._activity_links(fields, activity)
+            now = at or self.now()
+            for key in (
+                "subject", "type", "owner_id", "deal_id", "lead_id", "org_id", "project_id",
+                "due_date", "due_time", "duration", "busy", "location", "attendees",
+                "public_description", "priority", "note",
+            ):  # fmt: skip
+                if key in fields:
+                    activity[key] = fields[key]
+            activity["person_id"] = person_id
+            if participants is not None:
+                activity["participants"] = participants
+            if "done" in fields and fields["done"] != activity["done"]:
+                activity["done"] = fields["done"]
+                activity["marked_as_done_time"] = clock.rfc3339(now) if fields["done"] else None
+            activity["update_time"] = clock.rfc3339(now)
             return activity
 
 

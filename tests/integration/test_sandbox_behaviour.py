@@ -322,7 +322,7 @@ def test_missing_wrong_and_revoked_tokens_get_401_before_routing(served: Served)
 def test_unknown_route_and_method_are_pipedrive_shaped(served: Served) -> None:
     missing = served.http.get("/api/v2/nothing")
     assert missing.status_code == 404 and missing.json()["success"] is False
-    wrong_method = served.http.delete("/api/v2/deals/1")
+    wrong_method = served.http.delete("/api/v2/stages/1")
     assert wrong_method.status_code == 405 and wrong_method.json()["success"] is False
 
 
