@@ -111,6 +111,8 @@ def config_text(
             return f'"{item}"'
         if isinstance(item, list):
             return "[" + ", ".join(value(v) for v in item) + "]"
+        if isinstance(item, dict):
+            return "{" + ", ".join(f"{k} = {value(v)}" for k, v in item.items()) + "}"
         return str(item).lower() if isinstance(item, bool) else str(item)
 
     lines = ["[database]", f"url = {value(database_url)}", "", "[delivery]"]

@@ -126,8 +126,10 @@ def required_moment(item: Item, name: str) -> datetime:
 
 
 def at_or_after(item: Item, name: str, start: datetime) -> bool:
+    """Pipedrive's timestamps have whole seconds: whatever happened in the second of the start
+    counts as after it (an event too many beats one lost)."""
     value = moment(item, name)
-    return value is not None and value >= start
+    return value is not None and value >= start.replace(microsecond=0)
 
 
 def created_since_start(obs: Observation) -> bool:

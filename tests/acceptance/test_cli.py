@@ -83,7 +83,7 @@ def test_bad_config_names_file_key_value_and_reason(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(
         '[[accounts]]\nname = "main"\napi_token = "t0k3n-secret"\n\n'
-        '[[subscriptions]]\nname = "s"\naccount = "main"\ntrigger = "deal.updated"\n'
+        '[[subscriptions]]\nname = "s"\naccount = "main"\ntrigger = "deal.exploded"\n'
         'callback_url = "http://x"\npoll_interval = 0\ncolour = "blue"\n',
         encoding="utf-8",
     )
@@ -95,7 +95,7 @@ def test_bad_config_names_file_key_value_and_reason(tmp_path: Path) -> None:
         assert f"{path}: subscriptions[0].poll_interval: must be >= 1 (got 0)" in lines
         assert f"{path}: subscriptions[0].colour: unknown key" in lines
         assert any(
-            line.startswith(f"{path}: subscriptions[0].trigger: ") and "'deal.updated'" in line
+            line.startswith(f"{path}: subscriptions[0].trigger: ") and "'deal.exploded'" in line
             for line in lines
         )
         assert "t0k3n-secret" not in result.stderr

@@ -40,8 +40,7 @@ async def test_refuses_a_database_that_is_not_migrated(tmp_path: object) -> None
 
 def events(name: str, *ids: int) -> list[store.NewEvent]:
     return [
-        store.NewEvent(name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}')
-        for i in ids
+        store.NewEvent(name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}') for i in ids
     ]
 
 

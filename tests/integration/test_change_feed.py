@@ -1,0 +1,387 @@
+"""The change feed against the sandbox, cycle by cycle, on real SQLite and PostgreSQL.
+
+Each test drives poll cycles by hand (as the scheduler would) and reads what the outbox
+queued: the bodies there are what consumers receive, byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from daemon import config as config_module
+from daemon import database, feed_store, poller, tables
+from daemon.lookups import LookupCache
+from daemon.pipedrive import PipedriveClient, RetryOptions
+from daemon.rate_limit import AccountRateLimiter
+from daemon.sandbox import Sandbox
+from tests.conftest import API_TOKEN, config_text
+from tests.schema_check import assert_matches_schema
+
+ONE_TRY = RetryOptions(attempts=1)
+
+
+class Harness:
+    def __init__(self, config: config_module.Config, poll: poller.Poller, engine: Any) -> None:
+        self.config = config
+        self.poll = poll
+        self.engine = engine
+
+    async def cycle(self) -> None:
+        for feed in poller.feeds(self.config):
+            await self.poll.poll(feed)
+
+    async def events(self, subscription: str | None = None) -> list[dict[str, Any]]:
+        query = select(tables.deliveries).order_by(tables.deliveries.c.id)
+        if subscription is not None:
+            query = query.where(tables.deliveries.c.subscription == subscription)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [{**json.loads(row.body), "webhook_id": row.event_id} for row in rows]
+
+    async def dead(self) -> list[Any]:
+        async with self.engine.connect() as connection:
+            return list((await connection.execute(select(tables.dead_letters))).all())
+
+    async def state(self, name: str) -> feed_store.SubscriptionState:
+        return (await feed_store.load_states(self.engine, [name]))[name]
+
+
+MakeHarness = Callable[..., contextlib.AbstractAsyncContextManager[Harness]]
+
+
+@pytest.fixture
+def harness(tmp_path: Path, database_url: str, sandbox: Sandbox) -> MakeHarness:
+    @contextlib.asynccontextmanager
+    async def make(
+        subscriptions: list[dict[str, Any]],
+        retry: RetryOptions = ONE_TRY,
+        look_back: str = "60s",
+        calls_per_minute: int = 1000,
+    ) -> AsyncIterator[Harness]:
+        path = tmp_path / "config.toml"
+        text = config_text(
+            database_url=database_url,
+            api_url=sandbox.base_url,
+            callback_url="http://127.0.0.1:9",
+            subscriptions=subscriptions,
+            calls_per_minute=calls_per_minute,
+        )
+        path.write_text(
+            text.replace("[[subscriptions]]", f'look_back = "{look_back}"\n\n[[subscriptions]]', 1),
+            encoding="utf-8",
+        )
+        config = config_module.load(path)
+        engine = database.create_engine(database_url)
+        http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
+        client = PipedriveClient(
+            http, account="main", limiter=AccountRateLimiter(calls_per_minute), retry=retry
+        )
+        try:
+            yield Harness(
+                config, poller.Poller(engine, {"main": client}, {"main": LookupCache()}), engine
+            )
+        finally:
+            await http.aclose()
+            await engine.dispose()
+
+    return make
+
+
+def old(sandbox: Sandbox, minutes: int = 10) -> str:
+    """A timestamp well before the look-back: the feed never lists what was last touched then."""
+    return (sandbox.now - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [event["type"] for event in events]
+
+
+async def test_updated_carries_previous_values_and_added_does_not(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    subs = [{"name": "added", "trigger": "deal.added"}, {"name": "upd", "trigger": "deal.updated"}]
+    async with harness(subs) as h:
+        await h.cycle()
+        deal = sandbox.add_deal("First title", value=100)
+        await h.cycle()
+        sandbox.update_deal(deal["id"], title="Second title", value=250)
+        await h.cycle()
+        added, updated = await h.events("added"), await h.events("upd")
+    assert types(added) == ["deal.added"] and "previous" not in added[0]
+    assert types(updated) == ["deal.updated"]  # creation is not an update
+    assert updated[0]["data"]["title"] == "Second title"
+    previous = updated[0]["previous"]
+    assert previous["title"] == "First title" and previous["value"] == 100
+    assert "currency" not in previous  # unchanged fields are left out
+    assert_matches_schema(updated[0]["data"], "DealResponseV2")
+
+
+async def test_stage_change_of_a_deal_from_before_the_start(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    stages = [s["id"] for s in sandbox.stages if s["pipeline_id"] == 1]
+    unseen = sandbox.add_deal("Old deal", add_time=old(sandbox, 600), update_time=old(sandbox))
+    async with harness([{"name": "moves", "trigger": "deal.stage_changed"}]) as h:
+        await h.cycle()
+        sandbox.update_deal(unseen["id"], stage_id=stages[1])
+        await h.cycle()
+        sandbox.update_deal(unseen["id"], stage_id=stages[2])
+        await h.cycle()
+        sandbox.update_deal(unseen["id"], title="renamed, same stage")
+        await h.cycle()
+        moved = await h.events("moves")
+    assert [e["data"]["stage_id"] for e in moved] == [stages[1], stages[2]]
+    assert moved[0]["previous"] is None  # never seen before the subscription started
+    assert moved[1]["previous"]["stage_id"] == stages[1]
+    assert len({e["webhook_id"] for e in moved}) == 2
+
+
+async def test_win_reopen_win_fires_won_twice_and_lost_and_deleted(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    subs = [
+        {"name": "won", "trigger": "deal.won"},
+        {"name": "lost", "trigger": "deal.lost"},
+        {"name": "deleted", "trigger": "deal.deleted"},
+        {"name": "updated", "trigger": "deal.updated"},
+    ]
+    async with harness(subs) as h:
+        await h.cycle()
+        deal = sandbox.add_deal("Contract")
+        other = sandbox.add_deal("Lost cause")
+        await h.cycle()
+        for status in ("won", "open", "won"):
+            sandbox.update_deal(deal["id"], status=status)
+            await h.cycle()
+        sandbox.update_deal(other["id"], status="lost", lost_reason="price")
+        await h.cycle()
+        sandbox.delete_deal(other["id"])
+        await h.cycle()
+        won, lost, deleted = (
+            await h.events("won"),
+            await h.events("lost"),
+            await h.events("deleted"),
+        )
+        updated = await h.events("updated")
+    assert types(won) == ["deal.won", "deal.won"]
+    assert won[0]["webhook_id"] != won[1]["webhook_id"]
+    assert won[1]["previous"]["status"] == "open"
+    assert [e["data"]["lost_reason"] for e in lost] == ["price"]
+    assert [e["data"]["id"] for e in deleted] == [other["id"]]
+    assert deleted[0]["data"]["deleted"] is True
+    assert not any(e["data"]["deleted"] for e in updated)  # the deletion is no update
+
+
+async def test_two_edits_in_one_second_are_two_changes(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    async with harness([{"name": "upd", "trigger": "deal.updated"}]) as h:
+        await h.cycle()
+        deal = sandbox.add_deal("Same second")
+        await h.cycle()
+        sandbox.set_time(sandbox.now + timedelta(seconds=2))  # frozen: one update_time
+        sandbox.update_deal(deal["id"], value=1)
+        await h.cycle()
+        sandbox.update_deal(deal["id"], value=2)
+        await h.cycle()
+        sandbox.update_deal(deal["id"], value=1)  # back to an earlier state: still a change
+        await h.cycle()
+        await h.cycle()  # a re-read of the same version is no change
+        updated = await h.events("upd")
+    assert [e["data"]["value"] for e in updated] == [1, 2, 1]
+    assert len({e["data"]["update_time"] for e in updated}) == 1
+    assert len({e["webhook_id"] for e in updated}) == 3
+
+
+async def test_an_item_visible_late_inside_the_look_back_is_delivered_once(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    subs = [
+        {"name": "a", "trigger": "deal.added"},
+        {"name": "b", "trigger": "deal.added.legacy"},
+        {"name": "c", "trigger": "deal.added", "filter": {"status": "open"}},
+    ]
+    async with harness(subs) as h:
+        await h.cycle()
+        base = sandbox.set_time(sandbox.now + timedelta(seconds=1))
+        late = sandbox.add_deal("committed late", visible_after=3)  # the lower id
+        sandbox.advance_time(1)
+        early = sandbox.add_deal("committed first")
+        await h.cycle()
+        assert [e["data"]["id"] for e in await h.events("a")] == [early["id"]]
+        sandbox.set_time(base + timedelta(seconds=5))
+        await h.cycle()
+        await h.cycle()
+        for name in ("a", "b", "c"):
+            ids = [e["data"]["id"] for e in await h.events(name)]
+            assert sorted(ids) == sorted([early["id"], late["id"]]), name
+
+
+async def test_filters_match_values_lists_and_labels(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    second = sandbox.add_pipeline("Partners", ["Intro", "Pilot", "Signed"])
+    stages = [s["id"] for s in sandbox.stages if s["pipeline_id"] == second["id"]]
+    subs = [
+        {"name": "pipeline", "trigger": "deal.added", "filter": {"pipeline_id": second["id"]}},
+        {"name": "stages", "trigger": "deal.added", "filter": {"stage_id": stages[1:]}},
+        {"name": "label", "trigger": "deal.added", "filter": {"label_ids": [7, 9]}},
+        {"name": "none", "trigger": "deal.added", "filter": {"pipeline_id": 999}},
+    ]
+    async with harness(subs) as h:
+        await h.cycle()
+        first = sandbox.add_deal("Intro deal", pipeline_id=second["id"], stage_id=stages[0])
+        piloted = sandbox.add_deal("Pilot deal", pipeline_id=second["id"], stage_id=stages[1])
+        labelled = sandbox.add_deal("Labelled", label_ids=[3, 9])
+        await h.cycle()
+
+        async def ids(name: str) -> list[int]:
+            return sorted(e["data"]["id"] for e in await h.events(name))
+
+        assert await ids("pipeline") == [first["id"], piloted["id"]]
+        assert await ids("stages") == [piloted["id"]]
+        assert await ids("label") == [labelled["id"]]
+        assert await ids("none") == []
+
+
+async def test_ten_subscriptions_cost_one_listing_per_object_type_per_cycle(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    triggers = [
+        "deal.added", "deal.added.legacy", "deal.updated", "deal.stage_changed", "deal.won",
+        "activity.added", "activity.done", "deal.added", "deal.won", "activity.added",
+    ]  # fmt: skip
+    subs = [{"name": f"s{n}", "trigger": t} for n, t in enumerate(triggers)]
+    subs[7]["filter"] = {"status": "open"}
+    async with harness(subs) as h:
+        await h.cycle()  # the first: one id probe per feed, then the listing
+        sandbox.clear_calls()
+        for n in range(5):
+            deal = sandbox.add_deal(f"Deal {n}")
+            sandbox.add_activity(subject=f"Call {n}", type="call", deal_id=deal["id"])
+            await h.cycle()
+        listings = [c for c in sandbox.calls if c.method == "GET" and "updated_since" in c.query]
+        assert len(await h.events("s0")) == 5 and len(await h.events("s5")) == 5
+    assert sorted(c.path for c in listings) == ["/api/v2/activities"] * 5 + ["/api/v2/deals"] * 5
+
+
+async def test_an_idle_hour_costs_listings_and_no_lookup(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    subs = [
+        {"name": "d", "trigger": "deal.added.legacy"},
+        {"name": "a", "trigger": "activity.added"},
+    ]
+    async with harness(subs) as h:
+        await h.cycle()
+        sandbox.add_deal("warms the caches")
+        await h.cycle()
+        sandbox.clear_calls()
+        for _ in range(30):  # an hour at 120 s, back to back: the cache's TTL passes too
+            await h.cycle()
+    paths = sorted({c.path for c in sandbox.calls})
+    assert paths == ["/api/v2/activities", "/api/v2/deals"]
+    assert len(sandbox.calls) == 60 and all("updated_since" in c.query for c in sandbox.calls)
+
+
+async def test_a_crash_between_pages_repeats_and_loses_nothing(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    start = (sandbox.now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for n in range(1100):  # three pages of 500
+        sandbox.add_deal(
+            f"Backlog {n}", add_time=old(sandbox, 30), update_time=old(sandbox, 20 - n // 100)
+        )
+    async with harness([{"name": "b", "trigger": "deal.added", "start": start}]) as h:
+        sandbox.faults.add(status=503, path="/api/v2/deals", skip=3)  # probe + two pages pass
+        await h.cycle()
+        failing = await h.state("b")
+        assert failing.status == feed_store.STATUS_FAILING and "503" in (failing.last_error or "")
+        assert len(await h.events("b")) == 1000  # two pages committed before the fault
+        await h.cycle()
+        ids = [e["data"]["id"] for e in await h.events("b")]
+    assert len(ids) == 1100 and len(set(ids)) == 1100
+
+
+async def test_start_now_is_the_first_attempt_even_if_pipedrive_is_down(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    async with harness([{"name": "d", "trigger": "deal.added"}]) as h:
+        sandbox.token = "revoked"
+        await h.cycle()  # 401: nothing listed, but the start is recorded
+        created = [sandbox.add_deal(f"during the outage {n}")["id"] for n in range(5)]
+        await h.cycle()
+        assert (await h.state("d")).status == feed_store.STATUS_FAILING
+        sandbox.token = API_TOKEN
+        await h.cycle()
+        assert sorted(e["data"]["id"] for e in await h.events("d")) == created
+        assert (await h.state("d")).status == feed_store.STATUS_OK
+
+
+@pytest.mark.parametrize(
+    ("field", "garbage"),
+    [("add_time", "0001-01-01T00:00:00+01:00"), ("id", 2**64), ("update_time", "soon")],
+)
+async def test_an_unmappable_item_is_dead_lettered_and_a_later_good_version_delivered(
+    harness: MakeHarness, sandbox: Sandbox, field: str, garbage: Any
+) -> None:
+    async with harness([{"name": "d", "trigger": "deal.added"}]) as h:
+        await h.cycle()
+        broken = sandbox.add_deal("garbled")["id"]
+        with sandbox.store.lock:
+            saved = sandbox.store.deals[broken][field]
+            sandbox.store.deals[broken][field] = garbage
+        good = sandbox.add_deal("fine")["id"]
+        await h.cycle()
+        assert [e["data"]["id"] for e in await h.events("d")] == [good]
+        dead = await h.dead()
+        assert len(dead) == 1 and field in dead[0].last_error
+        assert (await h.state("d")).status == feed_store.STATUS_OK  # the feed did not stall
+        with sandbox.store.lock:
+            sandbox.store.deals[broken][field] = saved
+        sandbox.update_deal(broken, title="fixed")
+        await h.cycle()
+        assert sorted(e["data"]["id"] for e in await h.events("d")) == sorted([good, broken])
+
+
+async def test_a_repeating_cursor_stops_with_an_error_and_bounded_calls(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    for n in range(3):
+        sandbox.add_deal(f"d{n}")
+    start = old(sandbox, 60)
+    async with harness([{"name": "d", "trigger": "deal.added", "start": start}]) as h:
+        sandbox.faults.add(repeat_cursor=True, count=1000, path="/api/v2/deals", skip=1)
+        sandbox.clear_calls()
+        await h.cycle()
+        state = await h.state("d")
+    error = state.last_error or ""
+    assert state.status == feed_store.STATUS_FAILING
+    assert "repeated a page cursor" in error or "same page again" in error
+    assert sandbox.calls_to("GET", "/api/v2/deals") <= 4
+
+
+async def test_a_huge_retry_after_fails_the_cycle_instead_of_freezing(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    async with harness(
+        [{"name": "d", "trigger": "deal.added"}], retry=RetryOptions(attempts=3)
+    ) as h:
+        sandbox.faults.add(status=429, retry_after=999999, path="/api/v2/deals")
+        started = datetime.now(UTC)
+        await h.cycle()
+        took = (datetime.now(UTC) - started).total_seconds()
+        state = await h.state("d")
+    assert took < 5
+    assert state.status == feed_store.STATUS_FAILING and "429" in (state.last_error or "")
+    waited = float((state.last_error or "").rsplit("waiting ", 1)[1].rstrip("s"))
+    assert waited <= 86400  # capped at Pipedrive's daily reset, not 11.6 days
