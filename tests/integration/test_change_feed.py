@@ -385,3 +385,92 @@ async def test_a_huge_retry_after_fails_the_cycle_instead_of_freezing(
     assert state.status == feed_store.STATUS_FAILING and "429" in (state.last_error or "")
     waited = float((state.last_error or "").rsplit("waiting ", 1)[1].rstrip("s"))
     assert waited <= 86400  # capped at Pipedrive's daily reset, not 11.6 days
+
+
+async def test_every_trigger_end_to_end_to_a_real_receiver(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, receiver: Any
+) -> None:
+    """The whole catalog through the daemon: listed, detected, signed, delivered."""
+    import asyncio
+
+    from daemon import service, triggers
+    from tests.integration.test_pipeline import FAST_RETRY, wait_for_events
+
+    names = sorted(triggers.REGISTRY)
+    subs = [{"name": n.replace(".", "-"), "trigger": n} for n in names]
+    subs.append({"name": "deals-custom", "trigger": "deal.added", "include_custom_fields": True})
+    path = tmp_path / "all.toml"
+    path.write_text(
+        config_text(
+            database_url=database_url,
+            api_url=sandbox.base_url,
+            callback_url=receiver.base_url,
+            subscriptions=subs,
+        ),
+        encoding="utf-8",
+    )
+    config = config_module.load(path)
+    size = sandbox.define_field("deal", "Company size", "enum", ["Small", "Large"])
+    large = next(o["id"] for o in size["options"] if o["label"] == "Large")
+    stages = [s["id"] for s in sandbox.stages if s["pipeline_id"] == 1]
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(config, stop, FAST_RETRY))
+    try:
+        engine = database.create_engine(database_url)
+        try:
+            for _ in range(200):
+                known = await feed_store.load_states(engine)
+                if len(known) == len(subs) and all(s.last_poll_at for s in known.values()):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await engine.dispose()
+        person = sandbox.add_person("Ada Lovelace")
+        org = sandbox.add_organization("Analytical Engines")
+        won = sandbox.add_deal(
+            "To win", person_id=person["id"], custom_fields={size["field_code"]: large}
+        )
+        lost = sandbox.add_deal("To lose", org_id=org["id"])
+        gone = sandbox.add_deal("To delete")
+        call = sandbox.add_activity(subject="Call Ada", type="call", deal_id=won["id"])
+        sandbox.add_note("Met at the fair", deal_id=won["id"])
+        sandbox.add_lead("Inbound", person_id=person["id"])
+        await wait_for_events(receiver, 12)  # every *.added (two deal ones x3, +custom x3)
+        sandbox.update_person(person["id"], name="Ada King")
+        sandbox.update_organization(org["id"], name="Analytical Engines Ltd")
+        sandbox.update_deal(won["id"], stage_id=stages[1])
+        sandbox.update_deal(lost["id"], status="lost", lost_reason="budget")
+        sandbox.delete_deal(gone["id"])
+        sandbox.update_activity(call["id"], done=True)
+        await asyncio.sleep(1.5)
+        sandbox.update_deal(won["id"], status="won")
+        got = await asyncio.to_thread(
+            lambda: receiver.wait_for(len(receiver.event_ids()) + 1, 20) and receiver.received
+        )
+        assert got
+        deadline = asyncio.get_running_loop().time() + 20
+        while {item.json()["type"] for item in receiver.received} != set(names):
+            assert asyncio.get_running_loop().time() < deadline, sorted(
+                set(names) - {item.json()["type"] for item in receiver.received}
+            )
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+    bodies = [item.json() for item in receiver.received]
+    for body in bodies:
+        schema = triggers.get(body["type"]).schema
+        if schema is not None:  # custom_fields is the one key added on request
+            assert_matches_schema(
+                {k: v for k, v in body["data"].items() if k != "custom_fields"}, schema
+            )
+        assert ("previous" in body) == (triggers.get(body["type"]).kind == "change")
+    person_event = next(b for b in bodies if b["type"] == "person.updated")
+    assert person_event["data"] == sandbox.person(person["id"])  # the API v2 object
+    assert person_event["previous"]["name"] == "Ada Lovelace"
+    custom = [b for b in bodies if b["subscription"] == "deals-custom"]
+    by_title = {b["data"]["title"]: b["data"] for b in custom}
+    assert by_title["To win"]["custom_fields"] == {"Company size": "Large"}
+    assert all(
+        "custom_fields" not in b["data"] for b in bodies if b["subscription"] == "deal-added"
+    )
