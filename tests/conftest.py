@@ -27,12 +27,25 @@ API_TOKEN = "0123456789abcdef0123456789abcdef01234567"
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"test-signing-secret-32-bytes-long").decode()
 
 
+# What systemd gives a unit's processes: a test run inside a unit must not inherit them.
+SYSTEMD_ENVIRONMENT = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "STATE_DIRECTORY",
+    "CONFIGURATION_DIRECTORY",
+    "CREDENTIALS_DIRECTORY",
+)
+
+
 @pytest.fixture(autouse=True)
 def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own settings must not leak into a test."""
     for name in list(os.environ):
         if name.startswith("PIPEDRIVE_TRIGGERS_") and name != "PIPEDRIVE_TRIGGERS_TEST_POSTGRES":
             monkeypatch.delenv(name)
+    for name in SYSTEMD_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
