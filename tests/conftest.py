@@ -18,6 +18,7 @@ from daemon.local_server import serve
 from daemon.receiver import WebhookReceiver
 from daemon.sandbox import Sandbox
 from tests import openapi_check
+from tests.notify_listener import NotifyListener
 
 # CI and developers' machines run PostgreSQL here (trust auth); override for another server.
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -84,6 +85,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = str(request.getfixturevalue("postgres_url"))
     _empty_tables(url)
     return url
+
+
+@pytest.fixture
+def notify_listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    """systemd's side of the notify protocol, on a socket in the test's tmp dir."""
+    listener = NotifyListener(tmp_path / "notify.sock")
+    try:
+        yield listener
+    finally:
+        listener.close()
 
 
 @pytest.fixture(scope="session")
