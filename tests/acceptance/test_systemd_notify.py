@@ -58,6 +58,10 @@ def test_ready_status_watchdog_and_stopping(
         gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
         assert all(0.7 < gap < 1.6 for gap in gaps), gaps
         assert not notify_listener.with_field("STOPPING")
+        daemon.send_signal(signal.SIGHUP)  # systemctl reload, before reload exists
+        time.sleep(0.3)
+        assert daemon.poll() is None, "SIGHUP does not end the daemon"
+        assert "reloading is not supported yet" in log.read_text()
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
     finally:
