@@ -130,6 +130,13 @@ def migrate(ctx: click.Context) -> None:
     click.echo(f"database {_safe_url(url)} is at revision {database.head_revision()}")
 
 
+def _reload_not_supported() -> None:
+    logger.warning(
+        "SIGHUP: reloading is not supported yet; restart to apply a changed config",
+        extra={"action": "daemon.reload_unsupported"},
+    )
+
+
 @main.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
@@ -144,6 +151,8 @@ def run(ctx: click.Context) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        # The unit's ExecReload= sends SIGHUP, whose default would end the daemon for good.
+        loop.add_signal_handler(signal.SIGHUP, _reload_not_supported)
         await service.run(config, stop)
 
     try:

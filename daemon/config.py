@@ -19,6 +19,7 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from standardwebhooks.webhooks import Webhook
@@ -42,11 +43,14 @@ DEFAULT_JITTER = 0.2  # each delay is stretched or shrunk by up to 20 %
 DEFAULT_CONCURRENCY = 64  # POSTs in flight per process
 DEFAULT_PER_SUBSCRIPTION_CONCURRENCY = 16  # so one slow consumer cannot take every slot
 DATABASE_FILE_NAME = "pipedrive-triggers.db"
+# Set by systemd's StateDirectory= (colon-separated when there are several; the first is ours).
+STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 
 DEFAULT_LOOK_BACK_S = 60.0  # how late an item may become visible after its update_time
 DEFAULT_BUDGET_SHARE = 0.5  # of `daily_token_budget`: the rest is for the company's other tools
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_ENV_REF_INSIDE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -70,6 +74,19 @@ def _expand_env(value: Any) -> Any:
             raise ValueError(f"environment variable {name} is not set")
         return os.environ[name]
     return value
+
+
+def _token_file(value: Any, info: ValidationInfo) -> Any:
+    """`${VAR}` anywhere in the path reads the environment (systemd's LoadCredential= gives
+    `${CREDENTIALS_DIRECTORY}/pipedrive-token`); a relative path is relative to the config."""
+    if not isinstance(value, str):
+        return value
+    unset = [name for name in _ENV_REF_INSIDE.findall(value) if name not in os.environ]
+    if unset:
+        raise ValueError(f"environment variable {unset[0]} is not set")
+    path = Path(_ENV_REF_INSIDE.sub(lambda match: os.environ[match.group(1)], value))
+    base_dir = (info.context or {}).get("base_dir")
+    return base_dir / path if isinstance(base_dir, Path) else path
 
 
 def _check_signing_secret(value: SecretStr | None) -> SecretStr | None:
@@ -122,13 +139,13 @@ class _Frozen(BaseModel):
 
 
 class DatabaseConfig(_Frozen):
-    url: str  # the loader fills the default: a SQLite file next to the config file
+    url: str  # the loader fills the default: see default_database_dir
 
 
 class AccountConfig(_Frozen):
     name: Annotated[str, Field(min_length=1)]
     api_token: EnvSecret | None = None
-    api_token_file: Path | None = None
+    api_token_file: Annotated[Path | None, BeforeValidator(_token_file)] = None
     base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
     calls_per_minute: Annotated[int, Field(ge=1)] = DEFAULT_CALLS_PER_MINUTE
     look_back: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = DEFAULT_LOOK_BACK_S
@@ -257,13 +274,22 @@ def _cross_checks(config: Config) -> list[str]:
     return problems
 
 
+def default_database_dir(base_dir: Path) -> Path:
+    """Where the default SQLite file lives: systemd's state directory when the daemon runs
+    under a unit with StateDirectory= (/etc is read-only there), else beside the config."""
+    state_directory = os.environ.get(STATE_DIRECTORY_ENV, "").split(":")[0]
+    return Path(state_directory) if state_directory else base_dir
+
+
 def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Relative paths in the file mean relative to the file, not to the daemon's cwd."""
-    database = raw.setdefault("database", {})
+    raw = dict(raw)  # the caller's dict stays as it was: parsing it twice gives one answer
+    database = raw.get("database", {})
     if isinstance(database, dict):
+        database = raw["database"] = dict(database)
         url = database.get("url")
         if url is None:
-            database["url"] = f"sqlite:///{base_dir / DATABASE_FILE_NAME}"
+            database["url"] = f"sqlite:///{default_database_dir(base_dir) / DATABASE_FILE_NAME}"
         elif (
             isinstance(url, str)
             and url.startswith("sqlite:///")
@@ -272,15 +298,14 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             relative = url.removeprefix("sqlite:///")
             if relative and relative != ":memory:":
                 database["url"] = f"sqlite:///{(base_dir / relative).resolve()}"
-    for account in raw.get("accounts", []) or []:
-        if isinstance(account, dict) and isinstance(account.get("api_token_file"), str):
-            account["api_token_file"] = str(base_dir / account["api_token_file"])
     return raw
 
 
 def parse(raw: dict[str, Any], path: str, base_dir: Path) -> Config:
     try:
-        config = Config.model_validate(_resolve_paths(raw, base_dir))
+        config = Config.model_validate(
+            _resolve_paths(raw, base_dir), context={"base_dir": base_dir}
+        )
     except ValidationError as error:
         raise ConfigError(
             path,

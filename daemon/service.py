@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import budget, database, poller
+from daemon import budget, database, poller, supervision
 from daemon.accounts import open_accounts
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -79,9 +79,14 @@ async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEF
             len(config.accounts),
             extra={"action": "daemon.started"},
         )
+        # READY=1 (migrations applied, first polls scheduled), STATUS= lines, WATCHDOG=1 pings.
+        supervisor = await stack.enter_async_context(
+            supervision.supervised(engine, len(subscriptions))
+        )
         delivering = asyncio.create_task(deliverer.run(stop), name="delivery")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         await asyncio.wait({delivering, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
+        supervisor.stopping()
         _shutdown(scheduler)  # stop polling first; in-flight deliveries get their grace
         await delivering  # re-raises if the delivery loop crashed

@@ -262,3 +262,24 @@ async def counts(engine: AsyncEngine) -> dict[str, SubscriptionCounts]:
         }
         result.update({name: SubscriptionCounts(0, 0, count) for name, count in dead.items()})
         return result
+
+
+@dataclass(frozen=True)
+class OutboxTotals:
+    pending: int
+    dead: int
+
+
+async def outbox_totals(engine: AsyncEngine) -> OutboxTotals:
+    """Pending and dead events over all subscriptions, cheap enough to ask every few seconds:
+    the pending count walks the partial index of undelivered rows, never the delivered ones."""
+    pending = (
+        select(func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.delivered_at.is_(None))
+        .scalar_subquery()
+    )
+    dead = select(func.count()).select_from(dead_letters).scalar_subquery()
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(pending, dead))).one()
+    return OutboxTotals(pending=row[0], dead=row[1])

@@ -18,6 +18,7 @@ from daemon.local_server import serve
 from daemon.receiver import WebhookReceiver
 from daemon.sandbox import Sandbox
 from tests import openapi_check
+from tests.notify_listener import NotifyListener
 
 # CI and developers' machines run PostgreSQL here (trust auth); override for another server.
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -27,12 +28,25 @@ API_TOKEN = "0123456789abcdef0123456789abcdef01234567"
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"test-signing-secret-32-bytes-long").decode()
 
 
+# What systemd gives a unit's processes: a test run inside a unit must not inherit them.
+SYSTEMD_ENVIRONMENT = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "STATE_DIRECTORY",
+    "CONFIGURATION_DIRECTORY",
+    "CREDENTIALS_DIRECTORY",
+)
+
+
 @pytest.fixture(autouse=True)
 def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own settings must not leak into a test."""
     for name in list(os.environ):
         if name.startswith("PIPEDRIVE_TRIGGERS_") and name != "PIPEDRIVE_TRIGGERS_TEST_POSTGRES":
             monkeypatch.delenv(name)
+    for name in SYSTEMD_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +85,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = str(request.getfixturevalue("postgres_url"))
     _empty_tables(url)
     return url
+
+
+@pytest.fixture
+def notify_listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    """systemd's side of the notify protocol, on a socket in the test's tmp dir."""
+    listener = NotifyListener(tmp_path / "notify.sock")
+    try:
+        yield listener
+    finally:
+        listener.close()
 
 
 @pytest.fixture(scope="session")

@@ -75,9 +75,7 @@ def upgrade() -> None:
         sa.Column("snapshot", sa.Text(), nullable=False),
         sa.Column("first_seen_at", _TS, nullable=False),
         sa.Column("seen_at", _TS, nullable=False),
-        sa.PrimaryKeyConstraint(
-            "account", "object_type", "item_id", name=op.f("pk_item_states")
-        ),
+        sa.PrimaryKeyConstraint("account", "object_type", "item_id", name=op.f("pk_item_states")),
     )
 
     old = sa.table(
@@ -155,9 +153,7 @@ def upgrade() -> None:
     # Events are keyed by `event_id` alone now: a deal fires once per change, not once ever.
     op.drop_index("ix_deliveries_pending_due", table_name="deliveries")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            "uq_deliveries_subscription_event_type_item_id", type_="unique"
-        )
+        batch_op.drop_constraint("uq_deliveries_subscription_event_type_item_id", type_="unique")
         batch_op.alter_column(
             "item_id",
             existing_type=sa.BigInteger(),

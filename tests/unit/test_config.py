@@ -97,3 +97,33 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     used = {s.trigger for s in loaded.subscriptions}
     assert {"deal.added", "deal.added.legacy", "activity.added", "deal.stage_changed"} <= used
     assert any(s.filter for s in loaded.subscriptions)
+
+
+def test_default_database_goes_to_systemd_state_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/pipedrive-triggers")
+    loaded = config.parse(BASE, "c.toml", Path("/etc/pipedrive-triggers"))
+    assert loaded.database.url == "sqlite:////var/lib/pipedrive-triggers/pipedrive-triggers.db"
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/first:/var/lib/second")
+    loaded = config.parse(BASE, "c.toml", Path("/etc/pipedrive-triggers"))
+    assert loaded.database.url == "sqlite:////var/lib/first/pipedrive-triggers.db"
+    given = {**BASE, "database": {"url": "sqlite:///here.db"}}
+    loaded = config.parse(given, "c.toml", Path("/etc/pipedrive-triggers"))
+    assert loaded.database.url == "sqlite:////etc/pipedrive-triggers/here.db", "a given url wins"
+
+
+def test_token_file_reads_systemd_credentials_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    raw = {"accounts": [{"name": "a", "api_token_file": "${CREDENTIALS_DIRECTORY}/pd-token"}]}
+    assert problems(raw) == [
+        "accounts[0].api_token_file: environment variable CREDENTIALS_DIRECTORY is not set"
+    ]
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "pd-token").write_text("from-credential\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    loaded = config.parse(raw, "c.toml", Path("/etc/pipedrive-triggers"))
+    assert loaded.accounts[0].api_token_file == credentials / "pd-token"
+    assert loaded.accounts[0].token().get_secret_value() == "from-credential"

@@ -1,0 +1,89 @@
+"""What the daemon tells systemd while it runs: ready, a status line of counts, watchdog pings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import sd_notify, store
+
+logger = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 10.0  # the counts are read, and a changed status sent, at most this often
+
+
+def status_line(subscriptions: int, totals: store.OutboxTotals) -> str:
+    """The line `systemctl status` shows, e.g. `12 subscriptions, 3 pending, 0 dead`."""
+    noun = "subscription" if subscriptions == 1 else "subscriptions"
+    return f"{subscriptions} {noun}, {totals.pending} pending, {totals.dead} dead"
+
+
+class Supervisor:
+    """Reports to systemd (see `supervised`); `stopping()` when shutdown begins."""
+
+    def __init__(self, engine: AsyncEngine, subscriptions: int, status_interval_s: float) -> None:
+        self._engine = engine
+        self._subscriptions = subscriptions
+        self._status_interval_s = status_interval_s
+        self._last_status: str | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._status: asyncio.Task[None] | None = None
+
+    async def _read_status(self) -> str | None:
+        try:
+            totals = await store.outbox_totals(self._engine)
+        except Exception:
+            # A database outage must not stop the daemon; the counts return with the database.
+            logger.warning(
+                "could not read the outbox counts for systemd's status line",
+                exc_info=True,
+                extra={"action": "supervision.status_failed"},
+            )
+            return None
+        return status_line(self._subscriptions, totals)
+
+    async def _report_status(self) -> None:
+        while True:
+            await asyncio.sleep(self._status_interval_s)
+            line = await self._read_status()
+            if line is not None and line != self._last_status:
+                sd_notify.status(line)
+                self._last_status = line
+
+    async def start(self) -> None:
+        self._last_status = await self._read_status()
+        sd_notify.ready(self._last_status)
+        interval = sd_notify.watchdog_interval()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(sd_notify.keep_alive(interval), name="watchdog")
+        self._status = asyncio.create_task(self._report_status(), name="status")
+
+    def stopping(self) -> None:
+        """Shutdown has begun: tell systemd; the watchdog keeps pinging until the end."""
+        if self._status is not None:
+            self._status.cancel()
+        sd_notify.stopping("stopping: finishing in-flight deliveries")
+
+    async def close(self) -> None:
+        tasks = [task for task in (self._watchdog, self._status) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def supervised(
+    engine: AsyncEngine, subscriptions: int, status_interval_s: float = STATUS_INTERVAL_S
+) -> AsyncIterator[Supervisor]:
+    """Send READY=1 with the first status line, then ping the watchdog at half `WATCHDOG_USEC`
+    and send the status again when the counts change. Enter it once everything is running."""
+    supervisor = Supervisor(engine, subscriptions, status_interval_s)
+    await supervisor.start()
+    try:
+        yield supervisor
+    finally:
+        await supervisor.close()
