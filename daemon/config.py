@@ -23,6 +23,7 @@ from pydantic import (
 )
 from standardwebhooks.webhooks import Webhook
 
+from daemon import redact
 from daemon.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class SubscriptionConfig(_Frozen):
     secret: Annotated[EnvSecret | None, AfterValidator(_check_signing_secret)] = None
     poll_interval: PollInterval = DEFAULT_POLL_INTERVAL_S
     start: Annotated[Literal["now"] | datetime, BeforeValidator(_parse_start)] = "now"
+    allow_private_targets: bool = False  # may deliver to loopback, private, link-local addresses
 
     @property
     def resource(self) -> Literal["deals", "activities"]:
@@ -194,6 +196,8 @@ def _reason(error: dict[str, Any]) -> str:
         or "secret" in str(error["loc"])
     ):
         return message  # never echo a whole table, a token or a secret
+    if isinstance(value, str) and "://" in value:
+        value = redact.url(value)  # its userinfo or query may hold a token
     return f"{message} (got {value!r})"
 
 

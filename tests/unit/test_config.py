@@ -95,3 +95,16 @@ def test_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).resolve().parents[2] / "config.example.toml"
     loaded = config.load(example)
     assert {s.trigger for s in loaded.subscriptions} == set(config.TRIGGERS)
+
+
+def test_a_bad_callback_url_is_echoed_masked() -> None:
+    [problem] = problems(with_sub(callback_url="ftp://u:PASSWORD@hooks.example.com/h?k=v"))
+    assert problem.startswith("subscriptions[0].callback_url: URL scheme should be")
+    assert "(got 'ftp://***@hooks.example.com/h?k=***')" in problem
+    assert "PASSWORD" not in problem
+
+
+def test_private_targets_are_refused_unless_allowed() -> None:
+    assert config.parse(BASE, "c.toml", Path("/x")).subscriptions[0].allow_private_targets is False
+    allowed = config.parse(with_sub(allow_private_targets=True), "c.toml", Path("/x"))
+    assert allowed.subscriptions[0].allow_private_targets is True
