@@ -60,9 +60,8 @@ async def test_an_untrusted_certificate_is_a_tls_failure(http: httpx.AsyncClient
     with TlsServer() as server:
         error, _ = await failure_of(http, f"https://127.0.0.1:{server.port}/h?t={TOKEN}")
     assert type(error) is httpx.ConnectError
-    assert (
-        str(error) == "TLS failure: callback's certificate is not trusted (self-signed certificate)"
-    )
+    # OpenSSL 3 says "self-signed certificate", older ones "self signed certificate".
+    assert str(error).startswith("TLS failure: callback's certificate is not trusted (self")
 
 
 async def test_https_to_a_plain_http_server_is_a_tls_failure(
