@@ -474,6 +474,7 @@ async def daemon_run(
         trigger=TRIGGER,
         callback_url=callback_url,
         secret=SecretStr(SECRET),
+        allow_private_targets=True,  # the receiver is on loopback
     )
     settings = DeliveryConfig(
         timeout=DELIVERY_TIMEOUT_S,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from daemon import config as config_module
-from daemon import logs
+from daemon import logs, redact, targets
 from daemon.errors import ConfigError, DatabaseError, PipedriveError, PipedriveTriggersError
 
 logger = logging.getLogger("daemon")
@@ -102,21 +102,28 @@ def check_config(ctx: click.Context) -> None:
 
     for account in config.accounts:
         click.echo(
-            f"account {account.name!r}: {account.api_root}, {account.calls_per_minute} calls/min"
+            f"account {account.name!r}: {redact.url(account.api_root)}, "
+            f"{account.calls_per_minute} calls/min"
         )
         click.echo(f"  {budget.prediction_line(config, account.name)}")
     for sub in config.subscriptions:
         signed = "signed" if sub.secret else "unsigned"
         click.echo(
             f"subscription {sub.name!r}: {sub.trigger} on {sub.account!r} every "
-            f"{sub.poll_interval:g}s -> {sub.callback_url} ({signed})"
+            f"{sub.poll_interval:g}s -> {redact.url(str(sub.callback_url))} ({signed})"
         )
+        address = targets.literal(sub.callback_url.host or "")
+        kind = targets.guarded_kind(address) if address is not None else None
+        if kind is not None and not sub.allow_private_targets:
+            click.echo(
+                f"warning: subscription {sub.name!r}: callback address {address} is {kind}; "
+                f"deliveries will be refused unless it sets {targets.ALLOW_KEY} = true",
+                err=True,
+            )
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    return redact.url(url)
 
 
 @main.command()

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from standardwebhooks.webhooks import Webhook
 
-from daemon import filters, triggers
+from daemon import filters, redact, triggers
 from daemon.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ class SubscriptionConfig(_Frozen):
     start: Annotated[Literal["now"] | datetime, BeforeValidator(_parse_start)] = "now"
     filter: dict[str, FilterValue] = {}
     include_custom_fields: bool = False
+    allow_private_targets: bool = False  # may deliver to loopback, private, link-local addresses
 
     @property
     def definition(self) -> triggers.Trigger:
@@ -236,6 +237,8 @@ def _reason(error: dict[str, Any]) -> str:
         or "secret" in str(error["loc"])
     ):
         return message  # never echo a whole table, a token or a secret
+    if isinstance(value, str) and "://" in value:
+        value = redact.url(value)  # its userinfo or query may hold a token
     return f"{message} (got {value!r})"
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import store
+from daemon import callback_transport, store
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
 from daemon.signing import Signer
@@ -31,15 +31,8 @@ def _now() -> datetime:
 
 
 def delivery_http_client(timeout_s: float) -> httpx.AsyncClient:
-    """httpx's API on aiohttp's transport: 2-3x the POST rate of httpx's own pool here."""
-    from httpx_aiohttp import AiohttpTransport
-
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(),
-        timeout=timeout_s,
-        follow_redirects=False,  # a redirect could forward a signed event to another host
-        headers={"user-agent": "pipedrive-triggers"},
-    )
+    """The client for `Deliverer`: see `callback_transport` for its errors and its guard."""
+    return callback_transport.client(timeout_s)
 
 
 class Deliverer:
@@ -148,7 +141,7 @@ class Deliverer:
         attempted_at = self._clock()
         started = time.monotonic()
         try:
-            status, error, retry_after = await self._post(row, attempted_at)
+            status, error, retry_after, reply = await self._post(row, attempted_at)
         except Exception as failure:
             # A bug must not strand the row (it would stay busy here forever): retry it.
             logger.exception(
@@ -158,35 +151,45 @@ class Deliverer:
                 extra={"action": "delivery.crashed", "subscription": row.subscription},
             )
             status, error, retry_after = None, f"delivery failed ({type(failure).__name__})", None
+            reply = None
         finally:
             self._in_flight[row.subscription] -= 1
             self._wake.set()
         duration_ms = int((time.monotonic() - started) * 1000)
         self._outcomes.put_nowait(
-            self._outcome(row, attempted_at, status, error, duration_ms, retry_after)
+            self._outcome(row, attempted_at, status, error, duration_ms, retry_after, reply)
         )
 
     async def _post(
         self, row: store.Claimed, attempted_at: datetime
-    ) -> tuple[int | None, str | None, float | None]:
-        """One POST: (status, error or None on 2xx, Retry-After seconds)."""
-        url = str(self._subscriptions[row.subscription].callback_url)
+    ) -> tuple[int | None, str | None, float | None, str | None]:
+        """One POST: (status, error or None on 2xx, Retry-After seconds, start of the reply)."""
+        subscription = self._subscriptions[row.subscription]
         headers = self._signers[row.subscription].headers(row.event_id, row.body, attempted_at)
         try:
             async with self._http.stream(
-                "POST", url, content=row.body.encode(), headers=headers
+                "POST",
+                str(subscription.callback_url),
+                content=row.body.encode(),
+                headers=headers,
+                extensions=(
+                    callback_transport.ALLOW_PRIVATE_TARGETS
+                    if subscription.allow_private_targets
+                    else None
+                ),
             ) as response:
                 status = response.status_code
                 retry_after = parse_retry_after(response.headers.get("retry-after"), attempted_at)
                 reason = response.reason_phrase
-        except httpx.TimeoutException:
-            return None, f"callback did not answer within {self._settings.timeout:g}s", None
+                reply = await callback_transport.read_reply(response)
+        except httpx.TransportError as failure:
+            # The transport's messages say what failed and never quote the URL.
+            return None, str(failure), None, None
         except httpx.HTTPError as failure:
-            # The type only: messages can quote the URL, which may carry the consumer's token.
-            return None, f"cannot reach callback ({type(failure).__name__})", None
+            return None, f"cannot reach callback ({type(failure).__name__})", None, None
         if 200 <= status < 300:
-            return status, None, None
-        return status, f"callback returned {status} {reason}".rstrip(), retry_after
+            return status, None, None, reply
+        return status, f"callback returned {status} {reason}".rstrip(), retry_after, reply
 
     def _outcome(
         self,
@@ -196,6 +199,7 @@ class Deliverer:
         error: str | None,
         duration_ms: int,
         retry_after: float | None,
+        reply: str | None,
     ) -> store.Outcome:
         log_extra = {"subscription": row.subscription, "event_id": row.event_id}
         attempts_made = row.attempts + 1
@@ -206,7 +210,9 @@ class Deliverer:
                 row.event_id,
                 extra={"action": "delivery.delivered", **log_extra},
             )
-            return store.Outcome(row, attempted_at, status, None, duration_ms, "delivered")
+            return store.Outcome(
+                row, attempted_at, status, None, duration_ms, "delivered", reply=reply
+            )
         retry_at = next_attempt(
             self._policy,
             attempts_made,
@@ -223,7 +229,7 @@ class Deliverer:
                 attempts_made,
                 extra={"action": "delivery.dead_lettered", **log_extra},
             )
-            return store.Outcome(row, attempted_at, status, error, duration_ms, "dead")
+            return store.Outcome(row, attempted_at, status, error, duration_ms, "dead", reply=reply)
         logger.warning(
             "subscription %r: %s; event %s attempt %d of %d, next at %s",
             row.subscription,
@@ -234,7 +240,9 @@ class Deliverer:
             retry_at.isoformat(timespec="seconds"),
             extra={"action": "delivery.failed", **log_extra},
         )
-        return store.Outcome(row, attempted_at, status, error, duration_ms, "retry", retry_at)
+        return store.Outcome(
+            row, attempted_at, status, error, duration_ms, "retry", retry_at, reply=reply
+        )
 
     async def _write_outcomes(self) -> None:
         """Write results in batches: one transaction for many POSTs keeps SQLite fast."""

@@ -76,6 +76,7 @@ trigger = "{trigger}"
 callback_url = "{receiver_url}/hooks/{name}"
 secret = "{secret}"
 poll_interval = {POLL_INTERVAL_S}
+allow_private_targets = true
 """
     path.write_text(text, encoding="utf-8")
     return path

@@ -12,6 +12,7 @@ PipedriveTriggersError
 │   ├── PipedriveRateLimited    429 (retry_after seconds)
 │   └── PipedriveUnavailable    5xx, timeouts, refused connections, garbage bodies
 ├── PayloadError                a Pipedrive object that cannot be mapped to a schema
+├── TargetRefused               a callback address the subscription may not reach (address, kind)
 └── ArgumentError               a bad CLI or client argument, caught before any request
 """
 
@@ -94,6 +95,17 @@ class PayloadError(PipedriveTriggersError, ValueError):
         self.obj = obj
         self.field = field
         self.problem = problem
+
+
+class TargetRefused(PipedriveTriggersError):
+    """The callback is (or resolves to) a loopback, private or link-local address and its
+    subscription does not set `allow_private_targets`. Not an OSError, so aiohttp passes it
+    through as it is instead of reporting it as a DNS failure."""
+
+    def __init__(self, address: str, kind: str, message: str) -> None:
+        self.address = address
+        self.kind = kind
+        super().__init__(message)
 
 
 class ArgumentError(PipedriveTriggersError):

@@ -49,6 +49,7 @@ class Outcome:
     duration_ms: int
     verdict: Literal["delivered", "retry", "dead"]
     next_attempt_at: datetime | None = None
+    reply: str | None = None  # the start of the consumer's reply body, when it answered
 
 
 def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
@@ -177,6 +178,7 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
                     "status": o.status,
                     "error": o.error,
                     "duration_ms": o.duration_ms,
+                    "reply": o.reply,
                 }
                 for o in outcomes
             ],

@@ -143,6 +143,7 @@ delivery_attempts = Table(
     Column("status", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("duration_ms", Integer, nullable=False),
+    Column("reply", Text, nullable=True),  # the reply body's first 1 KiB
 )
 
 dead_letters = Table(

@@ -156,6 +156,7 @@ def config_text(
             "callback_url": f"{callback_url}/hooks/{subscription['name']}",
             "secret": SIGNING_SECRET,
             "poll_interval": 1,
+            "allow_private_targets": True,  # every receiver in the tests is on loopback
             **subscription,
         }
         lines += ["", "[[subscriptions]]"]

@@ -79,6 +79,44 @@ def test_example_config_is_valid() -> None:
     assert "subscription 'new-deals': deal.added" in result.stdout
 
 
+def test_check_config_masks_urls_and_warns_of_private_targets(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        config_text(
+            database_url="postgresql+psycopg://app:DBPASS@127.0.0.1/x",
+            api_url="https://api.pipedrive.com",
+            callback_url="https://hooks.example.com",
+            subscriptions=[
+                {
+                    "name": "masked",
+                    "trigger": "deal.added",
+                    "callback_url": "https://user:PASSWORD@hooks.example.com/h?token=QUERYTOK",
+                },
+                {
+                    "name": "local",
+                    "trigger": "deal.added",
+                    "callback_url": "http://127.0.0.1:8080/h",
+                    "allow_private_targets": False,
+                },
+                {"name": "local-ok", "trigger": "deal.added", "callback_url": "http://10.0.0.5/h"},
+            ],
+        ),
+        encoding="utf-8",
+    )
+    result = cli("--config", str(path), "check-config")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for secret in ("PASSWORD", "QUERYTOK", "DBPASS"):
+        assert secret not in output
+    assert "-> https://***@hooks.example.com/h?token=*** (signed)" in result.stdout
+    assert "database: postgresql+psycopg://***@127.0.0.1/x" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "allow_private_targets" in line]
+    assert warnings == [
+        "warning: subscription 'local': callback address 127.0.0.1 is a loopback address; "
+        "deliveries will be refused unless it sets allow_private_targets = true"
+    ]
+
+
 def test_bad_config_names_file_key_value_and_reason(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(

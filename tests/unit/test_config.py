@@ -127,3 +127,17 @@ def test_token_file_reads_systemd_credentials_directory(
     loaded = config.parse(raw, "c.toml", Path("/etc/pipedrive-triggers"))
     assert loaded.accounts[0].api_token_file == credentials / "pd-token"
     assert loaded.accounts[0].token().get_secret_value() == "from-credential"
+    assert {s.trigger for s in loaded.subscriptions} == set(config.TRIGGERS)
+
+
+def test_a_bad_callback_url_is_echoed_masked() -> None:
+    [problem] = problems(with_sub(callback_url="ftp://u:PASSWORD@hooks.example.com/h?k=v"))
+    assert problem.startswith("subscriptions[0].callback_url: URL scheme should be")
+    assert "(got 'ftp://***@hooks.example.com/h?k=***')" in problem
+    assert "PASSWORD" not in problem
+
+
+def test_private_targets_are_refused_unless_allowed() -> None:
+    assert config.parse(BASE, "c.toml", Path("/x")).subscriptions[0].allow_private_targets is False
+    allowed = config.parse(with_sub(allow_private_targets=True), "c.toml", Path("/x"))
+    assert allowed.subscriptions[0].allow_private_targets is True

@@ -1,0 +1,188 @@
+"""The delivery client against real loopback sockets: each failure named for what it is, the
+reply read within its cap, private targets refused unless allowed."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from daemon import callback_transport
+from daemon.receiver import WebhookReceiver
+from tests.raw_servers import ReplyServer, TlsServer, closed_port, hanging_server
+
+ALLOW = callback_transport.ALLOW_PRIVATE_TARGETS
+TOKEN = "tok-5ecret-in-the-url"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with callback_transport.client(timeout_s=0.5) as client:
+        yield client
+
+
+async def failure_of(
+    http: httpx.AsyncClient, url: str, *, allow: bool = True
+) -> tuple[httpx.HTTPError, float]:
+    started = time.monotonic()
+    with pytest.raises(httpx.HTTPError) as caught:
+        await http.post(url, content=b"{}", extensions=ALLOW if allow else None)
+    error = caught.value
+    assert TOKEN not in str(error), "an error text must not quote the URL"
+    return error, time.monotonic() - started
+
+
+async def test_a_closed_port_is_a_refused_connection_not_a_timeout(
+    http: httpx.AsyncClient,
+) -> None:
+    with closed_port() as port:
+        error, took = await failure_of(http, f"http://u:{TOKEN}@127.0.0.1:{port}/h?t={TOKEN}")
+    assert type(error) is httpx.ConnectError
+    assert str(error) == "callback refused the connection (nothing listening?)"
+    assert took < 0.4, "a refusal is immediate, it must not wait for the timeout"
+
+
+async def test_a_name_that_does_not_resolve(http: httpx.AsyncClient) -> None:
+    # .invalid never resolves (RFC 6761); the resolver answers it without asking a DNS server.
+    error, took = await failure_of(http, f"http://consumer.invalid/h?token={TOKEN}")
+    assert type(error) is httpx.ConnectError
+    assert str(error) == "callback host does not resolve (Name or service not known)"
+    assert took < 0.4
+    guarded, _ = await failure_of(http, "http://consumer.invalid/h", allow=False)
+    assert str(guarded) == str(error)
+
+
+async def test_an_untrusted_certificate_is_a_tls_failure(http: httpx.AsyncClient) -> None:
+    with TlsServer() as server:
+        error, _ = await failure_of(http, f"https://127.0.0.1:{server.port}/h?t={TOKEN}")
+    assert type(error) is httpx.ConnectError
+    # OpenSSL 3 says "self-signed certificate", older ones "self signed certificate".
+    assert str(error).startswith("TLS failure: callback's certificate is not trusted (self")
+
+
+async def test_https_to_a_plain_http_server_is_a_tls_failure(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    port = receiver.base_url.rsplit(":", 1)[1]
+    error, _ = await failure_of(http, f"https://127.0.0.1:{port}/h?t={TOKEN}")
+    assert type(error) is httpx.ConnectError
+    assert str(error).startswith("TLS failure: handshake with callback failed ("), str(error)
+
+
+async def test_a_server_that_never_answers_is_a_timeout(http: httpx.AsyncClient) -> None:
+    with hanging_server() as port:
+        error, took = await failure_of(http, f"http://127.0.0.1:{port}/h?t={TOKEN}")
+    assert isinstance(error, httpx.ReadTimeout)
+    assert str(error) == "callback did not answer within 0.5s"
+    assert 0.45 <= took < 2
+
+
+async def test_the_reply_is_kept_to_1_kib_and_read_to_64_kib_at_most(
+    http: httpx.AsyncClient,
+) -> None:
+    size = 10 * 1024 * 1024
+    with ReplyServer(status=200, body_size=size) as server:
+        async with http.stream("POST", f"http://127.0.0.1:{server.port}/h", extensions=ALLOW) as r:
+            reply = await callback_transport.read_reply(r)
+        await _until(lambda: bool(server.sent))
+    assert reply == "x" * callback_transport.REPLY_KEPT
+    # What the server could send: our 64 KiB, aiohttp's paused buffer and the kernel's.
+    assert server.sent[0] < 1024 * 1024, f"{server.sent[0]} of {size} bytes were taken"
+
+
+async def test_a_short_reply_is_kept_whole(http: httpx.AsyncClient) -> None:
+    with ReplyServer(status=422, body_size=20, fill=b"quota exceeded; ") as server:
+        async with http.stream("POST", f"http://127.0.0.1:{server.port}/h", extensions=ALLOW) as r:
+            reply = await callback_transport.read_reply(r)
+    assert (r.status_code, reply) == (422, "quota exceeded; quot")
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("127.0.0.1", "a loopback address"),
+        ("127.8.9.10", "a loopback address"),
+        ("[::1]", "a loopback address"),
+        ("[::ffff:127.0.0.1]", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("172.16.0.1", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("[fd00::1]", "a private address"),
+        ("169.254.169.254", "a link-local address"),
+        ("[fe80::1]", "a link-local address"),
+        ("100.64.0.1", "a shared (CGNAT) address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("[::]", "an unspecified address"),
+    ],
+)
+async def test_a_guarded_ip_literal_is_refused_before_connecting(
+    http: httpx.AsyncClient, host: str, kind: str
+) -> None:
+    error, took = await failure_of(http, f"http://{host}:9/h?t={TOKEN}", allow=False)
+    address = ipaddress.ip_address(host.strip("[]"))
+    assert str(error) == (
+        f"refused: callback address {address} is {kind}; set allow_private_targets = true "
+        "to allow it"
+    )
+    assert took < 0.2
+
+
+async def test_loopback_is_refused_unless_allowed(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    url = f"{receiver.base_url}/hooks/x"
+    error, _ = await failure_of(http, url, allow=False)
+    assert str(error).startswith("refused: callback address 127.0.0.1 is a loopback address")
+    assert receiver.attempts == []
+    response = await http.post(url, content=b"{}", extensions=ALLOW)
+    assert response.status_code == 200
+    assert len(receiver.attempts) == 1
+
+
+async def test_userinfo_becomes_basic_auth(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    url = receiver.base_url.replace("http://", f"http://hook:{TOKEN}@") + "/h"
+    assert (await http.post(url, content=b"{}", extensions=ALLOW)).status_code == 200
+    expected = base64.b64encode(f"hook:{TOKEN}".encode()).decode()
+    assert receiver.attempts[0].headers["authorization"] == f"Basic {expected}"
+
+
+async def test_a_name_resolving_to_loopback_is_refused_after_resolution(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    port = receiver.base_url.rsplit(":", 1)[1]
+    error, _ = await failure_of(http, f"http://localhost:{port}/h", allow=False)
+    assert type(error) is httpx.ConnectError
+    assert str(error) == (
+        "refused: callback resolves to 127.0.0.1, a loopback address; "
+        "set allow_private_targets = true to allow it"
+    )
+    assert receiver.attempts == []
+    response = await http.post(f"http://localhost:{port}/h", content=b"{}", extensions=ALLOW)
+    assert response.status_code == 200
+
+
+async def test_guarded_and_allowed_requests_share_no_connection(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    port = receiver.base_url.rsplit(":", 1)[1]
+    url = f"http://localhost:{port}/h"
+    assert (await http.post(url, content=b"{}", extensions=ALLOW)).status_code == 200
+    error, _ = await failure_of(http, url, allow=False)  # the pooled connection is not reused
+    assert str(error).startswith("refused: callback resolves to 127.0.0.1")
+
+
+async def _until(check: object, timeout_s: float = 5.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not true in time")
