@@ -10,6 +10,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,6 +39,9 @@ def _describe(item: Received) -> str:
         owner = data["user_id"]["name"] if data.get("user_id") else "nobody"
         what = f"deal #{data['id']} {data['title']!r} {data['value']} {data['currency']}"
         what += f" (owner: {owner}{stage})"
+        previous = body.get("previous") or {}
+        if body["type"] == "deal.stage_changed" and "stage_id" in previous:
+            what += f" moved from stage {previous['stage_id']} to {data['stage_id']}"
     signature = {True: "signature ok", False: "SIGNATURE BAD", None: "unsigned"}[item.verified]
     return (
         f"  -> {body['subscription']:<14} {body['type']:<18} {item.event_id}  {what}  [{signature}]"
@@ -52,6 +56,8 @@ def _write_config(
         ("new-deals", "deal.added"),
         ("new-deals-legacy", "deal.added.legacy"),
         ("new-activities", "activity.added"),
+        ("stage-changes", "deal.stage_changed"),
+        ("won-deals", "deal.won"),
     ]
     text = f"""# Written by `pipedrive-triggers demo`.
 [database]
@@ -82,7 +88,17 @@ allow_private_targets = true
     return path
 
 
-def _add_items(sandbox: Sandbox, deals: int, activities: int, counter: int) -> None:
+def _move_deals(sandbox: Sandbox, deals: list[dict[str, Any]]) -> int:
+    """Move the first deal one stage on and win the last one; returns the events expected."""
+    first, last = sandbox.deal(deals[0]["id"]), deals[-1]
+    stages = [s["id"] for s in sandbox.stages if s["pipeline_id"] == first["pipeline_id"]]
+    following = stages[(stages.index(first["stage_id"]) + 1) % len(stages)]
+    sandbox.update_deal(first["id"], stage_id=following)
+    sandbox.update_deal(last["id"], status="won")
+    return 2
+
+
+def _add_items(sandbox: Sandbox, deals: int, activities: int, counter: int) -> list[dict[str, Any]]:
     """Add deals and activities linked to the seeded people, as a sales team would."""
     added_deals = []
     for index in range(deals):
@@ -100,6 +116,15 @@ def _add_items(sandbox: Sandbox, deals: int, activities: int, counter: int) -> N
             due_time="10:30",
             duration="00:30",
         )
+    return added_deals
+
+
+async def _wait_for(receiver: WebhookReceiver, expected: int, interrupted: asyncio.Event) -> None:
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    while len(receiver.event_ids()) < expected and time.monotonic() < deadline:
+        await _pause(interrupted, 0.1)
+        if interrupted.is_set():
+            return
 
 
 async def _pause(interrupted: asyncio.Event, seconds: float) -> None:
@@ -121,7 +146,7 @@ async def run(*, forever: bool, deals: int, activities: int) -> int:
         database.upgrade(config.database.url)
         click.echo(f"sandbox Pipedrive at {api.base_url}, webhook receiver at {hooks.base_url}")
         click.echo(
-            f"daemon config {config_path}: 3 subscriptions, polling every {POLL_INTERVAL_S}s"
+            f"daemon config {config_path}: 5 subscriptions, polling every {POLL_INTERVAL_S}s"
         )
         stop = asyncio.Event()
         interrupted = asyncio.Event()  # Ctrl-C ends the demo with its summary
@@ -138,14 +163,15 @@ async def run(*, forever: bool, deals: int, activities: int) -> int:
                 # Refuse some deliveries once: the daemon retries them.
                 receiver.reply(503, times=max(1, deals // FAIL_EVERY))
                 click.echo(f"adding {deals} deals and {activities} activities in the sandbox")
-                _add_items(sandbox, deals, activities, counter)
+                added = _add_items(sandbox, deals, activities, counter)
                 counter += deals
                 expected += 2 * deals + activities  # two deal subscriptions
-                deadline = time.monotonic() + DEMO_TIMEOUT_S
-                while len(receiver.event_ids()) < expected and time.monotonic() < deadline:
-                    await _pause(interrupted, 0.1)
-                    if interrupted.is_set():
-                        break
+                await _wait_for(receiver, expected, interrupted)
+                if interrupted.is_set():
+                    break
+                click.echo("moving a deal to its next stage and winning another")
+                expected += _move_deals(sandbox, added)
+                await _wait_for(receiver, expected, interrupted)
                 if not forever:
                     break
                 await _pause(interrupted, FOREVER_PAUSE_S)

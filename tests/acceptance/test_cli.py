@@ -239,8 +239,10 @@ def test_sigkill_at_any_moment_loses_no_event(
 def test_demo_shows_events_flowing() -> None:
     result = cli("demo", "--deals", "3", "--activities", "2", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "summary: 8 of 8 events delivered" in result.stdout
-    assert result.stdout.count("[signature ok]") >= 8
+    # 3 deals x 2 subscriptions + 2 activities, then one stage change and one win.
+    assert "summary: 10 of 10 events delivered" in result.stdout
+    assert result.stdout.count("[signature ok]") >= 10
+    assert "deal.stage_changed" in result.stdout and "deal.won" in result.stdout
 
 
 def test_sigterm_lets_in_flight_deliveries_finish(

@@ -110,7 +110,7 @@ async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> No
         ],
     )
     assert await store.counts(engine) == {"s": store.SubscriptionCounts(1, 1, 1)}
-    await detect(engine, "other", [4, 5], 5)
+    await detect(engine, "other", [4, 5])
     assert await store.outbox_totals(engine) == store.OutboxTotals(pending=3, dead=1)
     retry = await claim(engine, later)
     assert [(row.item_id, row.attempts) for row in retry] == [("2", 1)]
