@@ -97,6 +97,7 @@ class Poller:
         """One cycle. Any failure is recorded on the feed's subscriptions, never only logged;
         what earlier pages committed stays committed."""
         now = self._clock()
+        message: str | None = None
         try:
             await self._cycle(feed, now)
         except Exception as error:  # a bug or an outage: recorded, and the next cycle retries
@@ -112,21 +113,12 @@ class Poller:
                     message,
                     extra={"action": "poll.failed", "subscription": name},
                 )
-            await feed_store.record_cycle(
-                self._engine,
-                account=feed.account,
-                object_type=feed.object.name,
-                names=feed.names,
-                error=message,
-                now=now,
-            )
-            return
         await feed_store.record_cycle(
             self._engine,
             account=feed.account,
             object_type=feed.object.name,
             names=feed.names,
-            error=None,
+            error=message,
             now=now,
         )
 

@@ -3,7 +3,6 @@ is delivered again, nothing added while the daemon was stopped is missed."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from daemon.lookups import LookupCache
 from daemon.pipedrive import PipedriveClient, RetryOptions
 from daemon.rate_limit import AccountRateLimiter
 from daemon.sandbox import Sandbox
-from tests.conftest import API_TOKEN, POSTGRES_ADMIN_URL, config_text
+from tests.conftest import API_TOKEN, config_text, scratch_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,19 +29,9 @@ def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         alembic.command.upgrade(database._alembic_config(url), "0001")
         yield url
         return
-    name = f"pdt_upgrade_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
-    rendered = url.render_as_string(hide_password=False)
-    alembic.command.upgrade(database._alembic_config(rendered), "0001")
-    try:
-        yield rendered
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres("pdt_upgrade") as url:
+        alembic.command.upgrade(database._alembic_config(url), "0001")
+        yield url
 
 
 async def test_upgrade_from_the_id_mark_release(
