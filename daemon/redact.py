@@ -18,6 +18,11 @@ def url(value: str) -> str:
         netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
     query = "&".join(_mask_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
     fragment = MASK if parts.fragment else ""
+    if value.startswith(f"{parts.scheme}://"):
+        # Built by hand: urlunsplit turns `sqlite:////abs/path` (empty host) into `sqlite://abs`.
+        shown = f"{parts.scheme}://{netloc}{parts.path}"
+        shown += f"?{query}" if query else ""
+        return shown + (f"#{fragment}" if fragment else "")
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 

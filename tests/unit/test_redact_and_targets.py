@@ -21,6 +21,8 @@ from daemon.errors import TargetRefused
         ("https://h/p#secret", "https://h/p#***"),
         ("postgresql+psycopg://app:pw@db/x", "postgresql+psycopg://***@db/x"),
         ("not a url", "not a url"),
+        ("sqlite:////var/lib/pdt/db.sqlite", "sqlite:////var/lib/pdt/db.sqlite"),
+        ("sqlite:///relative.db", "sqlite:///relative.db"),
     ],
 )
 def test_urls_are_shown_without_userinfo_or_query_values(url: str, shown: str) -> None:
