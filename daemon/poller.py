@@ -162,11 +162,11 @@ class Poller:
         look_back = timedelta(seconds=feed.look_back_s)
         since = min([state.watermark, *(r.position for r in readers)]) - look_back
         watermark = state.watermark
-        seen: set[tuple[Any, str]] = set()
+        last_page: set[tuple[Any, str]] = set()
         async for page in client.pages(
             obj.path, _listing_params(obj, since), offset=obj.paging == "offset"
         ):
-            _check_advances(page, seen, feed)
+            last_page = _check_advances(page, last_page, feed)
             stored = await feed_store.load_items(
                 self._engine,
                 account=feed.account,
@@ -255,16 +255,19 @@ class Poller:
             )
 
 
-def _check_advances(page: Sequence[Item], seen: set[tuple[Any, str]], feed: Feed) -> None:
-    """A page made only of versions this cycle already read means the listing is going round
-    in circles (a broken cursor): stop it rather than spend the account's budget."""
+def _check_advances(
+    page: Sequence[Item], previous: set[tuple[Any, str]], feed: Feed
+) -> set[tuple[Any, str]]:
+    """A page made only of the versions the previous page held means the listing is going
+    round in circles (a broken cursor): stop it rather than spend the account's budget.
+    (Only one page is remembered, so a catch-up's memory stays bounded by a page.)"""
     versions = {(item.get("id"), change_feed.content_hash(item)) for item in page}
-    if versions and versions <= seen:
+    if versions and versions <= previous:
         raise PipedriveError(
             f"account {feed.account!r}: GET {feed.object.path}: Pipedrive served the same "
             "page again; the listing was stopped"
         )
-    seen |= versions
+    return versions
 
 
 def _data(
