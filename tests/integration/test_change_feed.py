@@ -29,6 +29,9 @@ from tests.schema_check import assert_matches_schema
 ONE_TRY = RetryOptions(attempts=1)
 
 
+DEAD_LETTERS = select(tables.deliveries).where(tables.deliveries.c.state == tables.STATE_DEAD)
+
+
 class Harness:
     def __init__(self, config: config_module.Config, poll: poller.Poller, engine: Any) -> None:
         self.config = config
@@ -40,7 +43,11 @@ class Harness:
             await self.poll.poll(feed)
 
     async def events(self, subscription: str | None = None) -> list[dict[str, Any]]:
-        query = select(tables.deliveries).order_by(tables.deliveries.c.id)
+        query = (
+            select(tables.deliveries)
+            .where(tables.deliveries.c.state != tables.STATE_DEAD)
+            .order_by(tables.deliveries.c.id)
+        )
         if subscription is not None:
             query = query.where(tables.deliveries.c.subscription == subscription)
         async with self.engine.connect() as connection:
@@ -49,7 +56,7 @@ class Harness:
 
     async def dead(self) -> list[Any]:
         async with self.engine.connect() as connection:
-            return list((await connection.execute(select(tables.dead_letters))).all())
+            return list((await connection.execute(DEAD_LETTERS)).all())
 
     async def state(self, name: str) -> feed_store.SubscriptionState:
         return (await feed_store.load_states(self.engine, [name]))[name]
