@@ -265,4 +265,18 @@ def _register_actions() -> None:
         main.add_command(group)
 
 
+def _register_operator_commands() -> None:
+    from daemon import outbox_cli, subscriptions_cli
+
+    for command in (
+        outbox_cli.dead_letters,
+        outbox_cli.retry_now,
+        subscriptions_cli.subscriptions,
+        subscriptions_cli.secrets_group,
+        subscriptions_cli.schema,
+    ):
+        main.add_command(command)
+
+
 _register_actions()
+_register_operator_commands()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import callback_transport, store
+from daemon import callback_transport, health, store
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
 from daemon.signing import Signer
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0  # how often an idle loop looks for rows that became due
 LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
 MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
+HEALTH_REFRESH_S = 1.0  # how soon `subscriptions enable/disable` reaches a running daemon
 
 
 def _now() -> datetime:
@@ -65,6 +66,8 @@ class Deliverer:
         self._busy_ids: set[int] = set()  # in flight or awaiting their outcome's write
         self._in_flight: Counter[str] = Counter()
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
+        self._health: dict[str, health.Health] = {}
+        self._health_read_at: float | None = None
 
     @contextlib.asynccontextmanager
     async def _serialised(self) -> AsyncIterator[None]:
@@ -114,8 +117,12 @@ class Deliverer:
         free = self._settings.concurrency - len(self._tasks)
         if free <= 0:
             return 0
+        await self._refresh_health()
         cap = self._settings.per_subscription_concurrency
-        capacity = {name: cap - self._in_flight[name] for name in self._subscriptions}
+        capacity = {
+            name: 0 if self._state(name) == "disabled" else cap - self._in_flight[name]
+            for name in self._subscriptions
+        }
         now = self._clock()
         async with self._serialised():
             rows = await store.claim_due(
@@ -136,6 +143,24 @@ class Deliverer:
             task.add_done_callback(self._tasks.discard)
             started += 1
         return started
+
+    def _state(self, subscription: str) -> str:
+        return self._health.get(subscription, health.HEALTHY).state
+
+    async def _refresh_health(self) -> None:
+        """Read the operator's switches (and what another process decided) now and then."""
+        moment = time.monotonic()
+        if self._health_read_at is not None and moment - self._health_read_at < HEALTH_REFRESH_S:
+            return
+        self._health_read_at = moment
+        try:
+            self._health = await health.load(self._engine)
+        except Exception:
+            logger.warning(
+                "cannot read subscription health; keeping what was last read",
+                exc_info=True,
+                extra={"action": "delivery.health_unreadable"},
+            )
 
     async def _attempt(self, row: store.Claimed) -> None:
         attempted_at = self._clock()

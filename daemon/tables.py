@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -169,4 +170,20 @@ delivery_attempts = Table(
     Column("error", Text, nullable=True),
     Column("duration_ms", Integer, nullable=False),
     Column("reply", Text, nullable=True),  # the reply body's first 1 KiB
+)
+
+# A subscription's delivery switch and health, as the operator and the daemon set them. No row
+# means enabled and healthy. `disabled_at` is set by `subscriptions disable` or a 410 Gone;
+# `paused_at` after `pause_after` consecutive failures, with the next probe at `probe_at`.
+subscription_health = Table(
+    "subscription_health",
+    metadata,
+    Column("subscription", String(200), primary_key=True),
+    Column("disabled_at", Timestamp(), nullable=True),
+    Column("disabled_reason", Text, nullable=True),
+    Column("paused_at", Timestamp(), nullable=True),
+    Column("pause_reason", Text, nullable=True),
+    Column("probe_at", Timestamp(), nullable=True),
+    Column("probe_interval_s", Float, nullable=True),
+    Column("updated_at", Timestamp(), nullable=False),
 )
