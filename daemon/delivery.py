@@ -7,14 +7,13 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import callback_transport, health, store
+from daemon import callback_transport, health, slots, store
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
 from daemon.signing import Signer
@@ -53,7 +52,7 @@ class Deliverer:
         self._engine = engine
         self._http = http
         self._subscriptions = dict(subscriptions)
-        self._signers = {name: Signer(sub.secret) for name, sub in subscriptions.items()}
+        self._signers = {name: Signer(sub.secrets) for name, sub in subscriptions.items()}
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         self._clock = clock
@@ -64,7 +63,17 @@ class Deliverer:
         self._sqlite_writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_ids: set[int] = set()  # in flight or awaiting their outcome's write
-        self._in_flight: Counter[str] = Counter()
+        self._slots = slots.Slots(
+            {
+                name: slots.Limits(
+                    concurrency=settings.per_subscription_concurrency,
+                    ordered=sub.ordered,
+                    max_per_second=sub.max_per_second,
+                )
+                for name, sub in subscriptions.items()
+            }
+        )
+        self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
         self._health: dict[str, health.Health] = {}
         self._health_read_at: float | None = None
@@ -97,7 +106,9 @@ class Deliverer:
         self._wake.clear()
         waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
         try:
-            await asyncio.wait(waiters, timeout=IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            opening = self._slots.next_window_opening(time.monotonic())
+            timeout = IDLE_POLL_S if opening is None else min(IDLE_POLL_S, opening)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -118,12 +129,8 @@ class Deliverer:
         if free <= 0:
             return 0
         await self._refresh_health()
-        cap = self._settings.per_subscription_concurrency
-        capacity = {
-            name: 0 if self._state(name) == "disabled" else cap - self._in_flight[name]
-            for name in self._subscriptions
-        }
         now = self._clock()
+        capacity = self._slots.capacity(self._health, now, time.monotonic())
         async with self._serialised():
             rows = await store.claim_due(
                 self._engine,
@@ -131,13 +138,14 @@ class Deliverer:
                 lease_until=now + timedelta(seconds=self._settings.timeout + LEASE_MARGIN_S),
                 capacity=capacity,
                 limit=free,
+                ordered=self._ordered,
             )
         started = 0
         for row in rows:
             if row.id in self._busy_ids:
                 continue  # our own earlier claim whose outcome is still being written
             self._busy_ids.add(row.id)
-            self._in_flight[row.subscription] += 1
+            self._slots.started(row.subscription, time.monotonic())
             task = asyncio.create_task(self._attempt(row), name=f"deliver-{row.event_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -165,6 +173,26 @@ class Deliverer:
     async def _attempt(self, row: store.Claimed) -> None:
         attempted_at = self._clock()
         started = time.monotonic()
+        size = len(row.body.encode())
+        if size > self._settings.max_body_bytes:
+            self._slots.finished(row.subscription)
+            oversize = (
+                f"body is {size} bytes, above [delivery] max_body_bytes "
+                f"({self._settings.max_body_bytes}); not sent"
+            )
+            logger.error(
+                "subscription %r: %s; event %s dead-lettered",
+                row.subscription,
+                oversize,
+                row.event_id,
+                extra={
+                    "action": "delivery.dead_lettered",
+                    "subscription": row.subscription,
+                    "event_id": row.event_id,
+                },
+            )
+            self._outcomes.put_nowait(store.Outcome(row, attempted_at, None, oversize, 0, "dead"))
+            return
         try:
             status, error, retry_after, reply = await self._post(row, attempted_at)
         except Exception as failure:
@@ -178,7 +206,7 @@ class Deliverer:
             status, error, retry_after = None, f"delivery failed ({type(failure).__name__})", None
             reply = None
         finally:
-            self._in_flight[row.subscription] -= 1
+            self._slots.finished(row.subscription)
             self._wake.set()
         duration_ms = int((time.monotonic() - started) * 1000)
         self._outcomes.put_nowait(
@@ -281,6 +309,7 @@ class Deliverer:
                 for outcome in batch:
                     self._busy_ids.discard(outcome.claimed.id)
                     self._outcomes.task_done()
+                self._wake.set()  # retries may be due already, and their rows are free now
 
     async def _write(self, batch: list[store.Outcome]) -> None:
         while True:

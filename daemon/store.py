@@ -7,7 +7,7 @@ crashed process had claimed comes back by itself once the lease runs out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -127,11 +127,17 @@ async def claim_due(
     lease_until: datetime,
     capacity: Mapping[str, int],
     limit: int,
+    ordered: Collection[str] = (),
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries, oldest due first, at most `capacity[name]` of each
-    subscription. On PostgreSQL, SKIP LOCKED lets several daemons claim side by side."""
-    open_subscriptions = [name for name, free in capacity.items() if free > 0]
-    if limit <= 0 or not open_subscriptions:
+    subscription. An `ordered` subscription offers only its oldest pending event (detection
+    order), and only when that one is due. On PostgreSQL, SKIP LOCKED lets several daemons
+    claim side by side."""
+    open_subscriptions = [
+        name for name, free in capacity.items() if free > 0 and name not in ordered
+    ]
+    open_ordered = [name for name, free in capacity.items() if free > 0 and name in ordered]
+    if limit <= 0 or not (open_subscriptions or open_ordered):
         return []
     due = and_(
         deliveries.c.state == STATE_PENDING,
@@ -145,10 +151,21 @@ async def claim_due(
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit * CANDIDATES_PER_SLOT)
     )
+    heads = (
+        select(func.min(deliveries.c.id))
+        .where(deliveries.c.state == STATE_PENDING, deliveries.c.subscription.in_(open_ordered))
+        .group_by(deliveries.c.subscription)
+    )
+    head_candidates = select(deliveries.c.id, deliveries.c.subscription).where(
+        deliveries.c.id.in_(heads), due
+    )
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
-        rows = (await connection.execute(candidates)).all()
+            head_candidates = head_candidates.with_for_update(skip_locked=True)
+        rows = (await connection.execute(candidates)).all() if open_subscriptions else []
+        if open_ordered:
+            rows = [*(await connection.execute(head_candidates)).all(), *rows]
         chosen = pick_claims([(row.id, row.subscription) for row in rows], capacity, limit)
         if not chosen:
             return []
