@@ -44,6 +44,7 @@ class Claimed:
     item_id: str
     body: str
     attempts: int
+    created_at: datetime  # when it was detected
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Outcome:
     verdict: Literal["delivered", "retry", "dead"]
     next_attempt_at: datetime | None = None
     reply: str | None = None  # the start of the consumer's reply body, when it answered
+    # False while a subscription is paused or disabled: the attempt is recorded, but the
+    # event's own attempt count (and so its retry schedule) does not advance.
+    advance: bool = True
 
 
 def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
@@ -182,6 +186,7 @@ async def claim_due(
                 deliveries.c.item_id,
                 deliveries.c.body,
                 deliveries.c.attempts,
+                deliveries.c.created_at,
             )
         )
         return [Claimed(*row) for row in claimed]
@@ -224,7 +229,7 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
                 {
                     "row_id": o.claimed.id,
                     "new_state": _STATE_OF_VERDICT[o.verdict],
-                    "new_attempts": o.claimed.attempts + 1,
+                    "new_attempts": o.claimed.attempts + (1 if o.advance else 0),
                     "status": o.status,
                     "error": o.error,
                     "delivered_at": o.attempted_at if o.verdict == "delivered" else None,
@@ -258,6 +263,21 @@ async def counts(engine: AsyncEngine) -> dict[str, SubscriptionCounts]:
             ).group_by(deliveries.c.subscription)
         )
         return {name: SubscriptionCounts(p, d, x) for name, p, d, x in rows}
+
+
+async def failing(engine: AsyncEngine) -> dict[str, str]:
+    """Subscriptions with pending events that have failed at least once: one of their errors."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(deliveries.c.subscription, func.max(deliveries.c.last_error))
+            .where(
+                deliveries.c.state == STATE_PENDING,
+                deliveries.c.attempts > 0,
+                deliveries.c.last_error.is_not(None),
+            )
+            .group_by(deliveries.c.subscription)
+        )
+        return {name: error for name, error in rows}
 
 
 @dataclass(frozen=True)

@@ -265,3 +265,21 @@ async def test_disable_and_replay_reach_a_running_daemon(
     assert webhook_ids[1] == webhook_ids[2] and len(webhook_ids) == 3
     assert all(a.verified for a in receiver.attempts), "signed afresh on replay"
     assert invoke(path, "subscriptions", "enable", "nope").exit_code == 2
+
+
+def test_status_json_shows_each_subscriptions_state(config_path: Path, database_url: str) -> None:
+    asyncio.run(_seed(database_url, {"removed": [(1, timedelta(0))]}))
+    ok(config_path, "subscriptions", "disable", "a")
+    rows = {row["subscription"]: row for row in json.loads(ok(config_path, "status", "--json"))}
+    assert set(rows) == {"a", "b", "removed"}
+    assert {"pending", "delivered", "dead_letters", "status", "position"} <= set(rows["a"])
+    assert rows["a"]["state"] == "disabled"
+    assert rows["a"]["state_reason"].startswith("disabled by an operator at ")
+    assert datetime.fromisoformat(rows["a"]["state_since"]) <= datetime.now(UTC)
+    assert (rows["b"]["state"], rows["b"]["state_reason"], rows["b"]["state_since"]) == (
+        "ok", None, None,
+    )  # fmt: skip
+    assert (rows["removed"]["state"], rows["removed"]["dead_letters"]) == ("orphaned", 1)
+    ok(config_path, "subscriptions", "enable", "a")
+    rows = {row["subscription"]: row for row in json.loads(ok(config_path, "status", "--json"))}
+    assert rows["a"]["state"] == "ok"
