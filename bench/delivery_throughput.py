@@ -503,7 +503,7 @@ async def daemon_run(
                     await task
         delivered = await _scalar(
             engine,
-            sqlalchemy.text("SELECT count(*) FROM deliveries WHERE delivered_at IS NOT NULL"),
+            sqlalchemy.text("SELECT count(*) FROM deliveries WHERE state = 'delivered'"),
         )
         attempts = await _scalar(engine, sqlalchemy.text("SELECT count(*) FROM delivery_attempts"))
         if delivered != events_count or attempts != events_count:
@@ -576,7 +576,7 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
             with engine.begin() as connection:
                 connection.execute(
                     sqlalchemy.text(
-                        "TRUNCATE deliveries, delivery_attempts, dead_letters, subscription_state"
+                        "TRUNCATE deliveries, delivery_attempts, subscription_state"
                         " RESTART IDENTITY"
                     )
                 )

@@ -37,6 +37,11 @@ MAX_CONNECTIONS = 100  # per pool, as httpx-aiohttp's default
 KEEPALIVE_S = 5.0  # httpx's keep-alive expiry
 
 
+class RefusedTarget(httpx.ConnectError):
+    """The guard refused the target (see `targets`): not the consumer's failure, so it does
+    not count towards pausing the subscription."""
+
+
 class CallbackResolver(AbstractResolver):
     """The system resolver, with RFC 6761's `.invalid` answered at once, and, when guarded,
     the guarded addresses filtered out (refused when none is left)."""
@@ -151,7 +156,7 @@ def describe(failure: BaseException, timeouts: dict[str, Any]) -> tuple[type[htt
     if isinstance(failure, httpx.HTTPError) and failure.__cause__ is not None:
         error = failure.__cause__  # httpx-aiohttp's mapping: judge by what aiohttp raised
     if isinstance(error, TargetRefused):
-        return httpx.ConnectError, str(error)
+        return RefusedTarget, str(error)
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return httpx.ConnectError, f"callback host does not resolve ({_strerror(error.os_error)})"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):

@@ -178,7 +178,7 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each subscription's feed position, health and outbox counts."""
-    from daemon import feed_store, service, store
+    from daemon import feed_store, health, service, store
 
     config = load_config(ctx)
 
@@ -186,14 +186,31 @@ def status(ctx: click.Context, as_json: bool) -> None:
         async with service.open_engine(config) as engine:
             states = await feed_store.load_states(engine)
             counts = await store.counts(engine)
+            healths = await health.load(engine)
+            failing = await store.failing(engine)
         rows = []
-        for sub in config.subscriptions:
-            state = states.get(sub.name)
-            count = counts.get(sub.name, store.SubscriptionCounts(0, 0, 0))
+        configured = [sub.name for sub in config.subscriptions]
+        orphans = sorted(set(counts) - set(configured))
+        by_name = {sub.name: sub for sub in config.subscriptions}
+        for name in [*configured, *orphans]:
+            sub_config = by_name.get(name)
+            state = states.get(name)
+            count = counts.get(name, store.SubscriptionCounts(0, 0, 0))
+            poll_failing = (
+                (state.last_error, state.last_poll_at)
+                if state and state.status == feed_store.STATUS_FAILING
+                else None
+            )
+            shown, reason, since = health.describe(
+                healths.get(name),
+                configured=sub_config is not None,
+                poll_failing=poll_failing,
+                delivery_error=failing.get(name),
+            )
             rows.append(
                 {
-                    "subscription": sub.name,
-                    "trigger": sub.trigger,
+                    "subscription": name,
+                    "trigger": sub_config.trigger if sub_config else None,
                     "status": state.status if state else "not started",
                     # Kept from the id-mark days: the highest id that existed at its start.
                     "mark_id": state.id_floor if state else None,
@@ -205,6 +222,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "delivered": count.delivered,
                     "dead_letters": count.dead,
                     "last_error": state.last_error if state else None,
+                    "state": shown,
+                    "state_reason": reason,
+                    "state_since": since.isoformat() if since else None,
                 }
             )
         return rows
@@ -217,6 +237,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "subscription",
         "trigger",
         "status",
+        "state",
         "position",
         "pending",
         "delivered",
@@ -229,6 +250,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
         if row["last_error"]:
             click.echo(f"    last error: {row['last_error']}")
+        if row["state"] != "ok" and row["state_reason"]:
+            since = f" since {row['state_since']}" if row["state_since"] else ""
+            click.echo(f"    {row['state']}{since}: {row['state_reason']}")
 
 
 @main.command()
@@ -265,4 +289,18 @@ def _register_actions() -> None:
         main.add_command(group)
 
 
+def _register_operator_commands() -> None:
+    from daemon import outbox_cli, subscriptions_cli
+
+    for command in (
+        outbox_cli.dead_letters,
+        outbox_cli.retry_now,
+        subscriptions_cli.subscriptions,
+        subscriptions_cli.secrets_group,
+        subscriptions_cli.schema,
+    ):
+        main.add_command(command)
+
+
 _register_actions()
+_register_operator_commands()

@@ -42,6 +42,21 @@ DEFAULT_RETRY_SCHEDULE_S: tuple[float, ...] = (
 DEFAULT_JITTER = 0.2  # each delay is stretched or shrunk by up to 20 %
 DEFAULT_CONCURRENCY = 64  # POSTs in flight per process
 DEFAULT_PER_SUBSCRIPTION_CONCURRENCY = 16  # so one slow consumer cannot take every slot
+DEFAULT_PAUSE_AFTER = 10  # consecutive failed attempts before a subscription's deliveries pause
+DEFAULT_PROBE_INTERVAL_S = 60.0  # a paused subscription's first probe; doubles up to an hour
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # a bigger body is dead-lettered, never sent
+DEFAULT_RETENTION_DELIVERED_S = 7 * 86_400.0  # delivered events and attempts kept this long
+DEFAULT_RETENTION_INTERVAL_S = 3600.0  # how often the daemon prunes them
+# Finite upper bounds, so no duration can overflow a datetime or strand a row for ever.
+MAX_DELIVERY_TIMEOUT_S = 600.0
+MAX_RETRY_DELAY_S = 7 * 86_400.0
+MAX_POLL_INTERVAL_S = 86_400.0
+MAX_LOOK_BACK_S = 86_400.0
+MAX_PROBE_INTERVAL_S = 3600.0
+MAX_RETENTION_S = 3650 * 86_400.0
+MAX_RETENTION_INTERVAL_S = 86_400.0
+MAX_PER_SECOND = 10_000
+MAX_SECRETS = 8  # rotation needs two; a few more cost a signature each on every attempt
 DATABASE_FILE_NAME = "pipedrive-triggers.db"
 # Set by systemd's StateDirectory= (colon-separated when there are several; the first is ours).
 STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
@@ -102,6 +117,31 @@ def _check_signing_secret(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def _signing_secrets(value: Any) -> tuple[SecretStr, ...] | None:
+    """One `whsec_` secret or a list of them (rotation), each may be `${VAR}`; the message
+    names which one is wrong, never its value."""
+    if value is None:
+        return None
+    many = isinstance(value, list | tuple)
+    items = list(value) if many else [value]
+    if many and not 1 <= len(items) <= MAX_SECRETS:
+        raise ValueError(f"give between 1 and {MAX_SECRETS} secrets")
+    secrets: list[SecretStr] = []
+    for index, item in enumerate(items):
+        where = f"secret {index + 1} " if many else ""
+        if isinstance(item, SecretStr):
+            item = item.get_secret_value()
+        if not isinstance(item, str):
+            raise ValueError(f"{where}must be a string")
+        try:
+            checked = _check_signing_secret(SecretStr(_expand_env(item)))
+        except ValueError as error:
+            raise ValueError(f"{where}{error}") from None
+        assert checked is not None
+        secrets.append(checked)
+    return tuple(secrets)
+
+
 def _parse_start(value: Any) -> Any:
     """ "now" or an aware RFC 3339 time, with one message for both (not one per union branch)."""
     if value == "now":
@@ -130,7 +170,11 @@ FilterScalar = (
 )
 FilterValue = FilterScalar | list[FilterScalar]
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-PollInterval = Annotated[float, BeforeValidator(parse_duration), Field(ge=1)]
+DeliveryTimeout = Annotated[Duration, Field(le=MAX_DELIVERY_TIMEOUT_S)]
+RetryDelay = Annotated[Duration, Field(le=MAX_RETRY_DELAY_S)]
+PollInterval = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=1, le=MAX_POLL_INTERVAL_S)
+]
 EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
 
 
@@ -148,7 +192,9 @@ class AccountConfig(_Frozen):
     api_token_file: Annotated[Path | None, BeforeValidator(_token_file)] = None
     base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
     calls_per_minute: Annotated[int, Field(ge=1)] = DEFAULT_CALLS_PER_MINUTE
-    look_back: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = DEFAULT_LOOK_BACK_S
+    look_back: Annotated[
+        float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_LOOK_BACK_S)
+    ] = DEFAULT_LOOK_BACK_S
     daily_token_budget: Annotated[int, Field(ge=1)] | None = None
     budget_share: Annotated[float, Field(gt=0, le=1)] = DEFAULT_BUDGET_SHARE
 
@@ -175,12 +221,21 @@ class SubscriptionConfig(_Frozen):
     account: str
     trigger: Annotated[str, AfterValidator(_check_trigger)]
     callback_url: HttpUrl
-    secret: Annotated[EnvSecret | None, AfterValidator(_check_signing_secret)] = None
+    # One secret, or several while rotating: every attempt carries one signature per secret.
+    secret: Annotated[tuple[SecretStr, ...] | None, BeforeValidator(_signing_secrets)] = None
     poll_interval: PollInterval = DEFAULT_POLL_INTERVAL_S
     start: Annotated[Literal["now"] | datetime, BeforeValidator(_parse_start)] = "now"
     filter: dict[str, FilterValue] = {}
     include_custom_fields: bool = False
     allow_private_targets: bool = False  # may deliver to loopback, private, link-local addresses
+    ordered: bool = False  # strict detection order: one event at a time, the next waits
+    max_per_second: Annotated[int, Field(ge=1, le=MAX_PER_SECOND)] | None = None
+    pause_after: Annotated[int, Field(ge=1)] | None = None  # default: [delivery] pause_after
+
+    @property
+    def secrets(self) -> tuple[SecretStr, ...]:
+        """The signing secrets, newest first as written; empty when unsigned."""
+        return self.secret or ()
 
     @property
     def definition(self) -> triggers.Trigger:
@@ -195,17 +250,30 @@ class SubscriptionConfig(_Frozen):
 
 
 class DeliveryConfig(_Frozen):
-    timeout: Duration = DEFAULT_DELIVERY_TIMEOUT_S
+    timeout: DeliveryTimeout = DEFAULT_DELIVERY_TIMEOUT_S
     max_attempts: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ATTEMPTS
-    retry_schedule: Annotated[tuple[Duration, ...], Field(min_length=1)] = DEFAULT_RETRY_SCHEDULE_S
+    retry_schedule: Annotated[tuple[RetryDelay, ...], Field(min_length=1)] = (
+        DEFAULT_RETRY_SCHEDULE_S
+    )
     jitter: Annotated[float, Field(ge=0, lt=1)] = DEFAULT_JITTER
     concurrency: Annotated[int, Field(ge=1)] = DEFAULT_CONCURRENCY
     per_subscription_concurrency: Annotated[int, Field(ge=1)] = DEFAULT_PER_SUBSCRIPTION_CONCURRENCY
+    pause_after: Annotated[int, Field(ge=1)] = DEFAULT_PAUSE_AFTER
+    probe_interval: Annotated[Duration, Field(le=MAX_PROBE_INTERVAL_S)] = DEFAULT_PROBE_INTERVAL_S
+    max_body_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_BODY_BYTES
+
+
+class RetentionConfig(_Frozen):
+    delivered: Annotated[Duration, Field(le=MAX_RETENTION_S)] = DEFAULT_RETENTION_DELIVERED_S
+    interval: Annotated[Duration, Field(ge=1, le=MAX_RETENTION_INTERVAL_S)] = (
+        DEFAULT_RETENTION_INTERVAL_S
+    )
 
 
 class Config(_Frozen):
     database: DatabaseConfig
     delivery: DeliveryConfig = DeliveryConfig()
+    retention: RetentionConfig = RetentionConfig()
     accounts: list[AccountConfig]
     subscriptions: list[SubscriptionConfig] = []
 
@@ -230,6 +298,8 @@ def _reason(error: dict[str, Any]) -> str:
         return f"must be >= {error['ctx']['ge']} (got {error['input']!r})"
     if error["type"] == "greater_than":
         return f"must be > {error['ctx']['gt']} (got {error['input']!r})"
+    if error["type"] == "less_than_equal":
+        return f"must be <= {error['ctx']['le']:g} (got {error['input']!r})"
     value = error.get("input")
     if (
         isinstance(value, dict | list)

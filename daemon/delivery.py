@@ -9,12 +9,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import callback_transport, store
+from daemon import callback_transport, health, retry_policy, slots, store
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
 from daemon.signing import Signer
@@ -24,6 +25,30 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0  # how often an idle loop looks for rows that became due
 LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
 MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
+HEALTH_REFRESH_S = 1.0  # how soon `subscriptions enable/disable` reaches a running daemon
+
+
+UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event is retried then
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    at: datetime
+    status: int | None
+    error: str | None
+    duration_ms: int
+    retry_after: float | None
+    reply: str | None
+    refused: bool  # the target guard refused it: not the consumer's failure
+
+
+def _took(elapsed: timedelta) -> str:
+    seconds = max(0, int(elapsed.total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _now() -> datetime:
@@ -52,7 +77,7 @@ class Deliverer:
         self._engine = engine
         self._http = http
         self._subscriptions = dict(subscriptions)
-        self._signers = {name: Signer(sub.secret) for name, sub in subscriptions.items()}
+        self._signers = {name: Signer(sub.secrets) for name, sub in subscriptions.items()}
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         self._clock = clock
@@ -63,8 +88,22 @@ class Deliverer:
         self._sqlite_writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_ids: set[int] = set()  # in flight or awaiting their outcome's write
-        self._in_flight: Counter[str] = Counter()
+        self._slots = slots.Slots(
+            {
+                name: slots.Limits(
+                    concurrency=settings.per_subscription_concurrency,
+                    ordered=sub.ordered,
+                    max_per_second=sub.max_per_second,
+                )
+                for name, sub in subscriptions.items()
+            }
+        )
+        self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
+        self._health: dict[str, health.Health] = {}
+        self._health_read_at: float | None = None
+        self._unsaved: set[str] = set()  # health changed here, not yet in the database
+        self._failures: Counter[str] = Counter()  # consecutive failed attempts
 
     @contextlib.asynccontextmanager
     async def _serialised(self) -> AsyncIterator[None]:
@@ -83,6 +122,9 @@ class Deliverer:
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-writer")
         try:
             while not stop.is_set():
+                # Cleared before the claim, not after: a wake-up that comes while the claim
+                # runs (new rows, a freed slot) must cut the next idle wait short.
+                self._wake.clear()
                 claimed = await self._claim()
                 if claimed == 0 or len(self._tasks) >= self._settings.concurrency:
                     await self._idle(stop)
@@ -91,10 +133,11 @@ class Deliverer:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Sleep until a POST finishes, the poller finds rows, `stop`, or the idle poll."""
-        self._wake.clear()
         waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
         try:
-            await asyncio.wait(waiters, timeout=IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            opening = self._slots.next_window_opening(time.monotonic())
+            timeout = IDLE_POLL_S if opening is None else min(IDLE_POLL_S, opening)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -114,9 +157,9 @@ class Deliverer:
         free = self._settings.concurrency - len(self._tasks)
         if free <= 0:
             return 0
-        cap = self._settings.per_subscription_concurrency
-        capacity = {name: cap - self._in_flight[name] for name in self._subscriptions}
+        await self._refresh_health()
         now = self._clock()
+        capacity = self._slots.capacity(self._health, now, time.monotonic())
         async with self._serialised():
             rows = await store.claim_due(
                 self._engine,
@@ -124,24 +167,73 @@ class Deliverer:
                 lease_until=now + timedelta(seconds=self._settings.timeout + LEASE_MARGIN_S),
                 capacity=capacity,
                 limit=free,
+                ordered=self._ordered,
             )
         started = 0
         for row in rows:
             if row.id in self._busy_ids:
                 continue  # our own earlier claim whose outcome is still being written
             self._busy_ids.add(row.id)
-            self._in_flight[row.subscription] += 1
+            self._slots.started(row.subscription, time.monotonic())
             task = asyncio.create_task(self._attempt(row), name=f"deliver-{row.event_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             started += 1
         return started
 
+    def _state(self, subscription: str) -> str:
+        return self._health.get(subscription, health.HEALTHY).state
+
+    async def _refresh_health(self) -> None:
+        """Read the operator's switches (and what another process decided) now and then."""
+        moment = time.monotonic()
+        if self._health_read_at is not None and moment - self._health_read_at < HEALTH_REFRESH_S:
+            return
+        self._health_read_at = moment
+        try:
+            stored = await health.load(self._engine)
+        except Exception:
+            logger.warning(
+                "cannot read subscription health; keeping what was last read",
+                exc_info=True,
+                extra={"action": "delivery.health_unreadable"},
+            )
+            return
+        for name in self._subscriptions:
+            if name in self._unsaved:
+                continue  # ours is newer
+            before = self._health.get(name, health.HEALTHY)
+            after = stored.get(name, health.HEALTHY)
+            if before.state != "ok" and after.state == "ok":
+                self._failures[name] = 0  # an operator switched it back on
+            self._health[name] = after
+
     async def _attempt(self, row: store.Claimed) -> None:
         attempted_at = self._clock()
         started = time.monotonic()
+        size = len(row.body.encode())
+        if size > self._settings.max_body_bytes:
+            self._slots.finished(row.subscription)
+            oversize = (
+                f"body is {size} bytes, above [delivery] max_body_bytes "
+                f"({self._settings.max_body_bytes}); not sent"
+            )
+            logger.error(
+                "subscription %r: %s; event %s dead-lettered",
+                row.subscription,
+                oversize,
+                row.event_id,
+                extra={
+                    "action": "delivery.dead_lettered",
+                    "subscription": row.subscription,
+                    "event_id": row.event_id,
+                },
+            )
+            self._outcomes.put_nowait(store.Outcome(row, attempted_at, None, oversize, 0, "dead"))
+            return
+        refused = False
         try:
-            status, error, retry_after, reply = await self._post(row, attempted_at)
+            status, error, retry_after, reply, refused = await self._post(row, attempted_at)
         except Exception as failure:
             # A bug must not strand the row (it would stay busy here forever): retry it.
             logger.exception(
@@ -153,17 +245,32 @@ class Deliverer:
             status, error, retry_after = None, f"delivery failed ({type(failure).__name__})", None
             reply = None
         finally:
-            self._in_flight[row.subscription] -= 1
+            self._slots.finished(row.subscription)
             self._wake.set()
         duration_ms = int((time.monotonic() - started) * 1000)
-        self._outcomes.put_nowait(
-            self._outcome(row, attempted_at, status, error, duration_ms, retry_after, reply)
-        )
+        attempt = _Attempt(attempted_at, status, error, duration_ms, retry_after, reply, refused)
+        try:
+            outcome = self._outcome(row, attempt)
+        except Exception:
+            # Never leave a row claimed and unrecorded: record the attempt, retry in a while.
+            logger.exception(
+                "subscription %r: deciding the outcome of %s failed; retrying it later",
+                row.subscription,
+                row.event_id,
+                extra={"action": "delivery.crashed", "subscription": row.subscription},
+            )
+            outcome = store.Outcome(
+                row, attempted_at, status, error or "outcome undecided", duration_ms, "retry",
+                attempted_at + timedelta(seconds=UNDECIDED_RETRY_S), reply=reply,
+            )  # fmt: skip
+        self._outcomes.put_nowait(outcome)
+        await self._apply_health(row.subscription, attempted_at)
 
     async def _post(
         self, row: store.Claimed, attempted_at: datetime
-    ) -> tuple[int | None, str | None, float | None, str | None]:
-        """One POST: (status, error or None on 2xx, Retry-After seconds, start of the reply)."""
+    ) -> tuple[int | None, str | None, float | None, str | None, bool]:
+        """One POST: (status, error or None on 2xx, Retry-After seconds, start of the reply,
+        whether the target guard refused it)."""
         subscription = self._subscriptions[row.subscription]
         headers = self._signers[row.subscription].headers(row.event_id, row.body, attempted_at)
         try:
@@ -184,55 +291,92 @@ class Deliverer:
                 reply = await callback_transport.read_reply(response)
         except httpx.TransportError as failure:
             # The transport's messages say what failed and never quote the URL.
-            return None, str(failure), None, None
+            refused = isinstance(failure, callback_transport.RefusedTarget)
+            return None, str(failure), None, None, refused
         except httpx.HTTPError as failure:
-            return None, f"cannot reach callback ({type(failure).__name__})", None, None
-        if 200 <= status < 300:
-            return status, None, None, reply
-        return status, f"callback returned {status} {reason}".rstrip(), retry_after, reply
+            return None, f"cannot reach callback ({type(failure).__name__})", None, None, False
+        if httpx.codes.is_success(status):
+            return status, None, None, reply, False
+        return status, f"callback returned {status} {reason}".rstrip(), retry_after, reply, False
 
-    def _outcome(
-        self,
-        row: store.Claimed,
-        attempted_at: datetime,
-        status: int | None,
-        error: str | None,
-        duration_ms: int,
-        retry_after: float | None,
-        reply: str | None,
-    ) -> store.Outcome:
-        log_extra = {"subscription": row.subscription, "event_id": row.event_id}
-        attempts_made = row.attempts + 1
-        if error is None:
-            logger.debug(
-                "subscription %r: delivered %s",
-                row.subscription,
-                row.event_id,
-                extra={"action": "delivery.delivered", **log_extra},
-            )
+    def _outcome(self, row: store.Claimed, attempt: _Attempt) -> store.Outcome:
+        """Decide what the attempt means for the event, and for the subscription's health."""
+        name = row.subscription
+        log_extra = {"subscription": name, "event_id": row.event_id}
+        at, status, error = attempt.at, attempt.status, attempt.error
+        verdict = retry_policy.classify(status) if error is None or status else "transient"
+        state = self._health.get(name, health.HEALTHY)
+        if verdict == "success":
+            self._failures[name] = 0
+            if state.state == "paused":
+                self._transition(name, health.HEALTHY, at, "resumed")
+            if row.attempts > 0:
+                logger.info(
+                    "subscription %r: event %s delivered on attempt %d, %s after detection",
+                    name,
+                    row.event_id,
+                    row.attempts + 1,
+                    _took(at - row.created_at),
+                    extra={"action": "delivery.recovered", **log_extra},
+                )
+            else:
+                logger.debug(
+                    "subscription %r: delivered %s",
+                    name,
+                    row.event_id,
+                    extra={"action": "delivery.delivered", **log_extra},
+                )
             return store.Outcome(
-                row, attempted_at, status, None, duration_ms, "delivered", reply=reply
+                row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply
             )
+        if verdict == "gone":
+            # The consumer asks us to stop: disable, and keep the event for after `enable`.
+            if state.state != "disabled":
+                reason = f"410 Gone at {at.isoformat(timespec='seconds')}"
+                self._transition(name, health.disabled(reason, at, state), at, "disabled")
+            return store.Outcome(
+                row, at, status, error, attempt.duration_ms, "retry", at,
+                reply=attempt.reply, advance=False,
+            )  # fmt: skip
+        if not attempt.refused:
+            self._failures[name] += 1
+        if state.state == "paused":
+            # A failed probe: the pause goes on, and the event's own schedule does not advance.
+            if state.probe_at is None or at >= state.probe_at:
+                self._transition(name, health.probe_failed(state, at), at, None)
+            return store.Outcome(
+                row, at, status, error, attempt.duration_ms, "retry", at,
+                reply=attempt.reply, advance=False,
+            )  # fmt: skip
+        pause_after = self._subscriptions[name].pause_after or self._settings.pause_after
+        if state.state == "ok" and self._failures[name] >= pause_after:
+            reason = f"{self._failures[name]} consecutive failures; last: {error}"
+            paused = health.paused(reason, at, self._settings.probe_interval)
+            self._transition(name, paused, at, "paused")
+        attempts_made = row.attempts + 1
         retry_at = next_attempt(
             self._policy,
             attempts_made,
-            attempted_at,
-            retry_after_s=retry_after,
+            at,
+            retry_after_s=attempt.retry_after,
             random_unit=self._random_unit(),
+            rejected=verdict == "rejected",
         )
         if retry_at is None:
             logger.error(
                 "subscription %r: %s; event %s dead-lettered after %d attempts",
-                row.subscription,
+                name,
                 error,
                 row.event_id,
                 attempts_made,
                 extra={"action": "delivery.dead_lettered", **log_extra},
             )
-            return store.Outcome(row, attempted_at, status, error, duration_ms, "dead", reply=reply)
+            return store.Outcome(
+                row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
+            )
         logger.warning(
             "subscription %r: %s; event %s attempt %d of %d, next at %s",
-            row.subscription,
+            name,
             error,
             row.event_id,
             attempts_made,
@@ -241,8 +385,53 @@ class Deliverer:
             extra={"action": "delivery.failed", **log_extra},
         )
         return store.Outcome(
-            row, attempted_at, status, error, duration_ms, "retry", retry_at, reply=reply
+            row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
         )
+
+    def _transition(self, name: str, new: health.Health, at: datetime, action: str | None) -> None:
+        """Change a subscription's health now (the next claim obeys it) and log it once; the
+        database copy is written by `_apply_health` right after."""
+        self._health[name] = new
+        self._unsaved.add(name)
+        if action == "paused":
+            logger.error(
+                "subscription %r: deliveries paused after %s; probing every %ss",
+                name,
+                new.pause_reason,
+                f"{new.probe_interval_s:g}",
+                extra={"action": "delivery.paused", "subscription": name},
+            )
+        elif action == "resumed":
+            logger.warning(
+                "subscription %r: deliveries resumed: a probe was delivered",
+                name,
+                extra={"action": "delivery.resumed", "subscription": name},
+            )
+        elif action == "disabled":
+            logger.error(
+                "subscription %r: callback returned 410 Gone; subscription disabled (%s); "
+                "`pipedrive-triggers subscriptions enable %s` resumes it",
+                name,
+                new.disabled_reason,
+                name,
+                extra={"action": "delivery.disabled", "subscription": name},
+            )
+
+    async def _apply_health(self, name: str, at: datetime) -> None:
+        if name not in self._unsaved:
+            return
+        self._unsaved.discard(name)
+        try:
+            async with self._serialised():
+                await health.save(self._engine, name, self._health[name], at)
+        except Exception:
+            self._unsaved.add(name)  # tried again after the next attempt
+            logger.warning(
+                "subscription %r: cannot record its health; it holds in this process",
+                name,
+                exc_info=True,
+                extra={"action": "delivery.health_unrecorded", "subscription": name},
+            )
 
     async def _write_outcomes(self) -> None:
         """Write results in batches: one transaction for many POSTs keeps SQLite fast."""
@@ -256,6 +445,7 @@ class Deliverer:
                 for outcome in batch:
                     self._busy_ids.discard(outcome.claimed.id)
                     self._outcomes.task_done()
+                self._wake.set()  # retries may be due already, and their rows are free now
 
     async def _write(self, batch: list[store.Outcome]) -> None:
         while True:

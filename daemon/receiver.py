@@ -59,6 +59,11 @@ class WebhookReceiver:
         with self._lock:
             self._script.extend(_Reply(status, delay_s, headers) for _ in range(times))
 
+    def clear_replies(self) -> None:
+        """Forget the scripted answers not used yet: answer 200 from now on."""
+        with self._lock:
+            self._script.clear()
+
     def event_ids(self) -> set[str]:
         with self._lock:
             return {item.event_id for item in self.received}

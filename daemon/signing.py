@@ -1,7 +1,8 @@
-"""Standard Webhooks headers: a stable id, the attempt's time and, with a secret, a signature."""
+"""Standard Webhooks headers: a stable id, the attempt's time and one signature per secret."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pydantic import SecretStr
@@ -9,11 +10,16 @@ from standardwebhooks.webhooks import Webhook
 
 
 class Signer:
-    """Signs each attempt afresh: verifiers reject timestamps older than five minutes."""
+    """Signs each attempt afresh: verifiers reject timestamps older than five minutes. With
+    several secrets (rotation), `webhook-signature` holds one signature per secret, separated
+    by spaces, so a consumer holding any one of them verifies."""
 
-    def __init__(self, secret: SecretStr | None) -> None:
-        # Room for rotation later: several secrets give several space-separated signatures.
-        self._webhook = Webhook(secret.get_secret_value()) if secret is not None else None
+    def __init__(self, secrets: SecretStr | Sequence[SecretStr] | None) -> None:
+        if secrets is None:
+            secrets = ()
+        elif isinstance(secrets, SecretStr):
+            secrets = (secrets,)
+        self._webhooks = [Webhook(secret.get_secret_value()) for secret in secrets]
 
     def headers(self, event_id: str, body: str, now: datetime) -> dict[str, str]:
         moment = now.astimezone(UTC)
@@ -22,6 +28,8 @@ class Signer:
             "webhook-id": event_id,
             "webhook-timestamp": str(int(moment.timestamp())),
         }
-        if self._webhook is not None:
-            headers["webhook-signature"] = self._webhook.sign(event_id, moment, body)
+        if self._webhooks:
+            headers["webhook-signature"] = " ".join(
+                webhook.sign(event_id, moment, body) for webhook in self._webhooks
+            )
         return headers

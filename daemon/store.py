@@ -1,4 +1,4 @@
-"""The outbox: queued events, their attempts and dead letters.
+"""The outbox: one table of events, each pending, delivered or dead, and their attempts.
 
 A poll's new events commit in one transaction with the feed's advanced watermark (see
 `feed_store`), and the delivery loop claims due rows with a lease (`claimed_until`), so work a
@@ -7,7 +7,7 @@ crashed process had claimed comes back by itself once the lease runs out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -16,7 +16,13 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.tables import dead_letters, deliveries, delivery_attempts
+from daemon.tables import (
+    STATE_DEAD,
+    STATE_DELIVERED,
+    STATE_PENDING,
+    deliveries,
+    delivery_attempts,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Claimed:
     item_id: str
     body: str
     attempts: int
+    created_at: datetime  # when it was detected
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class Outcome:
     verdict: Literal["delivered", "retry", "dead"]
     next_attempt_at: datetime | None = None
     reply: str | None = None  # the start of the consumer's reply body, when it answered
+    # False while a subscription is paused or disabled: the attempt is recorded, but the
+    # event's own attempt count (and so its retry schedule) does not advance.
+    advance: bool = True
 
 
 def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
@@ -74,22 +84,23 @@ async def insert_events(
     connection: AsyncConnection, events: Sequence[NewEvent], now: datetime
 ) -> None:
     """Queue new events in the caller's transaction; unmappable ones are dead-lettered at once
-    with their raw object and the reason. An event already queued (same `event_id`) is kept."""
-    good = [event for event in events if event.error is None]
-    bad = [event for event in events if event.error is not None]
-    if good:
-        await connection.execute(
-            insert_ignoring_duplicates(connection, deliveries),
-            [{**_event_row(event, now), "next_attempt_at": now} for event in good],
-        )
-    if bad:
-        await connection.execute(
-            insert_ignoring_duplicates(connection, dead_letters),
-            [
-                {**_event_row(event, now), "last_error": event.error, "dead_at": now}
-                for event in bad
-            ],
-        )
+    with their raw object and the reason. An event already queued (same `event_id`, in any
+    state) is kept as it is: a re-detected dead letter is not revived."""
+    if not events:
+        return
+    await connection.execute(
+        insert_ignoring_duplicates(connection, deliveries),
+        [
+            {
+                **_event_row(event, now),
+                "next_attempt_at": now,
+                "state": STATE_PENDING if event.error is None else STATE_DEAD,
+                "last_error": event.error,
+                "dead_at": None if event.error is None else now,
+            }
+            for event in events
+        ],
+    )
 
 
 # How many candidate rows a claim reads per free slot: enough that rows of subscriptions at
@@ -120,14 +131,20 @@ async def claim_due(
     lease_until: datetime,
     capacity: Mapping[str, int],
     limit: int,
+    ordered: Collection[str] = (),
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries, oldest due first, at most `capacity[name]` of each
-    subscription. On PostgreSQL, SKIP LOCKED lets several daemons claim side by side."""
-    open_subscriptions = [name for name, free in capacity.items() if free > 0]
-    if limit <= 0 or not open_subscriptions:
+    subscription. An `ordered` subscription offers only its oldest pending event (detection
+    order), and only when that one is due. On PostgreSQL, SKIP LOCKED lets several daemons
+    claim side by side."""
+    open_subscriptions = [
+        name for name, free in capacity.items() if free > 0 and name not in ordered
+    ]
+    open_ordered = [name for name, free in capacity.items() if free > 0 and name in ordered]
+    if limit <= 0 or not (open_subscriptions or open_ordered):
         return []
     due = and_(
-        deliveries.c.delivered_at.is_(None),
+        deliveries.c.state == STATE_PENDING,
         deliveries.c.next_attempt_at <= now,
         or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
     )
@@ -138,10 +155,21 @@ async def claim_due(
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit * CANDIDATES_PER_SLOT)
     )
+    heads = (
+        select(func.min(deliveries.c.id))
+        .where(deliveries.c.state == STATE_PENDING, deliveries.c.subscription.in_(open_ordered))
+        .group_by(deliveries.c.subscription)
+    )
+    head_candidates = select(deliveries.c.id, deliveries.c.subscription).where(
+        deliveries.c.id.in_(heads), due
+    )
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
-        rows = (await connection.execute(candidates)).all()
+            head_candidates = head_candidates.with_for_update(skip_locked=True)
+        rows = (await connection.execute(candidates)).all() if open_subscriptions else []
+        if open_ordered:
+            rows = [*(await connection.execute(head_candidates)).all(), *rows]
         chosen = pick_claims([(row.id, row.subscription) for row in rows], capacity, limit)
         if not chosen:
             return []
@@ -158,6 +186,7 @@ async def claim_due(
                 deliveries.c.item_id,
                 deliveries.c.body,
                 deliveries.c.attempts,
+                deliveries.c.created_at,
             )
         )
         return [Claimed(*row) for row in claimed]
@@ -183,54 +212,36 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
                 for o in outcomes
             ],
         )
-        finished = [o for o in outcomes if o.verdict != "dead"]
-        if finished:
-            await connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == bindparam("row_id"))
-                .values(
-                    attempts=bindparam("new_attempts"),
-                    last_status=bindparam("status"),
-                    last_error=bindparam("error"),
-                    claimed_until=None,
-                    delivered_at=bindparam("delivered_at"),
-                    next_attempt_at=bindparam("next_at"),
-                ),
-                [
-                    {
-                        "row_id": o.claimed.id,
-                        "new_attempts": o.claimed.attempts + 1,
-                        "status": o.status,
-                        "error": o.error,
-                        "delivered_at": o.attempted_at if o.verdict == "delivered" else None,
-                        "next_at": o.next_attempt_at or o.attempted_at,
-                    }
-                    for o in finished
-                ],
-            )
-        dead = [o for o in outcomes if o.verdict == "dead"]
-        if dead:
-            await connection.execute(
-                insert_ignoring_duplicates(connection, dead_letters),
-                [
-                    {
-                        "event_id": o.claimed.event_id,
-                        "subscription": o.claimed.subscription,
-                        "event_type": o.claimed.event_type,
-                        "item_id": o.claimed.item_id,
-                        "body": o.claimed.body,
-                        "created_at": o.attempted_at,
-                        "attempts": o.claimed.attempts + 1,
-                        "last_status": o.status,
-                        "last_error": o.error,
-                        "dead_at": o.attempted_at,
-                    }
-                    for o in dead
-                ],
-            )
-            await connection.execute(
-                deliveries.delete().where(deliveries.c.id.in_([o.claimed.id for o in dead]))
-            )
+        await connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("row_id"))
+            .values(
+                state=bindparam("new_state"),
+                attempts=bindparam("new_attempts"),
+                last_status=bindparam("status"),
+                last_error=bindparam("error"),
+                claimed_until=None,
+                delivered_at=bindparam("delivered_at"),
+                dead_at=bindparam("died_at"),
+                next_attempt_at=bindparam("next_at"),
+            ),
+            [
+                {
+                    "row_id": o.claimed.id,
+                    "new_state": _STATE_OF_VERDICT[o.verdict],
+                    "new_attempts": o.claimed.attempts + (1 if o.advance else 0),
+                    "status": o.status,
+                    "error": o.error,
+                    "delivered_at": o.attempted_at if o.verdict == "delivered" else None,
+                    "died_at": o.attempted_at if o.verdict == "dead" else None,
+                    "next_at": o.next_attempt_at or o.attempted_at,
+                }
+                for o in outcomes
+            ],
+        )
+
+
+_STATE_OF_VERDICT = {"delivered": STATE_DELIVERED, "retry": STATE_PENDING, "dead": STATE_DEAD}
 
 
 @dataclass(frozen=True)
@@ -241,29 +252,32 @@ class SubscriptionCounts:
 
 
 async def counts(engine: AsyncEngine) -> dict[str, SubscriptionCounts]:
+    state = deliveries.c.state
     async with engine.connect() as connection:
-        outbox = await connection.execute(
+        rows = await connection.execute(
             select(
                 deliveries.c.subscription,
-                func.count().filter(deliveries.c.delivered_at.is_(None)),
-                func.count().filter(deliveries.c.delivered_at.is_not(None)),
+                func.count().filter(state == STATE_PENDING),
+                func.count().filter(state == STATE_DELIVERED),
+                func.count().filter(state == STATE_DEAD),
             ).group_by(deliveries.c.subscription)
         )
-        dead: dict[str, int] = dict(
-            (
-                await connection.execute(
-                    select(dead_letters.c.subscription, func.count()).group_by(
-                        dead_letters.c.subscription
-                    )
-                )
-            ).all()
+        return {name: SubscriptionCounts(p, d, x) for name, p, d, x in rows}
+
+
+async def failing(engine: AsyncEngine) -> dict[str, str]:
+    """Subscriptions with pending events that have failed at least once: one of their errors."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(deliveries.c.subscription, func.max(deliveries.c.last_error))
+            .where(
+                deliveries.c.state == STATE_PENDING,
+                deliveries.c.attempts > 0,
+                deliveries.c.last_error.is_not(None),
+            )
+            .group_by(deliveries.c.subscription)
         )
-        result = {
-            name: SubscriptionCounts(pending, done, dead.pop(name, 0))
-            for name, pending, done in outbox
-        }
-        result.update({name: SubscriptionCounts(0, 0, count) for name, count in dead.items()})
-        return result
+        return {name: error for name, error in rows}
 
 
 @dataclass(frozen=True)
@@ -274,14 +288,16 @@ class OutboxTotals:
 
 async def outbox_totals(engine: AsyncEngine) -> OutboxTotals:
     """Pending and dead events over all subscriptions, cheap enough to ask every few seconds:
-    the pending count walks the partial index of undelivered rows, never the delivered ones."""
-    pending = (
-        select(func.count())
-        .select_from(deliveries)
-        .where(deliveries.c.delivered_at.is_(None))
-        .scalar_subquery()
-    )
-    dead = select(func.count()).select_from(dead_letters).scalar_subquery()
+    each count walks its state's partial index, never the delivered rows."""
+
+    def count(state: str) -> Any:
+        return (
+            select(func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.state == state)
+            .scalar_subquery()
+        )
+
     async with engine.connect() as connection:
-        row = (await connection.execute(select(pending, dead))).one()
+        row = (await connection.execute(select(count(STATE_PENDING), count(STATE_DEAD)))).one()
     return OutboxTotals(pending=row[0], dead=row[1])

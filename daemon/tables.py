@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -105,7 +106,15 @@ item_states = Table(
     Column("seen_at", Timestamp(), nullable=False),
 )
 
-# The outbox: one row per event (`event_id` unique), until delivered (kept) or dead (moved).
+# Where an outbox row stands (procrastinate keeps its jobs the same way): pending until it is
+# delivered or dead-lettered. Replaying a dead letter is an UPDATE back to pending, purging it a
+# DELETE, and it keeps its detection time (`created_at`) throughout.
+STATE_PENDING = "pending"
+STATE_DELIVERED = "delivered"
+STATE_DEAD = "dead"
+OUTBOX_STATES = (STATE_PENDING, STATE_DELIVERED, STATE_DEAD)
+
+# The outbox: one row per event (`event_id` unique), whatever its state.
 deliveries = Table(
     "deliveries",
     metadata,
@@ -115,22 +124,39 @@ deliveries = Table(
     Column("event_type", String(50), nullable=False),
     Column("item_id", String(64), nullable=False),  # a lead's id is a UUID
     Column("body", Text, nullable=False),
-    Column("created_at", Timestamp(), nullable=False),
+    Column("created_at", Timestamp(), nullable=False),  # when it was detected
+    Column("state", String(10), nullable=False),  # one of OUTBOX_STATES
     Column("next_attempt_at", Timestamp(), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("claimed_until", Timestamp(), nullable=True),
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("delivered_at", Timestamp(), nullable=True),
+    Column("dead_at", Timestamp(), nullable=True),
 )
 
-# The claim walks pending rows by due time; delivered rows (kept for status and dedupe) stay
-# out of this index, so a claim costs the same however many have been delivered.
+# The claim walks pending rows by due time; delivered and dead rows stay out of this index, so
+# a claim costs the same however many have been delivered.
 Index(
     "ix_deliveries_pending_due",
     deliveries.c.next_attempt_at,
-    postgresql_where=deliveries.c.delivered_at.is_(None),
-    sqlite_where=deliveries.c.delivered_at.is_(None),
+    postgresql_where=deliveries.c.state == STATE_PENDING,
+    sqlite_where=deliveries.c.state == STATE_PENDING,
+)
+# `dead-letters list` and purge read dead rows by subscription and time of death.
+Index(
+    "ix_deliveries_dead",
+    deliveries.c.subscription,
+    deliveries.c.dead_at,
+    postgresql_where=deliveries.c.state == STATE_DEAD,
+    sqlite_where=deliveries.c.state == STATE_DEAD,
+)
+# Retention prunes the oldest delivered rows in small batches.
+Index(
+    "ix_deliveries_delivered",
+    deliveries.c.delivered_at,
+    postgresql_where=deliveries.c.state == STATE_DELIVERED,
+    sqlite_where=deliveries.c.state == STATE_DELIVERED,
 )
 
 delivery_attempts = Table(
@@ -146,18 +172,18 @@ delivery_attempts = Table(
     Column("reply", Text, nullable=True),  # the reply body's first 1 KiB
 )
 
-dead_letters = Table(
-    "dead_letters",
+# A subscription's delivery switch and health, as the operator and the daemon set them. No row
+# means enabled and healthy. `disabled_at` is set by `subscriptions disable` or a 410 Gone;
+# `paused_at` after `pause_after` consecutive failures, with the next probe at `probe_at`.
+subscription_health = Table(
+    "subscription_health",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("event_id", String(64), nullable=False, unique=True),
-    Column("subscription", String(200), nullable=False, index=True),
-    Column("event_type", String(50), nullable=False),
-    Column("item_id", String(64), nullable=False),
-    Column("body", Text, nullable=False),
-    Column("created_at", Timestamp(), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("last_status", Integer, nullable=True),
-    Column("last_error", Text, nullable=True),
-    Column("dead_at", Timestamp(), nullable=False),
+    Column("subscription", String(200), primary_key=True),
+    Column("disabled_at", Timestamp(), nullable=True),
+    Column("disabled_reason", Text, nullable=True),
+    Column("paused_at", Timestamp(), nullable=True),
+    Column("pause_reason", Text, nullable=True),
+    Column("probe_at", Timestamp(), nullable=True),
+    Column("probe_interval_s", Float, nullable=True),
+    Column("updated_at", Timestamp(), nullable=False),
 )

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+from click.testing import CliRunner
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from daemon import cli, database, feed_store, poller, tables
 from daemon import config as config_module
-from daemon import database, feed_store, poller, tables
 from daemon.lookups import LookupCache
 from daemon.pipedrive import PipedriveClient, RetryOptions
 from daemon.rate_limit import AccountRateLimiter
@@ -27,6 +29,22 @@ from tests.conftest import API_TOKEN, config_text
 from tests.schema_check import assert_matches_schema
 
 ONE_TRY = RetryOptions(attempts=1)
+
+
+def printed_schemas(directory: Path) -> dict[str, jsonschema.Draft202012Validator]:
+    """What `pipedrive-triggers schema --all --out DIR` writes, one validator per trigger."""
+    result = CliRunner().invoke(cli.main, ["schema", "--all", "--out", str(directory)])
+    assert result.exit_code == 0, result.output
+    validators = {}
+    for path in directory.glob("*.json"):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validators[path.stem] = jsonschema.Draft202012Validator(schema)
+    return validators
+
+
+DEAD_LETTERS = select(tables.deliveries).where(tables.deliveries.c.state == tables.STATE_DEAD)
 
 
 class Harness:
@@ -40,7 +58,11 @@ class Harness:
             await self.poll.poll(feed)
 
     async def events(self, subscription: str | None = None) -> list[dict[str, Any]]:
-        query = select(tables.deliveries).order_by(tables.deliveries.c.id)
+        query = (
+            select(tables.deliveries)
+            .where(tables.deliveries.c.state != tables.STATE_DEAD)
+            .order_by(tables.deliveries.c.id)
+        )
         if subscription is not None:
             query = query.where(tables.deliveries.c.subscription == subscription)
         async with self.engine.connect() as connection:
@@ -49,7 +71,7 @@ class Harness:
 
     async def dead(self) -> list[Any]:
         async with self.engine.connect() as connection:
-            return list((await connection.execute(select(tables.dead_letters))).all())
+            return list((await connection.execute(DEAD_LETTERS)).all())
 
     async def state(self, name: str) -> feed_store.SubscriptionState:
         return (await feed_store.load_states(self.engine, [name]))[name]
@@ -458,6 +480,11 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
         stop.set()
         await asyncio.wait_for(task, timeout=15)
     bodies = [item.json() for item in receiver.received]
+    printed = printed_schemas(tmp_path / "schemas")
+    assert set(printed) == set(names)
+    for body in bodies:
+        problems = [f"{e.json_path}: {e.message}" for e in printed[body["type"]].iter_errors(body)]
+        assert problems == [], f"{body['type']}: {problems}"
     for body in bodies:
         schema = triggers.get(body["type"]).schema
         if schema is not None:  # custom_fields is the one key added on request

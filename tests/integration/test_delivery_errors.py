@@ -116,7 +116,9 @@ async def test_each_failure_is_recorded_as_what_it_was(
         dead = dict(
             (
                 await connection.execute(
-                    select(tables.dead_letters.c.subscription, tables.dead_letters.c.last_error)
+                    select(tables.deliveries.c.subscription, tables.deliveries.c.last_error).where(
+                        tables.deliveries.c.state == tables.STATE_DEAD
+                    )
                 )
             ).all()
         )

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
-from daemon import database, events, feed_store, service, store, tables
+from daemon import database, events, feed_store, health, service, store, tables
 from daemon.local_server import serve
 from daemon.pipedrive import RetryOptions
 from daemon.receiver import WebhookReceiver
@@ -115,6 +116,19 @@ async def all_polled(config: config_module.Config) -> bool:
 async def count_rows(config: config_module.Config, table: Any) -> int:
     async with opened(config) as engine, engine.connect() as connection:
         return int(await connection.scalar(select(func.count()).select_from(table)) or 0)
+
+
+DEAD_LETTERS = select(tables.deliveries).where(tables.deliveries.c.state == tables.STATE_DEAD)
+
+
+async def count_dead(config: config_module.Config) -> int:
+    async with opened(config) as engine, engine.connect() as connection:
+        query = select(func.count()).select_from(DEAD_LETTERS.subquery())
+        return int(await connection.scalar(query) or 0)
+
+
+async def count_attempts(config: config_module.Config, at_least: int) -> bool:
+    return await count_rows(config, tables.delivery_attempts) >= at_least
 
 
 def listing_calls(sandbox: Sandbox, path: str) -> int:
@@ -251,33 +265,59 @@ async def test_dead_letter_after_max_attempts_and_others_unaffected(
         await eventually(lambda: all_polled(config))
         sandbox.add_deal(title="doomed for one")
         await wait_for_events(receiver, 1)
-        await eventually(lambda: count_rows(config, tables.dead_letters))
-    assert await count_rows(config, tables.dead_letters) == 1
+        await eventually(lambda: count_dead(config))
+    assert await count_dead(config) == 1
     async with opened(config) as engine:
         counts = await store.counts(engine)
     assert counts["gone"] == store.SubscriptionCounts(pending=0, delivered=0, dead=1)
     assert counts["fine"] == store.SubscriptionCounts(pending=0, delivered=1, dead=0)
 
 
-async def test_consumer_answering_410_or_timing_out_is_dead_lettered(
+async def test_a_timeout_is_retried_then_dead_lettered_and_410_disables(
     make_config: MakeConfig, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
     config = make_config([{"name": "d", "trigger": "deal.added"}], max_attempts=2, timeout=0.5)
     async with running(config):
         await eventually(lambda: all_polled(config))
+        receiver.reply(200, delay_s=2, times=2)  # answers after the daemon gave up: timeouts
+        sandbox.add_deal(title="too slow")
+        await eventually(lambda: count_dead(config))
         receiver.reply(410)
-        receiver.reply(200, delay_s=2)  # answers after the daemon gave up: a timeout
         sandbox.add_deal(title="unwanted")
-        await eventually(lambda: count_rows(config, tables.dead_letters))
+
+        async def disabled() -> bool:
+            async with opened(config) as engine:
+                return (await health.load(engine)).get("d", health.HEALTHY).state == "disabled"
+
+        await eventually(disabled)
+        await asyncio.sleep(0.5)
+        async with opened(config) as engine:
+            reason = (await health.load(engine))["d"].disabled_reason
+            pending = (await store.counts(engine))["d"].pending
+            await health.set_disabled(engine, "d", None, datetime.now(UTC))  # enable
+
+        def titles() -> list[str]:
+            return [item.json()["data"]["title"] for item in receiver.received]
+
+        await eventually(lambda: "unwanted" in titles())
+        await eventually(lambda: count_attempts(config, 4))
     async with opened(config) as engine, engine.connect() as connection:
-        row = (await connection.execute(select(tables.dead_letters))).one()
+        row = (await connection.execute(DEAD_LETTERS)).one()
         errors = (
             await connection.scalars(
                 select(tables.delivery_attempts.c.error).order_by(tables.delivery_attempts.c.id)
             )
         ).all()
-    assert errors == ["callback returned 410 Gone", "callback did not answer within 0.5s"]
-    assert row.attempts == 2 and row.last_error == errors[-1]
+    assert errors == [
+        "callback did not answer within 0.5s",
+        "callback did not answer within 0.5s",
+        "callback returned 410 Gone",
+        None,
+    ]
+    assert row.attempts == 2 and row.last_error == errors[1]
+    assert reason is not None and reason.startswith("410 Gone at ")
+    assert pending == 1, "the event that got 410 stays pending"
+    assert titles().count("unwanted") == 1
 
 
 async def test_invalid_token_marks_failing_and_keeps_the_mark(
@@ -352,7 +392,7 @@ async def test_secrets_never_reach_the_logs(
         await eventually(lambda: any("poll failed" in r.getMessage() for r in caplog.records))
         receiver.reply(500, times=2)
         sandbox.add_deal(title="logged")
-        await eventually(lambda: count_rows(config, tables.dead_letters), timeout_s=30)
+        await eventually(lambda: count_dead(config), timeout_s=30)
     text = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.__dict__}" for r in caplog.records)
     assert "poll failed" in text and "dead-lettered" in text
     assert API_TOKEN not in text
@@ -370,10 +410,10 @@ async def test_an_unmappable_item_is_dead_lettered_not_dropped(
             sandbox.store.deals[broken]["value"] = "lots"
         good = sandbox.add_deal(title="fine")["id"]
         await wait_for_events(receiver, 1)
-        await eventually(lambda: count_rows(config, tables.dead_letters))
+        await eventually(lambda: count_dead(config))
     assert [item.json()["data"]["id"] for item in receiver.received] == [good]
     async with opened(config) as engine, engine.connect() as connection:
-        row = (await connection.execute(select(tables.dead_letters))).one()
+        row = (await connection.execute(DEAD_LETTERS)).one()
     assert row.item_id == str(broken) and "value" in row.last_error
 
 

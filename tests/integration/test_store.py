@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import database, store, tables
@@ -143,3 +144,22 @@ def test_pick_claims(
     candidates: list[tuple[int, str]], capacity: dict[str, int], limit: int, chosen: list[int]
 ) -> None:
     assert store.pick_claims(candidates, capacity, limit) == chosen
+
+
+async def test_a_dead_letter_stays_in_the_outbox_with_its_detection_time(
+    engine: AsyncEngine,
+) -> None:
+    await detect(engine, "s", [1])
+    (row,) = await claim(engine)
+    died = NOW + timedelta(days=3)
+    await store.record_outcomes(
+        engine, [store.Outcome(row, died, 500, "callback returned 500", 5, "dead")]
+    )
+    await detect(engine, "s", [1])  # detected again: the dead letter is not revived
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(tables.deliveries))).all()
+    assert [(r.state, r.created_at, r.dead_at, r.attempts) for r in rows] == [
+        (tables.STATE_DEAD, NOW, died, 1)
+    ]
+    assert await claim(engine, died + timedelta(days=1)) == []
+    assert await store.outbox_totals(engine) == store.OutboxTotals(pending=0, dead=1)

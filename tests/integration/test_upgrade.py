@@ -109,3 +109,96 @@ async def test_upgrade_from_the_id_mark_release(
     pending = [row.item_id for row in rows if row.delivered_at is None]
     assert pending == [str(missed["id"])]
     assert len(rows) == 4
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database at revision 0003: dead letters still in their own table."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        alembic.command.upgrade(database._alembic_config(url), "0003")
+        yield url
+        return
+    name = f"pdt_upgrade_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    rendered = (
+        sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL)
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
+    alembic.command.upgrade(database._alembic_config(rendered), "0003")
+    try:
+        yield rendered
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_dead_letters_move_into_the_outbox_with_their_times(database_at_0003: str) -> None:
+    detected = datetime(2026, 11, 20, 8, 0)
+    died = datetime(2026, 11, 23, 9, 30)
+    common = ("event_id", "subscription", "event_type", "item_id", "body", "created_at")
+    outbox = sqlalchemy.table(
+        "deliveries",
+        *(sqlalchemy.column(c) for c in common),
+        *(sqlalchemy.column(c) for c in ("next_attempt_at", "attempts", "delivered_at")),
+    )
+    dead = sqlalchemy.table(
+        "dead_letters",
+        *(sqlalchemy.column(c) for c in common),
+        *(sqlalchemy.column(c) for c in ("attempts", "last_status", "last_error", "dead_at")),
+    )
+
+    def row(event_id: str) -> dict[str, object]:
+        return {
+            "event_id": event_id, "subscription": "s", "event_type": "deal.added",
+            "item_id": event_id.removeprefix("msg_"), "body": "{}", "created_at": detected,
+        }  # fmt: skip
+
+    engine = database.create_sync_engine(database_at_0003)
+    with engine.begin() as connection:
+        connection.execute(
+            outbox.insert(),
+            [
+                {**row("msg_1"), "next_attempt_at": detected, "attempts": 1, "delivered_at": died},
+                {**row("msg_2"), "next_attempt_at": detected, "attempts": 0, "delivered_at": None},
+            ],
+        )
+        connection.execute(
+            dead.insert(),
+            [
+                {
+                    **row(event_id),
+                    "attempts": 12,
+                    "last_status": 500,
+                    "last_error": "boom",
+                    "dead_at": died,
+                }
+                for event_id in ("msg_2", "msg_3")  # msg_2 was detected again: pending wins
+            ],
+        )
+    engine.dispose()
+
+    database.upgrade(database_at_0003)
+
+    engine = database.create_sync_engine(database_at_0003)
+    with engine.connect() as connection:
+        rows = {
+            r.event_id: r for r in connection.execute(sqlalchemy.select(tables.deliveries)).all()
+        }
+        assert not sqlalchemy.inspect(connection).has_table("dead_letters")
+    engine.dispose()
+    assert {key: r.state for key, r in rows.items()} == {
+        "msg_1": "delivered",
+        "msg_2": "pending",
+        "msg_3": "dead",
+    }
+    letter = rows["msg_3"]
+    assert (letter.created_at, letter.dead_at) == (
+        detected.replace(tzinfo=UTC),
+        died.replace(tzinfo=UTC),
+    )
+    assert (letter.attempts, letter.last_status, letter.last_error) == (12, 500, "boom")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ BASE: dict[str, Any] = {
         {"name": "s", "account": "main", "trigger": "deal.added", "callback_url": "http://x/h"}
     ],
 }
+
+
+SECRET_A = "whsec_" + base64.b64encode(b"a" * 32).decode()
+SECRET_B = "whsec_" + base64.b64encode(b"b" * 32).decode()
 
 
 def problems(raw: dict[str, Any]) -> list[str]:
@@ -140,3 +145,46 @@ def test_private_targets_are_refused_unless_allowed() -> None:
     assert config.parse(BASE, "c.toml", Path("/x")).subscriptions[0].allow_private_targets is False
     allowed = config.parse(with_sub(allow_private_targets=True), "c.toml", Path("/x"))
     assert allowed.subscriptions[0].allow_private_targets is True
+
+
+def test_delivery_options_and_their_bounds() -> None:
+    raw = {
+        **with_sub(ordered=True, max_per_second=20, pause_after=3, secret=[SECRET_A, SECRET_B]),
+        "delivery": {"pause_after": 5, "probe_interval": "2m", "max_body_bytes": 4096},
+        "retention": {"delivered": "30d", "interval": "15m"},
+    }
+    loaded = config.parse(raw, "c.toml", Path("/etc/pd"))
+    sub = loaded.subscriptions[0]
+    assert (sub.ordered, sub.max_per_second, sub.pause_after) == (True, 20, 3)
+    assert [s.get_secret_value() for s in sub.secrets] == [SECRET_A, SECRET_B]
+    assert (loaded.delivery.pause_after, loaded.delivery.probe_interval) == (5, 120)
+    assert loaded.delivery.max_body_bytes == 4096
+    assert (loaded.retention.delivered, loaded.retention.interval) == (30 * 86400, 900)
+    defaults = config.parse(BASE, "c.toml", Path("/etc/pd"))
+    assert (defaults.retention.delivered, defaults.retention.interval) == (7 * 86400, 3600)
+    assert (defaults.delivery.pause_after, defaults.delivery.probe_interval) == (10, 60)
+    assert defaults.subscriptions[0].secrets == () and not defaults.subscriptions[0].ordered
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {**BASE, "delivery": {"retry_schedule": ["99999999999d"]}},
+            "delivery.retry_schedule[0]: must be <= 604800 (got '99999999999d')",
+        ),
+        ({**BASE, "delivery": {"timeout": "2h"}}, "delivery.timeout: must be <= 600 (got '2h')"),
+        (with_sub(poll_interval="400d"), "subscriptions[0].poll_interval: must be <= 86400"),
+        ({**BASE, "retention": {"interval": "2d"}}, "retention.interval: must be <= 86400"),
+        (with_sub(max_per_second=0), "subscriptions[0].max_per_second: must be >= 1"),
+    ],
+)
+def test_durations_and_rates_are_bounded(raw: dict[str, Any], expected: str) -> None:
+    assert any(p.startswith(expected) for p in problems(raw)), problems(raw)
+
+
+def test_a_bad_secret_in_a_list_is_named_but_not_echoed() -> None:
+    leaked = "whsec_not*base64"
+    found = problems(with_sub(secret=[SECRET_A, leaked]))
+    assert found and found[0].startswith("subscriptions[0].secret")
+    assert all(leaked not in p and SECRET_A not in p for p in found)

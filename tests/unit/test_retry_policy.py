@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.config import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_SCHEDULE_S
-from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
+from daemon.retry_policy import RetryPolicy, classify, next_attempt, parse_retry_after
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy((5, 60, 300), max_attempts=5, jitter=0.2)
@@ -59,4 +59,50 @@ def test_default_schedule_spans_about_three_days() -> None:
     ],
 )
 def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(header, NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (None, "transient"),  # timeout, refused, DNS, TLS
+        (200, "success"),
+        (204, "success"),
+        (301, "transient"),  # redirects are not followed; the schedule tries again
+        (400, "rejected"),
+        (401, "rejected"),
+        (404, "rejected"),
+        (422, "rejected"),
+        (408, "transient"),
+        (425, "transient"),
+        (429, "transient"),
+        (410, "gone"),
+        (500, "transient"),
+        (503, "transient"),
+    ],
+)
+def test_classify(status: int | None, verdict: str) -> None:
+    assert classify(status) == verdict
+
+
+def test_a_rejected_payload_gets_three_attempts_in_all() -> None:
+    policy = RetryPolicy((5,), max_attempts=12, jitter=0)
+    assert next_attempt(policy, 2, NOW, rejected=True) is not None
+    assert next_attempt(policy, 3, NOW, rejected=True) is None
+    assert next_attempt(policy, 3, NOW) is not None
+    assert next_attempt(RetryPolicy((5,), 2, 0), 2, NOW, rejected=True) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        ("Tue, 24 Nov 2026 12:02:00 GMT", 120.0),
+        ("Tue, 24 Nov 2026 11:00:00 GMT", 0.0),  # in the past: now
+        ("soon", None),
+        ("-5", None),
+        ("", None),
+    ],
+)
+def test_retry_after_forms(header: str, seconds: float | None) -> None:
     assert parse_retry_after(header, NOW) == seconds

@@ -1,0 +1,144 @@
+"""Endpoint health: the operator's switch, and pausing a consumer that keeps failing.
+
+A subscription is `disabled` by `subscriptions disable` or by a 410 Gone (its events keep
+queueing, nothing is sent until `subscriptions enable`), and `paused` after `pause_after`
+consecutive failed attempts: then only one probe (the oldest due event) is sent per
+`probe_interval`, doubling up to `MAX_PROBE_INTERVAL_S`, and the first success resumes it.
+While paused, events' own retry schedules do not advance, so a consumer that is down for a
+week dead-letters nothing. The decisions are pure; `load` and `save` are the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from daemon.tables import subscription_health
+
+MAX_PROBE_INTERVAL_S = 3600.0  # the probe interval doubles up to an hour
+
+
+@dataclass(frozen=True)
+class Health:
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    paused_at: datetime | None = None
+    pause_reason: str | None = None
+    probe_at: datetime | None = None  # when a paused subscription may send its next probe
+    probe_interval_s: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self.disabled_at is not None:
+            return "disabled"
+        if self.paused_at is not None:
+            return "paused"
+        return "ok"
+
+    def may_probe(self, now: datetime) -> bool:
+        return self.probe_at is None or self.probe_at <= now
+
+
+HEALTHY = Health()
+
+
+def disabled(reason: str, now: datetime, health: Health = HEALTHY) -> Health:
+    return replace(health, disabled_at=now, disabled_reason=reason)
+
+
+def paused(reason: str, now: datetime, probe_interval_s: float) -> Health:
+    return Health(
+        paused_at=now,
+        pause_reason=reason,
+        probe_at=now + timedelta(seconds=probe_interval_s),
+        probe_interval_s=probe_interval_s,
+    )
+
+
+def probe_failed(health: Health, now: datetime) -> Health:
+    """The probe failed: wait twice as long for the next one, up to an hour."""
+    interval = min((health.probe_interval_s or 0) * 2, MAX_PROBE_INTERVAL_S) or 60.0
+    return replace(health, probe_at=now + timedelta(seconds=interval), probe_interval_s=interval)
+
+
+def describe(
+    health: Health | None,
+    *,
+    configured: bool,
+    poll_failing: tuple[str | None, datetime | None] | None,
+    delivery_error: str | None,
+) -> tuple[str, str | None, datetime | None]:
+    """`status`'s (state, state_reason, state_since): orphaned (in the outbox, not in the
+    config), disabled, paused, failing (its polls, or pending events that failed), ok."""
+    if not configured:
+        return "orphaned", "not in the config file; its rows stay in the outbox", None
+    if health is not None and health.disabled_at is not None:
+        return "disabled", health.disabled_reason, health.disabled_at
+    if health is not None and health.paused_at is not None:
+        return "paused", health.pause_reason, health.paused_at
+    if poll_failing is not None:
+        return "failing", poll_failing[0], poll_failing[1]
+    if delivery_error is not None:
+        return "failing", delivery_error, None
+    return "ok", None, None
+
+
+async def load(engine: AsyncEngine) -> dict[str, Health]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(subscription_health))
+        return {
+            row.subscription: Health(
+                disabled_at=row.disabled_at,
+                disabled_reason=row.disabled_reason,
+                paused_at=row.paused_at,
+                pause_reason=row.pause_reason,
+                probe_at=row.probe_at,
+                probe_interval_s=row.probe_interval_s,
+            )
+            for row in rows
+        }
+
+
+async def save_in(
+    connection: AsyncConnection, subscription: str, health: Health, now: datetime
+) -> None:
+    values = {
+        "disabled_at": health.disabled_at,
+        "disabled_reason": health.disabled_reason,
+        "paused_at": health.paused_at,
+        "pause_reason": health.pause_reason,
+        "probe_at": health.probe_at,
+        "probe_interval_s": health.probe_interval_s,
+        "updated_at": now,
+    }
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    await connection.execute(
+        dialect.insert(subscription_health)
+        .values(subscription=subscription, **values)
+        .on_conflict_do_update(index_elements=["subscription"], set_=values)
+    )
+
+
+async def save(engine: AsyncEngine, subscription: str, health: Health, now: datetime) -> None:
+    async with engine.begin() as connection:
+        await save_in(connection, subscription, health, now)
+
+
+async def set_disabled(
+    engine: AsyncEngine, subscription: str, reason: str | None, now: datetime
+) -> Health:
+    """The operator's switch: `reason` None enables (and ends a pause), else disables. Disabling
+    a disabled subscription keeps its first reason and time."""
+    current = (await load(engine)).get(subscription, HEALTHY)
+    if reason is None:
+        health = HEALTHY
+    elif current.disabled_at is not None:
+        return current
+    else:
+        health = disabled(reason, now, current)
+    await save(engine, subscription, health, now)
+    return health

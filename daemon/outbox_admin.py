@@ -1,0 +1,201 @@
+"""What an operator does to the outbox: list, show, replay and purge dead letters, make
+pending events due now. The CLI (and any admin page) calls these; each is one statement on
+the one outbox table, so it is safe while the daemon runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import ColumnElement
+
+from daemon.tables import STATE_DEAD, STATE_PENDING, deliveries, delivery_attempts
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    subscription: str
+    type: str
+    item_id: str
+    webhook_id: str
+    detected_at: datetime
+    dead_at: datetime | None
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "subscription": self.subscription,
+            "type": self.type,
+            "item_id": self.item_id,
+            "webhook_id": self.webhook_id,
+            "detected_at": self.detected_at.isoformat(),
+            "dead_at": self.dead_at.isoformat() if self.dead_at else None,
+            "attempts": self.attempts,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    attempt: int
+    at: datetime
+    status: int | None
+    duration_ms: int
+    error: str | None
+    reply: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "at": self.at.isoformat(),
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "error": self.error,
+            "reply": self.reply,
+        }
+
+
+@dataclass(frozen=True)
+class DeadLetterDetail:
+    letter: DeadLetter
+    body: str
+    attempt_log: list[Attempt]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters: by id, or by subscription and time of death, or all of them."""
+
+    ids: Sequence[int] = ()
+    subscription: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> ColumnElement[bool]:
+        clauses: list[ColumnElement[bool]] = [deliveries.c.state == STATE_DEAD]
+        if self.ids:
+            clauses.append(deliveries.c.id.in_(list(self.ids)))
+        if self.subscription is not None:
+            clauses.append(deliveries.c.subscription == self.subscription)
+        if self.since is not None:
+            clauses.append(deliveries.c.dead_at >= self.since)
+        if self.until is not None:
+            clauses.append(deliveries.c.dead_at <= self.until)
+        return and_(*clauses)
+
+
+_LETTER_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.subscription,
+    deliveries.c.event_type,
+    deliveries.c.item_id,
+    deliveries.c.event_id,
+    deliveries.c.created_at,
+    deliveries.c.dead_at,
+    deliveries.c.attempts,
+    deliveries.c.last_status,
+    deliveries.c.last_error,
+)
+
+
+def _letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=row.id,
+        subscription=row.subscription,
+        type=row.event_type,
+        item_id=row.item_id,
+        webhook_id=row.event_id,
+        detected_at=row.created_at,
+        dead_at=row.dead_at,
+        attempts=row.attempts,
+        last_status=row.last_status,
+        last_error=row.last_error,
+    )
+
+
+async def list_dead(engine: AsyncEngine, selection: Selection) -> list[DeadLetter]:
+    """Dead letters, oldest death first."""
+    query = (
+        select(*_LETTER_COLUMNS)
+        .where(selection.where())
+        .order_by(deliveries.c.dead_at, deliveries.c.id)
+    )
+    async with engine.connect() as connection:
+        return [_letter(row) for row in await connection.execute(query)]
+
+
+async def show_dead(engine: AsyncEngine, letter_id: int) -> DeadLetterDetail | None:
+    """One dead letter with its body and every attempt, or None when there is no such letter."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(*_LETTER_COLUMNS, deliveries.c.body).where(
+                    Selection(ids=[letter_id]).where()
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        attempts = await connection.execute(
+            select(
+                delivery_attempts.c.attempt,
+                delivery_attempts.c.attempted_at,
+                delivery_attempts.c.status,
+                delivery_attempts.c.duration_ms,
+                delivery_attempts.c.error,
+                delivery_attempts.c.reply,
+            )
+            .where(delivery_attempts.c.event_id == row.event_id)
+            .order_by(delivery_attempts.c.attempted_at, delivery_attempts.c.id)
+        )
+        log = [Attempt(*attempt) for attempt in attempts.all()]
+    return DeadLetterDetail(_letter(row), row.body, log)
+
+
+async def replay(engine: AsyncEngine, selection: Selection, now: datetime) -> int:
+    """Put dead letters back in the outbox, due now with a fresh attempt count. The row itself
+    becomes pending again (same `webhook-id`), so replaying twice finds nothing the second time
+    and never makes a second row."""
+    statement = (
+        update(deliveries)
+        .where(selection.where())
+        .values(
+            state=STATE_PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_until=None,
+            dead_at=None,
+        )
+    )
+    async with engine.begin() as connection:
+        return (await connection.execute(statement)).rowcount
+
+
+async def purge(engine: AsyncEngine, selection: Selection) -> int:
+    """Delete dead letters (and their attempts); `selection.until` bounds the time of death."""
+    async with engine.begin() as connection:
+        doomed = select(deliveries.c.event_id).where(selection.where())
+        await connection.execute(
+            delete(delivery_attempts).where(delivery_attempts.c.event_id.in_(doomed))
+        )
+        return (await connection.execute(delete(deliveries).where(selection.where()))).rowcount
+
+
+async def retry_now(engine: AsyncEngine, now: datetime, subscription: str | None = None) -> int:
+    """Make pending events that wait on a backoff due at once; returns how many."""
+    clauses = [deliveries.c.state == STATE_PENDING, deliveries.c.next_attempt_at > now]
+    if subscription is not None:
+        clauses.append(deliveries.c.subscription == subscription)
+    statement = update(deliveries).where(*clauses).values(next_attempt_at=now)
+    async with engine.begin() as connection:
+        return (await connection.execute(statement)).rowcount

@@ -1,0 +1,235 @@
+"""The outbox on the command line: `dead-letters list/show/replay/purge` and `retry-now`.
+
+Each command is one statement through `outbox_admin`, so it works while the daemon runs (its
+next claim, within a second or two, picks replayed or hurried rows up) and while it is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import outbox_admin
+from daemon.config import parse_duration
+from daemon.errors import ArgumentError
+
+T = TypeVar("T")
+JSON_INDENT = 2
+ERROR_WIDTH = 60  # of `last_error` in the table; `--json` and `show` print it whole
+
+
+def parse_moment(option: str, value: str | None, now: datetime) -> datetime | None:
+    """An RFC 3339 time with a zone, or an age back from `now` ("2h", "3d")."""
+    if value is None:
+        return None
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ArgumentError(
+            f"{option}: must be an RFC 3339 time with a zone or an age such as 2h or 3d "
+            f"(got {value!r})"
+        )
+    return moment.astimezone(UTC)
+
+
+def _with_engine(ctx: click.Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    # Imported here: cli.py imports this module while it is being imported.
+    from daemon import cli, service
+
+    config = cli.load_config(ctx)
+
+    async def run() -> T:
+        async with service.open_engine(config) as engine:
+            return await work(engine)
+
+    return cli.run_async(run)
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    from daemon import cli
+
+    return cli.guarded(action)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+def _short(text: str | None) -> str:
+    if not text:
+        return "-"
+    return text if len(text) <= ERROR_WIDTH else text[: ERROR_WIDTH - 3] + "..."
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """List, show, replay and purge events that ran out of attempts."""
+
+
+subscription_option = click.option("--subscription", metavar="S", help="Only this subscription.")
+since_option = click.option("--since", metavar="T", help="Died at or after T (RFC 3339 or 2h).")
+until_option = click.option("--until", metavar="T", help="Died at or before T (RFC 3339 or 2h).")
+
+
+@dead_letters.command("list")
+@subscription_option
+@since_option
+@until_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def list_letters(
+    ctx: click.Context,
+    subscription: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+) -> None:
+    """Dead letters, oldest death first."""
+    now = datetime.now(UTC)
+    selection = _guarded(
+        lambda: outbox_admin.Selection(
+            subscription=subscription,
+            since=parse_moment("--since", since, now),
+            until=parse_moment("--until", until, now),
+        )
+    )
+    letters = _with_engine(ctx, lambda engine: outbox_admin.list_dead(engine, selection))
+    if as_json:
+        click.echo(json.dumps([letter.as_json() for letter in letters], indent=JSON_INDENT))
+        return
+    rows = [
+        {
+            "id": str(letter.id),
+            "subscription": letter.subscription,
+            "type": letter.type,
+            "item": letter.item_id,
+            "detected": _when(letter.detected_at),
+            "died": _when(letter.dead_at),
+            "attempts": str(letter.attempts),
+            "status": str(letter.last_status or "-"),
+            "last error": _short(letter.last_error),
+        }
+        for letter in letters
+    ]
+    columns = ["id", "subscription", "type", "item", "detected", "died", "attempts", "status"]
+    columns.append("last error")
+    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+@dead_letters.command("show")
+@click.argument("letter_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def show_letter(ctx: click.Context, letter_id: int, as_json: bool) -> None:
+    """One dead letter: its body and every attempt (time, status, duration, error, reply)."""
+    detail = _with_engine(ctx, lambda engine: outbox_admin.show_dead(engine, letter_id))
+    if detail is None:
+        _guarded(lambda: _raise(ArgumentError(f"ID: no dead letter with id {letter_id}")))
+        return
+    if as_json:
+        out: dict[str, Any] = detail.letter.as_json()
+        out["body"] = detail.body
+        out["attempt_log"] = [attempt.as_json() for attempt in detail.attempt_log]
+        click.echo(json.dumps(out, indent=JSON_INDENT, ensure_ascii=False))
+        return
+    letter = detail.letter
+    click.echo(f"dead letter {letter.id}: {letter.type} item {letter.item_id}")
+    click.echo(f"subscription: {letter.subscription}")
+    click.echo(f"webhook-id:   {letter.webhook_id}")
+    click.echo(f"detected:     {_when(letter.detected_at)}")
+    click.echo(f"died:         {_when(letter.dead_at)} after {letter.attempts} attempts")
+    click.echo(f"last error:   {letter.last_error or '-'}")
+    click.echo("body:")
+    click.echo(f"  {detail.body}")
+    click.echo("attempts:")
+    for attempt in detail.attempt_log:
+        click.echo(
+            f"  #{attempt.attempt} {_when(attempt.at)} status {attempt.status or '-'} "
+            f"{attempt.duration_ms} ms: {attempt.error or 'ok'}"
+        )
+        if attempt.reply:
+            click.echo(f"    reply: {attempt.reply}")
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
+@dead_letters.command("replay")
+@click.argument("letter_ids", metavar="ID...", nargs=-1, type=int)
+@subscription_option
+@since_option
+@until_option
+@click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+@click.pass_context
+def replay_letters(
+    ctx: click.Context,
+    letter_ids: tuple[int, ...],
+    subscription: str | None,
+    since: str | None,
+    until: str | None,
+    everything: bool,
+) -> None:
+    """Put dead letters back in the outbox with a fresh attempt count (same webhook-id)."""
+    modes = sum((bool(letter_ids), subscription is not None, everything))
+    if modes != 1:
+        raise click.UsageError("give ID..., or --subscription S [--since T --until T], or --all")
+    if (since or until) and subscription is None:
+        raise click.UsageError("--since and --until go with --subscription")
+    now = datetime.now(UTC)
+    selection = _guarded(
+        lambda: outbox_admin.Selection(
+            ids=letter_ids,
+            subscription=subscription,
+            since=parse_moment("--since", since, now),
+            until=parse_moment("--until", until, now),
+        )
+    )
+    count = _with_engine(ctx, lambda engine: outbox_admin.replay(engine, selection, now))
+    click.echo(f"replayed {count}")
+
+
+@dead_letters.command("purge")
+@click.option(
+    "--older-than", "older_than", required=True, metavar="DURATION", help="e.g. 30d; 0s: all."
+)
+@subscription_option
+@click.pass_context
+def purge_letters(ctx: click.Context, older_than: str, subscription: str | None) -> None:
+    """Delete dead letters that died more than DURATION ago (and their attempts)."""
+    try:
+        age = parse_duration(older_than)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--older-than") from None
+    if age < 0:
+        raise click.BadParameter("must not be negative", param_hint="--older-than")
+    now = datetime.now(UTC)
+    selection = outbox_admin.Selection(
+        subscription=subscription, until=now - timedelta(seconds=age)
+    )
+    count = _with_engine(ctx, lambda engine: outbox_admin.purge(engine, selection))
+    click.echo(f"purged {count}")
+
+
+@click.command("retry-now")
+@subscription_option
+@click.pass_context
+def retry_now(ctx: click.Context, subscription: str | None) -> None:
+    """Make pending events that wait on a backoff due at once (the consumer is back)."""
+    now = datetime.now(UTC)
+    count = _with_engine(ctx, lambda engine: outbox_admin.retry_now(engine, now, subscription))
+    click.echo(f"made {count} pending events due now")

@@ -1,0 +1,105 @@
+"""Operator switches and consumer tooling on the command line: `subscriptions enable/disable`,
+`secrets generate` and `schema TRIGGER` (the JSON Schema of a trigger's webhook body)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets as secrets_module
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from daemon import health, triggers, webhook_schema
+from daemon.errors import ArgumentError
+
+SECRET_BYTES = 32  # Standard Webhooks: between 24 and 64 random bytes
+JSON_INDENT = 2
+
+
+def _switch(ctx: click.Context, name: str, reason: str | None) -> health.Health:
+    # Imported here: cli.py imports this module while it is being imported.
+    from daemon import cli, service
+
+    config = cli.load_config(ctx)
+    known = [s.name for s in config.subscriptions]
+    if name not in known:
+        cli.guarded(
+            lambda: _refuse(f"NAME: no subscription named {name!r} (known: {', '.join(known)})")
+        )
+
+    async def run() -> health.Health:
+        async with service.open_engine(config) as engine:
+            return await health.set_disabled(engine, name, reason, datetime.now(UTC))
+
+    return cli.run_async(run)
+
+
+def _refuse(message: str) -> None:
+    raise ArgumentError(message)
+
+
+@click.group()
+def subscriptions() -> None:
+    """Switch a subscription's deliveries off and on (detection goes on either way)."""
+
+
+@subscriptions.command("disable")
+@click.argument("name", metavar="NAME")
+@click.pass_context
+def disable(ctx: click.Context, name: str) -> None:
+    """Stop delivering NAME's events; they keep queueing and are sent after `enable`."""
+    now = datetime.now(UTC)
+    state = _switch(ctx, name, f"disabled by an operator at {now.isoformat(timespec='seconds')}")
+    click.echo(f"subscription {name!r} disabled: {state.disabled_reason}")
+
+
+@subscriptions.command("enable")
+@click.argument("name", metavar="NAME")
+@click.pass_context
+def enable(ctx: click.Context, name: str) -> None:
+    """Deliver NAME's events again (also after a 410 Gone or a pause)."""
+    _switch(ctx, name, None)
+    click.echo(f"subscription {name!r} enabled")
+
+
+@click.group("secrets")
+def secrets_group() -> None:
+    """Signing secrets."""
+
+
+@secrets_group.command("generate")
+def generate() -> None:
+    """Print a new random signing secret in the Standard Webhooks format (whsec_...)."""
+    raw = secrets_module.token_bytes(SECRET_BYTES)
+    click.echo("whsec_" + base64.b64encode(raw).decode())
+
+
+@click.command("schema")
+@click.argument("trigger", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every trigger, one file each.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --all: the directory to write <trigger>.json into.",
+)
+def schema(trigger: str | None, everything: bool, out: Path | None) -> None:
+    """Print the JSON Schema (draft 2020-12) of TRIGGER's webhook body."""
+    if everything:
+        if trigger is not None or out is None:
+            raise click.UsageError("give TRIGGER, or --all --out DIR")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in sorted(triggers.REGISTRY):
+            text = json.dumps(webhook_schema.webhook_schema(name), indent=JSON_INDENT)
+            (out / f"{name}.json").write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {len(triggers.REGISTRY)} schemas to {out}")
+        return
+    if trigger is None or out is not None:
+        raise click.UsageError("give TRIGGER, or --all --out DIR")
+    if trigger not in triggers.REGISTRY:
+        raise click.BadParameter(
+            f"unknown trigger {trigger!r}; known: {', '.join(sorted(triggers.REGISTRY))}",
+            param_hint="TRIGGER",
+        )
+    click.echo(json.dumps(webhook_schema.webhook_schema(trigger), indent=JSON_INDENT))

@@ -1,0 +1,96 @@
+"""A `Deliverer` over a real database and real receivers, without the poller: events go into
+the outbox as the poller would put them, and tests watch what consumers really received."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import events, store, tables
+from daemon.config import DeliveryConfig, SubscriptionConfig
+from daemon.delivery import Deliverer, delivery_http_client
+from tests.conftest import SIGNING_SECRET
+
+TRIGGER = "deal.added"
+
+
+def subscription(name: str, url: str, **fields: Any) -> SubscriptionConfig:
+    values: dict[str, Any] = {
+        "name": name,
+        "account": "main",
+        "trigger": TRIGGER,
+        "callback_url": url,
+        "secret": SecretStr(SIGNING_SECRET),
+        "allow_private_targets": True,
+        **fields,
+    }
+    return SubscriptionConfig(**values)
+
+
+async def queue(
+    engine: AsyncEngine, name: str, items: Sequence[int], at: datetime | None = None
+) -> list[str]:
+    """Queue one event per item for subscription `name`; returns their webhook-ids in order."""
+    moment = at or datetime.now(UTC)
+    queued = [
+        store.NewEvent(name, events.event_id(name, TRIGGER, i), TRIGGER, str(i), f'{{"id":{i}}}')
+        for i in items
+    ]
+    async with engine.begin() as connection:
+        await store.insert_events(connection, queued, moment)
+    return [event.event_id for event in queued]
+
+
+async def rows(engine: AsyncEngine) -> dict[str, Any]:
+    async with engine.connect() as connection:
+        result = await connection.execute(select(tables.deliveries))
+        return {row.event_id: row for row in result}
+
+
+async def attempts(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as connection:
+        query = select(tables.delivery_attempts).order_by(tables.delivery_attempts.c.id)
+        return list((await connection.execute(query)).all())
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    engine: AsyncEngine,
+    subs: Sequence[SubscriptionConfig],
+    settings: DeliveryConfig,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    grace_s: float | None = None,
+) -> AsyncIterator[Deliverer]:
+    stop = asyncio.Event()
+    async with delivery_http_client(settings.timeout) as http:
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        deliverer = Deliverer(engine, http, {s.name: s for s in subs}, settings, **extra)
+        task = asyncio.create_task(deliverer.run(stop, grace_s))
+        try:
+            yield deliverer
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=30)
+
+
+async def until(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Wait for `check()` (sync or async) to be truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout_s}s")
+        await asyncio.sleep(0.02)

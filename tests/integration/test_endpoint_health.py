@@ -1,0 +1,117 @@
+"""Endpoint health against a real receiver, with a fake clock for the schedules: pause after
+`pause_after` failures, probe on a growing interval, resume on the first success, and no
+event dead-lettered however long the consumer was down; rejected payloads; 410 Gone."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import database, health
+from daemon.config import DeliveryConfig
+from daemon.local_server import serve
+from daemon.receiver import WebhookReceiver
+from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = database.create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def consumer() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    with serve(receiver) as server:
+        receiver.base_url = server.base_url  # type: ignore[attr-defined]
+        yield receiver
+
+
+def actions(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "action", None) == name]
+
+
+async def test_pause_probe_and_resume_lose_nothing_after_a_long_outage(
+    engine: AsyncEngine, consumer: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    url = f"{consumer.base_url}/hooks/h"  # type: ignore[attr-defined]
+    # The plain schedule would dead-letter every event within two hours.
+    settings = DeliveryConfig(
+        timeout=2, retry_schedule=(3600,), max_attempts=3, jitter=0, pause_after=3,
+        probe_interval=60,
+    )  # fmt: skip
+    consumer.reply(503, times=1000)
+    ids = await queue(engine, "h", [1, 2, 3, 4, 5], at=clock.now)
+    async with delivering(engine, [subscription("h", url)], settings, clock=clock) as deliverer:
+        await until(lambda: len(consumer.attempts) == 5)
+        await until(lambda: _paused(engine))
+        for hours in range(1, 8):  # a week would be the same: one probe per interval
+            clock.advance(hours=1)
+            deliverer.wake()
+            await until(lambda n=hours: len(consumer.attempts) == 5 + n)
+        stored = await rows(engine)
+        assert all(r.state == "pending" and r.attempts <= 1 for r in stored.values())
+        consumer.clear_replies()  # the consumer is back
+        clock.advance(hours=1)
+        deliverer.wake()
+        await until(lambda: len(consumer.received) == 5)
+        await until(lambda: _resumed(engine))
+    stored = await rows(engine)
+    assert {r.state for r in stored.values()} == {"delivered"}
+    assert sorted(r.event_id for r in consumer.received) == sorted(ids)
+    probes = [a.received_at for a in consumer.attempts[5:12]]
+    assert len(probes) == 7, "exactly one probe per interval while paused"
+    assert len(actions(caplog, "delivery.paused")) == 1
+    assert len(actions(caplog, "delivery.resumed")) == 1
+    recovered = actions(caplog, "delivery.recovered")
+    assert recovered and "delivered on attempt 2" in recovered[0].getMessage()
+    assert len(await attempts(engine)) == 5 + 7 + 5
+
+
+async def _state(engine: AsyncEngine) -> str:
+    return (await health.load(engine)).get("h", health.HEALTHY).state
+
+
+async def _resumed(engine: AsyncEngine) -> bool:
+    return await _state(engine) == "ok"
+
+
+async def _paused(engine: AsyncEngine) -> bool:
+    return await _state(engine) == "paused"
+
+
+async def test_a_rejected_payload_is_dead_lettered_after_three_attempts(
+    engine: AsyncEngine, consumer: WebhookReceiver
+) -> None:
+    url = f"{consumer.base_url}/hooks/r"  # type: ignore[attr-defined]
+    consumer.reply(422, times=20)
+    (event_id,) = await queue(engine, "r", [1])
+    settings = DeliveryConfig(timeout=2, retry_schedule=(0.05,), max_attempts=12, jitter=0)
+    async with delivering(engine, [subscription("r", url)], settings):
+        await until(lambda: _dead(engine, event_id))
+    row = (await rows(engine))[event_id]
+    assert (row.attempts, row.last_status) == (3, 422)
+    assert len(consumer.attempts) == 3
+
+
+async def _dead(engine: AsyncEngine, event_id: str) -> bool:
+    return bool((await rows(engine))[event_id].state == "dead")
