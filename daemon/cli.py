@@ -48,14 +48,17 @@ def guarded(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def load_config(ctx: click.Context) -> config_module.Config:
+def load_config(
+    ctx: click.Context,
+    loader: Callable[[Path], config_module.Config] = config_module.load,
+) -> config_module.Config:
     path = ctx.obj["config_path"]
     if path is None:
         fail(
             f"no config file: pass --config PATH or set {config_module.CONFIG_ENV_VAR}",
             EXIT_CONFIG,
         )
-    return guarded(lambda: config_module.load(path))
+    return guarded(lambda: loader(path))
 
 
 def run_async(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -92,10 +95,9 @@ def main(ctx: click.Context, config_path: Path | None, log_level: str, log_forma
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
     """Validate the config file and say what it would run, without running it."""
-    from daemon import database
+    from daemon import reload
 
-    config = load_config(ctx)
-    guarded(lambda: database.sync_url(config.database.url))
+    config = load_config(ctx, reload.read_config)
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"database: {_safe_url(config.database.url)}")
     from daemon import budget
@@ -137,30 +139,24 @@ def migrate(ctx: click.Context) -> None:
     click.echo(f"database {_safe_url(url)} is at revision {database.head_revision()}")
 
 
-def _reload_not_supported() -> None:
-    logger.warning(
-        "SIGHUP: reloading is not supported yet; restart to apply a changed config",
-        extra={"action": "daemon.reload_unsupported"},
-    )
-
-
 @main.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
-    from daemon import database, service
+    from daemon import database, reload, service
 
     config = load_config(ctx)
     guarded(lambda: database.upgrade(config.database.url))
 
     async def serve() -> None:
         stop = asyncio.Event()
+        reloads = reload.Reloads(ctx.obj["config_path"])
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        # The unit's ExecReload= sends SIGHUP, whose default would end the daemon for good.
-        loop.add_signal_handler(signal.SIGHUP, _reload_not_supported)
-        await service.run(config, stop)
+        # The unit's ExecReload= sends SIGHUP: re-read the config (see `reload`).
+        loop.add_signal_handler(signal.SIGHUP, reloads.request)
+        await service.run(config, stop, reloads=reloads)
 
     try:
         run_async(serve)
