@@ -174,7 +174,7 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each subscription's feed position, health and outbox counts."""
-    from daemon import feed_store, service, store
+    from daemon import drift, feed_store, service, store
 
     config = load_config(ctx)
 
@@ -201,6 +201,25 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "delivered": count.delivered,
                     "dead_letters": count.dead,
                     "last_error": state.last_error if state else None,
+                }
+            )
+        configured = {sub.name for sub in config.subscriptions}
+        for orphan in drift.orphans(configured, counts, states):
+            state = states.get(orphan.subscription)
+            rows.append(
+                {
+                    "subscription": orphan.subscription,
+                    "trigger": orphan.trigger,
+                    "status": "orphaned",  # not in the config: kept, not delivered
+                    "mark_id": state.id_floor if state else None,
+                    "position": state.position.isoformat() if state else None,
+                    "last_poll_at": state.last_poll_at.isoformat()
+                    if state and state.last_poll_at
+                    else None,
+                    "pending": orphan.pending,
+                    "delivered": counts[orphan.subscription].delivered,
+                    "dead_letters": orphan.dead,
+                    "last_error": "not in the config: `subscriptions rename` carries it over",
                 }
             )
         return rows
@@ -255,10 +274,11 @@ def sandbox(port: int, seed: int) -> None:
 
 
 def _register_actions() -> None:
-    from daemon import actions_cli
+    from daemon import actions_cli, subscriptions_cli
 
     for group in (actions_cli.deals, actions_cli.stages, actions_cli.activities):
         main.add_command(group)
+    main.add_command(subscriptions_cli.subscriptions)
 
 
 _register_actions()

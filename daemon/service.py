@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import budget, database, poller, reload, supervision
+from daemon import budget, database, drift, poller, reload, supervision
 from daemon.accounts import AccountPool
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -68,12 +68,14 @@ class _Running:
     def __init__(
         self,
         config: Config,
+        engine: AsyncEngine,
         pool: AccountPool,
         deliverer: Deliverer,
         poll: poller.Poller,
         scheduler: AsyncIOScheduler,
     ) -> None:
         self.config = config
+        self._engine = engine
         self._pool = pool
         self._deliverer = deliverer
         self._poll = poll
@@ -84,6 +86,7 @@ class _Running:
 
     async def apply(self, new: Config) -> None:
         reload.log_changes(reload.changes(self.config, new))
+        await drift.warn(self._engine, new)  # before a changed trigger's first poll
         await self._pool.apply(new)
         self._deliverer.reconfigure({s.name: s for s in new.subscriptions}, new.delivery)
         feeds = {f.key: f for f in poller.feeds(new, budget.fitted_intervals(new))}
@@ -115,7 +118,8 @@ async def run(
         deliverer = Deliverer(engine, http, subscriptions, config.delivery)
         poll = poller.Poller(engine, pool.clients, pool.caches, on_new_events=deliverer.wake)
         scheduler = AsyncIOScheduler()
-        running = _Running(config, pool, deliverer, poll, scheduler)
+        await drift.warn(engine, config)  # before the first poll acts on a changed trigger
+        running = _Running(config, engine, pool, deliverer, poll, scheduler)
         scheduler.start()
         stack.callback(_shutdown, scheduler)
         logger.info(
