@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -27,7 +28,11 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"pipedrive-triggers: {message}", err=True)
+    """One line on stderr, and the exit code; a JSON log line under `--log-format json`."""
+    if logs.is_json():
+        logger.error("%s", message, extra={"action": "cli.failed"})
+    else:
+        click.echo(f"pipedrive-triggers: {message}", err=True)
     sys.exit(code)
 
 
@@ -134,7 +139,7 @@ def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema to the newest revision."""
     from daemon import database
 
-    url = load_config(ctx).database.url
+    url = load_config(ctx, config_module.load_without_secrets).database.url
     guarded(lambda: database.upgrade(url))
     click.echo(f"database {_safe_url(url)} is at revision {database.head_revision()}")
 
@@ -143,9 +148,11 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
-    from daemon import database, reload, service
+    from daemon import database, instance_lock, reload, service
 
     config = load_config(ctx)
+    held = contextlib.ExitStack()  # the lock lives as long as this process
+    guarded(lambda: held.enter_context(instance_lock.hold(config.database.url)))
     guarded(lambda: database.upgrade(config.database.url))
 
     async def serve() -> None:
@@ -176,7 +183,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Show each subscription's feed position, health and outbox counts."""
     from daemon import drift, feed_store, service, store
 
-    config = load_config(ctx)
+    config = load_config(ctx, config_module.load_without_secrets)
 
     async def read() -> list[dict[str, Any]]:
         async with service.open_engine(config) as engine:

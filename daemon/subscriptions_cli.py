@@ -23,9 +23,12 @@ def rename(ctx: click.Context, old: str, new: str) -> None:
     Stop the daemon, run this, rename the subscription in the config, start it again.
     """
     # Imported here, not at the top: cli.py imports this module while it is being imported.
-    from daemon import cli, service
+    from daemon import cli, instance_lock, service
+    from daemon import config as config_module
 
-    config = cli.load_config(ctx)
+    config = cli.load_config(ctx, config_module.load_without_secrets)
+    if instance_lock.is_held(config.database.url):
+        cli.fail("the daemon is running on this database: stop it first", cli.EXIT_DATABASE)
 
     async def move() -> rename_module.Renamed:
         async with service.open_engine(config) as engine:
