@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from daemon import lookups
-from daemon.config import Config
+from daemon.config import AccountConfig, Config
 from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
 from daemon.rate_limit import AccountRateLimiter
 
@@ -37,3 +37,50 @@ async def open_accounts(
                 retry=retry,
             )
         yield Accounts(clients, {name: lookups.LookupCache() for name in clients})
+
+
+class AccountPool:
+    """The running daemon's accounts, re-opened by `apply` when a reload changes them. The
+    `clients` and `caches` dicts are updated in place, so the poller sees the new ones at its
+    next cycle; a replaced client is closed at the next `apply` or at `aclose`, so a poll that
+    is using it when the reload comes finishes with it."""
+
+    def __init__(self, retry: RetryOptions = DEFAULT_RETRY) -> None:
+        self.clients: dict[str, PipedriveClient] = {}
+        self.caches: dict[str, lookups.LookupCache] = {}
+        self._retry = retry
+        self._settings: dict[str, AccountConfig] = {}
+        self._stacks: dict[str, contextlib.AsyncExitStack] = {}
+        self._retired: list[contextlib.AsyncExitStack] = []
+
+    async def apply(self, config: Config) -> None:
+        for stack in self._retired:
+            await stack.aclose()
+        self._retired = []
+        wanted = {account.name: account for account in config.accounts}
+        for name in [n for n in self._settings if n not in wanted]:
+            del self.clients[name], self.caches[name], self._settings[name]
+            self._retired.append(self._stacks.pop(name))
+        for name, account in wanted.items():
+            if self._settings.get(name) == account:
+                continue  # unchanged: keeps its rate limiter's history and its cache
+            stack = contextlib.AsyncExitStack()
+            http = await stack.enter_async_context(
+                PipedriveClient.http_client(account.api_root, account.token)
+            )
+            self.clients[name] = PipedriveClient(
+                http,
+                account=name,
+                limiter=AccountRateLimiter(account.calls_per_minute),
+                retry=self._retry,
+            )
+            self.caches[name] = lookups.LookupCache()
+            if name in self._stacks:
+                self._retired.append(self._stacks[name])
+            self._stacks[name] = stack
+            self._settings[name] = account
+
+    async def aclose(self) -> None:
+        for stack in [*self._retired, *self._stacks.values()]:
+            await stack.aclose()
+        self._retired, self._stacks = [], {}

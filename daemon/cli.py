@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -27,7 +28,11 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"pipedrive-triggers: {message}", err=True)
+    """One line on stderr, and the exit code; a JSON log line under `--log-format json`."""
+    if logs.is_json():
+        logger.error("%s", message, extra={"action": "cli.failed"})
+    else:
+        click.echo(f"pipedrive-triggers: {message}", err=True)
     sys.exit(code)
 
 
@@ -48,14 +53,17 @@ def guarded(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def load_config(ctx: click.Context) -> config_module.Config:
+def load_config(
+    ctx: click.Context,
+    loader: Callable[[Path], config_module.Config] = config_module.load,
+) -> config_module.Config:
     path = ctx.obj["config_path"]
     if path is None:
         fail(
             f"no config file: pass --config PATH or set {config_module.CONFIG_ENV_VAR}",
             EXIT_CONFIG,
         )
-    return guarded(lambda: config_module.load(path))
+    return guarded(lambda: loader(path))
 
 
 def run_async(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -92,10 +100,9 @@ def main(ctx: click.Context, config_path: Path | None, log_level: str, log_forma
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
     """Validate the config file and say what it would run, without running it."""
-    from daemon import database
+    from daemon import reload
 
-    config = load_config(ctx)
-    guarded(lambda: database.sync_url(config.database.url))
+    config = load_config(ctx, reload.read_config)
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"database: {_safe_url(config.database.url)}")
     from daemon import budget
@@ -132,35 +139,31 @@ def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema to the newest revision."""
     from daemon import database
 
-    url = load_config(ctx).database.url
+    url = load_config(ctx, config_module.load_without_secrets).database.url
     guarded(lambda: database.upgrade(url))
     click.echo(f"database {_safe_url(url)} is at revision {database.head_revision()}")
-
-
-def _reload_not_supported() -> None:
-    logger.warning(
-        "SIGHUP: reloading is not supported yet; restart to apply a changed config",
-        extra={"action": "daemon.reload_unsupported"},
-    )
 
 
 @main.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
-    from daemon import database, service
+    from daemon import database, instance_lock, reload, service
 
     config = load_config(ctx)
+    held = contextlib.ExitStack()  # the lock lives as long as this process
+    guarded(lambda: held.enter_context(instance_lock.hold(config.database.url)))
     guarded(lambda: database.upgrade(config.database.url))
 
     async def serve() -> None:
         stop = asyncio.Event()
+        reloads = reload.Reloads(ctx.obj["config_path"])
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        # The unit's ExecReload= sends SIGHUP, whose default would end the daemon for good.
-        loop.add_signal_handler(signal.SIGHUP, _reload_not_supported)
-        await service.run(config, stop)
+        # The unit's ExecReload= sends SIGHUP: re-read the config (see `reload`).
+        loop.add_signal_handler(signal.SIGHUP, reloads.request)
+        await service.run(config, stop, reloads=reloads)
 
     try:
         run_async(serve)
@@ -178,9 +181,9 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each subscription's feed position, health and outbox counts."""
-    from daemon import feed_store, health, service, store
+    from daemon import drift, feed_store, health, service, store
 
-    config = load_config(ctx)
+    config = load_config(ctx, config_module.load_without_secrets)
 
     async def read() -> list[dict[str, Any]]:
         async with service.open_engine(config) as engine:
@@ -190,11 +193,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
             failing = await store.failing(engine)
         rows = []
         configured = [sub.name for sub in config.subscriptions]
-        orphans = sorted(set(counts) - set(configured))
+        # Not in the config but with queued events or dead letters: kept, not delivered.
+        orphans = {o.subscription: o for o in drift.orphans(set(configured), counts, states)}
         by_name = {sub.name: sub for sub in config.subscriptions}
-        for name in [*configured, *orphans]:
+        for name in [*configured, *sorted(orphans)]:
             sub_config = by_name.get(name)
             state = states.get(name)
+            orphan = orphans.get(name)
             count = counts.get(name, store.SubscriptionCounts(0, 0, 0))
             poll_failing = (
                 (state.last_error, state.last_poll_at)
@@ -210,8 +215,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             rows.append(
                 {
                     "subscription": name,
-                    "trigger": sub_config.trigger if sub_config else None,
-                    "status": state.status if state else "not started",
+                    "trigger": sub_config.trigger if sub_config else orphan and orphan.trigger,
+                    "status": "orphaned" if orphan else (state.status if state else "not started"),
                     # Kept from the id-mark days: the highest id that existed at its start.
                     "mark_id": state.id_floor if state else None,
                     "position": state.position.isoformat() if state else None,
@@ -221,7 +226,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "pending": count.pending,
                     "delivered": count.delivered,
                     "dead_letters": count.dead,
-                    "last_error": state.last_error if state else None,
+                    "last_error": (
+                        "not in the config: `subscriptions rename` carries it over"
+                        if orphan
+                        else (state.last_error if state else None)
+                    ),
                     "state": shown,
                     "state_reason": reason,
                     "state_since": since.isoformat() if since else None,

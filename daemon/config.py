@@ -389,7 +389,37 @@ def parse(raw: dict[str, Any], path: str, base_dir: Path) -> Config:
     return config
 
 
-def load(path: str | Path) -> Config:
+def _without_secrets(raw: dict[str, Any]) -> dict[str, Any]:
+    """The config with its tokens and secrets left out, for commands that only read the
+    database (`status`, `migrate`): they work where the accounts' tokens are not set."""
+    raw = dict(raw)
+    accounts = raw.get("accounts")
+    if isinstance(accounts, list):
+        raw["accounts"] = [
+            {
+                **{k: v for k, v in a.items() if k not in ("api_token", "api_token_file")},
+                "api_token": "(not read)",
+            }
+            if isinstance(a, dict)
+            else a
+            for a in accounts
+        ]
+    subscriptions = raw.get("subscriptions")
+    if isinstance(subscriptions, list):
+        raw["subscriptions"] = [
+            {k: v for k, v in s.items() if k != "secret"} if isinstance(s, dict) else s
+            for s in subscriptions
+        ]
+    return raw
+
+
+def load_without_secrets(path: str | Path) -> Config:
+    """`load`, except that tokens and secrets are neither read nor checked (see
+    `_without_secrets`): the result must never be used to call Pipedrive or sign."""
+    return load(path, secrets=False)
+
+
+def load(path: str | Path, *, secrets: bool = True) -> Config:
     """Read and validate the config file; every problem is reported at once."""
     file = Path(path)
     try:
@@ -400,6 +430,8 @@ def load(path: str | Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(file), [f"not valid TOML: {error}"]) from None
+    if not secrets:
+        raw = _without_secrets(raw)
     config = parse(raw, str(file), file.resolve().parent)
     for subscription in config.subscriptions:
         if subscription.poll_interval < DEFAULT_POLL_INTERVAL_S:

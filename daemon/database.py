@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import migrations
-from daemon.errors import DatabaseError, SchemaOutOfDate
+from daemon.errors import DatabaseError, SchemaOutOfDate, SchemaTooNew
 
 SQLITE_BUSY_TIMEOUT_S = 30
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
@@ -79,6 +81,42 @@ def _alembic_config(url: str) -> Any:
     return config
 
 
+def describe(url: str) -> str:
+    """The database as an operator knows it: the SQLite file, or PostgreSQL's host and name
+    (never the password)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or "(in memory)"
+    host = parsed.host or "local socket"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"postgresql {host}{port}/{parsed.database or ''}"
+
+
+def _reason(error: BaseException) -> str:
+    """The driver's own first line (psycopg says "Connection refused" or "database "x" does
+    not exist"; sqlite "unable to open database file"), without SQLAlchemy's boilerplate."""
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip() or type(original).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # psycopg: 'connection failed: connection to server at "h" (...), port 5432 failed: X'
+    first = lines[0] if lines else text
+    return " ".join(first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").split())
+
+
+@contextlib.contextmanager
+def opening(url: str) -> Iterator[None]:
+    """Turn a database that cannot be opened into one DatabaseError line naming it."""
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as error:
+        reason = _reason(error)
+        if make_url(url).get_backend_name() == "sqlite" and "unable to open" in reason:
+            reason += " (does the directory exist, and may this user write to it?)"
+        raise DatabaseError(f"cannot open database {describe(url)}: {reason}") from None
+
+
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
@@ -87,13 +125,33 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config("sqlite://"))
+    return {revision.revision for revision in script.walk_revisions()}
+
+
+def _refuse_downgrade(current: str | None) -> None:
+    if current is not None and current not in known_revisions():
+        raise SchemaTooNew(current, head_revision())
+
+
 def upgrade(url: str) -> None:
-    """Bring the database to the newest revision (idempotent)."""
+    """Bring the database to the newest revision (idempotent); refuse one that a newer
+    release wrote."""
     import alembic.command
 
-    if make_url(url).get_backend_name() == "sqlite" and make_url(url).database:
-        Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
-    alembic.command.upgrade(_alembic_config(url), "head")
+    with opening(url):
+        if make_url(url).get_backend_name() == "sqlite" and make_url(url).database:
+            Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
+        engine = create_sync_engine(url)
+        try:
+            with engine.connect() as connection:
+                _refuse_downgrade(_current_revision(connection))
+        finally:
+            engine.dispose()
+        alembic.command.upgrade(_alembic_config(url), "head")
 
 
 def _current_revision(connection: sqlalchemy.Connection) -> str | None:
@@ -104,8 +162,10 @@ def _current_revision(connection: sqlalchemy.Connection) -> str | None:
 
 async def check_revision(engine: AsyncEngine) -> None:
     """Refuse to run on a database that migrations have not brought up to date."""
-    async with engine.connect() as connection:
-        current = await connection.run_sync(_current_revision)
+    with opening(engine.url.render_as_string(hide_password=False)):
+        async with engine.connect() as connection:
+            current = await connection.run_sync(_current_revision)
     head = head_revision()
+    _refuse_downgrade(current)
     if current != head:
         raise SchemaOutOfDate(current, head)

@@ -113,6 +113,16 @@ class Deliverer:
         async with self._sqlite_writes:
             yield
 
+    def reconfigure(
+        self, subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
+    ) -> None:
+        """A reload: the next claim and the next attempt use these (a changed `secret` signs
+        the next attempt). Rows of a subscription no longer here are no longer claimed."""
+        self._subscriptions = dict(subscriptions)
+        self._signers = {name: Signer(sub.secret) for name, sub in subscriptions.items()}
+        self._settings = settings
+        self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
+
     def wake(self) -> None:
         """New rows are in the outbox: look now rather than at the next idle poll."""
         self._wake.set()

@@ -2,8 +2,10 @@
 
 PipedriveTriggersError
 ├── ConfigError                 bad config file: file, dotted key, value, reason
-├── DatabaseError
-│   └── SchemaOutOfDate         database not at the migrations' head revision
+├── DatabaseError               cannot open or use the database (names the file or host)
+│   ├── DatabaseInUse           another `run` holds the SQLite database's lock (lock file, pid)
+│   ├── SchemaOutOfDate         database behind the migrations' head revision: run migrate
+│   └── SchemaTooNew            database written by a newer release: a downgrade, refused
 ├── PipedriveError              any failed Pipedrive API call (carries status, path)
 │   ├── PipedriveAuthError      401: the API token was refused
 │   ├── PipedriveForbidden      403
@@ -43,6 +45,28 @@ class SchemaOutOfDate(DatabaseError):
         super().__init__(
             f"database is at revision {current or 'none'}, the code needs {head}: "
             "run `pipedrive-triggers migrate`"
+        )
+
+
+class DatabaseInUse(DatabaseError):
+    def __init__(self, database: str, lock_file: str, holder: str) -> None:
+        self.database = database
+        self.lock_file = lock_file
+        self.holder = holder
+        super().__init__(
+            f"database {database} is in use by another `pipedrive-triggers run` ({holder}; "
+            f"lock {lock_file}): stop that one first, two daemons would poll everything twice"
+        )
+
+
+class SchemaTooNew(DatabaseError):
+    def __init__(self, current: str, head: str) -> None:
+        self.current = current
+        self.head = head
+        super().__init__(
+            f"database is at revision {current}, written by a newer release than this one "
+            f"(which knows up to {head}): install that newer release again, or restore the "
+            "backup taken before the upgrade; `migrate` cannot go back"
         )
 
 

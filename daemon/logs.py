@@ -28,7 +28,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+_json = False
+
+
+def is_json() -> bool:
+    """Whether `setup` chose JSON lines: then the CLI's own error lines are JSON too."""
+    return _json
+
+
 def setup(level: str = "INFO", fmt: Literal["text", "json"] = "text") -> None:
+    global _json
+    _json = fmt == "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter()

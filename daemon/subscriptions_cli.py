@@ -1,5 +1,5 @@
-"""Operator switches and consumer tooling on the command line: `subscriptions enable/disable`,
-`secrets generate` and `schema TRIGGER` (the JSON Schema of a trigger's webhook body)."""
+"""Operator switches and consumer tooling on the command line: `subscriptions enable/disable/
+rename`, `secrets generate` and `schema TRIGGER` (the JSON Schema of a trigger's webhook body)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from daemon import health, triggers, webhook_schema
+from daemon import rename as rename_module
 from daemon.errors import ArgumentError
 
 SECRET_BYTES = 32  # Standard Webhooks: between 24 and 64 random bytes
@@ -62,6 +63,40 @@ def enable(ctx: click.Context, name: str) -> None:
     """Deliver NAME's events again (also after a 410 Gone or a pause)."""
     _switch(ctx, name, None)
     click.echo(f"subscription {name!r} enabled")
+
+
+@subscriptions.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def rename(ctx: click.Context, old: str, new: str) -> None:
+    """Carry OLD's feed position, pending events and dead letters over to NEW.
+
+    Stop the daemon, run this, rename the subscription in the config, start it again.
+    """
+    from daemon import cli, instance_lock, service
+    from daemon import config as config_module
+
+    config = cli.load_config(ctx, config_module.load_without_secrets)
+    if instance_lock.is_held(config.database.url):
+        cli.fail("the daemon is running on this database: stop it first", cli.EXIT_DATABASE)
+
+    async def move() -> rename_module.Renamed:
+        async with service.open_engine(config) as engine:
+            return await rename_module.rename(engine, old, new)
+
+    moved = cli.run_async(move)
+    position = "feed position, " if moved.had_state else ""
+    click.echo(
+        f"renamed {old!r} to {new!r}: {position}{moved.pending} pending, "
+        f"{moved.delivered} delivered and {moved.dead} dead events carried over"
+    )
+    names = {s.name for s in config.subscriptions}
+    if new not in names:
+        click.echo(
+            f"now rename [[subscriptions]] {old!r} to {new!r} in {ctx.obj['config_path']}",
+            err=True,
+        )
 
 
 @click.group("secrets")

@@ -62,6 +62,18 @@ class Supervisor:
             self._watchdog = asyncio.create_task(sd_notify.keep_alive(interval), name="watchdog")
         self._status = asyncio.create_task(self._report_status(), name="status")
 
+    async def reloaded(self, subscriptions: int, rejected: bool = False) -> None:
+        """A reload has ended (`sd_notify.reloading()` began it): READY=1 again, with the new
+        status line, or one saying the new config was rejected and the old one runs on."""
+        self._subscriptions = subscriptions
+        line = await self._read_status()
+        if rejected:
+            prefix = "reload rejected (invalid config); running the previous config"
+            line = f"{prefix}: {line}" if line else prefix
+        else:
+            self._last_status = line
+        sd_notify.ready(line)
+
     def stopping(self) -> None:
         """Shutdown has begun: tell systemd; the watchdog keeps pinging until the end."""
         if self._status is not None:

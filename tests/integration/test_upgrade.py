@@ -106,7 +106,7 @@ async def test_upgrade_from_the_id_mark_release(
     finally:
         await http.aclose()
         await async_engine.dispose()
-    pending = [row.item_id for row in rows if row.delivered_at is None]
+    pending = [row.item_id for row in rows if row.state == tables.STATE_PENDING]
     assert pending == [str(missed["id"])]
     assert len(rows) == 4
 
@@ -119,22 +119,9 @@ def database_at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         alembic.command.upgrade(database._alembic_config(url), "0003")
         yield url
         return
-    name = f"pdt_upgrade_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    rendered = (
-        sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL)
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
-    alembic.command.upgrade(database._alembic_config(rendered), "0003")
-    try:
-        yield rendered
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres("pdt_upgrade") as url:
+        alembic.command.upgrade(database._alembic_config(url), "0003")
+        yield url
 
 
 def test_dead_letters_move_into_the_outbox_with_their_times(database_at_0003: str) -> None:
