@@ -60,6 +60,19 @@ def delivery_http_client(timeout_s: float) -> httpx.AsyncClient:
     return callback_transport.client(timeout_s)
 
 
+def _limits(
+    subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
+) -> dict[str, slots.Limits]:
+    return {
+        name: slots.Limits(
+            concurrency=settings.per_subscription_concurrency,
+            ordered=sub.ordered,
+            max_per_second=sub.max_per_second,
+        )
+        for name, sub in subscriptions.items()
+    }
+
+
 class Deliverer:
     """POSTs outbox rows to their subscription's callback; one slow or dead consumer holds at
     most `per_subscription_concurrency` slots, so other subscriptions keep flowing."""
@@ -88,16 +101,7 @@ class Deliverer:
         self._sqlite_writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_ids: set[int] = set()  # in flight or awaiting their outcome's write
-        self._slots = slots.Slots(
-            {
-                name: slots.Limits(
-                    concurrency=settings.per_subscription_concurrency,
-                    ordered=sub.ordered,
-                    max_per_second=sub.max_per_second,
-                )
-                for name, sub in subscriptions.items()
-            }
-        )
+        self._slots = slots.Slots(_limits(subscriptions, settings))
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
         self._health: dict[str, health.Health] = {}
@@ -122,6 +126,7 @@ class Deliverer:
         self._signers = {name: Signer(sub.secret) for name, sub in subscriptions.items()}
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
+        self._slots.reconfigure(_limits(subscriptions, settings))
 
     def wake(self) -> None:
         """New rows are in the outbox: look now rather than at the next idle poll."""
@@ -358,7 +363,9 @@ class Deliverer:
                 row, at, status, error, attempt.duration_ms, "retry", at,
                 reply=attempt.reply, advance=False,
             )  # fmt: skip
-        pause_after = self._subscriptions[name].pause_after or self._settings.pause_after
+        # A reload may have removed the subscription while its POST was in flight.
+        configured = self._subscriptions.get(name)
+        pause_after = (configured.pause_after if configured else None) or self._settings.pause_after
         if state.state == "ok" and self._failures[name] >= pause_after:
             reason = f"{self._failures[name]} consecutive failures; last: {error}"
             paused = health.paused(reason, at, self._settings.probe_interval)

@@ -35,6 +35,12 @@ class Slots:
         self.in_flight: Counter[str] = Counter()
         self._starts: dict[str, deque[float]] = {name: deque() for name in limits}
 
+    def reconfigure(self, limits: Mapping[str, Limits]) -> None:
+        """A reload: new limits; what is in flight stays counted until it finishes, and a
+        subscription no longer configured gets no capacity at all."""
+        self._limits = dict(limits)
+        self._starts = {name: self._starts.get(name, deque()) for name in limits}
+
     def _window(self, name: str, moment: float) -> deque[float]:
         starts = self._starts[name]
         while starts and starts[0] <= moment - WINDOW_S:
