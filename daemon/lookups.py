@@ -11,8 +11,10 @@ from typing import Any, Protocol
 
 from daemon.custom_fields import FieldCatalog, parse_field_definitions
 
-LOOKUP_CACHE_TTL_S = 300
-"""How long the whole-list users and stages stay cached before they are fetched again."""
+LOOKUP_CACHE_TTL_S = 3600
+"""How long the whole-list users and stages stay cached before a batch that needs them fetches
+them again (an id never seen refreshes at once): `/v1/users` costs 20 tokens, and a rename
+shows within the hour."""
 
 BATCH_RESOURCES = ("persons", "organizations", "deals", "activities")
 """The v2 resources fetched by `ids` for each batch (their names change too often to cache)."""

@@ -13,14 +13,28 @@ MIN_WAIT_S = 0.01
 # Pipedrive counts calls on its own clock, when they arrive: a window a little longer than
 # its 60 s keeps any 60 s it sees within the limit despite latency jitter.
 CLOCK_MARGIN_S = 2
+# Pipedrive also limits each token per rolling 2 s (20 calls on the Lite plan, the floor of
+# every plan); counted over 3 s for the same reason as above.
+BURST_CALLS = 20
+BURST_WINDOW_S = 3
 
 
 class AccountRateLimiter:
     """At most `calls_per_minute` calls in any `window_s` (60) seconds (a moving window, so no burst
-    at a window's edge can double it), and a pause for everyone after Pipedrive answers 429."""
+    at a window's edge can double it), at most `BURST_CALLS` in Pipedrive's 2 s burst window,
+    and a pause for everyone after Pipedrive answers 429."""
 
-    def __init__(self, calls_per_minute: int, window_s: int = 60 + CLOCK_MARGIN_S) -> None:
-        self._item = RateLimitItemPerSecond(calls_per_minute, window_s)
+    def __init__(
+        self,
+        calls_per_minute: int,
+        window_s: int = 60 + CLOCK_MARGIN_S,
+        burst: int = BURST_CALLS,
+        burst_window_s: int = BURST_WINDOW_S,
+    ) -> None:
+        self._windows = (
+            RateLimitItemPerSecond(min(burst, calls_per_minute), burst_window_s),
+            RateLimitItemPerSecond(calls_per_minute, window_s),
+        )
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._paused_until = 0.0
 
@@ -31,9 +45,16 @@ class AccountRateLimiter:
             if pause > 0:
                 await asyncio.sleep(pause)
                 continue
-            if await self._limiter.hit(self._item, "calls"):
+            full = None
+            for window in self._windows:
+                if not await self._limiter.test(window, "calls"):
+                    full = window
+                    break
+            if full is None:
+                for window in self._windows:
+                    await self._limiter.hit(window, "calls")
                 return
-            stats = await self._limiter.get_window_stats(self._item, "calls")
+            stats = await self._limiter.get_window_stats(full, "calls")
             await asyncio.sleep(max(MIN_WAIT_S, stats.reset_time - time.time()))
 
     def pause(self, seconds: float) -> None:

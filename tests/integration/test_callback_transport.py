@@ -157,7 +157,8 @@ async def test_a_name_resolving_to_loopback_is_refused_after_resolution(
 ) -> None:
     port = receiver.base_url.rsplit(":", 1)[1]
     error, _ = await failure_of(http, f"http://localhost:{port}/h", allow=False)
-    assert type(error) is httpx.ConnectError
+    assert isinstance(error, callback_transport.RefusedTarget)
+    assert isinstance(error, httpx.ConnectError)
     assert str(error) == (
         "refused: callback resolves to 127.0.0.1, a loopback address; "
         "set allow_private_targets = true to allow it"
