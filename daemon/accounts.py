@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from daemon import lookups
+from daemon import metrics as metrics_module
 from daemon.config import Config
 from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
 from daemon.rate_limit import AccountRateLimiter
@@ -22,7 +24,9 @@ class Accounts:
 
 @contextlib.asynccontextmanager
 async def open_accounts(
-    config: Config, retry: RetryOptions = DEFAULT_RETRY
+    config: Config,
+    retry: RetryOptions = DEFAULT_RETRY,
+    metrics: metrics_module.Metrics = metrics_module.NONE,
 ) -> AsyncIterator[Accounts]:
     async with contextlib.AsyncExitStack() as stack:
         clients = {}
@@ -33,7 +37,11 @@ async def open_accounts(
             clients[account.name] = PipedriveClient(
                 http,
                 account=account.name,
-                limiter=AccountRateLimiter(account.calls_per_minute),
+                limiter=AccountRateLimiter(
+                    account.calls_per_minute,
+                    on_wait=functools.partial(metrics.rate_limit_wait, account.name),
+                ),
                 retry=retry,
+                metrics=metrics,
             )
         yield Accounts(clients, {name: lookups.LookupCache() for name in clients})

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import callback_transport, store
+from daemon import metrics as metrics_module
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
 from daemon.signing import Signer
@@ -48,8 +49,10 @@ class Deliverer:
         *,
         clock: Callable[[], datetime] = _now,
         random_unit: Callable[[], float] = random.random,
+        metrics: metrics_module.Metrics = metrics_module.NONE,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._http = http
         self._subscriptions = dict(subscriptions)
         self._signers = {name: Signer(sub.secret) for name, sub in subscriptions.items()}
@@ -156,9 +159,9 @@ class Deliverer:
             self._in_flight[row.subscription] -= 1
             self._wake.set()
         duration_ms = int((time.monotonic() - started) * 1000)
-        self._outcomes.put_nowait(
-            self._outcome(row, attempted_at, status, error, duration_ms, retry_after, reply)
-        )
+        outcome = self._outcome(row, attempted_at, status, error, duration_ms, retry_after, reply)
+        self._metrics.delivery(outcome)
+        self._outcomes.put_nowait(outcome)
 
     async def _post(
         self, row: store.Claimed, attempted_at: datetime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
@@ -19,22 +20,37 @@ class AccountRateLimiter:
     """At most `calls_per_minute` calls in any `window_s` (60) seconds (a moving window, so no burst
     at a window's edge can double it), and a pause for everyone after Pipedrive answers 429."""
 
-    def __init__(self, calls_per_minute: int, window_s: int = 60 + CLOCK_MARGIN_S) -> None:
+    def __init__(
+        self,
+        calls_per_minute: int,
+        window_s: int = 60 + CLOCK_MARGIN_S,
+        *,
+        on_wait: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._on_wait = on_wait  # told once per call that has to wait (metrics)
         self._item = RateLimitItemPerSecond(calls_per_minute, window_s)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._paused_until = 0.0
 
     async def acquire(self) -> None:
         """Wait until one more call fits in the budget, then count it."""
+        waited = False
         while True:
             pause = self._paused_until - time.monotonic()
             if pause > 0:
+                waited = self._waiting(waited)
                 await asyncio.sleep(pause)
                 continue
             if await self._limiter.hit(self._item, "calls"):
                 return
+            waited = self._waiting(waited)
             stats = await self._limiter.get_window_stats(self._item, "calls")
             await asyncio.sleep(max(MIN_WAIT_S, stats.reset_time - time.time()))
+
+    def _waiting(self, already: bool) -> bool:
+        if not already:
+            self._on_wait()
+        return True
 
     def pause(self, seconds: float) -> None:
         """Pipedrive said 429: hold every call of this account for `seconds`."""

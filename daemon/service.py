@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import budget, database, poller, supervision
+from daemon import admin, budget, database, poller, supervision
 from daemon.accounts import open_accounts
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -52,15 +52,17 @@ async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEF
     """Poll and deliver until `stop` is set. The caller has applied migrations."""
     async with contextlib.AsyncExitStack() as stack:
         engine = await stack.enter_async_context(open_engine(config))
-        accounts = await stack.enter_async_context(open_accounts(config, api_retry))
+        metrics = admin.metrics_for(config)
+        accounts = await stack.enter_async_context(open_accounts(config, api_retry, metrics))
         http = await stack.enter_async_context(delivery_http_client(config.delivery.timeout))
         subscriptions = {s.name: s for s in config.subscriptions}
-        deliverer = Deliverer(engine, http, subscriptions, config.delivery)
+        deliverer = Deliverer(engine, http, subscriptions, config.delivery, metrics=metrics)
         poll = poller.Poller(
-            engine, accounts.clients, accounts.caches, on_new_events=deliverer.wake
+            engine, accounts.clients, accounts.caches, on_new_events=deliverer.wake, metrics=metrics
         )
         scheduler = AsyncIOScheduler()
-        for feed in poller.feeds(config, budget.fitted_intervals(config)):
+        feeds = poller.feeds(config, budget.fitted_intervals(config))
+        for feed in feeds:
             scheduler.add_job(
                 _poll_safely,
                 IntervalTrigger(seconds=feed.interval_s),
@@ -73,6 +75,9 @@ async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEF
             )
         scheduler.start()
         stack.callback(_shutdown, scheduler)
+        await stack.enter_async_context(
+            admin.serving(config, engine, metrics, feeds, lambda: bool(scheduler.running))
+        )
         logger.info(
             "started: %d subscriptions on %d accounts",
             len(subscriptions),

@@ -38,6 +38,7 @@ class Claimed:
     item_id: str
     body: str
     attempts: int
+    created_at: datetime | None = None  # when the event was detected (delivery latency)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ async def claim_due(
                 deliveries.c.item_id,
                 deliveries.c.body,
                 deliveries.c.attempts,
+                deliveries.c.created_at,
             )
         )
         return [Claimed(*row) for row in claimed]
