@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from daemon import admin_actions, admin_page, dashboard
 from daemon import metrics as metrics_module
 from daemon.config import Config
+from daemon.errors import AdminListenError
 from daemon.poller import Feed
 
 logger = logging.getLogger(__name__)
@@ -213,7 +214,8 @@ class Admin:
             "admin page: %d dead letters queued again", moved,
             extra={"action": "admin.replayed", "subscription": subscription},
         )  # fmt: skip
-        return RedirectResponse(f"/?replayed={moved}", status_code=303)
+        # Relative, so the page also works behind a proxy that serves it under a prefix.
+        return RedirectResponse(f"./?replayed={moved}", status_code=303)
 
 
 class _Server(uvicorn.Server):
@@ -243,7 +245,13 @@ async def serving(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise AdminListenError(
+            f"admin.listen: cannot listen on {config.admin.listen} ({error.strerror})"
+        ) from None
     server = _Server(
         uvicorn.Config(
             app,

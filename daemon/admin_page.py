@@ -112,7 +112,7 @@ def _replay_form(page: Page, label: str, *, letter: int | None = None, subscript
     if letter is not None:
         target += f'<input type="hidden" name="id" value="{letter}">'
     return (
-        f'<form method="post" action="/replay">'
+        f'<form method="post" action="replay">'
         f'<input type="hidden" name="{CSRF_FIELD}" value="{_e(page.csrf_token)}">{target}'
         f'<button type="submit">{_e(label)}</button></form>'
     )
@@ -236,7 +236,7 @@ def render(page: Page) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{REFRESH_S}; url=/">
+<meta http-equiv="refresh" content="{REFRESH_S}; url=./">
 <title>pipedrive-triggers</title>
 <style>{_STYLE}</style>
 </head>

@@ -4,11 +4,10 @@ the bearer token, and the replay function the admin page calls."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy import func, select
 
 from daemon import admin, admin_actions, admin_page, database, metrics, poller, store, tables
 from daemon import config as config_module
+from daemon.errors import AdminListenError
 from daemon.receiver import WebhookReceiver
 from daemon.sandbox import Sandbox
 from tests.conftest import API_TOKEN, POSTGRES_ADMIN_URL, SIGNING_SECRET, config_text
@@ -186,11 +186,6 @@ def admin_config(database_url: str, **admin_keys: Any) -> config_module.Config:
     return config_module.parse(raw, "c.toml", Path("/nonexistent"))
 
 
-@contextlib.contextmanager
-def scheduler_flag(running: bool = True) -> Iterator[list[bool]]:
-    yield [running]
-
-
 async def test_readyz_says_why_it_is_not_ready(scratch_postgres: str) -> None:
     config = admin_config(scratch_postgres)
     recorder = metrics.PrometheusMetrics()
@@ -274,7 +269,7 @@ async def test_the_bearer_token_guards_everything_but_healthz(
             form = {admin_page.CSRF_FIELD: state.csrf_token, "subscription": "won"}
             assert (await client.post("/replay", data=form)).status_code == 401
             answer = await client.post("/replay", data=form, headers=good)
-            assert (answer.status_code, answer.headers["location"]) == (303, "/?replayed=0")
+            assert (answer.status_code, answer.headers["location"]) == (303, "./?replayed=0")
     finally:
         await engine.dispose()
 
@@ -361,3 +356,24 @@ async def test_replay_moves_dead_letters_back_once(database_url: str) -> None:
             await admin_actions.replay(engine)
     finally:
         await engine.dispose()
+
+
+async def test_a_taken_admin_port_is_one_clear_error(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = admin_config(database_url)
+        config = config.model_copy(
+            update={"admin": config_module.AdminConfig(listen=f"127.0.0.1:{port}")}
+        )
+        engine = database.create_engine(database_url)
+        try:
+            with pytest.raises(AdminListenError) as caught:
+                async with admin.serving(config, engine, metrics.PrometheusMetrics(), [], bool):
+                    pass
+        finally:
+            await engine.dispose()
+    assert str(caught.value) == (
+        f"admin.listen: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    )

@@ -140,8 +140,11 @@ def check_replayed_and_replay_all(
     attempts = row.find_element(By.CSS_SELECTOR, "td.attempts").text
     assert attempts == "#1 503 #2 503 #1 200", "the letter's two attempts, then the replay's"
     assert "delivered" in row.text
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(DESKTOP[0], int(height) + 20)  # the whole page, no blank below
     screenshot = tmp_path / "admin-page.png"
     browser.save_screenshot(str(screenshot))
+    browser.set_window_size(*DESKTOP)
     assert screenshot.stat().st_size > 10_000
     # The subscription's button replays the rest.
     button = browser.find_element(
