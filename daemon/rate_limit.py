@@ -27,7 +27,8 @@ class AccountRateLimiter:
         *,
         on_wait: Callable[[], None] = lambda: None,
     ) -> None:
-        self._on_wait = on_wait  # told once per call that has to wait (metrics)
+        # Told of each wait (metrics): a 429's pause, or a call that found the window full.
+        self._on_wait = on_wait
         self._item = RateLimitItemPerSecond(calls_per_minute, window_s)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._paused_until = 0.0
@@ -38,20 +39,17 @@ class AccountRateLimiter:
         while True:
             pause = self._paused_until - time.monotonic()
             if pause > 0:
-                waited = self._waiting(waited)
-                await asyncio.sleep(pause)
+                await asyncio.sleep(pause)  # a 429's pause: counted once, by `pause`
                 continue
             if await self._limiter.hit(self._item, "calls"):
                 return
-            waited = self._waiting(waited)
+            if not waited:
+                self._on_wait()
+                waited = True
             stats = await self._limiter.get_window_stats(self._item, "calls")
             await asyncio.sleep(max(MIN_WAIT_S, stats.reset_time - time.time()))
 
-    def _waiting(self, already: bool) -> bool:
-        if not already:
-            self._on_wait()
-        return True
-
     def pause(self, seconds: float) -> None:
         """Pipedrive said 429: hold every call of this account for `seconds`."""
+        self._on_wait()
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)

@@ -95,6 +95,9 @@ async def test_metrics_count_what_happened(
     base = f"http://127.0.0.1:{port}"
     async with running(config), httpx.AsyncClient(base_url=base) as client:
         await eventually(lambda: all_polled(config))
+        # One poll fails (three 500s: the client's attempts), then a 429 makes the next wait.
+        sandbox.faults.add(status=500, count=3, path_prefix="/api/v2/deals")
+        sandbox.faults.add(status=429, count=1, path_prefix="/api/v2/deals", retry_after=1)
         receiver.reply(500)  # the first delivery is retried once
         for n in range(3):
             sandbox.add_deal(title=f"deal {n}")
@@ -124,18 +127,23 @@ async def test_metrics_count_what_happened(
     assert value(found, "delivery_latency_seconds_count", subscription="good") == 3
     assert value(found, "delivery_latency_seconds_bucket", subscription="good", le="+Inf") == 3
     assert value(found, "polls_total", account="main", object="deals", outcome="ok") >= 2
-    assert value(found, "polls_total", account="main", object="deals", outcome="failed") == 0
+    assert value(found, "polls_total", account="main", object="deals", outcome="failed") == 1
 
     # Every request the sandbox answered, counted once, by route template and status.
     api_calls = {
-        dict(labels)["endpoint"]: v
+        (dict(labels)["endpoint"], dict(labels)["status"]): v
         for (name, labels), v in found.items()
-        if name == "pipedrive_triggers_api_calls_total" and dict(labels)["status"] == "200"
+        if name == "pipedrive_triggers_api_calls_total"
     }
     assert calls_before <= sum(api_calls.values()) <= calls_after
-    assert set(api_calls) <= {"GET /api/v2/deals", "GET /v1/users", "GET /api/v2/stages"}
-    assert tokens_before <= value(found, "api_tokens_total", account="main") <= tokens_after
-    assert value(found, "rate_limit_waits_total", account="main") == 0
+    assert api_calls[("GET /api/v2/deals", "500")] == 3
+    assert api_calls[("GET /api/v2/deals", "429")] == 1
+    endpoints = {endpoint for endpoint, _ in api_calls}
+    assert endpoints <= {"GET /api/v2/deals", "GET /v1/users", "GET /api/v2/stages"}
+    # The sandbox charges its injected 429 (a real one costs nothing): one listing's 10 tokens.
+    spent = value(found, "api_tokens_total", account="main")
+    assert tokens_before - 10 <= spent <= tokens_after - 10
+    assert value(found, "rate_limit_waits_total", account="main") == 1
 
     assert value(found, "outbox_pending", subscription="good") == 0
     assert value(found, "outbox_pending", subscription="guarded") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,12 +156,16 @@ def test_failing_since_is_the_first_failure_and_ends_with_a_good_poll() -> None:
 
 
 async def test_the_rate_limiter_reports_each_wait_once() -> None:
-    waits: list[int] = []
-    limiter = AccountRateLimiter(100, on_wait=lambda: waits.append(1))
+    waits: list[str] = []
+    limiter = AccountRateLimiter(2, window_s=1, on_wait=lambda: waits.append("wait"))
     await limiter.acquire()
-    limiter.pause(0.05)
-    await limiter.acquire()
-    assert waits == [1]
+    limiter.pause(0.05)  # a 429
+    await limiter.acquire()  # sleeps through the pause: the 429 was the wait
+    assert waits == ["wait"]
+    started = time.monotonic()
+    await limiter.acquire()  # the window holds 2: this one waits for it, counted once
+    assert time.monotonic() - started > 0.5
+    assert waits == ["wait", "wait"]
 
 
 BASE: dict[str, Any] = {"accounts": [{"name": "main", "api_token": "tok"}]}
