@@ -173,19 +173,27 @@ class Admin:
         if replayed.isdigit():
             noun = "dead letter" if replayed == "1" else "dead letters"
             flash = f"{replayed} {noun} queued for delivery again."
+        headers = {"cache-control": "no-store", "x-frame-options": "DENY"}
+        try:
+            subscriptions = await self._subscriptions(count_delivered=True)
+            recent = await dashboard.recent(self._engine)
+        except Exception as error:
+            logger.warning(
+                "admin page: cannot read the database", exc_info=True,
+                extra={"action": "admin.page_failed"},
+            )  # fmt: skip
+            body = admin_page.unavailable(f"the database cannot be read ({type(error).__name__})")
+            return HTMLResponse(body, status_code=503, headers=headers)
         page = admin_page.Page(
             now=self._clock(),
-            subscriptions=await self._subscriptions(count_delivered=True),
+            subscriptions=subscriptions,
             configured=self._configured,
             accounts={name: self._metrics.account_today(name) for name in self._accounts},
-            recent=await dashboard.recent(self._engine),
+            recent=recent,
             csrf_token=self.csrf_token,
             flash=flash,
         )
-        return HTMLResponse(
-            admin_page.render(page),
-            headers={"cache-control": "no-store", "x-frame-options": "DENY"},
-        )
+        return HTMLResponse(admin_page.render(page), headers=headers)
 
     async def replay(self, request: Request) -> Response:
         origin = request.headers.get("origin")

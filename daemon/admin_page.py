@@ -226,11 +226,7 @@ def _dead_letters(page: Page) -> str:
     return _table(headers, rows, "No dead letters.", "dead-letters")
 
 
-def render(page: Page) -> str:
-    dead = page.recent.dead_total
-    shown = len(page.recent.dead_letters)
-    dead_note = f" (newest {shown} of {dead})" if dead > shown else ""
-    flash = f'<p class="flash" role="status">{_e(page.flash)}</p>' if page.flash else ""
+def _document(body: str) -> str:
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -241,7 +237,26 @@ def render(page: Page) -> str:
 <style>{_STYLE}</style>
 </head>
 <body>
-<header><h1>pipedrive-triggers</h1>
+{body}
+</body>
+</html>
+"""
+
+
+def unavailable(reason: str) -> str:
+    """The page while its data cannot be read: it keeps refreshing until it can."""
+    return _document(
+        f"<header><h1>pipedrive-triggers</h1><span>refreshes every {REFRESH_S}s</span></header>"
+        f'<main><p class="flash" role="alert">Not available: {_e(reason)}.</p></main>'
+    )
+
+
+def render(page: Page) -> str:
+    dead = page.recent.dead_total
+    shown = len(page.recent.dead_letters)
+    dead_note = f" (newest {shown} of {dead})" if dead > shown else ""
+    flash = f'<p class="flash" role="status">{_e(page.flash)}</p>' if page.flash else ""
+    return _document(f"""<header><h1>pipedrive-triggers</h1>
 <span>{_plural(len(page.subscriptions), "subscription")} · {_plural(dead, "dead letter")} ·
 updated {page.now:%Y-%m-%d %H:%M:%S} UTC · refreshes every {REFRESH_S}s</span></header>
 <main>{flash}
@@ -253,7 +268,4 @@ updated {page.now:%Y-%m-%d %H:%M:%S} UTC · refreshes every {REFRESH_S}s</span><
 {_dead_letters(page)}
 <h2>Last {dashboard.RECENT_LIMIT} deliveries</h2>
 {_deliveries(page)}
-</main>
-</body>
-</html>
-"""
+</main>""")

@@ -103,9 +103,10 @@ async def test_metrics_count_what_happened(
             sandbox.add_deal(title=f"deal {n}")
         await asyncio.to_thread(receiver.wait_for, 3, 20)
 
-        async def all_dead() -> bool:
+        async def all_dead() -> bool:  # and the good ones' outcomes written
             async with opened(config) as engine:
-                return (await store.counts(engine))["guarded"].dead == 3
+                counts = await store.counts(engine)
+            return counts["guarded"].dead == 3 and counts["good"].delivered == 3
 
         await eventually(all_dead)
         calls_before, tokens_before = len(sandbox.calls), tokens_spent(sandbox)
@@ -222,6 +223,9 @@ async def test_readyz_says_why_it_is_not_ready(scratch_postgres: str) -> None:
             assert (await client.get("/healthz")).status_code == 200, "alive, though not ready"
             scrape = await client.get("/metrics")
             assert scrape.status_code == 200 and "outbox_pending" not in scrape.text
+            page = await client.get("/")
+            assert page.status_code == 503
+            assert "Not available: the database cannot be read (" in page.text
     finally:
         await engine.dispose()
 

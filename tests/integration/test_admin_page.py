@@ -14,6 +14,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from daemon import database, store
 from daemon.receiver import WebhookReceiver
@@ -89,12 +91,25 @@ async def test_the_admin_page_shows_counts_and_replays_dead_letters(
         sandbox.add_activity(subject="Call Ada", type="call")
         await asyncio.to_thread(receiver.wait_for, 2, 20)
 
+        async def recorded() -> bool:  # outcomes are written a moment after the POSTs
+            async with opened(config) as engine:
+                counts = await store.counts(engine)
+            return counts["new-deals"].delivered == 1 and counts["new-activities"].delivered == 1
+
+        await eventually(recorded)
+
         # Selenium blocks until the page loads, and the page is served by this event loop:
         # every browser step runs in a thread.
         replayed_event = await asyncio.to_thread(read_and_replay_one, browser, url)
         await asyncio.to_thread(receiver.wait_for, 3, 20)
         assert replayed_event in receiver.event_ids()
         await eventually(lambda: dead(1))
+
+        async def replayed_recorded() -> bool:
+            async with opened(config) as engine:
+                return (await store.counts(engine))["new-deals"].delivered == 2
+
+        await eventually(replayed_recorded)
         await asyncio.to_thread(
             check_replayed_and_replay_all, browser, url, replayed_event, tmp_path
         )
@@ -103,6 +118,15 @@ async def test_the_admin_page_shows_counts_and_replays_dead_letters(
         overflow = await asyncio.to_thread(on_a_phone, browser, url, tmp_path)
         assert overflow <= 0, "the page itself never scrolls sideways, only its tables do"
     print(f"screenshots in {tmp_path}")
+
+
+def flash(browser: WebDriver) -> str:
+    """The message of the page the replay form's POST redirects to (a click does not wait
+    for the navigation it starts)."""
+    found = WebDriverWait(browser, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".flash"))
+    )
+    return str(found.text)
 
 
 def read_and_replay_one(browser: WebDriver, url: str) -> str:
@@ -126,8 +150,7 @@ def read_and_replay_one(browser: WebDriver, url: str) -> str:
     event_id = first.get_attribute("data-event")
     assert event_id is not None
     first.find_element(By.TAG_NAME, "button").click()
-    flash = browser.find_element(By.CSS_SELECTOR, ".flash").text
-    assert flash == "1 dead letter queued for delivery again.", browser.current_url
+    assert flash(browser) == "1 dead letter queued for delivery again.", browser.current_url
     return event_id
 
 
@@ -152,7 +175,7 @@ def check_replayed_and_replay_all(
     )
     assert button.text == "Replay all 1"
     button.click()
-    assert browser.find_element(By.CSS_SELECTOR, ".flash").text.startswith("1 dead letter")
+    assert flash(browser) == "1 dead letter queued for delivery again."
 
 
 def on_a_phone(browser: WebDriver, url: str, tmp_path: Path) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon import admin, api_costs, config, metrics, poller, store
+from daemon import admin, admin_page, api_costs, config, dashboard, metrics, poller, store
 from daemon.rate_limit import AccountRateLimiter
 from daemon.sandbox.costs import TOKEN_COSTS
 from daemon.triggers import get as trigger
@@ -201,3 +201,35 @@ def test_admin_off_loopback_needs_a_token_file(tmp_path: Path) -> None:
     assert problems({**BASE, "admin": {"listen": "9465"}})[0].startswith(
         'admin.listen: must be "host:port"'
     )
+
+
+def test_the_page_escapes_everything_it_shows() -> None:
+    hostile = '<img src=x onerror="alert(1)">'
+    page = admin_page.Page(
+        now=NOW,
+        subscriptions=[
+            dashboard.SubscriptionRow(
+                metrics.SubscriptionGauges(hostile, "failing", 1, NOW, 1),
+                delivered=0,
+                last_error=f"callback returned 500 {hostile}",
+            )
+        ],
+        configured={hostile: admin_page.SubscriptionInfo("deal.added", hostile)},
+        accounts={hostile: metrics.AccountDay(NOW.date(), 3, 30)},
+        recent=dashboard.Recent(
+            [],
+            [
+                dashboard.DeadLetter(
+                    7, "msg_1", hostile, "deal.added", hostile, NOW, 2, 500, hostile
+                )
+            ],
+            1,
+        ),
+        csrf_token='"><script>',
+        flash=hostile,
+    )
+    html = admin_page.render(page)
+    assert "<img" not in html and "<script>" not in html
+    assert html.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 6
+    assert 'value="&quot;&gt;&lt;script&gt;"' in html
+    assert '<meta http-equiv="refresh" content="5; url=./">' in html
