@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
+
 from daemon import lookups
+from daemon import metrics as metrics_module
 from daemon.config import AccountConfig, Config
 from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
 from daemon.rate_limit import AccountRateLimiter
@@ -20,9 +24,29 @@ class Accounts:
     caches: dict[str, lookups.LookupCache]
 
 
+def _client(
+    http: httpx.AsyncClient,
+    account: AccountConfig,
+    retry: RetryOptions,
+    metrics: metrics_module.Metrics,
+) -> PipedriveClient:
+    return PipedriveClient(
+        http,
+        account=account.name,
+        limiter=AccountRateLimiter(
+            account.calls_per_minute,
+            on_wait=functools.partial(metrics.rate_limit_wait, account.name),
+        ),
+        retry=retry,
+        metrics=metrics,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_accounts(
-    config: Config, retry: RetryOptions = DEFAULT_RETRY
+    config: Config,
+    retry: RetryOptions = DEFAULT_RETRY,
+    metrics: metrics_module.Metrics = metrics_module.NONE,
 ) -> AsyncIterator[Accounts]:
     async with contextlib.AsyncExitStack() as stack:
         clients = {}
@@ -30,12 +54,7 @@ async def open_accounts(
             http = await stack.enter_async_context(
                 PipedriveClient.http_client(account.api_root, account.token)
             )
-            clients[account.name] = PipedriveClient(
-                http,
-                account=account.name,
-                limiter=AccountRateLimiter(account.calls_per_minute),
-                retry=retry,
-            )
+            clients[account.name] = _client(http, account, retry, metrics)
         yield Accounts(clients, {name: lookups.LookupCache() for name in clients})
 
 
@@ -45,7 +64,12 @@ class AccountPool:
     next cycle; a replaced client is closed at the next `apply` or at `aclose`, so a poll that
     is using it when the reload comes finishes with it."""
 
-    def __init__(self, retry: RetryOptions = DEFAULT_RETRY) -> None:
+    def __init__(
+        self,
+        retry: RetryOptions = DEFAULT_RETRY,
+        metrics: metrics_module.Metrics = metrics_module.NONE,
+    ) -> None:
+        self._metrics = metrics
         self.clients: dict[str, PipedriveClient] = {}
         self.caches: dict[str, lookups.LookupCache] = {}
         self._retry = retry
@@ -68,12 +92,7 @@ class AccountPool:
             http = await stack.enter_async_context(
                 PipedriveClient.http_client(account.api_root, account.token)
             )
-            self.clients[name] = PipedriveClient(
-                http,
-                account=name,
-                limiter=AccountRateLimiter(account.calls_per_minute),
-                retry=self._retry,
-            )
+            self.clients[name] = _client(http, account, self._retry, self._metrics)
             self.caches[name] = lookups.LookupCache()
             if name in self._stacks:
                 self._retired.append(self._stacks[name])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -270,10 +271,81 @@ class RetentionConfig(_Frozen):
     )
 
 
+MIN_ADMIN_TOKEN_LENGTH = 16  # characters in `[admin] token_file`
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError('must be "host:port", e.g. "127.0.0.1:9465"')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def _check_listen(value: str | None) -> str | None:
+    if value is not None:
+        split_listen(value)
+    return value
+
+
+class AdminConfig(_Frozen):
+    """The admin listener: /healthz, /readyz, /metrics and the admin page. Off by default."""
+
+    listen: Annotated[str | None, AfterValidator(_check_listen)] = None
+    token_file: Annotated[Path | None, BeforeValidator(_token_file)] = None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else split_listen(self.listen)
+
+    def token(self) -> SecretStr | None:
+        """The bearer token requests need, when `token_file` is set."""
+        if self.token_file is None:
+            return None
+        return SecretStr(self.token_file.read_text(encoding="utf-8").strip())
+
+
+def _admin_problems(admin: AdminConfig) -> list[str]:
+    problems = []
+    address = admin.address
+    if address is not None and not is_loopback(address[0]) and admin.token_file is None:
+        problems.append(
+            f"admin.listen: {address[0]} is not a loopback address; set admin.token_file so "
+            f"requests need a bearer token (got {admin.listen!r})"
+        )
+    if admin.token_file is not None:
+        try:
+            token = admin.token()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            problems.append(
+                f"admin.token_file: cannot read it ({reason}; got '{admin.token_file}')"
+            )
+        else:
+            if token is not None and len(token.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+                problems.append(
+                    f"admin.token_file: the token must be at least {MIN_ADMIN_TOKEN_LENGTH} "
+                    f"characters (got '{admin.token_file}')"
+                )
+    return problems
+
+
 class Config(_Frozen):
     database: DatabaseConfig
     delivery: DeliveryConfig = DeliveryConfig()
     retention: RetentionConfig = RetentionConfig()
+    admin: AdminConfig = AdminConfig()
     accounts: list[AccountConfig]
     subscriptions: list[SubscriptionConfig] = []
 
@@ -339,6 +411,7 @@ def _cross_checks(config: Config) -> list[str]:
                 f"subscriptions[{index}].account: no [[accounts]] entry has this name "
                 f"(got {subscription.account!r}; known: {', '.join(account_names) or 'none'})"
             )
+    problems.extend(_admin_problems(config.admin))
     for index, account in enumerate(config.accounts):
         if account.api_token_file is not None and not account.api_token_file.is_file():
             problems.append(

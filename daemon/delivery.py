@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import callback_transport, health, retry_policy, slots, store
+from daemon import metrics as metrics_module
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
 from daemon.signing import Signer
@@ -86,8 +87,10 @@ class Deliverer:
         *,
         clock: Callable[[], datetime] = _now,
         random_unit: Callable[[], float] = random.random,
+        metrics: metrics_module.Metrics = metrics_module.NONE,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._http = http
         self._subscriptions = dict(subscriptions)
         self._signers = {name: Signer(sub.secrets) for name, sub in subscriptions.items()}
@@ -278,6 +281,7 @@ class Deliverer:
                 row, attempted_at, status, error or "outcome undecided", duration_ms, "retry",
                 attempted_at + timedelta(seconds=UNDECIDED_RETRY_S), reply=reply,
             )  # fmt: skip
+        self._metrics.delivery(outcome)
         self._outcomes.put_nowait(outcome)
         await self._apply_health(row.subscription, attempted_at)
 

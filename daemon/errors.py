@@ -15,6 +15,7 @@ PipedriveTriggersError
 │   └── PipedriveUnavailable    5xx, timeouts, refused connections, garbage bodies
 ├── PayloadError                a Pipedrive object that cannot be mapped to a schema
 ├── TargetRefused               a callback address the subscription may not reach (address, kind)
+├── AdminListenError            `[admin] listen` cannot be bound (address in use, not local)
 └── ArgumentError               a bad CLI or client argument, caught before any request
 """
 
@@ -136,3 +137,9 @@ class ArgumentError(PipedriveTriggersError):
     """A bad argument, rejected before any request is sent."""
 
     exit_code = 2
+
+
+class AdminListenError(PipedriveTriggersError):
+    """The admin listener cannot listen where the config says: exit 3, like a bad config."""
+
+    exit_code = 3

@@ -21,6 +21,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from daemon import metrics as metrics_module
 from daemon.errors import (
     PipedriveAuthError,
     PipedriveBadRequest,
@@ -173,8 +174,10 @@ class PipedriveClient:
         limiter: AccountRateLimiter,
         retry: RetryOptions = DEFAULT_RETRY,
         max_wait_in_call_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
+        metrics: metrics_module.Metrics = metrics_module.NONE,
     ) -> None:
         self.account = account
+        self._metrics = metrics
         self._max_wait_in_call_s = max_wait_in_call_s
         self._http = http
         self._limiter = limiter
@@ -205,14 +208,19 @@ class PipedriveClient:
     ) -> dict[str, Any]:
         where = f"account {self.account!r}: {method} {path}"
         await self._limiter.acquire()
+        answered = "error"
         try:
             response = await self._http.request(method, path, params=params, json=body)
+            answered = str(response.status_code)
         except httpx.TimeoutException:
+            answered = "timeout"
             raise PipedriveUnavailable(f"{where}: Pipedrive did not answer in time") from None
         except httpx.TransportError as error:
             raise PipedriveUnavailable(
                 f"{where}: cannot reach Pipedrive ({type(error).__name__})"
             ) from None
+        finally:
+            self._metrics.api_call(self.account, method, path, answered)
         if response.status_code == 429:
             try:
                 _raise_for(response, where)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import change_feed, events, feed_store, lookups, store
+from daemon import metrics as metrics_module
 from daemon.config import Config, SubscriptionConfig
 from daemon.custom_fields import FieldCatalog, named_custom_fields
 from daemon.errors import PipedriveError
@@ -86,8 +87,10 @@ class Poller:
         *,
         on_new_events: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: metrics_module.Metrics = metrics_module.NONE,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._clients = clients
         self._caches = caches
         self._on_new_events = on_new_events
@@ -121,6 +124,7 @@ class Poller:
             error=message,
             now=now,
         )
+        self._metrics.poll(feed.account, feed.object.name, ok=message is None)
 
     async def _cycle(self, feed: Feed, now: datetime) -> None:
         obj = feed.object
@@ -195,6 +199,7 @@ class Poller:
                 now=now,
             )
             if new_events:
+                self._metrics.events(new_events)
                 self._log_detected(new_events)
                 self._on_new_events()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
@@ -30,7 +31,11 @@ class AccountRateLimiter:
         window_s: int = 60 + CLOCK_MARGIN_S,
         burst: int = BURST_CALLS,
         burst_window_s: int = BURST_WINDOW_S,
+        *,
+        on_wait: Callable[[], None] = lambda: None,
     ) -> None:
+        # Told of each wait (metrics): a 429's pause, or a call that found a window full.
+        self._on_wait = on_wait
         self._windows = (
             RateLimitItemPerSecond(min(burst, calls_per_minute), burst_window_s),
             RateLimitItemPerSecond(calls_per_minute, window_s),
@@ -40,10 +45,11 @@ class AccountRateLimiter:
 
     async def acquire(self) -> None:
         """Wait until one more call fits in the budget, then count it."""
+        waited = False
         while True:
             pause = self._paused_until - time.monotonic()
             if pause > 0:
-                await asyncio.sleep(pause)
+                await asyncio.sleep(pause)  # a 429's pause: counted once, by `pause`
                 continue
             full = None
             for window in self._windows:
@@ -54,9 +60,13 @@ class AccountRateLimiter:
                 for window in self._windows:
                     await self._limiter.hit(window, "calls")
                 return
+            if not waited:
+                self._on_wait()
+                waited = True
             stats = await self._limiter.get_window_stats(full, "calls")
             await asyncio.sleep(max(MIN_WAIT_S, stats.reset_time - time.time()))
 
     def pause(self, seconds: float) -> None:
         """Pipedrive said 429: hold every call of this account for `seconds`."""
+        self._on_wait()
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)

@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import budget, database, drift, poller, reload, supervision
+from daemon import admin, budget, database, drift, poller, reload, supervision
 from daemon.accounts import AccountPool
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -80,9 +80,14 @@ class _Running:
         self._deliverer = deliverer
         self._poll = poll
         self._scheduler = scheduler
+        self.admin: admin.Admin | None = None  # set once the admin listener is up
         self._feeds = {f.key: f for f in poller.feeds(config, budget.fitted_intervals(config))}
         for feed in self._feeds.values():
             _schedule(scheduler, poll, feed)
+
+    @property
+    def feeds(self) -> list[poller.Feed]:
+        return list(self._feeds.values())
 
     async def apply(self, new: Config) -> None:
         reload.log_changes(reload.changes(self.config, new))
@@ -97,6 +102,8 @@ class _Running:
                 _schedule(self._scheduler, self._poll, feed)  # an added subscription: poll now
         self._feeds = feeds
         self.config = new
+        if self.admin is not None:
+            self.admin.reconfigure(new, self.feeds)
         self._deliverer.wake()
 
 
@@ -110,18 +117,24 @@ async def run(
     has applied migrations."""
     async with contextlib.AsyncExitStack() as stack:
         engine = await stack.enter_async_context(open_engine(config))
-        pool = AccountPool(api_retry)
+        metrics = admin.metrics_for(config)
+        pool = AccountPool(api_retry, metrics)
         stack.push_async_callback(pool.aclose)
         await pool.apply(config)
         http = await stack.enter_async_context(delivery_http_client(config.delivery.timeout))
         subscriptions = {s.name: s for s in config.subscriptions}
-        deliverer = Deliverer(engine, http, subscriptions, config.delivery)
-        poll = poller.Poller(engine, pool.clients, pool.caches, on_new_events=deliverer.wake)
+        deliverer = Deliverer(engine, http, subscriptions, config.delivery, metrics=metrics)
+        poll = poller.Poller(
+            engine, pool.clients, pool.caches, on_new_events=deliverer.wake, metrics=metrics
+        )
         scheduler = AsyncIOScheduler()
         await drift.warn(engine, config)  # before the first poll acts on a changed trigger
         running = _Running(config, engine, pool, deliverer, poll, scheduler)
         scheduler.start()
         stack.callback(_shutdown, scheduler)
+        running.admin = await stack.enter_async_context(
+            admin.serving(config, engine, metrics, running.feeds, lambda: bool(scheduler.running))
+        )
         logger.info(
             "started: %d subscriptions on %d accounts",
             len(subscriptions),

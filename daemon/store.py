@@ -44,7 +44,7 @@ class Claimed:
     item_id: str
     body: str
     attempts: int
-    created_at: datetime  # when it was detected
+    created_at: datetime  # when it was detected (delivery latency is counted from it)
 
 
 @dataclass(frozen=True)

@@ -407,6 +407,7 @@ def run_standalone(port: int, seed: int) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
+    sock.listen()  # before the URL is printed: a client that reads it may connect at once
     host, bound = sock.getsockname()[:2]
     print(f"Pipedrive sandbox: http://{host}:{bound}  (v2: /api/v2, v1: /v1)")
     print(f"API token: {sandbox.token}")

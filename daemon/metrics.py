@@ -1,0 +1,264 @@
+"""Prometheus metrics: counters the daemon's parts bump where an outcome is known, and gauges
+read from the database at scrape time.
+
+Every part takes a `Metrics` in its constructor; the default, `NONE`, does nothing, so tests
+and commands that do not serve `/metrics` pay nothing. `PrometheusMetrics` keeps its own
+registry (never the process-global one), so several daemons can run in one test process.
+Label values are account names, subscription names, trigger names, object types and route
+templates: bounded by the config, never an item id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from daemon import api_costs
+
+if TYPE_CHECKING:  # the Pipedrive client imports this module; the actions need no SQLAlchemy
+    from daemon import store
+
+PREFIX = "pipedrive_triggers_"
+# Detection to delivery: from a second (a live consumer) to the three days of retries.
+LATENCY_BUCKETS_S = (
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400,
+)  # fmt: skip
+# The states `subscription_state` reports, each 0 or 1; "paused" and "disabled" stay 0 until
+# subscriptions can be paused or disabled.
+STATES = ("ok", "failing", "paused", "disabled", "not_started", "orphaned")
+REFUSED_PREFIX = "refused:"  # how `targets` words a refusal by the private-address guard
+UNANSWERED_STATUSES = frozenset({401, 429})  # Pipedrive spends no tokens on these
+
+
+class Metrics:
+    """What the daemon reports as it works. This base class does nothing: see `NONE`."""
+
+    def poll(self, account: str, object_type: str, *, ok: bool) -> None:
+        """A poll cycle of the feed (account, object type) ended."""
+
+    def api_call(self, account: str, method: str, path: str, status: str) -> None:
+        """One request to Pipedrive ended: `status` is the HTTP status, `timeout` or `error`."""
+
+    def rate_limit_wait(self, account: str) -> None:
+        """A call had to wait for the account's rate limit (its window, or a 429's pause)."""
+
+    def events(self, new_events: Sequence[store.NewEvent]) -> None:
+        """A poll committed these events to the outbox."""
+
+    def delivery(self, outcome: store.Outcome) -> None:
+        """One delivery attempt's outcome is known."""
+
+
+NONE = Metrics()
+
+
+def delivery_outcome(outcome: store.Outcome) -> str:
+    """The `outcome` label: delivered, retry, dead, or refused (the guard refused the callback's
+    address and the event will be retried). An attempt that dead-letters counts as dead,
+    whatever failed, so `dead` counts every event that reached the dead letters."""
+    if outcome.verdict != "retry":
+        return outcome.verdict
+    if outcome.error is not None and outcome.error.startswith(REFUSED_PREFIX):
+        return "refused"
+    return "retry"
+
+
+@dataclass
+class AccountDay:
+    """One account's calls and tokens since midnight UTC (Pipedrive's daily budget resets then),
+    counted by this process."""
+
+    day: date
+    calls: int = 0
+    tokens: int = 0
+    rate_limit_waits: int = 0
+
+
+class PrometheusMetrics(Metrics):
+    """Counters in a registry of their own; also what the admin page shows of today's API use
+    and, for `/readyz`, since when each feed has been failing."""
+
+    def __init__(
+        self,
+        *,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._wall = wall
+        self._monotonic = monotonic
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._polls = Counter(
+            PREFIX + "polls_total",
+            "Poll cycles by account, object type and outcome (ok, failed).",
+            ["account", "object", "outcome"],
+            registry=self.registry,
+        )
+        self._api_calls = Counter(
+            PREFIX + "api_calls_total",
+            "Pipedrive API requests by account, endpoint (method and route template) and status.",
+            ["account", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self._api_tokens = Counter(
+            PREFIX + "api_tokens_total",
+            "Pipedrive API tokens spent, by account (from the daemon's table of route costs).",
+            ["account"],
+            registry=self.registry,
+        )
+        self._rate_limit_waits = Counter(
+            PREFIX + "rate_limit_waits_total",
+            "Pipedrive calls that waited for the account's rate limit.",
+            ["account"],
+            registry=self.registry,
+        )
+        self._events = Counter(
+            PREFIX + "events_total",
+            "Events detected and queued in the outbox, by subscription and trigger.",
+            ["subscription", "trigger"],
+            registry=self.registry,
+        )
+        self._deliveries = Counter(
+            PREFIX + "deliveries_total",
+            "Delivery attempts by subscription and outcome (delivered, retry, dead, refused).",
+            ["subscription", "outcome"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            PREFIX + "delivery_latency_seconds",
+            "Seconds from an event's detection to its successful delivery.",
+            ["subscription"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._days: dict[str, AccountDay] = {}
+        self._failing_since: dict[tuple[str, str], float] = {}
+
+    def _today(self, account: str) -> AccountDay:
+        today = self._wall().astimezone(UTC).date()
+        current = self._days.get(account)
+        if current is None or current.day != today:
+            current = self._days[account] = AccountDay(today)
+        return current
+
+    def poll(self, account: str, object_type: str, *, ok: bool) -> None:
+        self._polls.labels(account, object_type, "ok" if ok else "failed").inc()
+        if ok:
+            self._failing_since.pop((account, object_type), None)
+        else:
+            self._failing_since.setdefault((account, object_type), self._monotonic())
+
+    def api_call(self, account: str, method: str, path: str, status: str) -> None:
+        template = api_costs.route(path)
+        self._api_calls.labels(account, f"{method.upper()} {template}", status).inc()
+        day = self._today(account)
+        day.calls += 1
+        if status.isdigit() and int(status) not in UNANSWERED_STATUSES:
+            tokens = api_costs.token_cost(method, template)
+            self._api_tokens.labels(account).inc(tokens)
+            day.tokens += tokens
+
+    def rate_limit_wait(self, account: str) -> None:
+        self._rate_limit_waits.labels(account).inc()
+        self._today(account).rate_limit_waits += 1
+
+    def events(self, new_events: Sequence[store.NewEvent]) -> None:
+        for (subscription, trigger), count in Tally(
+            (event.subscription, event.event_type) for event in new_events
+        ).items():
+            self._events.labels(subscription, trigger).inc(count)
+
+    def delivery(self, outcome: store.Outcome) -> None:
+        subscription = outcome.claimed.subscription
+        self._deliveries.labels(subscription, delivery_outcome(outcome)).inc()
+        detected = outcome.claimed.created_at
+        if outcome.verdict == "delivered" and detected is not None:
+            finished = outcome.attempted_at.timestamp() + outcome.duration_ms / 1000
+            self._latency.labels(subscription).observe(max(0.0, finished - detected.timestamp()))
+
+    def account_today(self, account: str) -> AccountDay:
+        """Today's calls, tokens and waits of `account` (zero when it made none today)."""
+        return self._today(account)
+
+    def failing_for(self, account: str, object_type: str) -> float | None:
+        """Seconds the feed has been failing without a successful cycle, None when it is not."""
+        since = self._failing_since.get((account, object_type))
+        return None if since is None else self._monotonic() - since
+
+
+@dataclass(frozen=True)
+class SubscriptionGauges:
+    """One subscription's outbox and state, read from the database at scrape time."""
+
+    subscription: str
+    state: str
+    pending: int = 0
+    oldest_pending_at: datetime | None = None
+    dead: int = 0
+
+
+class _Scrape(Collector):
+    """One scrape: the counters, then the gauges read for it."""
+
+    def __init__(
+        self, counters: CollectorRegistry, rows: Iterable[SubscriptionGauges] | None, now: datetime
+    ) -> None:
+        self._counters = counters
+        self._rows = None if rows is None else list(rows)
+        self._now = now
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._counters.collect()
+        if self._rows is None:
+            return  # the database could not be read: a missing series says so, a zero would lie
+        pending = GaugeMetricFamily(
+            PREFIX + "outbox_pending",
+            "Events in the outbox not yet delivered (due or waiting for a retry).",
+            labels=["subscription"],
+        )
+        oldest = GaugeMetricFamily(
+            PREFIX + "outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered event, from its detection (0 when none is pending).",
+            labels=["subscription"],
+        )
+        dead = GaugeMetricFamily(
+            PREFIX + "dead_letters", "Events in the dead letters.", labels=["subscription"]
+        )
+        state = GaugeMetricFamily(
+            PREFIX + "subscription_state",
+            "1 for the subscription's current state, 0 for the others.",
+            labels=["subscription", "state"],
+        )
+        for row in self._rows:
+            age = 0.0
+            if row.oldest_pending_at is not None:
+                age = max(0.0, (self._now - row.oldest_pending_at).total_seconds())
+            pending.add_metric([row.subscription], row.pending)
+            oldest.add_metric([row.subscription], age)
+            dead.add_metric([row.subscription], row.dead)
+            for name in STATES:
+                state.add_metric([row.subscription, name], 1 if row.state == name else 0)
+        yield from (pending, oldest, dead, state)
+
+
+def exposition(
+    metrics: PrometheusMetrics,
+    gauges: Iterable[SubscriptionGauges] | None,
+    now: datetime,
+    accept: str | None = None,
+) -> tuple[bytes, str]:
+    """The `/metrics` body and its content type (Prometheus text, or OpenMetrics when the
+    scraper's `Accept` asks for it): the counters, then the gauges of this scrape (none when
+    the database could not be read)."""
+    encoder, content_type = choose_encoder(accept or "")
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(_Scrape(metrics.registry, gauges, now))
+    return encoder(scrape), content_type
