@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0  # how often an idle loop looks for rows that became due
 LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
 MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
+OUTCOME_GATHER_S = 0.005  # the writer waits this long for more outcomes when POSTs are busy
 HEALTH_REFRESH_S = 1.0  # how soon `subscriptions enable/disable` reaches a running daemon
 
 
@@ -96,9 +97,12 @@ class Deliverer:
                     max_per_second=sub.max_per_second,
                 )
                 for name, sub in subscriptions.items()
-            }
+            },
+            settings.concurrency,
         )
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
+        self._ready: deque[tuple[store.Claimed, float]] = deque()  # claimed, not started
+        self._prefetch = settings.per_subscription_concurrency
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
         self._health: dict[str, health.Health] = {}
         self._health_read_at: float | None = None
@@ -128,6 +132,7 @@ class Deliverer:
                 claimed = await self._claim()
                 if claimed == 0 or len(self._tasks) >= self._settings.concurrency:
                     await self._idle(stop)
+            await self._release_ready()
         finally:
             await self._finish(writer, self._settings.timeout if grace_s is None else grace_s)
 
@@ -142,6 +147,30 @@ class Deliverer:
             for waiter in waiters:
                 waiter.cancel()
 
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            async with self._serialised():
+                await store.release(self._engine, ids)
+        except Exception:
+            logger.warning(
+                "cannot hand %d claimed rows back; their lease ends by itself",
+                len(ids),
+                exc_info=True,
+                extra={"action": "delivery.release_failed"},
+            )
+        finally:
+            self._busy_ids.difference_update(ids)
+
+    async def _release_ready(self) -> None:
+        """Stopping: rows claimed ahead but never started go back at once, not at lease end."""
+        ids = [row.id for row, _ in self._ready]
+        self._ready.clear()
+        if not ids:
+            return
+        with contextlib.suppress(Exception):
+            async with self._serialised():
+                await store.release(self._engine, ids)
+
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
@@ -154,32 +183,80 @@ class Deliverer:
             await writer
 
     async def _claim(self) -> int:
-        free = self._settings.concurrency - len(self._tasks)
-        if free <= 0:
-            return 0
+        """Claim ahead: lease due rows into `_ready` (up to `PREFETCH_PER_SUBSCRIPTION` beyond
+        what may start now), so a freed slot starts its next POST without waiting on the
+        database. Returns how many POSTs started."""
+        # Free slots, plus room to claim ahead. Rows waiting in `_ready` for a subscription at
+        # its share do not take the room of another subscription (see `capacity` below).
+        room = self._settings.concurrency - len(self._tasks)
+        room += max(0, self._prefetch - len(self._ready))
+        if room <= 0:
+            return self._start_ready()
         await self._refresh_health()
         now = self._clock()
-        capacity = self._slots.capacity(self._health, now, time.monotonic())
+        plan = self._slots.plan(self._health, now, time.monotonic())
+        waiting = Counter(row.subscription for row, _ in self._ready)
+        capacity = {
+            name: free + self._prefetch_of(name) - waiting[name]
+            if self._state(name) == "ok" and (free > 0 or self._slots.in_flight[name] > 0)
+            else free
+            for name, free in plan.capacity.items()
+        }
+        if self._ordered:
+            capacity.update({name: min(1, plan.capacity[name]) for name in self._ordered})
+        lease_s = 2 * self._settings.timeout + LEASE_MARGIN_S  # may wait in `_ready` first
         async with self._serialised():
             rows = await store.claim_due(
                 self._engine,
                 now=now,
-                lease_until=now + timedelta(seconds=self._settings.timeout + LEASE_MARGIN_S),
+                lease_until=now + timedelta(seconds=lease_s),
                 capacity=capacity,
-                limit=free,
+                limit=room,
                 ordered=self._ordered,
             )
-        started = 0
+        moment = time.monotonic()
         for row in rows:
             if row.id in self._busy_ids:
                 continue  # our own earlier claim whose outcome is still being written
             self._busy_ids.add(row.id)
-            self._slots.started(row.subscription, time.monotonic())
-            task = asyncio.create_task(self._attempt(row), name=f"deliver-{row.event_id}")
+            self._ready.append((row, moment))
+        return self._start_ready()
+
+    def _prefetch_of(self, name: str) -> int:
+        cap = self._subscriptions[name].max_per_second
+        return self._prefetch if cap is None else min(self._prefetch, cap)
+
+    def _start_ready(self) -> int:
+        """Start what the slots allow from the claimed rows, fairly (see `slots`)."""
+        free = self._settings.concurrency - len(self._tasks)
+        if free <= 0 or not self._ready:
+            return 0
+        moment = time.monotonic()
+        stale = moment - self._settings.timeout  # half the lease: another claimer may follow
+        fresh = [(row, at) for row, at in self._ready if at >= stale]
+        expired = [row.id for row, at in self._ready if at < stale]
+        if expired:  # waited too long (a rate cap, a pause): hand them back to the outbox
+            task = asyncio.create_task(self._release(expired), name="delivery-release")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            started += 1
-        return started
+        plan = self._slots.plan(self._health, self._clock(), moment)
+        chosen = set(
+            store.pick_claims(
+                [(row.id, row.subscription) for row, _ in fresh],
+                plan.capacity,
+                free,
+                shared=plan.shared,
+                newcomers=plan.newcomers,
+            )
+        )
+        self._ready = deque(item for item in fresh if item[0].id not in chosen)
+        for row, _ in fresh:
+            if row.id in chosen:
+                self._slots.started(row.subscription, moment)
+                task = asyncio.create_task(self._attempt(row), name=f"deliver-{row.event_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return len(chosen)
 
     def _state(self, subscription: str) -> str:
         return self._health.get(subscription, health.HEALTHY).state
@@ -246,6 +323,7 @@ class Deliverer:
             reply = None
         finally:
             self._slots.finished(row.subscription)
+            self._start_ready()  # the freed slot takes a claimed row at once
             self._wake.set()
         duration_ms = int((time.monotonic() - started) * 1000)
         attempt = _Attempt(attempted_at, status, error, duration_ms, retry_after, reply, refused)
@@ -437,6 +515,9 @@ class Deliverer:
         """Write results in batches: one transaction for many POSTs keeps SQLite fast."""
         while True:
             batch = [await self._outcomes.get()]
+            if len(self._tasks) > 1:
+                # POSTs are finishing: a moment's wait makes one transaction of many.
+                await asyncio.sleep(OUTCOME_GATHER_S)
             while len(batch) < MAX_OUTCOMES_PER_WRITE and not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
             try:
