@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import callback_transport, health, retry_policy, slots, store
+from daemon import callback_transport, db_retry, health, retry_policy, slots, store
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
 from daemon.signing import Signer
@@ -27,6 +27,7 @@ LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
 MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
 OUTCOME_GATHER_S = 0.005  # the writer waits this long for more outcomes when POSTs are busy
 HEALTH_REFRESH_S = 1.0  # how soon `subscriptions enable/disable` reaches a running daemon
+FLUSH_MIN_S = 2.0  # stopping: at least this long to record the last outcomes
 
 
 UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event is retried then
@@ -102,6 +103,9 @@ class Deliverer:
         )
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         self._ready: deque[tuple[store.Claimed, float]] = deque()  # claimed, not started
+        self._stop = asyncio.Event()  # run()'s
+        self._outage = db_retry.Outage()
+        self._flush_deadline: float | None = None  # stopping: give up recording after this
         self._prefetch = settings.per_subscription_concurrency
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
         self._health: dict[str, health.Health] = {}
@@ -123,6 +127,7 @@ class Deliverer:
 
     async def run(self, stop: asyncio.Event, grace_s: float | None = None) -> None:
         """Deliver until `stop` is set, then let in-flight POSTs finish within `grace_s`."""
+        self._stop = stop
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-writer")
         try:
             while not stop.is_set():
@@ -172,12 +177,19 @@ class Deliverer:
                 await store.release(self._engine, ids)
 
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
+        """In-flight POSTs get `grace_s`; recording their outcomes gets what is left of it (at
+        least `FLUSH_MIN_S`), so the stop is bounded even when the database is not writable."""
+        deadline = time.monotonic() + grace_s
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()  # its row stays claimed until the lease ends, then is retried
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._outcomes.join()
+        self._flush_deadline = max(deadline, time.monotonic() + FLUSH_MIN_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._outcomes.join(), timeout=self._flush_deadline - time.monotonic() + 1
+            )
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
@@ -205,15 +217,26 @@ class Deliverer:
         if self._ordered:
             capacity.update({name: min(1, plan.capacity[name]) for name in self._ordered})
         lease_s = 2 * self._settings.timeout + LEASE_MARGIN_S  # may wait in `_ready` first
-        async with self._serialised():
-            rows = await store.claim_due(
-                self._engine,
-                now=now,
-                lease_until=now + timedelta(seconds=lease_s),
-                capacity=capacity,
-                limit=room,
-                ordered=self._ordered,
+
+        async def claim() -> list[store.Claimed]:
+            async with self._serialised():
+                return await store.claim_due(
+                    self._engine,
+                    now=now,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    capacity=capacity,
+                    limit=room,
+                    ordered=self._ordered,
+                )
+
+        try:
+            rows = await db_retry.retrying(
+                claim, what="claiming due events", outage=self._outage, give_up=self._stop.is_set
             )
+        except Exception:
+            if self._stop.is_set():
+                return 0  # stopping while the database is down: nothing more to start
+            raise
         moment = time.monotonic()
         for row in rows:
             if row.id in self._busy_ids:
@@ -529,17 +552,25 @@ class Deliverer:
                 self._wake.set()  # retries may be due already, and their rows are free now
 
     async def _write(self, batch: list[store.Outcome]) -> None:
-        while True:
-            try:
-                async with self._serialised():
-                    await store.record_outcomes(self._engine, batch)
-                return
-            except Exception:
-                # The POSTs happened; losing their outcomes would resend them, not lose them,
-                # but keep trying so a brief database hiccup costs no duplicates.
-                logger.exception(
-                    "cannot record %d delivery outcomes; retrying",
-                    len(batch),
-                    extra={"action": "delivery.record_failed"},
-                )
-                await asyncio.sleep(IDLE_POLL_S)
+        """Record a batch, waiting out database errors. Past the stop's grace it gives up: the
+        POSTs happened, their rows stay claimed and are retried after the lease (at least
+        once), which beats a stop that never ends."""
+
+        async def record() -> None:
+            async with self._serialised():
+                await store.record_outcomes(self._engine, batch)
+
+        def give_up() -> bool:
+            return self._flush_deadline is not None and time.monotonic() >= self._flush_deadline
+
+        try:
+            await db_retry.retrying(
+                record, what="recording delivery outcomes", outage=self._outage, give_up=give_up
+            )
+        except Exception:
+            logger.error(
+                "stopping: %d delivery outcomes could not be recorded; those events will be "
+                "delivered again after the restart",
+                len(batch),
+                extra={"action": "delivery.outcomes_lost"},
+            )

@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import budget, database, poller, supervision
+from daemon import budget, database, poller, retention, supervision
 from daemon.accounts import open_accounts
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -43,6 +43,10 @@ async def _poll_safely(poll: poller.Poller, feed: poller.Feed) -> None:
         )
 
 
+async def _prune(engine: AsyncEngine, config: Config) -> None:
+    await retention.prune(engine, config.retention, datetime.now(UTC))
+
+
 def _shutdown(scheduler: AsyncIOScheduler) -> None:
     if scheduler.running:
         scheduler.shutdown(wait=False)
@@ -71,6 +75,14 @@ async def run(config: Config, stop: asyncio.Event, api_retry: RetryOptions = DEF
                 coalesce=True,
                 misfire_grace_time=None,
             )
+        scheduler.add_job(
+            _prune,
+            IntervalTrigger(seconds=config.retention.interval),
+            args=[engine, config],
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         stack.callback(_shutdown, scheduler)
         logger.info(
