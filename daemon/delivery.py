@@ -9,15 +9,14 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import callback_transport, db_retry, health, retry_policy, slots, store
+from daemon import callback_transport, db_retry, health, slots, store, verdicts
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
+from daemon.retry_policy import parse_retry_after
 from daemon.signing import Signer
 
 logger = logging.getLogger(__name__)
@@ -33,26 +32,6 @@ FLUSH_MIN_S = 2.0  # stopping: at least this long to record the last outcomes
 UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event is retried then
 
 
-@dataclass(frozen=True)
-class _Attempt:
-    at: datetime
-    status: int | None
-    error: str | None
-    duration_ms: int
-    retry_after: float | None
-    reply: str | None
-    refused: bool  # the target guard refused it: not the consumer's failure
-
-
-def _took(elapsed: timedelta) -> str:
-    seconds = max(0, int(elapsed.total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -63,8 +42,9 @@ def delivery_http_client(timeout_s: float) -> httpx.AsyncClient:
 
 
 class Deliverer:
-    """POSTs outbox rows to their subscription's callback; one slow or dead consumer holds at
-    most `per_subscription_concurrency` slots, so other subscriptions keep flowing."""
+    """POSTs outbox rows to their subscription's callback and records every attempt. Slots are
+    shared as `slots` decides (caps, order, rate, health, a reserve), outcomes are judged by
+    `verdicts`, and database errors are waited out (`db_retry`)."""
 
     def __init__(
         self,
@@ -81,7 +61,6 @@ class Deliverer:
         self._subscriptions = dict(subscriptions)
         self._signers = {name: Signer(sub.secrets) for name, sub in subscriptions.items()}
         self._settings = settings
-        self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         self._clock = clock
         self._random_unit = random_unit
         self._wake = asyncio.Event()
@@ -108,10 +87,8 @@ class Deliverer:
         self._flush_deadline: float | None = None  # stopping: give up recording after this
         self._prefetch = settings.per_subscription_concurrency
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
-        self._health: dict[str, health.Health] = {}
+        self._judge = verdicts.Judge(subscriptions, settings, random_unit)
         self._health_read_at: float | None = None
-        self._unsaved: set[str] = set()  # health changed here, not yet in the database
-        self._failures: Counter[str] = Counter()  # consecutive failed attempts
 
     @contextlib.asynccontextmanager
     async def _serialised(self) -> AsyncIterator[None]:
@@ -206,11 +183,11 @@ class Deliverer:
             return self._start_ready()
         await self._refresh_health()
         now = self._clock()
-        plan = self._slots.plan(self._health, now, time.monotonic())
+        plan = self._slots.plan(self._judge.health, now, time.monotonic())
         waiting = Counter(row.subscription for row, _ in self._ready)
         capacity = {
             name: free + self._prefetch_of(name) - waiting[name]
-            if self._state(name) == "ok" and (free > 0 or self._slots.in_flight[name] > 0)
+            if self._judge.state(name) == "ok" and (free > 0 or self._slots.in_flight[name] > 0)
             else free
             for name, free in plan.capacity.items()
         }
@@ -262,7 +239,7 @@ class Deliverer:
             task = asyncio.create_task(self._release(expired), name="delivery-release")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        plan = self._slots.plan(self._health, self._clock(), moment)
+        plan = self._slots.plan(self._judge.health, self._clock(), moment)
         chosen = set(
             store.pick_claims(
                 [(row.id, row.subscription) for row, _ in fresh],
@@ -281,9 +258,6 @@ class Deliverer:
                 task.add_done_callback(self._tasks.discard)
         return len(chosen)
 
-    def _state(self, subscription: str) -> str:
-        return self._health.get(subscription, health.HEALTHY).state
-
     async def _refresh_health(self) -> None:
         """Read the operator's switches (and what another process decided) now and then."""
         moment = time.monotonic()
@@ -299,14 +273,7 @@ class Deliverer:
                 extra={"action": "delivery.health_unreadable"},
             )
             return
-        for name in self._subscriptions:
-            if name in self._unsaved:
-                continue  # ours is newer
-            before = self._health.get(name, health.HEALTHY)
-            after = stored.get(name, health.HEALTHY)
-            if before.state != "ok" and after.state == "ok":
-                self._failures[name] = 0  # an operator switched it back on
-            self._health[name] = after
+        self._judge.refresh(stored)
 
     async def _attempt(self, row: store.Claimed) -> None:
         attempted_at = self._clock()
@@ -349,9 +316,11 @@ class Deliverer:
             self._start_ready()  # the freed slot takes a claimed row at once
             self._wake.set()
         duration_ms = int((time.monotonic() - started) * 1000)
-        attempt = _Attempt(attempted_at, status, error, duration_ms, retry_after, reply, refused)
+        attempt = verdicts.Attempt(
+            attempted_at, status, error, duration_ms, retry_after, reply, refused
+        )
         try:
-            outcome = self._outcome(row, attempt)
+            outcome = self._judge.outcome(row, attempt)
         except Exception:
             # Never leave a row claimed and unrecorded: record the attempt, retry in a while.
             logger.exception(
@@ -400,133 +369,15 @@ class Deliverer:
             return status, None, None, reply, False
         return status, f"callback returned {status} {reason}".rstrip(), retry_after, reply, False
 
-    def _outcome(self, row: store.Claimed, attempt: _Attempt) -> store.Outcome:
-        """Decide what the attempt means for the event, and for the subscription's health."""
-        name = row.subscription
-        log_extra = {"subscription": name, "event_id": row.event_id}
-        at, status, error = attempt.at, attempt.status, attempt.error
-        verdict = retry_policy.classify(status) if error is None or status else "transient"
-        state = self._health.get(name, health.HEALTHY)
-        if verdict == "success":
-            self._failures[name] = 0
-            if state.state == "paused":
-                self._transition(name, health.HEALTHY, at, "resumed")
-            if row.attempts > 0:
-                logger.info(
-                    "subscription %r: event %s delivered on attempt %d, %s after detection",
-                    name,
-                    row.event_id,
-                    row.attempts + 1,
-                    _took(at - row.created_at),
-                    extra={"action": "delivery.recovered", **log_extra},
-                )
-            else:
-                logger.debug(
-                    "subscription %r: delivered %s",
-                    name,
-                    row.event_id,
-                    extra={"action": "delivery.delivered", **log_extra},
-                )
-            return store.Outcome(
-                row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply
-            )
-        if verdict == "gone":
-            # The consumer asks us to stop: disable, and keep the event for after `enable`.
-            if state.state != "disabled":
-                reason = f"410 Gone at {at.isoformat(timespec='seconds')}"
-                self._transition(name, health.disabled(reason, at, state), at, "disabled")
-            return store.Outcome(
-                row, at, status, error, attempt.duration_ms, "retry", at,
-                reply=attempt.reply, advance=False,
-            )  # fmt: skip
-        if not attempt.refused:
-            self._failures[name] += 1
-        if state.state == "paused":
-            # A failed probe: the pause goes on, and the event's own schedule does not advance.
-            if state.probe_at is None or at >= state.probe_at:
-                self._transition(name, health.probe_failed(state, at), at, None)
-            return store.Outcome(
-                row, at, status, error, attempt.duration_ms, "retry", at,
-                reply=attempt.reply, advance=False,
-            )  # fmt: skip
-        pause_after = self._subscriptions[name].pause_after or self._settings.pause_after
-        if state.state == "ok" and self._failures[name] >= pause_after:
-            reason = f"{self._failures[name]} consecutive failures; last: {error}"
-            paused = health.paused(reason, at, self._settings.probe_interval)
-            self._transition(name, paused, at, "paused")
-        attempts_made = row.attempts + 1
-        retry_at = next_attempt(
-            self._policy,
-            attempts_made,
-            at,
-            retry_after_s=attempt.retry_after,
-            random_unit=self._random_unit(),
-            rejected=verdict == "rejected",
-        )
-        if retry_at is None:
-            logger.error(
-                "subscription %r: %s; event %s dead-lettered after %d attempts",
-                name,
-                error,
-                row.event_id,
-                attempts_made,
-                extra={"action": "delivery.dead_lettered", **log_extra},
-            )
-            return store.Outcome(
-                row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
-            )
-        logger.warning(
-            "subscription %r: %s; event %s attempt %d of %d, next at %s",
-            name,
-            error,
-            row.event_id,
-            attempts_made,
-            self._policy.max_attempts,
-            retry_at.isoformat(timespec="seconds"),
-            extra={"action": "delivery.failed", **log_extra},
-        )
-        return store.Outcome(
-            row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
-        )
-
-    def _transition(self, name: str, new: health.Health, at: datetime, action: str | None) -> None:
-        """Change a subscription's health now (the next claim obeys it) and log it once; the
-        database copy is written by `_apply_health` right after."""
-        self._health[name] = new
-        self._unsaved.add(name)
-        if action == "paused":
-            logger.error(
-                "subscription %r: deliveries paused after %s; probing every %ss",
-                name,
-                new.pause_reason,
-                f"{new.probe_interval_s:g}",
-                extra={"action": "delivery.paused", "subscription": name},
-            )
-        elif action == "resumed":
-            logger.warning(
-                "subscription %r: deliveries resumed: a probe was delivered",
-                name,
-                extra={"action": "delivery.resumed", "subscription": name},
-            )
-        elif action == "disabled":
-            logger.error(
-                "subscription %r: callback returned 410 Gone; subscription disabled (%s); "
-                "`pipedrive-triggers subscriptions enable %s` resumes it",
-                name,
-                new.disabled_reason,
-                name,
-                extra={"action": "delivery.disabled", "subscription": name},
-            )
-
     async def _apply_health(self, name: str, at: datetime) -> None:
-        if name not in self._unsaved:
+        if name not in self._judge.unsaved:
             return
-        self._unsaved.discard(name)
+        self._judge.unsaved.discard(name)
         try:
             async with self._serialised():
-                await health.save(self._engine, name, self._health[name], at)
+                await health.save(self._engine, name, self._judge.health[name], at)
         except Exception:
-            self._unsaved.add(name)  # tried again after the next attempt
+            self._judge.unsaved.add(name)  # tried again after the next attempt
             logger.warning(
                 "subscription %r: cannot record its health; it holds in this process",
                 name,
