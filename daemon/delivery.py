@@ -266,12 +266,9 @@ class Deliverer:
         self._health_read_at = moment
         try:
             stored = await health.load(self._engine)
-        except Exception:
-            logger.warning(
-                "cannot read subscription health; keeping what was last read",
-                exc_info=True,
-                extra={"action": "delivery.health_unreadable"},
-            )
+        except Exception as error:
+            # Keep what was last read; the outage is logged once, with the claims'.
+            self._outage.failed("reading subscription health", error)
             return
         self._judge.refresh(stored)
 
