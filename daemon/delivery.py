@@ -7,18 +7,17 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import callback_transport, health, retry_policy, slots, store
+from daemon import callback_transport, db_retry, health, slots, store, verdicts
 from daemon import metrics as metrics_module
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.retry_policy import RetryPolicy, next_attempt, parse_retry_after
+from daemon.retry_policy import parse_retry_after
 from daemon.signing import Signer
 
 logger = logging.getLogger(__name__)
@@ -26,30 +25,12 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0  # how often an idle loop looks for rows that became due
 LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
 MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
+OUTCOME_GATHER_S = 0.005  # the writer waits this long for more outcomes when POSTs are busy
 HEALTH_REFRESH_S = 1.0  # how soon `subscriptions enable/disable` reaches a running daemon
+FLUSH_MIN_S = 2.0  # stopping: at least this long to record the last outcomes
 
 
 UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event is retried then
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    at: datetime
-    status: int | None
-    error: str | None
-    duration_ms: int
-    retry_after: float | None
-    reply: str | None
-    refused: bool  # the target guard refused it: not the consumer's failure
-
-
-def _took(elapsed: timedelta) -> str:
-    seconds = max(0, int(elapsed.total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _now() -> datetime:
@@ -75,8 +56,9 @@ def _limits(
 
 
 class Deliverer:
-    """POSTs outbox rows to their subscription's callback; one slow or dead consumer holds at
-    most `per_subscription_concurrency` slots, so other subscriptions keep flowing."""
+    """POSTs outbox rows to their subscription's callback and records every attempt. Slots are
+    shared as `slots` decides (caps, order, rate, health, a reserve), outcomes are judged by
+    `verdicts`, and database errors are waited out (`db_retry`)."""
 
     def __init__(
         self,
@@ -95,7 +77,6 @@ class Deliverer:
         self._subscriptions = dict(subscriptions)
         self._signers = {name: Signer(sub.secrets) for name, sub in subscriptions.items()}
         self._settings = settings
-        self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         self._clock = clock
         self._random_unit = random_unit
         self._wake = asyncio.Event()
@@ -104,13 +85,30 @@ class Deliverer:
         self._sqlite_writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_ids: set[int] = set()  # in flight or awaiting their outcome's write
-        self._slots = slots.Slots(_limits(subscriptions, settings))
+        self._slots = slots.Slots(_limits(subscriptions, settings), settings.concurrency)
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
+        self._ready: deque[tuple[store.Claimed, float]] = deque()  # claimed, not started
+        self._stop = asyncio.Event()  # run()'s
+        self._outage = db_retry.Outage()
+        self._flush_deadline: float | None = None  # stopping: give up recording after this
+        self._prefetch = settings.per_subscription_concurrency
         self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
-        self._health: dict[str, health.Health] = {}
+        self._judge = verdicts.Judge(subscriptions, settings, random_unit)
         self._health_read_at: float | None = None
-        self._unsaved: set[str] = set()  # health changed here, not yet in the database
-        self._failures: Counter[str] = Counter()  # consecutive failed attempts
+
+    def reconfigure(
+        self, subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
+    ) -> None:
+        """A reload: the next claim and the next attempt use these (a changed `secret` signs
+        the next attempt). Rows of a subscription no longer here are no longer claimed; one
+        already in flight finishes normally."""
+        self._subscriptions = dict(subscriptions)
+        self._signers = {name: Signer(sub.secrets) for name, sub in subscriptions.items()}
+        self._settings = settings
+        self._slots.reconfigure(_limits(subscriptions, settings))
+        self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
+        self._prefetch = settings.per_subscription_concurrency
+        self._judge.reconfigure(subscriptions, settings)
 
     @contextlib.asynccontextmanager
     async def _serialised(self) -> AsyncIterator[None]:
@@ -120,23 +118,13 @@ class Deliverer:
         async with self._sqlite_writes:
             yield
 
-    def reconfigure(
-        self, subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
-    ) -> None:
-        """A reload: the next claim and the next attempt use these (a changed `secret` signs
-        the next attempt). Rows of a subscription no longer here are no longer claimed."""
-        self._subscriptions = dict(subscriptions)
-        self._signers = {name: Signer(sub.secret) for name, sub in subscriptions.items()}
-        self._settings = settings
-        self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
-        self._slots.reconfigure(_limits(subscriptions, settings))
-
     def wake(self) -> None:
         """New rows are in the outbox: look now rather than at the next idle poll."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event, grace_s: float | None = None) -> None:
         """Deliver until `stop` is set, then let in-flight POSTs finish within `grace_s`."""
+        self._stop = stop
         writer = asyncio.create_task(self._write_outcomes(), name="delivery-writer")
         try:
             while not stop.is_set():
@@ -146,6 +134,7 @@ class Deliverer:
                 claimed = await self._claim()
                 if claimed == 0 or len(self._tasks) >= self._settings.concurrency:
                     await self._idle(stop)
+            await self._release_ready()
         finally:
             await self._finish(writer, self._settings.timeout if grace_s is None else grace_s)
 
@@ -160,47 +149,135 @@ class Deliverer:
             for waiter in waiters:
                 waiter.cancel()
 
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            async with self._serialised():
+                await store.release(self._engine, ids)
+        except Exception:
+            logger.warning(
+                "cannot hand %d claimed rows back; their lease ends by itself",
+                len(ids),
+                exc_info=True,
+                extra={"action": "delivery.release_failed"},
+            )
+        finally:
+            self._busy_ids.difference_update(ids)
+
+    async def _release_ready(self) -> None:
+        """Stopping: rows claimed ahead but never started go back at once, not at lease end."""
+        ids = [row.id for row, _ in self._ready]
+        self._ready.clear()
+        if not ids:
+            return
+        with contextlib.suppress(Exception):
+            async with self._serialised():
+                await store.release(self._engine, ids)
+
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
+        """In-flight POSTs get `grace_s`; recording their outcomes gets what is left of it (at
+        least `FLUSH_MIN_S`), so the stop is bounded even when the database is not writable."""
+        deadline = time.monotonic() + grace_s
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()  # its row stays claimed until the lease ends, then is retried
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._outcomes.join()
+        self._flush_deadline = max(deadline, time.monotonic() + FLUSH_MIN_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._outcomes.join(), timeout=self._flush_deadline - time.monotonic() + 1
+            )
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
 
     async def _claim(self) -> int:
-        free = self._settings.concurrency - len(self._tasks)
-        if free <= 0:
-            return 0
+        """Claim ahead: lease due rows into `_ready` (up to `PREFETCH_PER_SUBSCRIPTION` beyond
+        what may start now), so a freed slot starts its next POST without waiting on the
+        database. Returns how many POSTs started."""
+        # Free slots, plus room to claim ahead. Rows waiting in `_ready` for a subscription at
+        # its share do not take the room of another subscription (see `capacity` below).
+        room = self._settings.concurrency - len(self._tasks)
+        room += max(0, self._prefetch - len(self._ready))
+        if room <= 0:
+            return self._start_ready()
         await self._refresh_health()
         now = self._clock()
-        capacity = self._slots.capacity(self._health, now, time.monotonic())
-        async with self._serialised():
-            rows = await store.claim_due(
-                self._engine,
-                now=now,
-                lease_until=now + timedelta(seconds=self._settings.timeout + LEASE_MARGIN_S),
-                capacity=capacity,
-                limit=free,
-                ordered=self._ordered,
+        plan = self._slots.plan(self._judge.health, now, time.monotonic())
+        waiting = Counter(row.subscription for row, _ in self._ready)
+        capacity = {
+            name: free + self._prefetch_of(name) - waiting[name]
+            if self._judge.state(name) == "ok" and (free > 0 or self._slots.in_flight[name] > 0)
+            else free
+            for name, free in plan.capacity.items()
+        }
+        if self._ordered:
+            capacity.update({name: min(1, plan.capacity[name]) for name in self._ordered})
+        lease_s = 2 * self._settings.timeout + LEASE_MARGIN_S  # may wait in `_ready` first
+
+        async def claim() -> list[store.Claimed]:
+            async with self._serialised():
+                return await store.claim_due(
+                    self._engine,
+                    now=now,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    capacity=capacity,
+                    limit=room,
+                    ordered=self._ordered,
+                )
+
+        try:
+            rows = await db_retry.retrying(
+                claim, what="claiming due events", outage=self._outage, give_up=self._stop.is_set
             )
-        started = 0
+        except Exception:
+            if self._stop.is_set():
+                return 0  # stopping while the database is down: nothing more to start
+            raise
+        moment = time.monotonic()
         for row in rows:
             if row.id in self._busy_ids:
                 continue  # our own earlier claim whose outcome is still being written
             self._busy_ids.add(row.id)
-            self._slots.started(row.subscription, time.monotonic())
-            task = asyncio.create_task(self._attempt(row), name=f"deliver-{row.event_id}")
+            self._ready.append((row, moment))
+        return self._start_ready()
+
+    def _prefetch_of(self, name: str) -> int:
+        configured = self._subscriptions.get(name)
+        cap = configured.max_per_second if configured else None
+        return self._prefetch if cap is None else min(self._prefetch, cap)
+
+    def _start_ready(self) -> int:
+        """Start what the slots allow from the claimed rows, fairly (see `slots`)."""
+        free = self._settings.concurrency - len(self._tasks)
+        if free <= 0 or not self._ready:
+            return 0
+        moment = time.monotonic()
+        stale = moment - self._settings.timeout  # half the lease: another claimer may follow
+        fresh = [(row, at) for row, at in self._ready if at >= stale]
+        expired = [row.id for row, at in self._ready if at < stale]
+        if expired:  # waited too long (a rate cap, a pause): hand them back to the outbox
+            task = asyncio.create_task(self._release(expired), name="delivery-release")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            started += 1
-        return started
-
-    def _state(self, subscription: str) -> str:
-        return self._health.get(subscription, health.HEALTHY).state
+        plan = self._slots.plan(self._judge.health, self._clock(), moment)
+        chosen = set(
+            store.pick_claims(
+                [(row.id, row.subscription) for row, _ in fresh],
+                plan.capacity,
+                free,
+                shared=plan.shared,
+                newcomers=plan.newcomers,
+            )
+        )
+        self._ready = deque(item for item in fresh if item[0].id not in chosen)
+        for row, _ in fresh:
+            if row.id in chosen:
+                self._slots.started(row.subscription, moment)
+                task = asyncio.create_task(self._attempt(row), name=f"deliver-{row.event_id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return len(chosen)
 
     async def _refresh_health(self) -> None:
         """Read the operator's switches (and what another process decided) now and then."""
@@ -210,21 +287,11 @@ class Deliverer:
         self._health_read_at = moment
         try:
             stored = await health.load(self._engine)
-        except Exception:
-            logger.warning(
-                "cannot read subscription health; keeping what was last read",
-                exc_info=True,
-                extra={"action": "delivery.health_unreadable"},
-            )
+        except Exception as error:
+            # Keep what was last read; the outage is logged once, with the claims'.
+            self._outage.failed("reading subscription health", error)
             return
-        for name in self._subscriptions:
-            if name in self._unsaved:
-                continue  # ours is newer
-            before = self._health.get(name, health.HEALTHY)
-            after = stored.get(name, health.HEALTHY)
-            if before.state != "ok" and after.state == "ok":
-                self._failures[name] = 0  # an operator switched it back on
-            self._health[name] = after
+        self._judge.refresh(stored)
 
     async def _attempt(self, row: store.Claimed) -> None:
         attempted_at = self._clock()
@@ -247,7 +314,9 @@ class Deliverer:
                     "event_id": row.event_id,
                 },
             )
-            self._outcomes.put_nowait(store.Outcome(row, attempted_at, None, oversize, 0, "dead"))
+            dead = store.Outcome(row, attempted_at, None, oversize, 0, "dead")
+            self._metrics.delivery(dead)
+            self._outcomes.put_nowait(dead)
             return
         refused = False
         try:
@@ -264,11 +333,14 @@ class Deliverer:
             reply = None
         finally:
             self._slots.finished(row.subscription)
+            self._start_ready()  # the freed slot takes a claimed row at once
             self._wake.set()
         duration_ms = int((time.monotonic() - started) * 1000)
-        attempt = _Attempt(attempted_at, status, error, duration_ms, retry_after, reply, refused)
+        attempt = verdicts.Attempt(
+            attempted_at, status, error, duration_ms, retry_after, reply, refused
+        )
         try:
-            outcome = self._outcome(row, attempt)
+            outcome = self._judge.outcome(row, attempt)
         except Exception:
             # Never leave a row claimed and unrecorded: record the attempt, retry in a while.
             logger.exception(
@@ -318,135 +390,15 @@ class Deliverer:
             return status, None, None, reply, False
         return status, f"callback returned {status} {reason}".rstrip(), retry_after, reply, False
 
-    def _outcome(self, row: store.Claimed, attempt: _Attempt) -> store.Outcome:
-        """Decide what the attempt means for the event, and for the subscription's health."""
-        name = row.subscription
-        log_extra = {"subscription": name, "event_id": row.event_id}
-        at, status, error = attempt.at, attempt.status, attempt.error
-        verdict = retry_policy.classify(status) if error is None or status else "transient"
-        state = self._health.get(name, health.HEALTHY)
-        if verdict == "success":
-            self._failures[name] = 0
-            if state.state == "paused":
-                self._transition(name, health.HEALTHY, at, "resumed")
-            if row.attempts > 0:
-                logger.info(
-                    "subscription %r: event %s delivered on attempt %d, %s after detection",
-                    name,
-                    row.event_id,
-                    row.attempts + 1,
-                    _took(at - row.created_at),
-                    extra={"action": "delivery.recovered", **log_extra},
-                )
-            else:
-                logger.debug(
-                    "subscription %r: delivered %s",
-                    name,
-                    row.event_id,
-                    extra={"action": "delivery.delivered", **log_extra},
-                )
-            return store.Outcome(
-                row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply
-            )
-        if verdict == "gone":
-            # The consumer asks us to stop: disable, and keep the event for after `enable`.
-            if state.state != "disabled":
-                reason = f"410 Gone at {at.isoformat(timespec='seconds')}"
-                self._transition(name, health.disabled(reason, at, state), at, "disabled")
-            return store.Outcome(
-                row, at, status, error, attempt.duration_ms, "retry", at,
-                reply=attempt.reply, advance=False,
-            )  # fmt: skip
-        if not attempt.refused:
-            self._failures[name] += 1
-        if state.state == "paused":
-            # A failed probe: the pause goes on, and the event's own schedule does not advance.
-            if state.probe_at is None or at >= state.probe_at:
-                self._transition(name, health.probe_failed(state, at), at, None)
-            return store.Outcome(
-                row, at, status, error, attempt.duration_ms, "retry", at,
-                reply=attempt.reply, advance=False,
-            )  # fmt: skip
-        # A reload may have removed the subscription while its POST was in flight.
-        configured = self._subscriptions.get(name)
-        pause_after = (configured.pause_after if configured else None) or self._settings.pause_after
-        if state.state == "ok" and self._failures[name] >= pause_after:
-            reason = f"{self._failures[name]} consecutive failures; last: {error}"
-            paused = health.paused(reason, at, self._settings.probe_interval)
-            self._transition(name, paused, at, "paused")
-        attempts_made = row.attempts + 1
-        retry_at = next_attempt(
-            self._policy,
-            attempts_made,
-            at,
-            retry_after_s=attempt.retry_after,
-            random_unit=self._random_unit(),
-            rejected=verdict == "rejected",
-        )
-        if retry_at is None:
-            logger.error(
-                "subscription %r: %s; event %s dead-lettered after %d attempts",
-                name,
-                error,
-                row.event_id,
-                attempts_made,
-                extra={"action": "delivery.dead_lettered", **log_extra},
-            )
-            return store.Outcome(
-                row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
-            )
-        logger.warning(
-            "subscription %r: %s; event %s attempt %d of %d, next at %s",
-            name,
-            error,
-            row.event_id,
-            attempts_made,
-            self._policy.max_attempts,
-            retry_at.isoformat(timespec="seconds"),
-            extra={"action": "delivery.failed", **log_extra},
-        )
-        return store.Outcome(
-            row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
-        )
-
-    def _transition(self, name: str, new: health.Health, at: datetime, action: str | None) -> None:
-        """Change a subscription's health now (the next claim obeys it) and log it once; the
-        database copy is written by `_apply_health` right after."""
-        self._health[name] = new
-        self._unsaved.add(name)
-        if action == "paused":
-            logger.error(
-                "subscription %r: deliveries paused after %s; probing every %ss",
-                name,
-                new.pause_reason,
-                f"{new.probe_interval_s:g}",
-                extra={"action": "delivery.paused", "subscription": name},
-            )
-        elif action == "resumed":
-            logger.warning(
-                "subscription %r: deliveries resumed: a probe was delivered",
-                name,
-                extra={"action": "delivery.resumed", "subscription": name},
-            )
-        elif action == "disabled":
-            logger.error(
-                "subscription %r: callback returned 410 Gone; subscription disabled (%s); "
-                "`pipedrive-triggers subscriptions enable %s` resumes it",
-                name,
-                new.disabled_reason,
-                name,
-                extra={"action": "delivery.disabled", "subscription": name},
-            )
-
     async def _apply_health(self, name: str, at: datetime) -> None:
-        if name not in self._unsaved:
+        if name not in self._judge.unsaved:
             return
-        self._unsaved.discard(name)
+        self._judge.unsaved.discard(name)
         try:
             async with self._serialised():
-                await health.save(self._engine, name, self._health[name], at)
+                await health.save(self._engine, name, self._judge.health[name], at)
         except Exception:
-            self._unsaved.add(name)  # tried again after the next attempt
+            self._judge.unsaved.add(name)  # tried again after the next attempt
             logger.warning(
                 "subscription %r: cannot record its health; it holds in this process",
                 name,
@@ -458,6 +410,9 @@ class Deliverer:
         """Write results in batches: one transaction for many POSTs keeps SQLite fast."""
         while True:
             batch = [await self._outcomes.get()]
+            if len(self._tasks) > 1:
+                # POSTs are finishing: a moment's wait makes one transaction of many.
+                await asyncio.sleep(OUTCOME_GATHER_S)
             while len(batch) < MAX_OUTCOMES_PER_WRITE and not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
             try:
@@ -469,17 +424,25 @@ class Deliverer:
                 self._wake.set()  # retries may be due already, and their rows are free now
 
     async def _write(self, batch: list[store.Outcome]) -> None:
-        while True:
-            try:
-                async with self._serialised():
-                    await store.record_outcomes(self._engine, batch)
-                return
-            except Exception:
-                # The POSTs happened; losing their outcomes would resend them, not lose them,
-                # but keep trying so a brief database hiccup costs no duplicates.
-                logger.exception(
-                    "cannot record %d delivery outcomes; retrying",
-                    len(batch),
-                    extra={"action": "delivery.record_failed"},
-                )
-                await asyncio.sleep(IDLE_POLL_S)
+        """Record a batch, waiting out database errors. Past the stop's grace it gives up: the
+        POSTs happened, their rows stay claimed and are retried after the lease (at least
+        once), which beats a stop that never ends."""
+
+        async def record() -> None:
+            async with self._serialised():
+                await store.record_outcomes(self._engine, batch)
+
+        def give_up() -> bool:
+            return self._flush_deadline is not None and time.monotonic() >= self._flush_deadline
+
+        try:
+            await db_retry.retrying(
+                record, what="recording delivery outcomes", outage=self._outage, give_up=give_up
+            )
+        except Exception:
+            logger.error(
+                "stopping: %d delivery outcomes could not be recorded; those events will be "
+                "delivered again after the restart",
+                len(batch),
+                extra={"action": "delivery.outcomes_lost"},
+            )

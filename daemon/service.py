@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import admin, budget, database, drift, poller, reload, supervision
+from daemon import admin, budget, database, drift, poller, reload, retention, supervision
 from daemon.accounts import AccountPool
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -41,6 +41,11 @@ async def _poll_safely(poll: poller.Poller, feed: poller.Feed) -> None:
             feed.key,
             extra={"action": "poll.crashed"},
         )
+
+
+async def _prune(engine: AsyncEngine, running: _Running) -> None:
+    # The running config: a reload may have changed `[retention]`.
+    await retention.prune(engine, running.config.retention, datetime.now(UTC))
 
 
 def _shutdown(scheduler: AsyncIOScheduler) -> None:
@@ -130,6 +135,14 @@ async def run(
         scheduler = AsyncIOScheduler()
         await drift.warn(engine, config)  # before the first poll acts on a changed trigger
         running = _Running(config, engine, pool, deliverer, poll, scheduler)
+        scheduler.add_job(
+            _prune,
+            IntervalTrigger(seconds=config.retention.interval),
+            args=[engine, running],
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         stack.callback(_shutdown, scheduler)
         running.admin = await stack.enter_async_context(

@@ -4,6 +4,16 @@ Limits, all per subscription: `per_subscription_concurrency` in flight (1 when `
 `max_per_second` starts in any sliding one-second window, nothing while disabled, and one
 probe at a time, when due, while paused. `Slots` keeps the counts; the Deliverer asks it
 before each claim and tells it what started and finished.
+
+Sharing between subscriptions is a reserve: `reserve` of the process's slots can only be
+taken by a subscription that has nothing in flight, one slot at a time. A consumer that
+hangs, or answers slowly, always has POSTs in flight, so however many such subscriptions
+there are they can hold at most `concurrency - reserve` slots together, and the general
+slots are split evenly among the busy subscriptions. A healthy subscription's POSTs finish in
+milliseconds, so its next event nearly always finds it with nothing in flight and starts at
+once from the reserve. (Round-robin alone would not do: a hanging POST holds its slot for the
+whole timeout whatever the order of claims; shorter timeouts would punish slow consumers
+that do answer.)
 """
 
 from __future__ import annotations
@@ -29,9 +39,23 @@ class Limits:
         return 1 if self.ordered else self.concurrency
 
 
+@dataclass(frozen=True)
+class Plan:
+    capacity: dict[str, int]  # at most this many more POSTs per subscription
+    shared: int  # of which at most this many for subscriptions with POSTs in flight
+    newcomers: frozenset[str]  # nothing in flight: may take one reserved slot
+
+
+def reserve_for(concurrency: int) -> int:
+    """A quarter of the slots, at least one (none when there is only one slot)."""
+    return max(1, concurrency // 4) if concurrency > 1 else 0
+
+
 class Slots:
-    def __init__(self, limits: Mapping[str, Limits]) -> None:
+    def __init__(self, limits: Mapping[str, Limits], concurrency: int = 64) -> None:
         self._limits = dict(limits)
+        self._concurrency = concurrency
+        self._reserve = reserve_for(concurrency)
         self.in_flight: Counter[str] = Counter()
         self._starts: dict[str, deque[float]] = {name: deque() for name in limits}
 
@@ -63,6 +87,20 @@ class Slots:
                 free = min(free, limits.max_per_second - len(self._window(name, moment)))
             result[name] = max(0, free)
         return result
+
+    def plan(self, states: Mapping[str, health.Health], now: datetime, moment: float) -> Plan:
+        """`capacity`, with the even share of the general slots and who may use the reserve."""
+        capacity = self.capacity(states, now, moment)
+        busy = [name for name in self._limits if self.in_flight[name] > 0]
+        general = self._concurrency - self._reserve
+        share = max(1, general // max(1, len(busy)))
+        for name in busy:
+            capacity[name] = max(0, min(capacity[name], share - self.in_flight[name]))
+        total = sum(self.in_flight.values())
+        newcomers = frozenset(
+            name for name in self._limits if self.in_flight[name] == 0 and capacity[name] > 0
+        )
+        return Plan(capacity, max(0, general - total), newcomers)
 
     def started(self, name: str, moment: float) -> None:
         self.in_flight[name] += 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -62,6 +62,13 @@ class Outcome:
     advance: bool = True
 
 
+def in_state(state: str) -> Any:
+    """`state = '<state>'` with the value written into the SQL, not bound: PostgreSQL can use
+    a partial index (`WHERE state = 'pending'`) only when it sees the value when planning,
+    and psycopg's prepared statements get generic plans that cannot."""
+    return deliveries.c.state == literal(state, literal_execute=True)
+
+
 def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
     """INSERT that skips rows whose unique key exists: re-detecting an event is harmless."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
@@ -109,18 +116,40 @@ CANDIDATES_PER_SLOT = 4
 
 
 def pick_claims(
-    candidates: Sequence[tuple[int, str]], capacity: Mapping[str, int], limit: int
+    candidates: Sequence[tuple[int, str]],
+    capacity: Mapping[str, int],
+    limit: int,
+    *,
+    shared: int | None = None,
+    newcomers: Collection[str] = (),
 ) -> list[int]:
-    """From due rows (oldest first), the ids to claim: at most `limit`, and no subscription
-    past its remaining `capacity`, so one busy consumer cannot take every slot."""
-    left = dict(capacity)
-    chosen: list[int] = []
+    """From due rows (oldest first), the ids to claim: at most `limit`, no subscription past
+    its remaining `capacity`, taken round-robin by subscription so one backlog does not fill
+    a claim. With `shared`, only that many may go to subscriptions that already have POSTs
+    in flight; each of the `newcomers` (nothing in flight) may also take one reserved slot."""
+    queues: dict[str, list[int]] = {}
     for row_id, subscription in candidates:
-        if len(chosen) >= limit:
-            break
-        if left.get(subscription, 0) > 0:
+        if capacity.get(subscription, 0) > 0:
+            queues.setdefault(subscription, []).append(row_id)
+    left = dict(capacity)
+    reserve_unused = set(newcomers)
+    shared_left = shared
+    chosen: list[int] = []
+    while queues and len(chosen) < limit:
+        for subscription in list(queues):
+            if len(chosen) >= limit:
+                break
+            if subscription in reserve_unused:
+                reserve_unused.discard(subscription)
+            elif shared_left is not None and shared_left <= 0:
+                del queues[subscription]
+                continue
+            elif shared_left is not None:
+                shared_left -= 1
+            chosen.append(queues[subscription].pop(0))
             left[subscription] -= 1
-            chosen.append(row_id)
+            if left[subscription] <= 0 or not queues[subscription]:
+                del queues[subscription]
     return chosen
 
 
@@ -132,6 +161,8 @@ async def claim_due(
     capacity: Mapping[str, int],
     limit: int,
     ordered: Collection[str] = (),
+    shared: int | None = None,
+    newcomers: Collection[str] = (),
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries, oldest due first, at most `capacity[name]` of each
     subscription. An `ordered` subscription offers only its oldest pending event (detection
@@ -144,7 +175,7 @@ async def claim_due(
     if limit <= 0 or not (open_subscriptions or open_ordered):
         return []
     due = and_(
-        deliveries.c.state == STATE_PENDING,
+        in_state(STATE_PENDING),
         deliveries.c.next_attempt_at <= now,
         or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
     )
@@ -170,7 +201,13 @@ async def claim_due(
         rows = (await connection.execute(candidates)).all() if open_subscriptions else []
         if open_ordered:
             rows = [*(await connection.execute(head_candidates)).all(), *rows]
-        chosen = pick_claims([(row.id, row.subscription) for row in rows], capacity, limit)
+        chosen = pick_claims(
+            [(row.id, row.subscription) for row in rows],
+            capacity,
+            limit,
+            shared=shared,
+            newcomers=newcomers,
+        )
         if not chosen:
             return []
         claimed = await connection.execute(
@@ -190,6 +227,16 @@ async def claim_due(
             )
         )
         return [Claimed(*row) for row in claimed]
+
+
+async def release(engine: AsyncEngine, ids: Sequence[int]) -> None:
+    """End the lease of claimed rows that were never attempted."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == STATE_PENDING)
+            .values(claimed_until=None)
+        )
 
 
 async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:
@@ -212,6 +259,30 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
                 for o in outcomes
             ],
         )
+        # The common case, delivered at the first try, is one UPDATE per batch and status:
+        # psycopg's executemany would send one statement per row.
+        delivered: dict[int | None, list[Outcome]] = {}
+        for o in outcomes:
+            if o.verdict == "delivered" and o.advance:
+                delivered.setdefault(o.status, []).append(o)
+        for status, group in delivered.items():
+            await connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_([o.claimed.id for o in group]))
+                .values(
+                    state=STATE_DELIVERED,
+                    attempts=deliveries.c.attempts + 1,
+                    last_status=status,
+                    last_error=None,
+                    claimed_until=None,
+                    # The batch's last moment; each attempt's own time is in delivery_attempts.
+                    delivered_at=max(o.attempted_at for o in group),
+                    next_attempt_at=max(o.attempted_at for o in group),
+                )
+            )
+        others = [o for o in outcomes if not (o.verdict == "delivered" and o.advance)]
+        if not others:
+            return
         await connection.execute(
             update(deliveries)
             .where(deliveries.c.id == bindparam("row_id"))
@@ -236,7 +307,7 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
                     "died_at": o.attempted_at if o.verdict == "dead" else None,
                     "next_at": o.next_attempt_at or o.attempted_at,
                 }
-                for o in outcomes
+                for o in others
             ],
         )
 
@@ -291,12 +362,7 @@ async def outbox_totals(engine: AsyncEngine) -> OutboxTotals:
     each count walks its state's partial index, never the delivered rows."""
 
     def count(state: str) -> Any:
-        return (
-            select(func.count())
-            .select_from(deliveries)
-            .where(deliveries.c.state == state)
-            .scalar_subquery()
-        )
+        return select(func.count()).select_from(deliveries).where(in_state(state)).scalar_subquery()
 
     async with engine.connect() as connection:
         row = (await connection.execute(select(count(STATE_PENDING), count(STATE_DEAD)))).one()

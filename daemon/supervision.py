@@ -14,6 +14,7 @@ from daemon import sd_notify, store
 logger = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 10.0  # the counts are read, and a changed status sent, at most this often
+DATABASE_DOWN_STATUS = "database unavailable; retrying (deliveries wait in the outbox)"
 
 
 def status_line(subscriptions: int, totals: store.OutboxTotals) -> str:
@@ -30,6 +31,7 @@ class Supervisor:
         self._subscriptions = subscriptions
         self._status_interval_s = status_interval_s
         self._last_status: str | None = None
+        self._database_down = False
         self._watchdog: asyncio.Task[None] | None = None
         self._status: asyncio.Task[None] | None = None
 
@@ -38,12 +40,16 @@ class Supervisor:
             totals = await store.outbox_totals(self._engine)
         except Exception:
             # A database outage must not stop the daemon; the counts return with the database.
-            logger.warning(
-                "could not read the outbox counts for systemd's status line",
-                exc_info=True,
-                extra={"action": "supervision.status_failed"},
-            )
-            return None
+            # Said once per outage, in the log and in systemd's status line.
+            if not self._database_down:
+                logger.warning(
+                    "could not read the outbox counts for systemd's status line",
+                    exc_info=True,
+                    extra={"action": "supervision.status_failed"},
+                )
+            self._database_down = True
+            return DATABASE_DOWN_STATUS
+        self._database_down = False
         return status_line(self._subscriptions, totals)
 
     async def _report_status(self) -> None:

@@ -41,7 +41,7 @@ async def test_a_closed_port_is_a_refused_connection_not_a_timeout(
 ) -> None:
     with closed_port() as port:
         error, took = await failure_of(http, f"http://u:{TOKEN}@127.0.0.1:{port}/h?t={TOKEN}")
-    assert type(error) is httpx.ConnectError
+    assert isinstance(error, httpx.ConnectError)
     assert str(error) == "callback refused the connection (nothing listening?)"
     assert took < 0.4, "a refusal is immediate, it must not wait for the timeout"
 
@@ -49,7 +49,7 @@ async def test_a_closed_port_is_a_refused_connection_not_a_timeout(
 async def test_a_name_that_does_not_resolve(http: httpx.AsyncClient) -> None:
     # .invalid never resolves (RFC 6761); the resolver answers it without asking a DNS server.
     error, took = await failure_of(http, f"http://consumer.invalid/h?token={TOKEN}")
-    assert type(error) is httpx.ConnectError
+    assert isinstance(error, httpx.ConnectError)
     assert str(error) == "callback host does not resolve (Name or service not known)"
     assert took < 0.4
     guarded, _ = await failure_of(http, "http://consumer.invalid/h", allow=False)
@@ -59,7 +59,7 @@ async def test_a_name_that_does_not_resolve(http: httpx.AsyncClient) -> None:
 async def test_an_untrusted_certificate_is_a_tls_failure(http: httpx.AsyncClient) -> None:
     with TlsServer() as server:
         error, _ = await failure_of(http, f"https://127.0.0.1:{server.port}/h?t={TOKEN}")
-    assert type(error) is httpx.ConnectError
+    assert isinstance(error, httpx.ConnectError)
     # OpenSSL 3 says "self-signed certificate", older ones "self signed certificate".
     assert str(error).startswith("TLS failure: callback's certificate is not trusted (self")
 
@@ -69,7 +69,7 @@ async def test_https_to_a_plain_http_server_is_a_tls_failure(
 ) -> None:
     port = receiver.base_url.rsplit(":", 1)[1]
     error, _ = await failure_of(http, f"https://127.0.0.1:{port}/h?t={TOKEN}")
-    assert type(error) is httpx.ConnectError
+    assert isinstance(error, httpx.ConnectError)
     assert str(error).startswith("TLS failure: handshake with callback failed ("), str(error)
 
 

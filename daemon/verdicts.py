@@ -1,0 +1,198 @@
+"""What an attempt's answer means: for the event (delivered, retried when, dead-lettered) and
+for its subscription's health (paused, resumed, disabled by a 410). No I/O: the Deliverer
+records the outcome and saves the health this decides."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from daemon import health, retry_policy, store
+from daemon.config import DeliveryConfig, SubscriptionConfig
+from daemon.retry_policy import RetryPolicy, next_attempt
+
+logger = logging.getLogger("daemon.delivery")  # the delivery loop's lines, as before
+
+
+@dataclass(frozen=True)
+class Attempt:
+    at: datetime
+    status: int | None
+    error: str | None
+    duration_ms: int
+    retry_after: float | None
+    reply: str | None
+    refused: bool  # the target guard refused it: not the consumer's failure
+
+
+def _took(elapsed: timedelta) -> str:
+    seconds = max(0, int(elapsed.total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Judge:
+    """Decides outcomes and keeps each subscription's health as this process knows it."""
+
+    def __init__(
+        self,
+        subscriptions: Mapping[str, SubscriptionConfig],
+        settings: DeliveryConfig,
+        random_unit: Callable[[], float],
+    ) -> None:
+        self._subscriptions = dict(subscriptions)
+        self._settings = settings
+        self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
+        self._random_unit = random_unit
+        self.health: dict[str, health.Health] = {}
+        self.unsaved: set[str] = set()  # changed here, not yet in the database
+        self.failures: Counter[str] = Counter()  # consecutive failed attempts
+
+    def reconfigure(
+        self, subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
+    ) -> None:
+        """A reload: new settings for the next outcome; health and failure counts stay."""
+        self._subscriptions = dict(subscriptions)
+        self._settings = settings
+        self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
+
+    def state(self, name: str) -> str:
+        return self.health.get(name, health.HEALTHY).state
+
+    def refresh(self, stored: Mapping[str, health.Health]) -> None:
+        """What the database says (the operator's switches, another process's decisions),
+        except where this process changed it since."""
+        for name in self._subscriptions:
+            if name in self.unsaved:
+                continue  # ours is newer
+            before = self.health.get(name, health.HEALTHY)
+            after = stored.get(name, health.HEALTHY)
+            if before.state != "ok" and after.state == "ok":
+                self.failures[name] = 0  # an operator switched it back on
+            self.health[name] = after
+
+    def outcome(self, row: store.Claimed, attempt: Attempt) -> store.Outcome:
+        """Decide what the attempt means for the event, and for the subscription's health."""
+        name = row.subscription
+        log_extra = {"subscription": name, "event_id": row.event_id}
+        at, status, error = attempt.at, attempt.status, attempt.error
+        verdict = retry_policy.classify(status) if error is None or status else "transient"
+        state = self.health.get(name, health.HEALTHY)
+        if verdict == "success":
+            self.failures[name] = 0
+            if state.state == "paused":
+                self.transition(name, health.HEALTHY, at, "resumed")
+            if row.attempts > 0:
+                logger.info(
+                    "subscription %r: event %s delivered on attempt %d, %s after detection",
+                    name,
+                    row.event_id,
+                    row.attempts + 1,
+                    _took(at - row.created_at),
+                    extra={"action": "delivery.recovered", **log_extra},
+                )
+            else:
+                logger.debug(
+                    "subscription %r: delivered %s",
+                    name,
+                    row.event_id,
+                    extra={"action": "delivery.delivered", **log_extra},
+                )
+            return store.Outcome(
+                row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply
+            )
+        if verdict == "gone":
+            # The consumer asks us to stop: disable, and keep the event for after `enable`.
+            if state.state != "disabled":
+                reason = f"410 Gone at {at.isoformat(timespec='seconds')}"
+                self.transition(name, health.disabled(reason, at, state), at, "disabled")
+            return store.Outcome(
+                row, at, status, error, attempt.duration_ms, "retry", at,
+                reply=attempt.reply, advance=False,
+            )  # fmt: skip
+        if not attempt.refused:
+            self.failures[name] += 1
+        if state.state == "paused":
+            # A failed probe: the pause goes on, and the event's own schedule does not advance.
+            if state.probe_at is None or at >= state.probe_at:
+                self.transition(name, health.probe_failed(state, at), at, None)
+            return store.Outcome(
+                row, at, status, error, attempt.duration_ms, "retry", at,
+                reply=attempt.reply, advance=False,
+            )  # fmt: skip
+        # A reload may have removed the subscription while its POST was in flight.
+        configured = self._subscriptions.get(name)
+        pause_after = (configured.pause_after if configured else None) or self._settings.pause_after
+        if state.state == "ok" and self.failures[name] >= pause_after:
+            reason = f"{self.failures[name]} consecutive failures; last: {error}"
+            paused = health.paused(reason, at, self._settings.probe_interval)
+            self.transition(name, paused, at, "paused")
+        attempts_made = row.attempts + 1
+        retry_at = next_attempt(
+            self._policy,
+            attempts_made,
+            at,
+            retry_after_s=attempt.retry_after,
+            random_unit=self._random_unit(),
+            rejected=verdict == "rejected",
+        )
+        if retry_at is None:
+            logger.error(
+                "subscription %r: %s; event %s dead-lettered after %d attempts",
+                name,
+                error,
+                row.event_id,
+                attempts_made,
+                extra={"action": "delivery.dead_lettered", **log_extra},
+            )
+            return store.Outcome(
+                row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
+            )
+        logger.warning(
+            "subscription %r: %s; event %s attempt %d of %d, next at %s",
+            name,
+            error,
+            row.event_id,
+            attempts_made,
+            self._policy.max_attempts,
+            retry_at.isoformat(timespec="seconds"),
+            extra={"action": "delivery.failed", **log_extra},
+        )
+        return store.Outcome(
+            row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
+        )
+
+    def transition(self, name: str, new: health.Health, at: datetime, action: str | None) -> None:
+        """Change a subscription's health now (the next claim obeys it) and log it once; the
+        database copy is written by `_apply_health` right after."""
+        self.health[name] = new
+        self.unsaved.add(name)
+        if action == "paused":
+            logger.error(
+                "subscription %r: deliveries paused after %s; probing every %ss",
+                name,
+                new.pause_reason,
+                f"{new.probe_interval_s:g}",
+                extra={"action": "delivery.paused", "subscription": name},
+            )
+        elif action == "resumed":
+            logger.warning(
+                "subscription %r: deliveries resumed: a probe was delivered",
+                name,
+                extra={"action": "delivery.resumed", "subscription": name},
+            )
+        elif action == "disabled":
+            logger.error(
+                "subscription %r: callback returned 410 Gone; subscription disabled (%s); "
+                "`pipedrive-triggers subscriptions enable %s` resumes it",
+                name,
+                new.disabled_reason,
+                name,
+                extra={"action": "delivery.disabled", "subscription": name},
+            )
