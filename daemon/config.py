@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import math
 import os
 import re
 import tomllib
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -48,6 +52,16 @@ STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 
 DEFAULT_LOOK_BACK_S = 60.0  # how late an item may become visible after its update_time
 DEFAULT_BUDGET_SHARE = 0.5  # of `daily_token_budget`: the rest is for the company's other tools
+MIN_SECRET_BYTES = 24  # Standard Webhooks: 24 to 64 bytes of key
+# Upper bounds, so every value check-config accepts also runs (no inf, no 1e300 s sleeps).
+MAX_POLL_INTERVAL_S = 7 * 86400
+MAX_DURATION_S = 7 * 86400  # retry delays, look-back
+MAX_DELIVERY_TIMEOUT_S = 600.0
+MAX_CALLS_PER_MINUTE = 100_000
+MAX_ATTEMPTS = 1000
+MAX_CONCURRENCY = 10_000
+MAX_DAILY_TOKEN_BUDGET = 10**9
+MAX_NAME_LENGTH = 200  # the database's column width
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ENV_REF_INSIDE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -60,10 +74,14 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
-    raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+    else:
+        raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration")
+    return seconds
 
 
 def _expand_env(value: Any) -> Any:
@@ -97,8 +115,26 @@ def _check_signing_secret(value: SecretStr | None) -> SecretStr | None:
         raise ValueError("must start with 'whsec_' followed by base64 (Standard Webhooks)")
     try:
         Webhook(raw)
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
     except Exception:
         raise ValueError("is not valid base64 after 'whsec_'") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"is {len(key)} bytes after base64 decoding; Standard Webhooks asks for "
+            f"{MIN_SECRET_BYTES} to 64 (e.g. whsec_ + base64 of 32 random bytes)"
+        )
+    return value
+
+
+def _check_name(value: str) -> str:
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters (tabs, newlines, NUL)")
+    return value
+
+
+def _check_token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("is empty")
     return value
 
 
@@ -129,9 +165,12 @@ FilterScalar = (
     | Annotated[str, Field(strict=True)]
 )
 FilterValue = FilterScalar | list[FilterScalar]
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-PollInterval = Annotated[float, BeforeValidator(parse_duration), Field(ge=1)]
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_DURATION_S)]
+PollInterval = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=1, le=MAX_POLL_INTERVAL_S)
+]
 EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_check_name)]
 
 
 class _Frozen(BaseModel):
@@ -143,13 +182,17 @@ class DatabaseConfig(_Frozen):
 
 
 class AccountConfig(_Frozen):
-    name: Annotated[str, Field(min_length=1)]
-    api_token: EnvSecret | None = None
+    name: Name
+    api_token: Annotated[EnvSecret | None, AfterValidator(_check_token)] = None
     api_token_file: Annotated[Path | None, BeforeValidator(_token_file)] = None
     base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
-    calls_per_minute: Annotated[int, Field(ge=1)] = DEFAULT_CALLS_PER_MINUTE
-    look_back: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = DEFAULT_LOOK_BACK_S
-    daily_token_budget: Annotated[int, Field(ge=1)] | None = None
+    calls_per_minute: Annotated[int, Field(ge=1, le=MAX_CALLS_PER_MINUTE)] = (
+        DEFAULT_CALLS_PER_MINUTE
+    )
+    look_back: Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_DURATION_S)] = (
+        DEFAULT_LOOK_BACK_S
+    )
+    daily_token_budget: Annotated[int, Field(ge=1, le=MAX_DAILY_TOKEN_BUDGET)] | None = None
     budget_share: Annotated[float, Field(gt=0, le=1)] = DEFAULT_BUDGET_SHARE
 
     @model_validator(mode="after")
@@ -171,7 +214,7 @@ class AccountConfig(_Frozen):
 
 
 class SubscriptionConfig(_Frozen):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     account: str
     trigger: Annotated[str, AfterValidator(_check_trigger)]
     callback_url: HttpUrl
@@ -195,12 +238,16 @@ class SubscriptionConfig(_Frozen):
 
 
 class DeliveryConfig(_Frozen):
-    timeout: Duration = DEFAULT_DELIVERY_TIMEOUT_S
-    max_attempts: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ATTEMPTS
-    retry_schedule: Annotated[tuple[Duration, ...], Field(min_length=1)] = DEFAULT_RETRY_SCHEDULE_S
+    timeout: Annotated[Duration, Field(le=MAX_DELIVERY_TIMEOUT_S)] = DEFAULT_DELIVERY_TIMEOUT_S
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = DEFAULT_MAX_ATTEMPTS
+    retry_schedule: Annotated[tuple[Duration, ...], Field(min_length=1, max_length=100)] = (
+        DEFAULT_RETRY_SCHEDULE_S
+    )
     jitter: Annotated[float, Field(ge=0, lt=1)] = DEFAULT_JITTER
-    concurrency: Annotated[int, Field(ge=1)] = DEFAULT_CONCURRENCY
-    per_subscription_concurrency: Annotated[int, Field(ge=1)] = DEFAULT_PER_SUBSCRIPTION_CONCURRENCY
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = DEFAULT_CONCURRENCY
+    per_subscription_concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = (
+        DEFAULT_PER_SUBSCRIPTION_CONCURRENCY
+    )
 
 
 class Config(_Frozen):
@@ -230,6 +277,10 @@ def _reason(error: dict[str, Any]) -> str:
         return f"must be >= {error['ctx']['ge']} (got {error['input']!r})"
     if error["type"] == "greater_than":
         return f"must be > {error['ctx']['gt']} (got {error['input']!r})"
+    if error["type"] == "less_than_equal":
+        return f"must be <= {error['ctx']['le']:g} (got {error['input']!r})"
+    if error["type"] in ("finite_number", "float_parsing") and isinstance(error["input"], float):
+        return f"must be a finite number (got {error['input']!r})"
     value = error.get("input")
     if (
         isinstance(value, dict | list)
@@ -270,11 +321,50 @@ def _cross_checks(config: Config) -> list[str]:
                 f"(got {subscription.account!r}; known: {', '.join(account_names) or 'none'})"
             )
     for index, account in enumerate(config.accounts):
-        if account.api_token_file is not None and not account.api_token_file.is_file():
-            problems.append(
-                f"accounts[{index}].api_token_file: file not found (got '{account.api_token_file}')"
-            )
+        if account.api_token_file is not None:
+            problem = _token_file_problem(account.api_token_file)
+            if problem:
+                problems.append(f"accounts[{index}].api_token_file: {problem}")
     return problems
+
+
+def _token_file_problem(path: Path) -> str | None:
+    """Why a token file cannot serve (never quoting its content), or None."""
+    if not path.is_file():
+        return f"file not found (got '{path}')"
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return f"cannot read the file ({error.strerror}) (got '{path}')"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if any(unicodedata.category(char) == "Cc" for char in text.strip()):
+        return f"is not a text file with one line: the API token (got '{path}')"
+    if not text.strip():
+        return f"is empty (got '{path}')"
+    return None
+
+
+_INDEXED = re.compile(r"^(accounts|subscriptions)\[(\d+)\]")
+
+
+def _with_names(problem: str, raw: dict[str, Any]) -> str:
+    """`subscriptions[2].x` -> `subscriptions[2] ("deals-eu").x`, so the entry is found by
+    the name a person gave it."""
+    match = _INDEXED.match(problem)
+    if not match:
+        return problem
+    entries = raw.get(match.group(1))
+    index = int(match.group(2))
+    if not isinstance(entries, list) or index >= len(entries):
+        return problem
+    entry = entries[index]
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if not isinstance(name, str):
+        return problem
+    return f"{match.group(0)} ({json.dumps(name)}){problem[match.end() :]}"
 
 
 def default_database_dir(base_dir: Path) -> Path:
@@ -304,18 +394,28 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return raw
 
 
+def _raw_checks(raw: dict[str, Any]) -> list[str]:
+    """What is wrong whatever else is: reported with pydantic's problems, all at once."""
+    if not raw.get("subscriptions"):
+        return ["subscriptions: none configured; add a [[subscriptions]] table"]
+    return []
+
+
 def parse(raw: dict[str, Any], path: str, base_dir: Path) -> Config:
+    """Validate, reporting every problem at once."""
+    problems = _raw_checks(raw)
     try:
         config = Config.model_validate(
             _resolve_paths(raw, base_dir), context={"base_dir": base_dir}
         )
     except ValidationError as error:
-        raise ConfigError(
-            path,
-            [f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()],
-        ) from None
-    if problems := _cross_checks(config):
-        raise ConfigError(path, problems)
+        problems += [
+            f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()
+        ]
+        raise ConfigError(path, [_with_names(p, raw) for p in problems]) from None
+    problems += _cross_checks(config)
+    if problems:
+        raise ConfigError(path, [_with_names(p, raw) for p in problems])
     return config
 
 

@@ -40,16 +40,19 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (with_sub(poll_interval=0), "subscriptions[0].poll_interval: must be >= 1 (got 0)"),
-        (with_sub(poll_interval="soon"), "subscriptions[0].poll_interval: must be a duration"),
-        (with_sub(trigger="deal.exploded"), "subscriptions[0].trigger: "),
-        (with_sub(callback_url="not a url"), "subscriptions[0].callback_url: "),
-        (with_sub(secret="abc"), "subscriptions[0].secret: must start with 'whsec_'"),
-        (with_sub(secret="whsec_%%%"), "subscriptions[0].secret: is not valid base64"),
-        (with_sub(start="2026-01-01T00:00:00"), "subscriptions[0].start: "),
-        (with_sub(start="yesterday"), "subscriptions[0].start: "),
-        (with_sub(colour="blue"), "subscriptions[0].colour: unknown key"),
-        ({**BASE, "accounts": [{"name": "main"}]}, "accounts[0]: give exactly one of"),
+        (with_sub(poll_interval=0), 'subscriptions[0] ("s").poll_interval: must be >= 1 (got 0)'),
+        (
+            with_sub(poll_interval="soon"),
+            'subscriptions[0] ("s").poll_interval: must be a duration',
+        ),
+        (with_sub(trigger="deal.exploded"), 'subscriptions[0] ("s").trigger: '),
+        (with_sub(callback_url="not a url"), 'subscriptions[0] ("s").callback_url: '),
+        (with_sub(secret="abc"), "subscriptions[0] (\"s\").secret: must start with 'whsec_'"),
+        (with_sub(secret="whsec_%%%"), 'subscriptions[0] ("s").secret: is not valid base64'),
+        (with_sub(start="2026-01-01T00:00:00"), 'subscriptions[0] ("s").start: '),
+        (with_sub(start="yesterday"), 'subscriptions[0] ("s").start: '),
+        (with_sub(colour="blue"), 'subscriptions[0] ("s").colour: unknown key'),
+        ({**BASE, "accounts": [{"name": "main"}]}, 'accounts[0] ("main"): give exactly one of'),
         ({**BASE, "delivery": {"max_attempts": 0}}, "delivery.max_attempts: must be >= 1 (got 0)"),
         ({**BASE, "delivery": {"retry_schedule": []}}, "delivery.retry_schedule: "),
         ({"subscriptions": []}, "accounts: is required"),
@@ -66,9 +69,11 @@ def test_secrets_are_not_echoed() -> None:
 
 def test_cross_references() -> None:
     twice = {**BASE, "subscriptions": BASE["subscriptions"] * 2}
-    assert problems(twice) == ["subscriptions[1].name: duplicate subscription name (got 's')"]
+    assert problems(twice) == [
+        "subscriptions[1] (\"s\").name: duplicate subscription name (got 's')"
+    ]
     assert problems(with_sub(account="nope"))[0].startswith(
-        "subscriptions[0].account: no [[accounts]] entry has this name (got 'nope'"
+        "subscriptions[0] (\"s\").account: no [[accounts]] entry has this name (got 'nope'"
     )
 
 
@@ -82,6 +87,7 @@ def test_durations_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
         ],
         "delivery": {"retry_schedule": ["5s", "2m", "1h", 30]},
         "database": {"url": "sqlite:///data/pd.db"},
+        "subscriptions": [{**BASE["subscriptions"][0], "account": "a"}],
     }
     loaded = config.parse(raw, "c.toml", tmp_path)
     assert loaded.accounts[0].token().get_secret_value() == "from-env"
@@ -116,9 +122,12 @@ def test_default_database_goes_to_systemd_state_directory(
 def test_token_file_reads_systemd_credentials_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    raw = {"accounts": [{"name": "a", "api_token_file": "${CREDENTIALS_DIRECTORY}/pd-token"}]}
+    raw = {
+        "accounts": [{"name": "a", "api_token_file": "${CREDENTIALS_DIRECTORY}/pd-token"}],
+        "subscriptions": [{**BASE["subscriptions"][0], "account": "a"}],
+    }
     assert problems(raw) == [
-        "accounts[0].api_token_file: environment variable CREDENTIALS_DIRECTORY is not set"
+        'accounts[0] ("a").api_token_file: environment variable CREDENTIALS_DIRECTORY is not set'
     ]
     credentials = tmp_path / "credentials"
     credentials.mkdir()
@@ -131,7 +140,7 @@ def test_token_file_reads_systemd_credentials_directory(
 
 def test_a_bad_callback_url_is_echoed_masked() -> None:
     [problem] = problems(with_sub(callback_url="ftp://u:PASSWORD@hooks.example.com/h?k=v"))
-    assert problem.startswith("subscriptions[0].callback_url: URL scheme should be")
+    assert problem.startswith('subscriptions[0] ("s").callback_url: URL scheme should be')
     assert "(got 'ftp://***@hooks.example.com/h?k=***')" in problem
     assert "PASSWORD" not in problem
 
@@ -140,3 +149,43 @@ def test_private_targets_are_refused_unless_allowed() -> None:
     assert config.parse(BASE, "c.toml", Path("/x")).subscriptions[0].allow_private_targets is False
     allowed = config.parse(with_sub(allow_private_targets=True), "c.toml", Path("/x"))
     assert allowed.subscriptions[0].allow_private_targets is True
+
+
+def test_several_problems_at_once_with_names_beside_indexes(tmp_path: Path) -> None:
+    binary = tmp_path / "token.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    raw = {
+        "accounts": [
+            {"name": "main", "api_token": "  "},
+            {"name": "file", "api_token_file": str(binary)},
+        ],
+        "delivery": {"timeout": float("inf")},
+        "subscriptions": [
+            {**BASE["subscriptions"][0], "name": "ok"},
+            {**BASE["subscriptions"][0], "name": "deals-eu", "poll_interval": float("inf")},
+            {**BASE["subscriptions"][0], "name": "huge", "poll_interval": 1e300},
+            {**BASE["subscriptions"][0], "name": "nul\x00here"},
+            {**BASE["subscriptions"][0], "name": "short", "secret": "whsec_" + "QUJD"},
+        ],
+    }
+    found = problems(raw)
+    assert sorted(found) == [
+        'accounts[0] ("main").api_token: is empty',
+        "delivery.timeout: must be a finite duration (got inf)",
+        'subscriptions[1] ("deals-eu").poll_interval: must be a finite duration (got inf)',
+        'subscriptions[2] ("huge").poll_interval: must be <= 604800 (got 1e+300)',
+        'subscriptions[3] ("nul\\u0000here").name: must not contain control characters '
+        "(tabs, newlines, NUL) (got 'nul\\x00here')",
+        'subscriptions[4] ("short").secret: is 3 bytes after base64 decoding; Standard Webhooks '
+        "asks for 24 to 64 (e.g. whsec_ + base64 of 32 random bytes)",
+    ], found
+    del raw["delivery"]
+    raw["accounts"][0]["api_token"] = "t"
+    raw["subscriptions"] = raw["subscriptions"][:1]
+    assert problems(raw) == [
+        f'accounts[1] ("file").api_token_file: is not a text file with one line: the API '
+        f"token (got '{binary}')"
+    ]
+    assert problems({**BASE, "subscriptions": []}) == [
+        "subscriptions: none configured; add a [[subscriptions]] table"
+    ]
