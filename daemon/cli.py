@@ -113,6 +113,8 @@ def check_config(ctx: click.Context) -> None:
             f"{account.calls_per_minute} calls/min"
         )
         click.echo(f"  {budget.prediction_line(config, account.name)}")
+    for warning in config_module.startup_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
     for sub in config.subscriptions:
         signed = "signed" if sub.secret else "unsigned"
         click.echo(

@@ -462,15 +462,21 @@ def load(path: str | Path, *, secrets: bool = True) -> Config:
         raise ConfigError(str(file), [f"not valid TOML: {error}"]) from None
     if not secrets:
         raw = _without_secrets(raw)
-    config = parse(raw, str(file), file.resolve().parent)
-    for subscription in config.subscriptions:
-        if subscription.poll_interval < DEFAULT_POLL_INTERVAL_S:
-            logger.warning(
-                "subscription %r polls every %ss, more often than the connector's %ss: "
-                "it spends more of the account's API budget",
-                subscription.name,
-                subscription.poll_interval,
-                DEFAULT_POLL_INTERVAL_S,
-                extra={"action": "config.poll_interval", "subscription": subscription.name},
-            )
-    return config
+    return parse(raw, str(file), file.resolve().parent)
+
+
+def startup_warnings(config: Config) -> list[str]:
+    """What is allowed but worth a word, each said once (by `run` at start, `check-config`)."""
+    fast = [s for s in config.subscriptions if s.poll_interval < DEFAULT_POLL_INTERVAL_S]
+    if not fast:
+        return []
+    listed = ", ".join(f"{s.name!r} ({s.poll_interval:g}s)" for s in fast)
+    return [
+        f"{len(fast)} subscriptions poll more often than the connector's "
+        f"{DEFAULT_POLL_INTERVAL_S}s and spend more of their account's API budget: {listed}"
+    ]
+
+
+def log_startup_warnings(config: Config) -> None:
+    for warning in startup_warnings(config):
+        logger.warning("%s", warning, extra={"action": "config.poll_interval"})
