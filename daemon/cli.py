@@ -152,7 +152,7 @@ def run(ctx: click.Context) -> None:
     """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
     from daemon import database, instance_lock, reload, service
 
-    config = load_config(ctx)
+    config = load_config(ctx, config_module.load_to_run)
     held = contextlib.ExitStack()  # the lock lives as long as this process
     guarded(lambda: held.enter_context(instance_lock.hold(config.database.url)))
     guarded(lambda: database.upgrade(config.database.url))

@@ -394,16 +394,15 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return raw
 
 
-def _raw_checks(raw: dict[str, Any]) -> list[str]:
-    """What is wrong whatever else is: reported with pydantic's problems, all at once."""
-    if not raw.get("subscriptions"):
-        return ["subscriptions: none configured; add a [[subscriptions]] table"]
-    return []
+NO_SUBSCRIPTIONS = "subscriptions: none configured; add a [[subscriptions]] table"
 
 
-def parse(raw: dict[str, Any], path: str, base_dir: Path) -> Config:
-    """Validate, reporting every problem at once."""
-    problems = _raw_checks(raw)
+def parse(
+    raw: dict[str, Any], path: str, base_dir: Path, *, require_subscriptions: bool = False
+) -> Config:
+    """Validate, reporting every problem at once. `run` requires a subscription (it would
+    poll nothing); the action commands do not."""
+    problems = [NO_SUBSCRIPTIONS] if require_subscriptions and not raw.get("subscriptions") else []
     try:
         config = Config.model_validate(
             _resolve_paths(raw, base_dir), context={"base_dir": base_dir}
@@ -449,7 +448,12 @@ def load_without_secrets(path: str | Path) -> Config:
     return load(path, secrets=False)
 
 
-def load(path: str | Path, *, secrets: bool = True) -> Config:
+def load_to_run(path: str | Path) -> Config:
+    """`load` for `run`, `check-config` and reloads: at least one subscription."""
+    return load(path, require_subscriptions=True)
+
+
+def load(path: str | Path, *, secrets: bool = True, require_subscriptions: bool = False) -> Config:
     """Read and validate the config file; every problem is reported at once."""
     file = Path(path)
     try:
@@ -462,7 +466,7 @@ def load(path: str | Path, *, secrets: bool = True) -> Config:
         raise ConfigError(str(file), [f"not valid TOML: {error}"]) from None
     if not secrets:
         raw = _without_secrets(raw)
-    return parse(raw, str(file), file.resolve().parent)
+    return parse(raw, str(file), file.resolve().parent, require_subscriptions=require_subscriptions)
 
 
 def startup_warnings(config: Config) -> list[str]:

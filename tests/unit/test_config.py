@@ -186,6 +186,7 @@ def test_several_problems_at_once_with_names_beside_indexes(tmp_path: Path) -> N
         f'accounts[1] ("file").api_token_file: is not a text file with one line: the API '
         f"token (got '{binary}')"
     ]
-    assert problems({**BASE, "subscriptions": []}) == [
-        "subscriptions: none configured; add a [[subscriptions]] table"
-    ]
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse({**BASE, "subscriptions": []}, "c.toml", tmp_path, require_subscriptions=True)
+    assert caught.value.problems == [config.NO_SUBSCRIPTIONS]
+    assert not config.parse({**BASE, "subscriptions": []}, "c.toml", tmp_path).subscriptions
