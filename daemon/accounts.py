@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from daemon import lookups
+from daemon import account_usage, lookups
 from daemon.config import AccountConfig, Config
 from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
 from daemon.rate_limit import AccountRateLimiter
@@ -52,6 +52,8 @@ class AccountPool:
         self._settings: dict[str, AccountConfig] = {}
         self._stacks: dict[str, contextlib.AsyncExitStack] = {}
         self._retired: list[contextlib.AsyncExitStack] = []
+        # Counts outlive a client replaced by a reload, so nothing counted is lost.
+        self.usages: dict[str, account_usage.Usage] = {}
 
     async def apply(self, config: Config) -> None:
         for stack in self._retired:
@@ -68,11 +70,13 @@ class AccountPool:
             http = await stack.enter_async_context(
                 PipedriveClient.http_client(account.api_root, account.token)
             )
+            usage = self.usages.setdefault(name, account_usage.Usage(name))
             self.clients[name] = PipedriveClient(
                 http,
                 account=name,
                 limiter=AccountRateLimiter(account.calls_per_minute),
                 retry=self._retry,
+                usage=usage,
             )
             self.caches[name] = lookups.LookupCache()
             if name in self._stacks:

@@ -13,7 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import budget, database, drift, poller, reload, supervision
+from daemon import account_usage, budget, database, drift, poller, reload, supervision
 from daemon import config as config_module
 from daemon.accounts import AccountPool
 from daemon.config import Config
@@ -212,6 +212,10 @@ async def run(
             supervision.supervised(engine, len(subscriptions))
         )
         background: set[asyncio.Task[None]] = set()
+        # Flushed last: the usage of polls that end during shutdown is counted too.
+        usage_flusher = asyncio.create_task(
+            account_usage.flush_forever(engine, pool.usages.values()), name="account-usage"
+        )
         if reloads is not None:
 
             async def reloaded(rejected: bool) -> None:
@@ -227,4 +231,8 @@ async def run(
         await asyncio.gather(*background, return_exceptions=True)
         supervisor.stopping()
         scheduler.pause()  # stop polling first; polls and deliveries in flight get the grace
-        await asyncio.gather(polls.finish(config.delivery.timeout), delivering)
+        try:
+            await asyncio.gather(polls.finish(config.delivery.timeout), delivering)
+        finally:
+            usage_flusher.cancel()
+            await asyncio.gather(usage_flusher, return_exceptions=True)

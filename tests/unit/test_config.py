@@ -190,3 +190,41 @@ def test_several_problems_at_once_with_names_beside_indexes(tmp_path: Path) -> N
         config.parse({**BASE, "subscriptions": []}, "c.toml", tmp_path, require_subscriptions=True)
     assert caught.value.problems == [config.NO_SUBSCRIPTIONS]
     assert not config.parse({**BASE, "subscriptions": []}, "c.toml", tmp_path).subscriptions
+
+
+def _documentation(lines: list[str], key: str) -> list[str]:
+    """The lines that set `key` (or show it commented out), each with the comment block
+    right above it."""
+    found = []
+    for index, line in enumerate(lines):
+        if line.lstrip("# ").startswith(f"{key} ="):
+            above = index
+            while above > 0 and lines[above - 1].startswith("#"):
+                above -= 1
+            found.append("\n".join(lines[above : index + 1]))
+    return found
+
+
+def test_example_config_documents_every_key_with_its_default() -> None:
+    """Every key of every config model appears in config.example.toml (set or commented
+    out), and every key that has a default says it in a comment."""
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    lines = example.read_text(encoding="utf-8").splitlines()
+    models = {
+        "database": config.DatabaseConfig,
+        "delivery": config.DeliveryConfig,
+        "accounts": config.AccountConfig,
+        "subscriptions": config.SubscriptionConfig,
+    }
+    assert set(models) == set(config.Config.model_fields)
+    undocumented = []
+    for section, model in models.items():
+        for key, field in model.model_fields.items():
+            documented = _documentation(lines, key)
+            if not documented:
+                undocumented.append(f"{section}.{key}: missing")
+            elif not field.is_required() and not any(
+                "default" in text.lower() for text in documented
+            ):
+                undocumented.append(f"{section}.{key}: default not given")
+    assert undocumented == []
