@@ -210,10 +210,11 @@ class PipedriveClient:
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> dict[str, Any]:
         where = f"account {self.account!r}: {method} {path}"
-        asked = time.monotonic()
+        asked, after_429 = time.monotonic(), self._limiter.paused
         await self._limiter.acquire()
         if self._usage is not None:
-            if time.monotonic() - asked > RATE_LIMIT_WAIT_S:
+            # A wait for our own budget counts; one for a 429's pause was counted at the 429.
+            if time.monotonic() - asked > RATE_LIMIT_WAIT_S and not after_429:
                 self._usage.waited()
             self._usage.call(method, path)
         try:
@@ -231,7 +232,9 @@ class PipedriveClient:
                 # A Retry-After past the daily reset is not believed (one of 999999 s would
                 # freeze the account for 11 days).
                 wait = min(limited.retry_after, seconds_to_daily_reset(datetime.now(UTC)))
-                self._limiter.pause(wait)  # the next call's wait counts as a rate-limit wait
+                self._limiter.pause(wait)
+                if self._usage is not None:
+                    self._usage.waited()
                 raise PipedriveRateLimited(
                     f"{limited}; waiting {wait:.0f}s", retry_after=wait, path=limited.path
                 ) from None

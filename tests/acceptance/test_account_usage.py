@@ -44,7 +44,7 @@ def test_status_accounts_shows_calls_tokens_and_waits_of_today(
             "account": "main",
             "calls_today": len(calls),
             "tokens_today": expected_tokens,
-            "rate_limit_waits": 1,  # the call after the 429 waited for its Retry-After
+            "rate_limit_waits": 1,  # the 429: its Retry-After was waited out
         }
     ]
     plain = cli("--config", str(config), "status")
