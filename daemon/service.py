@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def open_engine(config: Config) -> AsyncIterator[AsyncEngine]:
+    database.probe(config.database.url)
     engine = database.create_engine(config.database.url)
     try:
         await database.check_revision(engine)
