@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from daemon import lookups
+from daemon import account_usage, lookups
 from daemon import metrics as metrics_module
 from daemon.config import AccountConfig, Config
 from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
@@ -29,6 +29,7 @@ def _client(
     account: AccountConfig,
     retry: RetryOptions,
     metrics: metrics_module.Metrics,
+    usage: account_usage.Usage | None = None,
 ) -> PipedriveClient:
     return PipedriveClient(
         http,
@@ -39,6 +40,7 @@ def _client(
         ),
         retry=retry,
         metrics=metrics,
+        usage=usage,
     )
 
 
@@ -76,6 +78,8 @@ class AccountPool:
         self._settings: dict[str, AccountConfig] = {}
         self._stacks: dict[str, contextlib.AsyncExitStack] = {}
         self._retired: list[contextlib.AsyncExitStack] = []
+        # Counts outlive a client replaced by a reload, so nothing counted is lost.
+        self.usages: dict[str, account_usage.Usage] = {}
 
     async def apply(self, config: Config) -> None:
         for stack in self._retired:
@@ -92,7 +96,8 @@ class AccountPool:
             http = await stack.enter_async_context(
                 PipedriveClient.http_client(account.api_root, account.token)
             )
-            self.clients[name] = _client(http, account, self._retry, self._metrics)
+            usage = self.usages.setdefault(name, account_usage.Usage(name))
+            self.clients[name] = _client(http, account, self._retry, self._metrics, usage)
             self.caches[name] = lookups.LookupCache()
             if name in self._stacks:
                 self._retired.append(self._stacks[name])

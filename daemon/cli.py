@@ -113,6 +113,8 @@ def check_config(ctx: click.Context) -> None:
             f"{account.calls_per_minute} calls/min"
         )
         click.echo(f"  {budget.prediction_line(config, account.name)}")
+    for warning in config_module.startup_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
     for sub in config.subscriptions:
         signed = "signed" if sub.secret else "unsigned"
         click.echo(
@@ -150,7 +152,7 @@ def run(ctx: click.Context) -> None:
     """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
     from daemon import database, instance_lock, reload, service
 
-    config = load_config(ctx)
+    config = load_config(ctx, config_module.load_to_run)
     held = contextlib.ExitStack()  # the lock lives as long as this process
     guarded(lambda: held.enter_context(instance_lock.hold(config.database.url)))
     guarded(lambda: database.upgrade(config.database.url))
@@ -176,14 +178,44 @@ def run(ctx: click.Context) -> None:
     logger.info("stopped", extra={"action": "daemon.stopped"})
 
 
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+
+
+def _account_status(config: config_module.Config, as_json: bool) -> None:
+    from datetime import UTC, datetime
+
+    from daemon import account_usage, service
+
+    async def read() -> list[dict[str, Any]]:
+        async with service.open_engine(config) as engine:
+            names = [account.name for account in config.accounts]
+            return await account_usage.load_today(engine, names, datetime.now(UTC))
+
+    rows = run_async(read)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["account", "calls_today", "tokens_today", "rate_limit_waits"])
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--accounts", is_flag=True, help="Per account: Pipedrive calls, tokens and waits today (UTC)."
+)
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, accounts: bool) -> None:
     """Show each subscription's feed position, health and outbox counts."""
     from daemon import drift, feed_store, health, service, store
 
     config = load_config(ctx, config_module.load_without_secrets)
+    if accounts:
+        _account_status(config, as_json)
+        return
 
     async def read() -> list[dict[str, Any]]:
         async with service.open_engine(config) as engine:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import logging
+import math
 import os
 import re
 import tomllib
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -48,10 +52,9 @@ DEFAULT_PROBE_INTERVAL_S = 60.0  # a paused subscription's first probe; doubles 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # a bigger body is dead-lettered, never sent
 DEFAULT_RETENTION_DELIVERED_S = 7 * 86_400.0  # delivered events and attempts kept this long
 DEFAULT_RETENTION_INTERVAL_S = 3600.0  # how often the daemon prunes them
-# Finite upper bounds, so no duration can overflow a datetime or strand a row for ever.
-MAX_DELIVERY_TIMEOUT_S = 600.0
+# Finite upper bounds, so no duration can overflow a datetime or strand a row for ever, and
+# every value check-config accepts also runs (no inf, no 1e300 s sleeps).
 MAX_RETRY_DELAY_S = 7 * 86_400.0
-MAX_POLL_INTERVAL_S = 86_400.0
 MAX_LOOK_BACK_S = 86_400.0
 MAX_PROBE_INTERVAL_S = 3600.0
 MAX_RETENTION_S = 3650 * 86_400.0
@@ -64,6 +67,15 @@ STATE_DIRECTORY_ENV = "STATE_DIRECTORY"
 
 DEFAULT_LOOK_BACK_S = 60.0  # how late an item may become visible after its update_time
 DEFAULT_BUDGET_SHARE = 0.5  # of `daily_token_budget`: the rest is for the company's other tools
+MIN_SECRET_BYTES = 24  # Standard Webhooks: 24 to 64 bytes of key
+MAX_POLL_INTERVAL_S = 7 * 86400
+MAX_DURATION_S = 7 * 86400  # any other duration
+MAX_DELIVERY_TIMEOUT_S = 600.0
+MAX_CALLS_PER_MINUTE = 100_000
+MAX_ATTEMPTS = 1000
+MAX_CONCURRENCY = 10_000
+MAX_DAILY_TOKEN_BUDGET = 10**9
+MAX_NAME_LENGTH = 200  # the database's column width
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ENV_REF_INSIDE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -76,10 +88,14 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
-    raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+    else:
+        raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration")
+    return seconds
 
 
 def _expand_env(value: Any) -> Any:
@@ -113,8 +129,26 @@ def _check_signing_secret(value: SecretStr | None) -> SecretStr | None:
         raise ValueError("must start with 'whsec_' followed by base64 (Standard Webhooks)")
     try:
         Webhook(raw)
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
     except Exception:
         raise ValueError("is not valid base64 after 'whsec_'") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"is {len(key)} bytes after base64 decoding; Standard Webhooks asks for "
+            f"{MIN_SECRET_BYTES} to 64 (e.g. whsec_ + base64 of 32 random bytes)"
+        )
+    return value
+
+
+def _check_name(value: str) -> str:
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters (tabs, newlines, NUL)")
+    return value
+
+
+def _check_token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError("is empty")
     return value
 
 
@@ -170,6 +204,7 @@ FilterScalar = (
     | Annotated[str, Field(strict=True)]
 )
 FilterValue = FilterScalar | list[FilterScalar]
+# Finite (parse_duration refuses inf and NaN); each use sets its own upper bound.
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 DeliveryTimeout = Annotated[Duration, Field(le=MAX_DELIVERY_TIMEOUT_S)]
 RetryDelay = Annotated[Duration, Field(le=MAX_RETRY_DELAY_S)]
@@ -177,6 +212,7 @@ PollInterval = Annotated[
     float, BeforeValidator(parse_duration), Field(ge=1, le=MAX_POLL_INTERVAL_S)
 ]
 EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_check_name)]
 
 
 class _Frozen(BaseModel):
@@ -188,15 +224,17 @@ class DatabaseConfig(_Frozen):
 
 
 class AccountConfig(_Frozen):
-    name: Annotated[str, Field(min_length=1)]
-    api_token: EnvSecret | None = None
+    name: Name
+    api_token: Annotated[EnvSecret | None, AfterValidator(_check_token)] = None
     api_token_file: Annotated[Path | None, BeforeValidator(_token_file)] = None
     base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
-    calls_per_minute: Annotated[int, Field(ge=1)] = DEFAULT_CALLS_PER_MINUTE
+    calls_per_minute: Annotated[int, Field(ge=1, le=MAX_CALLS_PER_MINUTE)] = (
+        DEFAULT_CALLS_PER_MINUTE
+    )
     look_back: Annotated[
         float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_LOOK_BACK_S)
     ] = DEFAULT_LOOK_BACK_S
-    daily_token_budget: Annotated[int, Field(ge=1)] | None = None
+    daily_token_budget: Annotated[int, Field(ge=1, le=MAX_DAILY_TOKEN_BUDGET)] | None = None
     budget_share: Annotated[float, Field(gt=0, le=1)] = DEFAULT_BUDGET_SHARE
 
     @model_validator(mode="after")
@@ -218,7 +256,7 @@ class AccountConfig(_Frozen):
 
 
 class SubscriptionConfig(_Frozen):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     account: str
     trigger: Annotated[str, AfterValidator(_check_trigger)]
     callback_url: HttpUrl
@@ -252,13 +290,15 @@ class SubscriptionConfig(_Frozen):
 
 class DeliveryConfig(_Frozen):
     timeout: DeliveryTimeout = DEFAULT_DELIVERY_TIMEOUT_S
-    max_attempts: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ATTEMPTS
-    retry_schedule: Annotated[tuple[RetryDelay, ...], Field(min_length=1)] = (
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = DEFAULT_MAX_ATTEMPTS
+    retry_schedule: Annotated[tuple[RetryDelay, ...], Field(min_length=1, max_length=100)] = (
         DEFAULT_RETRY_SCHEDULE_S
     )
     jitter: Annotated[float, Field(ge=0, lt=1)] = DEFAULT_JITTER
-    concurrency: Annotated[int, Field(ge=1)] = DEFAULT_CONCURRENCY
-    per_subscription_concurrency: Annotated[int, Field(ge=1)] = DEFAULT_PER_SUBSCRIPTION_CONCURRENCY
+    concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = DEFAULT_CONCURRENCY
+    per_subscription_concurrency: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] = (
+        DEFAULT_PER_SUBSCRIPTION_CONCURRENCY
+    )
     pause_after: Annotated[int, Field(ge=1)] = DEFAULT_PAUSE_AFTER
     probe_interval: Annotated[Duration, Field(le=MAX_PROBE_INTERVAL_S)] = DEFAULT_PROBE_INTERVAL_S
     max_body_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_BODY_BYTES
@@ -372,6 +412,8 @@ def _reason(error: dict[str, Any]) -> str:
         return f"must be > {error['ctx']['gt']} (got {error['input']!r})"
     if error["type"] == "less_than_equal":
         return f"must be <= {error['ctx']['le']:g} (got {error['input']!r})"
+    if error["type"] in ("finite_number", "float_parsing") and isinstance(error["input"], float):
+        return f"must be a finite number (got {error['input']!r})"
     value = error.get("input")
     if (
         isinstance(value, dict | list)
@@ -413,11 +455,50 @@ def _cross_checks(config: Config) -> list[str]:
             )
     problems.extend(_admin_problems(config.admin))
     for index, account in enumerate(config.accounts):
-        if account.api_token_file is not None and not account.api_token_file.is_file():
-            problems.append(
-                f"accounts[{index}].api_token_file: file not found (got '{account.api_token_file}')"
-            )
+        if account.api_token_file is not None:
+            problem = _token_file_problem(account.api_token_file)
+            if problem:
+                problems.append(f"accounts[{index}].api_token_file: {problem}")
     return problems
+
+
+def _token_file_problem(path: Path) -> str | None:
+    """Why a token file cannot serve (never quoting its content), or None."""
+    if not path.is_file():
+        return f"file not found (got '{path}')"
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return f"cannot read the file ({error.strerror}) (got '{path}')"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if any(unicodedata.category(char) == "Cc" for char in text.strip()):
+        return f"is not a text file with one line: the API token (got '{path}')"
+    if not text.strip():
+        return f"is empty (got '{path}')"
+    return None
+
+
+_INDEXED = re.compile(r"^(accounts|subscriptions)\[(\d+)\]")
+
+
+def _with_names(problem: str, raw: dict[str, Any]) -> str:
+    """`subscriptions[2].x` -> `subscriptions[2] ("deals-eu").x`, so the entry is found by
+    the name a person gave it."""
+    match = _INDEXED.match(problem)
+    if not match:
+        return problem
+    entries = raw.get(match.group(1))
+    index = int(match.group(2))
+    if not isinstance(entries, list) or index >= len(entries):
+        return problem
+    entry = entries[index]
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if not isinstance(name, str):
+        return problem
+    return f"{match.group(0)} ({json.dumps(name)}){problem[match.end() :]}"
 
 
 def default_database_dir(base_dir: Path) -> Path:
@@ -447,18 +528,27 @@ def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return raw
 
 
-def parse(raw: dict[str, Any], path: str, base_dir: Path) -> Config:
+NO_SUBSCRIPTIONS = "subscriptions: none configured; add a [[subscriptions]] table"
+
+
+def parse(
+    raw: dict[str, Any], path: str, base_dir: Path, *, require_subscriptions: bool = False
+) -> Config:
+    """Validate, reporting every problem at once. `run` requires a subscription (it would
+    poll nothing); the action commands do not."""
+    problems = [NO_SUBSCRIPTIONS] if require_subscriptions and not raw.get("subscriptions") else []
     try:
         config = Config.model_validate(
             _resolve_paths(raw, base_dir), context={"base_dir": base_dir}
         )
     except ValidationError as error:
-        raise ConfigError(
-            path,
-            [f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()],
-        ) from None
-    if problems := _cross_checks(config):
-        raise ConfigError(path, problems)
+        problems += [
+            f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()
+        ]
+        raise ConfigError(path, [_with_names(p, raw) for p in problems]) from None
+    problems += _cross_checks(config)
+    if problems:
+        raise ConfigError(path, [_with_names(p, raw) for p in problems])
     return config
 
 
@@ -492,7 +582,12 @@ def load_without_secrets(path: str | Path) -> Config:
     return load(path, secrets=False)
 
 
-def load(path: str | Path, *, secrets: bool = True) -> Config:
+def load_to_run(path: str | Path) -> Config:
+    """`load` for `run`, `check-config` and reloads: at least one subscription."""
+    return load(path, require_subscriptions=True)
+
+
+def load(path: str | Path, *, secrets: bool = True, require_subscriptions: bool = False) -> Config:
     """Read and validate the config file; every problem is reported at once."""
     file = Path(path)
     try:
@@ -505,15 +600,21 @@ def load(path: str | Path, *, secrets: bool = True) -> Config:
         raise ConfigError(str(file), [f"not valid TOML: {error}"]) from None
     if not secrets:
         raw = _without_secrets(raw)
-    config = parse(raw, str(file), file.resolve().parent)
-    for subscription in config.subscriptions:
-        if subscription.poll_interval < DEFAULT_POLL_INTERVAL_S:
-            logger.warning(
-                "subscription %r polls every %ss, more often than the connector's %ss: "
-                "it spends more of the account's API budget",
-                subscription.name,
-                subscription.poll_interval,
-                DEFAULT_POLL_INTERVAL_S,
-                extra={"action": "config.poll_interval", "subscription": subscription.name},
-            )
-    return config
+    return parse(raw, str(file), file.resolve().parent, require_subscriptions=require_subscriptions)
+
+
+def startup_warnings(config: Config) -> list[str]:
+    """What is allowed but worth a word, each said once (by `run` at start, `check-config`)."""
+    fast = [s for s in config.subscriptions if s.poll_interval < DEFAULT_POLL_INTERVAL_S]
+    if not fast:
+        return []
+    listed = ", ".join(f"{s.name!r} ({s.poll_interval:g}s)" for s in fast)
+    return [
+        f"{len(fast)} subscriptions poll more often than the connector's "
+        f"{DEFAULT_POLL_INTERVAL_S}s and spend more of their account's API budget: {listed}"
+    ]
+
+
+def log_startup_warnings(config: Config) -> None:
+    for warning in startup_warnings(config):
+        logger.warning("%s", warning, extra={"action": "config.poll_interval"})

@@ -117,6 +117,21 @@ def opening(url: str) -> Iterator[None]:
         raise DatabaseError(f"cannot open database {describe(url)}: {reason}") from None
 
 
+def probe(url: str) -> None:
+    """Open a SQLite file once, synchronously, so one that cannot be opened fails here as a
+    DatabaseError, before aiosqlite's worker thread exists (its failure would otherwise race
+    the closing event loop and print a thread traceback). Other databases pass through."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    engine = create_sync_engine(url)
+    try:
+        with opening(url), engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 

@@ -7,6 +7,7 @@ lines and exception messages, headers it does not.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from daemon import account_usage
 from daemon import metrics as metrics_module
 from daemon.errors import (
     PipedriveAuthError,
@@ -37,6 +39,8 @@ from daemon.retry_policy import parse_retry_after
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500  # Pipedrive's `limit` maximum for list endpoints
+# A call that waited longer than this for the account's rate limiter counts as a wait.
+RATE_LIMIT_WAIT_S = 0.05
 MAX_PAGES = 1000  # a listing longer than this is cut: a cursor that never ends costs bounded
 DEFAULT_MAX_WAIT_IN_CALL_S = 120.0  # one poll cycle: a longer Retry-After fails the call
 MAX_IDS_PER_CALL = 100  # Pipedrive's maximum for the `ids` filter
@@ -175,9 +179,11 @@ class PipedriveClient:
         retry: RetryOptions = DEFAULT_RETRY,
         max_wait_in_call_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
         metrics: metrics_module.Metrics = metrics_module.NONE,
+        usage: account_usage.Usage | None = None,
     ) -> None:
         self.account = account
         self._metrics = metrics
+        self._usage = usage
         self._max_wait_in_call_s = max_wait_in_call_s
         self._http = http
         self._limiter = limiter
@@ -207,8 +213,14 @@ class PipedriveClient:
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> dict[str, Any]:
         where = f"account {self.account!r}: {method} {path}"
+        asked, after_429 = time.monotonic(), self._limiter.paused
         await self._limiter.acquire()
         answered = "error"
+        if self._usage is not None:
+            # A wait for our own budget counts; one for a 429's pause was counted at the 429.
+            if time.monotonic() - asked > RATE_LIMIT_WAIT_S and not after_429:
+                self._usage.waited()
+            self._usage.call(method, path)
         try:
             response = await self._http.request(method, path, params=params, json=body)
             answered = str(response.status_code)
@@ -229,6 +241,8 @@ class PipedriveClient:
                 # freeze the account for 11 days).
                 wait = min(limited.retry_after, seconds_to_daily_reset(datetime.now(UTC)))
                 self._limiter.pause(wait)
+                if self._usage is not None:
+                    self._usage.waited()
                 raise PipedriveRateLimited(
                     f"{limited}; waiting {wait:.0f}s", retry_after=wait, path=limited.path
                 ) from None

@@ -66,6 +66,11 @@ class AccountRateLimiter:
             stats = await self._limiter.get_window_stats(full, "calls")
             await asyncio.sleep(max(MIN_WAIT_S, stats.reset_time - time.time()))
 
+    @property
+    def paused(self) -> bool:
+        """Whether calls are held after a 429 now."""
+        return self._paused_until > time.monotonic()
+
     def pause(self, seconds: float) -> None:
         """Pipedrive said 429: hold every call of this account for `seconds`."""
         self._on_wait()

@@ -28,7 +28,7 @@ RESTART_ONLY = ("database.url", "delivery.timeout")
 
 def read_config(path: str | Path) -> Config:
     """What `check-config` checks, as a Config or a ConfigError with every problem."""
-    config = config_module.load(path)
+    config = config_module.load_to_run(path)
     try:
         database.sync_url(config.database.url)
     except DatabaseError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -12,7 +13,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import admin, budget, database, drift, poller, reload, retention, supervision
+from daemon import (
+    account_usage,
+    admin,
+    budget,
+    database,
+    drift,
+    poller,
+    reload,
+    retention,
+    supervision,
+)
+from daemon import config as config_module
 from daemon.accounts import AccountPool
 from daemon.config import Config
 from daemon.delivery import Deliverer, delivery_http_client
@@ -23,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def open_engine(config: Config) -> AsyncIterator[AsyncEngine]:
+    database.probe(config.database.url)
     engine = database.create_engine(config.database.url)
     try:
         await database.check_revision(engine)
@@ -31,16 +44,82 @@ async def open_engine(config: Config) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def _poll_safely(poll: poller.Poller, feed: poller.Feed) -> None:
-    try:
-        await poll.poll(feed)
-    except Exception:
-        # The database itself failed while recording the failure: next tick tries again.
-        logger.exception(
-            "poll of %s failed unexpectedly; retrying next cycle",
-            feed.key,
-            extra={"action": "poll.crashed"},
-        )
+class _Polls:
+    """The polls in progress, so shutdown can await them, and which feeds are behind (a poll
+    that outlasts its interval), said once instead of APScheduler's line per skipped tick."""
+
+    def __init__(self) -> None:
+        self.running: set[asyncio.Task[object]] = set()
+        self._behind: set[str] = set()
+
+    async def poll(self, poll: poller.Poller, feed: poller.Feed) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.running.add(task)
+        started = time.monotonic()
+        try:
+            await poll.poll(feed)
+        except asyncio.CancelledError:
+            # Shutdown's grace ran out: what earlier pages committed stays; the rest is
+            # polled again at the next start. One line, not a traceback.
+            logger.info(
+                "poll of %s stopped by shutdown; the next start reads on from its last page",
+                feed.key,
+                extra={"action": "poll.interrupted"},
+            )
+            return
+        except Exception:
+            # The database itself failed while recording the failure: next tick tries again.
+            logger.exception(
+                "poll of %s failed unexpectedly; retrying next cycle",
+                feed.key,
+                extra={"action": "poll.crashed"},
+            )
+        finally:
+            self.running.discard(task)
+        self._note_duration(feed, time.monotonic() - started)
+
+    def _note_duration(self, feed: poller.Feed, took_s: float) -> None:
+        if took_s > feed.interval_s and feed.key not in self._behind:
+            self._behind.add(feed.key)
+            logger.warning(
+                "account %r is behind: a poll of %s took %.0fs, longer than its %gs interval "
+                "(Pipedrive is slow or the budget waits); polls run back to back until it "
+                "catches up",
+                feed.account,
+                feed.object.name,
+                took_s,
+                feed.interval_s,
+                extra={"action": "poll.behind"},
+            )
+        elif took_s <= feed.interval_s and feed.key in self._behind:
+            self._behind.discard(feed.key)
+            logger.info(
+                "account %r has caught up on %s",
+                feed.account,
+                feed.object.name,
+                extra={"action": "poll.caught_up"},
+            )
+
+    async def finish(self, grace_s: float) -> None:
+        """Let polls in progress end within `grace_s`, then cancel what is left."""
+        if not self.running:
+            return
+        _, late = await asyncio.wait(set(self.running), timeout=grace_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+class _SkippedTicks(logging.Filter):
+    """Drops APScheduler's "skipped: maximum number of running instances" line, logged at
+    every tick while a poll outlasts its interval; `_Polls` says it once instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
+_SKIPPED_TICKS = _SkippedTicks()
 
 
 async def _prune(engine: AsyncEngine, running: _Running) -> None:
@@ -53,9 +132,11 @@ def _shutdown(scheduler: AsyncIOScheduler) -> None:
         scheduler.shutdown(wait=False)
 
 
-def _schedule(scheduler: AsyncIOScheduler, poll: poller.Poller, feed: poller.Feed) -> None:
+def _schedule(
+    scheduler: AsyncIOScheduler, polls: _Polls, poll: poller.Poller, feed: poller.Feed
+) -> None:
     scheduler.add_job(
-        _poll_safely,
+        polls.poll,
         IntervalTrigger(seconds=feed.interval_s),
         args=[poll, feed],
         id=feed.key,
@@ -78,8 +159,10 @@ class _Running:
         deliverer: Deliverer,
         poll: poller.Poller,
         scheduler: AsyncIOScheduler,
+        polls: _Polls,
     ) -> None:
         self.config = config
+        self._polls = polls
         self._engine = engine
         self._pool = pool
         self._deliverer = deliverer
@@ -88,7 +171,7 @@ class _Running:
         self.admin: admin.Admin | None = None  # set once the admin listener is up
         self._feeds = {f.key: f for f in poller.feeds(config, budget.fitted_intervals(config))}
         for feed in self._feeds.values():
-            _schedule(scheduler, poll, feed)
+            _schedule(scheduler, polls, poll, feed)
 
     @property
     def feeds(self) -> list[poller.Feed]:
@@ -103,8 +186,8 @@ class _Running:
         for key in self._feeds.keys() - feeds.keys():
             self._scheduler.remove_job(key)  # a poll in progress finishes; no new one starts
         for key, feed in feeds.items():
-            if self._feeds.get(key) != feed:
-                _schedule(self._scheduler, self._poll, feed)  # an added subscription: poll now
+            if self._feeds.get(key) != feed:  # an added subscription: poll now
+                _schedule(self._scheduler, self._polls, self._poll, feed)
         self._feeds = feeds
         self.config = new
         if self.admin is not None:
@@ -133,8 +216,13 @@ async def run(
             engine, pool.clients, pool.caches, on_new_events=deliverer.wake, metrics=metrics
         )
         scheduler = AsyncIOScheduler()
+        polls = _Polls()
+        scheduler_log = logging.getLogger("apscheduler.scheduler")
+        scheduler_log.addFilter(_SKIPPED_TICKS)
+        stack.callback(scheduler_log.removeFilter, _SKIPPED_TICKS)
+        config_module.log_startup_warnings(config)
         await drift.warn(engine, config)  # before the first poll acts on a changed trigger
-        running = _Running(config, engine, pool, deliverer, poll, scheduler)
+        running = _Running(config, engine, pool, deliverer, poll, scheduler, polls)
         scheduler.add_job(
             _prune,
             IntervalTrigger(seconds=config.retention.interval),
@@ -159,6 +247,10 @@ async def run(
             supervision.supervised(engine, len(subscriptions))
         )
         background: set[asyncio.Task[None]] = set()
+        # Flushed last: the usage of polls that end during shutdown is counted too.
+        usage_flusher = asyncio.create_task(
+            account_usage.flush_forever(engine, pool.usages.values()), name="account-usage"
+        )
         if reloads is not None:
 
             async def reloaded(rejected: bool) -> None:
@@ -173,5 +265,9 @@ async def run(
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         supervisor.stopping()
-        _shutdown(scheduler)  # stop polling first; in-flight deliveries get their grace
-        await delivering  # re-raises if the delivery loop crashed
+        scheduler.pause()  # stop polling first; polls and deliveries in flight get the grace
+        try:
+            await asyncio.gather(polls.finish(config.delivery.timeout), delivering)
+        finally:
+            usage_flusher.cancel()
+            await asyncio.gather(usage_flusher, return_exceptions=True)

@@ -187,3 +187,17 @@ subscription_health = Table(
     Column("probe_interval_s", Float, nullable=True),
     Column("updated_at", Timestamp(), nullable=False),
 )
+
+# Per account and UTC day: Pipedrive calls, their tokens (the spec's x-token-cost) and the
+# waits for the rate limit, added up by the running daemon every few seconds (see
+# `account_usage`), read by `status --accounts`.
+account_usage = Table(
+    "account_usage",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("calls", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Column("rate_limit_waits", BigInteger, nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
+)

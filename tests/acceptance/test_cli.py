@@ -130,10 +130,11 @@ def test_bad_config_names_file_key_value_and_reason(tmp_path: Path) -> None:
         assert result.returncode == 3
         assert "Traceback" not in result.stderr
         lines = result.stderr.splitlines()
-        assert f"{path}: subscriptions[0].poll_interval: must be >= 1 (got 0)" in lines
-        assert f"{path}: subscriptions[0].colour: unknown key" in lines
+        assert f'{path}: subscriptions[0] ("s").poll_interval: must be >= 1 (got 0)' in lines
+        assert f'{path}: subscriptions[0] ("s").colour: unknown key' in lines
         assert any(
-            line.startswith(f"{path}: subscriptions[0].trigger: ") and "'deal.exploded'" in line
+            line.startswith(f'{path}: subscriptions[0] ("s").trigger: ')
+            and "'deal.exploded'" in line
             for line in lines
         )
         assert "t0k3n-secret" not in result.stderr
@@ -147,7 +148,8 @@ def test_config_problems_across_tables(tmp_path: Path) -> None:
     result = cli("--config", str(path), "check-config")
     assert result.returncode == 3
     assert (
-        "accounts[0].api_token: environment variable NOT_SET_ANYWHERE is not set" in result.stderr
+        'accounts[0] ("main").api_token: environment variable NOT_SET_ANYWHERE is not set'
+        in result.stderr
     )
     path.write_text(
         '[[accounts]]\nname = "main"\napi_token = "t"\n[[subscriptions]]\nname = "s"\n'
@@ -157,7 +159,7 @@ def test_config_problems_across_tables(tmp_path: Path) -> None:
     result = cli("--config", str(path), "check-config")
     assert result.returncode == 3
     assert (
-        "subscriptions[0].account: no [[accounts]] entry has this name (got 'other'"
+        "subscriptions[0] (\"s\").account: no [[accounts]] entry has this name (got 'other'"
         in result.stderr
     )
     missing = cli("--config", str(tmp_path / "nope.toml"), "check-config")

@@ -97,7 +97,7 @@ def test_status_and_migrate_need_no_tokens_and_check_config_does(tmp_path: Path)
     assert json.loads(status.stdout)[0]["subscription"] == "s"
     checked = cli("--config", str(config), "check-config")
     assert checked.returncode == 3
-    assert "accounts[0].api_token: environment variable PDT_TEST_TOKEN is not set" in (
+    assert 'accounts[0] ("main").api_token: environment variable PDT_TEST_TOKEN is not set' in (
         checked.stderr
     )
 

@@ -45,16 +45,19 @@ def test_defaults() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (with_sub(poll_interval=0), "subscriptions[0].poll_interval: must be >= 1 (got 0)"),
-        (with_sub(poll_interval="soon"), "subscriptions[0].poll_interval: must be a duration"),
-        (with_sub(trigger="deal.exploded"), "subscriptions[0].trigger: "),
-        (with_sub(callback_url="not a url"), "subscriptions[0].callback_url: "),
-        (with_sub(secret="abc"), "subscriptions[0].secret: must start with 'whsec_'"),
-        (with_sub(secret="whsec_%%%"), "subscriptions[0].secret: is not valid base64"),
-        (with_sub(start="2026-01-01T00:00:00"), "subscriptions[0].start: "),
-        (with_sub(start="yesterday"), "subscriptions[0].start: "),
-        (with_sub(colour="blue"), "subscriptions[0].colour: unknown key"),
-        ({**BASE, "accounts": [{"name": "main"}]}, "accounts[0]: give exactly one of"),
+        (with_sub(poll_interval=0), 'subscriptions[0] ("s").poll_interval: must be >= 1 (got 0)'),
+        (
+            with_sub(poll_interval="soon"),
+            'subscriptions[0] ("s").poll_interval: must be a duration',
+        ),
+        (with_sub(trigger="deal.exploded"), 'subscriptions[0] ("s").trigger: '),
+        (with_sub(callback_url="not a url"), 'subscriptions[0] ("s").callback_url: '),
+        (with_sub(secret="abc"), "subscriptions[0] (\"s\").secret: must start with 'whsec_'"),
+        (with_sub(secret="whsec_%%%"), 'subscriptions[0] ("s").secret: is not valid base64'),
+        (with_sub(start="2026-01-01T00:00:00"), 'subscriptions[0] ("s").start: '),
+        (with_sub(start="yesterday"), 'subscriptions[0] ("s").start: '),
+        (with_sub(colour="blue"), 'subscriptions[0] ("s").colour: unknown key'),
+        ({**BASE, "accounts": [{"name": "main"}]}, 'accounts[0] ("main"): give exactly one of'),
         ({**BASE, "delivery": {"max_attempts": 0}}, "delivery.max_attempts: must be >= 1 (got 0)"),
         ({**BASE, "delivery": {"retry_schedule": []}}, "delivery.retry_schedule: "),
         ({"subscriptions": []}, "accounts: is required"),
@@ -71,9 +74,11 @@ def test_secrets_are_not_echoed() -> None:
 
 def test_cross_references() -> None:
     twice = {**BASE, "subscriptions": BASE["subscriptions"] * 2}
-    assert problems(twice) == ["subscriptions[1].name: duplicate subscription name (got 's')"]
+    assert problems(twice) == [
+        "subscriptions[1] (\"s\").name: duplicate subscription name (got 's')"
+    ]
     assert problems(with_sub(account="nope"))[0].startswith(
-        "subscriptions[0].account: no [[accounts]] entry has this name (got 'nope'"
+        "subscriptions[0] (\"s\").account: no [[accounts]] entry has this name (got 'nope'"
     )
 
 
@@ -87,6 +92,7 @@ def test_durations_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
         ],
         "delivery": {"retry_schedule": ["5s", "2m", "1h", 30]},
         "database": {"url": "sqlite:///data/pd.db"},
+        "subscriptions": [{**BASE["subscriptions"][0], "account": "a"}],
     }
     loaded = config.parse(raw, "c.toml", tmp_path)
     assert loaded.accounts[0].token().get_secret_value() == "from-env"
@@ -121,9 +127,12 @@ def test_default_database_goes_to_systemd_state_directory(
 def test_token_file_reads_systemd_credentials_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    raw = {"accounts": [{"name": "a", "api_token_file": "${CREDENTIALS_DIRECTORY}/pd-token"}]}
+    raw = {
+        "accounts": [{"name": "a", "api_token_file": "${CREDENTIALS_DIRECTORY}/pd-token"}],
+        "subscriptions": [{**BASE["subscriptions"][0], "account": "a"}],
+    }
     assert problems(raw) == [
-        "accounts[0].api_token_file: environment variable CREDENTIALS_DIRECTORY is not set"
+        'accounts[0] ("a").api_token_file: environment variable CREDENTIALS_DIRECTORY is not set'
     ]
     credentials = tmp_path / "credentials"
     credentials.mkdir()
@@ -136,7 +145,7 @@ def test_token_file_reads_systemd_credentials_directory(
 
 def test_a_bad_callback_url_is_echoed_masked() -> None:
     [problem] = problems(with_sub(callback_url="ftp://u:PASSWORD@hooks.example.com/h?k=v"))
-    assert problem.startswith("subscriptions[0].callback_url: URL scheme should be")
+    assert problem.startswith('subscriptions[0] ("s").callback_url: URL scheme should be')
     assert "(got 'ftp://***@hooks.example.com/h?k=***')" in problem
     assert "PASSWORD" not in problem
 
@@ -174,9 +183,12 @@ def test_delivery_options_and_their_bounds() -> None:
             "delivery.retry_schedule[0]: must be <= 604800 (got '99999999999d')",
         ),
         ({**BASE, "delivery": {"timeout": "2h"}}, "delivery.timeout: must be <= 600 (got '2h')"),
-        (with_sub(poll_interval="400d"), "subscriptions[0].poll_interval: must be <= 86400"),
+        (
+            with_sub(poll_interval="400d"),
+            'subscriptions[0] ("s").poll_interval: must be <= 604800',
+        ),
         ({**BASE, "retention": {"interval": "2d"}}, "retention.interval: must be <= 86400"),
-        (with_sub(max_per_second=0), "subscriptions[0].max_per_second: must be >= 1"),
+        (with_sub(max_per_second=0), 'subscriptions[0] ("s").max_per_second: must be >= 1'),
     ],
 )
 def test_durations_and_rates_are_bounded(raw: dict[str, Any], expected: str) -> None:
@@ -186,5 +198,86 @@ def test_durations_and_rates_are_bounded(raw: dict[str, Any], expected: str) -> 
 def test_a_bad_secret_in_a_list_is_named_but_not_echoed() -> None:
     leaked = "whsec_not*base64"
     found = problems(with_sub(secret=[SECRET_A, leaked]))
-    assert found and found[0].startswith("subscriptions[0].secret")
+    assert found and found[0].startswith('subscriptions[0] ("s").secret')
     assert all(leaked not in p and SECRET_A not in p for p in found)
+
+
+def test_several_problems_at_once_with_names_beside_indexes(tmp_path: Path) -> None:
+    binary = tmp_path / "token.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    raw = {
+        "accounts": [
+            {"name": "main", "api_token": "  "},
+            {"name": "file", "api_token_file": str(binary)},
+        ],
+        "delivery": {"timeout": float("inf")},
+        "subscriptions": [
+            {**BASE["subscriptions"][0], "name": "ok"},
+            {**BASE["subscriptions"][0], "name": "deals-eu", "poll_interval": float("inf")},
+            {**BASE["subscriptions"][0], "name": "huge", "poll_interval": 1e300},
+            {**BASE["subscriptions"][0], "name": "nul\x00here"},
+            {**BASE["subscriptions"][0], "name": "short", "secret": "whsec_" + "QUJD"},
+        ],
+    }
+    found = problems(raw)
+    assert sorted(found) == [
+        'accounts[0] ("main").api_token: is empty',
+        "delivery.timeout: must be a finite duration (got inf)",
+        'subscriptions[1] ("deals-eu").poll_interval: must be a finite duration (got inf)',
+        'subscriptions[2] ("huge").poll_interval: must be <= 604800 (got 1e+300)',
+        'subscriptions[3] ("nul\\u0000here").name: must not contain control characters '
+        "(tabs, newlines, NUL) (got 'nul\\x00here')",
+        'subscriptions[4] ("short").secret: is 3 bytes after base64 decoding; Standard Webhooks '
+        "asks for 24 to 64 (e.g. whsec_ + base64 of 32 random bytes)",
+    ], found
+    del raw["delivery"]
+    raw["accounts"][0]["api_token"] = "t"
+    raw["subscriptions"] = raw["subscriptions"][:1]
+    assert problems(raw) == [
+        f'accounts[1] ("file").api_token_file: is not a text file with one line: the API '
+        f"token (got '{binary}')"
+    ]
+    with pytest.raises(config.ConfigError) as caught:
+        config.parse({**BASE, "subscriptions": []}, "c.toml", tmp_path, require_subscriptions=True)
+    assert caught.value.problems == [config.NO_SUBSCRIPTIONS]
+    assert not config.parse({**BASE, "subscriptions": []}, "c.toml", tmp_path).subscriptions
+
+
+def _documentation(lines: list[str], key: str) -> list[str]:
+    """The lines that set `key` (or show it commented out), each with the comment block
+    right above it."""
+    found = []
+    for index, line in enumerate(lines):
+        if line.lstrip("# ").startswith(f"{key} ="):
+            above = index
+            while above > 0 and lines[above - 1].startswith("#"):
+                above -= 1
+            found.append("\n".join(lines[above : index + 1]))
+    return found
+
+
+def test_example_config_documents_every_key_with_its_default() -> None:
+    """Every key of every config model appears in config.example.toml (set or commented
+    out), and every key that has a default says it in a comment."""
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    lines = example.read_text(encoding="utf-8").splitlines()
+    models = {
+        "database": config.DatabaseConfig,
+        "delivery": config.DeliveryConfig,
+        "retention": config.RetentionConfig,
+        "admin": config.AdminConfig,
+        "accounts": config.AccountConfig,
+        "subscriptions": config.SubscriptionConfig,
+    }
+    assert set(models) == set(config.Config.model_fields)
+    undocumented = []
+    for section, model in models.items():
+        for key, field in model.model_fields.items():
+            documented = _documentation(lines, key)
+            if not documented:
+                undocumented.append(f"{section}.{key}: missing")
+            elif not field.is_required() and not any(
+                "default" in text.lower() for text in documented
+            ):
+                undocumented.append(f"{section}.{key}: default not given")
+    assert undocumented == []

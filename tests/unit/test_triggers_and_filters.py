@@ -174,8 +174,8 @@ def test_a_filter_config_error_names_file_key_value_and_reason(tmp_path: Path) -
     with pytest.raises(config.ConfigError) as caught:
         config.parse(raw, "c.toml", tmp_path)
     text = str(caught.value)
-    assert "subscriptions[0].filter.stage_id: unknown filter key for activities" in text
-    assert "subscriptions[0].filter.done: expected true or false" in text
+    assert 'subscriptions[0] ("s").filter.stage_id: unknown filter key for activities' in text
+    assert 'subscriptions[0] ("s").filter.done: expected true or false' in text
 
 
 def reader(position: datetime = START, **kw: Any) -> change_feed.Reader:

@@ -1,0 +1,155 @@
+"""What each Pipedrive account has spent today: calls, tokens and rate-limit waits.
+
+The API client counts in memory (`Usage`); the daemon adds the counts to the
+`account_usage` table every `FLUSH_INTERVAL_S` and at shutdown (`flush_forever`), so
+`status --accounts` reads them from the database, while the daemon runs or after it stopped.
+Rows add up: a restart continues the day's totals instead of starting them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon.tables import account_usage
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 5.0
+_ITEM = re.compile(r"/(\d+|[0-9a-f]{8}-[0-9a-f-]{27,}|me)$")
+
+
+def token_cost(method: str, path: str) -> int:
+    """Pipedrive's `x-token-cost` of an operation, by the spec's pattern (2026-08-18): one item
+    GET 1, a v2 listing 10 (stages and pipelines 5), a v1 listing 20; a v2 write 5, a v1
+    write 10, a DELETE 3."""
+    method = method.upper()
+    v1 = path.startswith(("/v1/", "/api/v1/"))
+    if method == "GET":
+        if _ITEM.search(path):
+            return 2 if path.endswith("/me") else 1
+        if v1:
+            return 20
+        return 5 if path.rstrip("/").endswith(("/stages", "/pipelines")) else 10
+    if method == "DELETE":
+        return 3
+    return 10 if v1 else 5
+
+
+def today(now: datetime) -> str:
+    return now.astimezone(UTC).date().isoformat()
+
+
+@dataclass
+class Counts:
+    calls: int = 0
+    tokens: int = 0
+    rate_limit_waits: int = 0
+
+
+class Usage:
+    """One account's counts since the last flush (the client calls `call` and `waited`)."""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self._unflushed = Counts()
+
+    def call(self, method: str, path: str) -> None:
+        self._unflushed.calls += 1
+        self._unflushed.tokens += token_cost(method, path)
+
+    def waited(self) -> None:
+        self._unflushed.rate_limit_waits += 1
+
+    def take(self) -> Counts:
+        taken, self._unflushed = self._unflushed, Counts()
+        return taken
+
+
+async def flush(engine: AsyncEngine, usages: Iterable[Usage], now: datetime) -> None:
+    """Add each account's unflushed counts to today's row."""
+    rows = []
+    for usage in usages:
+        counts = usage.take()
+        if counts.calls or counts.rate_limit_waits:
+            rows.append((usage, counts))
+    if not rows:
+        return
+    try:
+        async with engine.begin() as connection:
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            for usage, counts in rows:
+                statement = dialect.insert(account_usage).values(
+                    account=usage.account,
+                    day=today(now),
+                    calls=counts.calls,
+                    tokens=counts.tokens,
+                    rate_limit_waits=counts.rate_limit_waits,
+                    updated_at=now,
+                )
+                table = account_usage.c
+                await connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["account", "day"],
+                        set_={
+                            "calls": table.calls + counts.calls,
+                            "tokens": table.tokens + counts.tokens,
+                            "rate_limit_waits": table.rate_limit_waits + counts.rate_limit_waits,
+                            "updated_at": now,
+                        },
+                    )
+                )
+    except Exception:
+        for usage, counts in rows:  # kept for the next flush, not lost
+            usage._unflushed.calls += counts.calls
+            usage._unflushed.tokens += counts.tokens
+            usage._unflushed.rate_limit_waits += counts.rate_limit_waits
+        raise
+
+
+async def flush_forever(
+    engine: AsyncEngine, usages: Iterable[Usage], interval_s: float = FLUSH_INTERVAL_S
+) -> None:
+    """Flush every `interval_s` until cancelled, then once more."""
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await flush(engine, list(usages), datetime.now(UTC))
+            except Exception:
+                logger.warning(
+                    "cannot record the accounts' API usage; trying again",
+                    exc_info=True,
+                    extra={"action": "account_usage.flush_failed"},
+                )
+    finally:
+        await flush(engine, list(usages), datetime.now(UTC))
+
+
+async def load_today(
+    engine: AsyncEngine, accounts: Iterable[str], now: datetime
+) -> list[dict[str, object]]:
+    """`status --json --accounts`: one object per configured account, zeros when unused."""
+    query = select(account_usage).where(account_usage.c.day == today(now))
+    async with engine.connect() as connection:
+        found = {row.account: row for row in await connection.execute(query)}
+    result: list[dict[str, object]] = []
+    for name in accounts:
+        row = found.get(name)
+        result.append(
+            {
+                "account": name,
+                "calls_today": row.calls if row else 0,
+                "tokens_today": row.tokens if row else 0,
+                "rate_limit_waits": row.rate_limit_waits if row else 0,
+            }
+        )
+    return result

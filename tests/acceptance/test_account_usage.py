@@ -1,0 +1,51 @@
+"""`status --json --accounts`: what the daemon spent per account, counted and persisted."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+from daemon.receiver import WebhookReceiver
+from daemon.sandbox import Sandbox, costs
+from tests.acceptance.test_cli import cli, start_daemon, write_daemon_config
+
+
+def test_status_accounts_shows_calls_tokens_and_waits_of_today(
+    tmp_path: Path, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    sandbox.faults.add(status=429, retry_after=1, count=1, path_prefix="/api/v2/deals", skip=1)
+    subs = [
+        {"name": "deals", "trigger": "deal.added"},
+        {"name": "acts", "trigger": "activity.added"},
+    ]
+    config = write_daemon_config(tmp_path, sandbox, receiver, subs, {})
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config, log)
+    try:
+        deadline = time.monotonic() + 20
+        while sandbox.calls_to("GET", "/api/v2/deals") < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    calls = sandbox.calls
+    expected_tokens = sum(
+        costs.TOKEN_COSTS[(c.method, re.sub(r"/\d+$", "/{id}", c.path))] for c in calls
+    )
+    result = cli("--config", str(config), "status", "--json", "--accounts")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {
+            "account": "main",
+            "calls_today": len(calls),
+            "tokens_today": expected_tokens,
+            "rate_limit_waits": 1,  # the 429: its Retry-After was waited out
+        }
+    ]
+    plain = cli("--config", str(config), "status")
+    assert plain.returncode == 0 and "dead_letters" in plain.stdout, "today's table is kept"
