@@ -52,10 +52,18 @@ class WebhookReceiver:
         self.attempts: list[Received] = []  # every request, whatever the answer
 
     def reply(
-        self, status: int, times: int = 1, delay_s: float = 0.0, retry_after: int | None = None
+        self,
+        status: int,
+        times: int = 1,
+        delay_s: float = 0.0,
+        retry_after: int | None = None,
+        location: str | None = None,
     ) -> None:
-        """Answer the next `times` requests with `status` (after `delay_s`)."""
+        """Answer the next `times` requests with `status` (after `delay_s`), with a
+        `Retry-After` or a redirect's `Location` when given."""
         headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
+        if location is not None:
+            headers["location"] = location
         with self._lock:
             self._script.extend(_Reply(status, delay_s, headers) for _ in range(times))
 

@@ -3,6 +3,7 @@ reply read within its cap, private targets refused unless allowed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import time
@@ -92,6 +93,20 @@ async def test_the_reply_is_kept_to_1_kib_and_read_to_64_kib_at_most(
     assert reply == "x" * callback_transport.REPLY_KEPT
     # What the server could send: our 64 KiB, aiohttp's paused buffer and the kernel's.
     assert server.sent[0] < 1024 * 1024, f"{server.sent[0]} of {size} bytes were taken"
+
+
+async def test_a_redirect_is_not_followed(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    """A consumer that moved answers 301/302: the POST is not re-sent elsewhere (that would
+    hand a signed body to a URL nobody configured); the status is recorded and retried."""
+    with ReplyServer(status=200) as elsewhere:
+        receiver.reply(302, location=f"http://127.0.0.1:{elsewhere.port}/stolen")
+        answer = await http.post(f"{receiver.base_url}/h", content=b"{}", extensions=ALLOW)
+        await asyncio.sleep(0.2)
+        assert answer.status_code == 302
+        assert elsewhere.sent == [], "the redirect's target got nothing"
+    assert len(receiver.attempts) == 1
 
 
 async def test_a_short_reply_is_kept_whole(http: httpx.AsyncClient) -> None:
