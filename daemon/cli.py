@@ -209,91 +209,28 @@ def _account_status(config: config_module.Config, as_json: bool) -> None:
 )
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, accounts: bool) -> None:
-    """Show each subscription's feed position, health and outbox counts."""
-    from daemon import drift, feed_store, health, service, store
+    """Whether the daemon runs, and each subscription's state, polls and queue. Exit status:
+    0 all well; 1 the daemon is not running, or a subscription is failing, paused,
+    disabled or orphaned, or has dead letters."""
+    from datetime import UTC, datetime
+
+    from daemon import service, status_report
 
     config = load_config(ctx, config_module.load_without_secrets)
     if accounts:
         _account_status(config, as_json)
         return
 
-    async def read() -> list[dict[str, Any]]:
+    async def read() -> status_report.Report:
         async with service.open_engine(config) as engine:
-            states = await feed_store.load_states(engine)
-            counts = await store.counts(engine)
-            healths = await health.load(engine)
-            failing = await store.failing(engine)
-        rows = []
-        configured = [sub.name for sub in config.subscriptions]
-        # Not in the config but with queued events or dead letters: kept, not delivered.
-        orphans = {o.subscription: o for o in drift.orphans(set(configured), counts, states)}
-        by_name = {sub.name: sub for sub in config.subscriptions}
-        for name in [*configured, *sorted(orphans)]:
-            sub_config = by_name.get(name)
-            state = states.get(name)
-            orphan = orphans.get(name)
-            count = counts.get(name, store.SubscriptionCounts(0, 0, 0))
-            poll_failing = (
-                (state.last_error, state.last_poll_at)
-                if state and state.status == feed_store.STATUS_FAILING
-                else None
-            )
-            shown, reason, since = health.describe(
-                healths.get(name),
-                configured=sub_config is not None,
-                poll_failing=poll_failing,
-                delivery_error=failing.get(name),
-            )
-            rows.append(
-                {
-                    "subscription": name,
-                    "trigger": sub_config.trigger if sub_config else orphan and orphan.trigger,
-                    "status": "orphaned" if orphan else (state.status if state else "not started"),
-                    # Kept from the id-mark days: the highest id that existed at its start.
-                    "mark_id": state.id_floor if state else None,
-                    "position": state.position.isoformat() if state else None,
-                    "last_poll_at": state.last_poll_at.isoformat()
-                    if state and state.last_poll_at
-                    else None,
-                    "pending": count.pending,
-                    "delivered": count.delivered,
-                    "dead_letters": count.dead,
-                    "last_error": (
-                        "not in the config: `subscriptions rename` carries it over"
-                        if orphan
-                        else (state.last_error if state else None)
-                    ),
-                    "state": shown,
-                    "state_reason": reason,
-                    "state_since": since.isoformat() if since else None,
-                }
-            )
-        return rows
+            return await status_report.gather(config, engine, datetime.now(UTC))
 
-    rows = run_async(read)
+    report = run_async(read)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    columns = [
-        "subscription",
-        "trigger",
-        "status",
-        "state",
-        "position",
-        "pending",
-        "delivered",
-        "dead_letters",
-        "last_poll_at",
-    ]
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in columns}
-    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
-        if row["last_error"]:
-            click.echo(f"    last error: {row['last_error']}")
-        if row["state"] != "ok" and row["state_reason"]:
-            since = f" since {row['state_since']}" if row["state_since"] else ""
-            click.echo(f"    {row['state']}{since}: {row['state_reason']}")
+        click.echo(json.dumps(report.subscriptions, indent=2))
+    else:
+        click.echo(status_report.render(report), nl=False)
+    sys.exit(report.exit_code)
 
 
 @main.command()

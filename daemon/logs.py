@@ -8,8 +8,22 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
-# Fields that event-worthy log lines carry in `extra`, so JSON logs filter without regexes.
-EXTRA_FIELDS = ("action", "subscription", "event_id")
+# Fields that event-worthy log lines carry in `extra`, so JSON logs filter without regexes:
+# who and what, then the figures (an attempt's number and HTTP status, when it is tried
+# next, how long it took, counts).
+EXTRA_FIELDS = (
+    "action",
+    "subscription",
+    "event_id",
+    "account",
+    "attempt",
+    "status",
+    "next_attempt_at",
+    "took_seconds",
+    "count",
+    "pending",
+    "dead",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -256,7 +256,7 @@ class Poller:
                 "subscription %r: %d new events",
                 name,
                 count,
-                extra={"action": "poll.detected", "subscription": name},
+                extra={"action": "poll.detected", "subscription": name, "count": count},
             )
 
 

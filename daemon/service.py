@@ -19,6 +19,7 @@ from daemon import (
     budget,
     database,
     drift,
+    heartbeat,
     poller,
     reload,
     retention,
@@ -246,7 +247,9 @@ async def run(
         supervisor = await stack.enter_async_context(
             supervision.supervised(engine, len(subscriptions))
         )
-        background: set[asyncio.Task[None]] = set()
+        background: set[asyncio.Task[None]] = {
+            asyncio.create_task(heartbeat.keep_beating(engine), name="heartbeat")
+        }
         # Flushed last: the usage of polls that end during shutdown is counted too.
         usage_flusher = asyncio.create_task(
             account_usage.flush_forever(engine, pool.usages.values()), name="account-usage"
@@ -271,3 +274,5 @@ async def run(
         finally:
             usage_flusher.cancel()
             await asyncio.gather(usage_flusher, return_exceptions=True)
+            with contextlib.suppress(Exception):  # status then says "stopped", not "killed"
+                await asyncio.wait_for(heartbeat.stopped(engine, datetime.now(UTC)), 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
@@ -334,6 +334,41 @@ async def counts(engine: AsyncEngine) -> dict[str, SubscriptionCounts]:
             ).group_by(deliveries.c.subscription)
         )
         return {name: SubscriptionCounts(p, d, x) for name, p, d, x in rows}
+
+
+@dataclass(frozen=True)
+class PendingStats:
+    retrying: int  # pending events that have failed at least once
+    oldest_created_at: datetime | None  # detection time of the oldest pending event
+    next_attempt_at: datetime | None
+
+
+async def pending_stats(engine: AsyncEngine) -> dict[str, PendingStats]:
+    """Per subscription, what its pending events wait on (the partial index of pending rows)."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(
+                deliveries.c.subscription,
+                func.count().filter(deliveries.c.attempts > 0),
+                func.min(deliveries.c.created_at),
+                func.min(deliveries.c.next_attempt_at),
+            )
+            .where(deliveries.c.state == STATE_PENDING)
+            .group_by(deliveries.c.subscription)
+        )
+        return {
+            name: PendingStats(int(retrying), _aware(oldest), _aware(due))
+            for name, retrying, oldest, due in rows
+        }
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # Aggregates bypass the column type, so SQLite hands back naive UTC (or a string).
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 async def failing(engine: AsyncEngine) -> dict[str, str]:

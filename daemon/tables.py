@@ -201,3 +201,17 @@ account_usage = Table(
     Column("rate_limit_waits", BigInteger, nullable=False),
     Column("updated_at", Timestamp(), nullable=False),
 )
+
+
+# The running daemon's sign of life, so `status` can tell a stopped or killed one: one row per
+# process name ("daemon"), beaten every few seconds, marked stopped on a clean exit.
+heartbeat = Table(
+    "heartbeat",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("started_at", Timestamp(), nullable=False),
+    Column("beat_at", Timestamp(), nullable=False),
+    Column("stopped_at", Timestamp(), nullable=True),
+)

@@ -95,7 +95,13 @@ class Judge:
                     row.event_id,
                     row.attempts + 1,
                     _took(at - row.created_at),
-                    extra={"action": "delivery.recovered", **log_extra},
+                    extra={
+                        "action": "delivery.recovered",
+                        **log_extra,
+                        "attempt": row.attempts + 1,
+                        "status": status,
+                        "took_seconds": round((at - row.created_at).total_seconds(), 1),
+                    },
                 )
             else:
                 logger.debug(
@@ -149,7 +155,12 @@ class Judge:
                 error,
                 row.event_id,
                 attempts_made,
-                extra={"action": "delivery.dead_lettered", **log_extra},
+                extra={
+                    "action": "delivery.dead_lettered",
+                    **log_extra,
+                    "attempt": attempts_made,
+                    "status": status,
+                },
             )
             return store.Outcome(
                 row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
@@ -162,7 +173,13 @@ class Judge:
             attempts_made,
             self._policy.max_attempts,
             retry_at.isoformat(timespec="seconds"),
-            extra={"action": "delivery.failed", **log_extra},
+            extra={
+                "action": "delivery.failed",
+                **log_extra,
+                "attempt": attempts_made,
+                "status": status,
+                "next_attempt_at": retry_at.isoformat(timespec="seconds"),
+            },
         )
         return store.Outcome(
             row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply

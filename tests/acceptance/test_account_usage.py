@@ -48,4 +48,6 @@ def test_status_accounts_shows_calls_tokens_and_waits_of_today(
         }
     ]
     plain = cli("--config", str(config), "status")
-    assert plain.returncode == 0 and "dead_letters" in plain.stdout, "today's table is kept"
+    assert plain.returncode == 1, "the daemon has stopped: status says so"
+    assert "daemon: not running (stopped at" in plain.stdout
+    assert "accounts, today (UTC)" in plain.stdout and str(len(calls)) in plain.stdout

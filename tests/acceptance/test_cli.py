@@ -181,8 +181,9 @@ def test_config_from_environment_variable_and_status(tmp_path: Path) -> None:
     assert cli("migrate", env=env).returncode == 0
     assert (tmp_path / "pipedrive-triggers.db").exists(), "default database sits next to the config"
     status = cli("status", "--json", env=env)
-    assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)[0]["status"] == "not started"
+    assert status.returncode == 1, status.stderr  # no daemon has ever run on it
+    row = json.loads(status.stdout)[0]
+    assert (row["status"], row["daemon_running"]) == ("not started", False)
 
 
 def test_sigkill_at_any_moment_loses_no_event(

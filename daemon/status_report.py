@@ -1,0 +1,191 @@
+"""`pipedrive-triggers status`: what an operator needs to see, read from the database alone
+(so it works whether the daemon runs or not), as a table for people or JSON for scripts, and
+an exit status that says the same: 0 all well, 1 something needs a look."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import account_usage, budget, drift, feed_store, health, heartbeat, poller, store
+from daemon.config import Config
+
+EXIT_OK = 0
+EXIT_NEEDS_ATTENTION = 1  # not running, or a subscription failing, paused, disabled, or dead
+UNWELL_STATES = frozenset({"failing", "paused", "disabled", "orphaned"})
+
+
+@dataclass(frozen=True)
+class Report:
+    now: datetime
+    daemon: heartbeat.Liveness
+    subscriptions: list[dict[str, Any]]
+    accounts: list[dict[str, Any]]
+
+    @property
+    def exit_code(self) -> int:
+        unwell = any(
+            row["state"] in UNWELL_STATES or row["dead_letters"] for row in self.subscriptions
+        )
+        return EXIT_NEEDS_ATTENTION if unwell or not self.daemon.running else EXIT_OK
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _seconds(delta: timedelta | None) -> float | None:
+    return round(delta.total_seconds(), 1) if delta is not None else None
+
+
+async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
+    states = await feed_store.load_states(engine)
+    counts = await store.counts(engine)
+    healths = await health.load(engine)
+    failing = await store.failing(engine)
+    waiting = await store.pending_stats(engine)
+    liveness = await heartbeat.read(engine, now)
+    accounts = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
+    intervals = {
+        sub.name: feed.interval_s
+        for feed in poller.feeds(config, budget.fitted_intervals(config))
+        for sub in feed.subscriptions
+    }
+    configured = [sub.name for sub in config.subscriptions]
+    # Not in the config but with queued events or dead letters: kept, not delivered.
+    orphans = {o.subscription: o for o in drift.orphans(set(configured), counts, states)}
+    by_name = {sub.name: sub for sub in config.subscriptions}
+    rows = []
+    for name in [*configured, *sorted(orphans)]:
+        sub_config = by_name.get(name)
+        state = states.get(name)
+        orphan = orphans.get(name)
+        count = counts.get(name, store.SubscriptionCounts(0, 0, 0))
+        pending = waiting.get(name, store.PendingStats(0, None, None))
+        poll_failing = (
+            (state.last_error, state.last_poll_at)
+            if state and state.status == feed_store.STATUS_FAILING
+            else None
+        )
+        shown, reason, since = health.describe(
+            healths.get(name),
+            configured=sub_config is not None,
+            poll_failing=poll_failing,
+            delivery_error=failing.get(name),
+        )
+        last_poll = state.last_poll_at if state else None
+        interval = intervals.get(name)
+        rows.append(
+            {
+                "subscription": name,
+                "trigger": sub_config.trigger if sub_config else orphan and orphan.trigger,
+                "status": "orphaned" if orphan else (state.status if state else "not started"),
+                # Kept from the id-mark days: the highest id that existed at its start.
+                "mark_id": state.id_floor if state else None,
+                "position": _iso(state.position) if state else None,
+                "last_poll_at": _iso(last_poll),
+                "pending": count.pending,
+                "delivered": count.delivered,
+                "dead_letters": count.dead,
+                "last_error": (
+                    "not in the config: `subscriptions rename` carries it over"
+                    if orphan
+                    else (state.last_error if state else None)
+                ),
+                "state": shown,
+                "state_reason": reason,
+                "state_since": _iso(since),
+                "next_poll_at": _iso(last_poll + timedelta(seconds=interval))
+                if last_poll and interval and sub_config
+                else None,
+                # How far behind Pipedrive's newest change this subscription has read.
+                "lag_seconds": _seconds(now - state.position) if state else None,
+                "retrying": pending.retrying,
+                "oldest_pending_age_seconds": _seconds(now - pending.oldest_created_at)
+                if pending.oldest_created_at
+                else None,
+                "next_attempt_at": _iso(pending.next_attempt_at),
+                "last_delivery_error": failing.get(name),
+                "daemon_running": liveness.running,
+            }
+        )
+    return Report(now, liveness, rows, accounts)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _clock(iso: str | None) -> str:
+    return iso[:19].replace("T", " ") if iso else "-"
+
+
+_STYLE = {"ok": "green", "failing": "red", "paused": "yellow", "disabled": "red"}
+
+
+def render(report: Report, width: int = 120) -> str:
+    """The table a person reads in a terminal (rich, plain text when not a terminal)."""
+    out = io.StringIO()
+    console = Console(file=out, width=width, highlight=False)
+    console.print(report.daemon.describe(report.now))
+    table = Table(title="subscriptions", title_justify="left", expand=False)
+    for column in (
+        "subscription", "trigger", "state", "last poll", "next poll", "lag", "pending",
+        "retrying", "oldest", "next attempt", "dead",
+    ):  # fmt: skip
+        table.add_column(column, no_wrap=column in ("subscription", "trigger"))
+    for row in report.subscriptions:
+        poll = _clock(row["last_poll_at"])
+        if row["last_poll_at"]:
+            poll += " ok" if row["status"] == feed_store.STATUS_OK else f" {row['status']}"
+        table.add_row(
+            row["subscription"],
+            row["trigger"] or "-",
+            f"[{_STYLE.get(row['state'], 'yellow')}]{row['state']}[/]",
+            poll,
+            _clock(row["next_poll_at"]),
+            _age(row["lag_seconds"]),
+            str(row["pending"]),
+            str(row["retrying"]),
+            _age(row["oldest_pending_age_seconds"]),
+            _clock(row["next_attempt_at"]),
+            str(row["dead_letters"]),
+        )
+    console.print(table)
+    for row in report.subscriptions:
+        if row["state"] != "ok" and row["state_reason"]:
+            since = f" since {_clock(row['state_since'])}" if row["state_since"] else ""
+            console.print(f"  {row['subscription']}: {row['state']}{since}: {row['state_reason']}")
+        if row["last_delivery_error"]:
+            console.print(
+                f"  {row['subscription']}: last delivery error: {row['last_delivery_error']}"
+            )
+        elif row["last_error"] and row["state"] == "ok":
+            console.print(f"  {row['subscription']}: last error: {row['last_error']}")
+    accounts = Table(title="accounts, today (UTC)", title_justify="left")
+    for column in ("account", "calls", "tokens", "rate-limit waits"):
+        accounts.add_column(column)
+    for account in report.accounts:
+        accounts.add_row(
+            account["account"],
+            str(account["calls_today"]),
+            str(account["tokens_today"]),
+            str(account["rate_limit_waits"]),
+        )
+    console.print(accounts)
+    return out.getvalue()
