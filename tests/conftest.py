@@ -6,13 +6,14 @@ import base64
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
 from openapi_core import OpenAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import database, tables
 from daemon.local_server import serve
@@ -115,6 +116,23 @@ def sandbox() -> Iterator[Sandbox]:
     with serve(fake.app) as server:
         fake.base_url = server.base_url  # type: ignore[attr-defined]
         yield fake
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The test's database, opened as the daemon opens it."""
+    engine = database.create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def consumer() -> Iterator[WebhookReceiver]:
+    """A real webhook receiver on loopback that does not check signatures."""
+    receiver = WebhookReceiver()
+    with serve(receiver) as server:
+        receiver.base_url = server.base_url  # type: ignore[attr-defined]
+        yield receiver
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,27 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import database, retention, store, tables
 from daemon.config import DeliveryConfig
-from daemon.local_server import serve
 from daemon.receiver import WebhookReceiver
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
 
 FAST = DeliveryConfig(timeout=2, retry_schedule=(0.05,), max_attempts=5, jitter=0)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def consumer() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    with serve(receiver) as server:
-        receiver.base_url = server.base_url  # type: ignore[attr-defined]
-        yield receiver
 
 
 def read_only(url: str, on: bool) -> None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, events, store, tables
+from daemon import events, store, tables
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.delivery import Deliverer, delivery_http_client
 from daemon.receiver import WebhookReceiver
@@ -21,13 +19,6 @@ from tests.raw_servers import ReplyServer, closed_port, hanging_server
 
 TOKEN = "tok-5ecret-in-the-url"
 TRIGGER = "deal.added"
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 def subscription(name: str, url: str, *, allow: bool = True) -> SubscriptionConfig:

@@ -4,7 +4,6 @@ a rate cap; on real SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,30 +11,14 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook
 
-from daemon import database, store
+from daemon import store
 from daemon.config import DeliveryConfig
-from daemon.local_server import serve
 from daemon.receiver import WebhookReceiver
 from tests.delivery_harness import TRIGGER, delivering, queue, rows, subscription, until
 
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-secret-of-32-bytes-long!").decode()
 NEW_SECRET = "whsec_" + base64.b64encode(b"the-new-secret-of-32-bytes-long!").decode()
 FAST = DeliveryConfig(timeout=2, retry_schedule=(0.05,), max_attempts=5, jitter=0)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def consumer() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    with serve(receiver) as server:
-        receiver.base_url = server.base_url  # type: ignore[attr-defined]
-        yield receiver
 
 
 async def test_rotation_signs_with_every_secret(

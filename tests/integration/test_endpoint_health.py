@@ -5,15 +5,13 @@ event dead-lettered however long the consumer was down; rejected payloads; 410 G
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, health
+from daemon import health
 from daemon.config import DeliveryConfig
-from daemon.local_server import serve
 from daemon.receiver import WebhookReceiver
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
 
@@ -27,21 +25,6 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def consumer() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    with serve(receiver) as server:
-        receiver.base_url = server.base_url  # type: ignore[attr-defined]
-        yield receiver
 
 
 def actions(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:

@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database
 from daemon.config import DeliveryConfig
 from daemon.local_server import serve
 from daemon.receiver import WebhookReceiver
@@ -21,13 +18,6 @@ from tests.raw_servers import hanging_server
 
 HEALTHY_EVENTS = 30
 HEALTHY_EVERY_S = 0.1
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def test_hanging_and_slow_consumers_do_not_delay_a_healthy_one(

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import config, database, heartbeat, logs, status_report, store, tables
+from daemon import config, heartbeat, logs, status_report, store, tables
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 def settings(tmp_path: Path, database_url: str) -> config.Config:

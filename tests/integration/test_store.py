@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,13 +15,6 @@ from daemon import database, store, tables
 from daemon.errors import SchemaOutOfDate
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 def test_migrations_match_the_tables(database_url: str) -> None:

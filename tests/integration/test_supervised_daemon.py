@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,13 +13,6 @@ from daemon import database, store, supervision
 from tests.notify_listener import NotifyListener
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = database.create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def detect(engine: AsyncEngine, ids: list[int], broken: list[int]) -> None:
