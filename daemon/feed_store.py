@@ -118,12 +118,6 @@ async def load_states(
         return {row.subscription: _subscription(row) for row in await connection.execute(query)}
 
 
-async def load_feeds(engine: AsyncEngine) -> dict[tuple[str, str], FeedState]:
-    async with engine.connect() as connection:
-        rows = await connection.execute(select(feeds))
-        return {(row.account, row.object_type): _feed(row) for row in rows}
-
-
 async def open_feed(
     engine: AsyncEngine,
     *,
