@@ -55,15 +55,14 @@ from typing import Any
 import httpx
 import sqlalchemy
 
+from bench import local_postgres
+from bench.local_postgres import POSTGRES_ADMIN_URL
 from daemon import accounts, database, feed_store, poller, tables
 from daemon import config as config_module
 from daemon.pipedrive import MAX_PAGE_SIZE
 from daemon.sandbox import Sandbox, costs
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "PIPEDRIVE_TRIGGERS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 BENCH_PATH = "/__bench/calls"
 BACKLOG_DAYS = 7
 START_DAYS_BACK = 8
@@ -188,23 +187,6 @@ def sandbox_process(deals: int) -> Iterator[str]:
 # Databases
 
 
-def _ensure_postgres_running() -> None:
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL)
-    try:
-        with admin.connect():
-            return
-    except sqlalchemy.exc.OperationalError:
-        pass
-    finally:
-        admin.dispose()
-    versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
-    if not versions:
-        raise RuntimeError("PostgreSQL is not running and no local cluster to start")
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=True
-    )
-
-
 @contextlib.contextmanager
 def scratch_database(kind: str, directory: Path) -> Iterator[str]:
     """A migrated, empty database: a SQLite file, or `bench_<random>` dropped at the end."""
@@ -213,7 +195,7 @@ def scratch_database(kind: str, directory: Path) -> Iterator[str]:
         database.upgrade(url)
         yield url
         return
-    _ensure_postgres_running()
+    local_postgres.ensure_running()
     name = f"bench_{uuid.uuid4().hex[:10]}"
     admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -55,6 +55,8 @@ import httpx
 import sqlalchemy
 from pydantic import SecretStr
 
+from bench import local_postgres
+from bench.local_postgres import POSTGRES_ADMIN_URL
 from daemon import database, events, payloads, store
 from daemon.config import (
     DEFAULT_CONCURRENCY,
@@ -67,9 +69,6 @@ from daemon.lookups import Lookups
 from daemon.signing import Signer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN_URL = os.environ.get(
-    "PIPEDRIVE_TRIGGERS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 SUBSCRIPTION = "bench-deals"
 TRIGGER = "deal.added"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a throwaway, for signing cost only
@@ -541,27 +540,10 @@ def sqlite_databases(directory: Path) -> Iterator[Callable[[], str]]:
     yield fresh
 
 
-def _ensure_postgres_running() -> None:
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL)
-    try:
-        with admin.connect():
-            return
-    except sqlalchemy.exc.OperationalError:
-        pass
-    finally:
-        admin.dispose()
-    versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
-    if not versions:
-        raise RuntimeError("PostgreSQL is not running and no local cluster to start")
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=True
-    )
-
-
 @contextlib.contextmanager
 def postgres_databases() -> Iterator[Callable[[], str]]:
     """One scratch database `bench_<random>`, emptied before each run, dropped at the end."""
-    _ensure_postgres_running()
+    local_postgres.ensure_running()
     name = f"bench_{uuid.uuid4().hex[:10]}"
     admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -104,7 +104,7 @@ def check_config(ctx: click.Context) -> None:
 
     config = load_config(ctx, reload.read_config)
     click.echo(f"{ctx.obj['config_path']}: OK")
-    click.echo(f"database: {_safe_url(config.database.url)}")
+    click.echo(f"database: {redact.url(config.database.url)}")
     from daemon import budget
 
     for account in config.accounts:
@@ -131,10 +131,6 @@ def check_config(ctx: click.Context) -> None:
             )
 
 
-def _safe_url(url: str) -> str:
-    return redact.url(url)
-
-
 @main.command()
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
@@ -143,7 +139,7 @@ def migrate(ctx: click.Context) -> None:
 
     url = load_config(ctx, config_module.load_without_secrets).database.url
     guarded(lambda: database.upgrade(url))
-    click.echo(f"database {_safe_url(url)} is at revision {database.head_revision()}")
+    click.echo(f"database {redact.url(url)} is at revision {database.head_revision()}")
 
 
 @main.command()

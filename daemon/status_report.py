@@ -48,8 +48,8 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     states = await feed_store.load_states(engine)
     counts = await store.counts(engine)
     healths = await health.load(engine)
-    failing = await store.failing(engine)
     waiting = await store.pending_stats(engine)
+    failing = {name: w.last_error for name, w in waiting.items() if w.last_error}
     liveness = await heartbeat.read(engine, now)
     accounts = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
     intervals = {

@@ -341,6 +341,7 @@ class PendingStats:
     retrying: int  # pending events that have failed at least once
     oldest_created_at: datetime | None  # detection time of the oldest pending event
     next_attempt_at: datetime | None
+    last_error: str | None = None  # one error of those that failed
 
 
 async def pending_stats(engine: AsyncEngine) -> dict[str, PendingStats]:
@@ -352,13 +353,14 @@ async def pending_stats(engine: AsyncEngine) -> dict[str, PendingStats]:
                 func.count().filter(deliveries.c.attempts > 0),
                 func.min(deliveries.c.created_at),
                 func.min(deliveries.c.next_attempt_at),
+                func.max(deliveries.c.last_error).filter(deliveries.c.attempts > 0),
             )
             .where(deliveries.c.state == STATE_PENDING)
             .group_by(deliveries.c.subscription)
         )
         return {
-            name: PendingStats(int(retrying), _aware(oldest), _aware(due))
-            for name, retrying, oldest, due in rows
+            name: PendingStats(int(retrying), _aware(oldest), _aware(due), error)
+            for name, retrying, oldest, due, error in rows
         }
 
 
@@ -369,21 +371,6 @@ def _aware(moment: datetime | None) -> datetime | None:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-async def failing(engine: AsyncEngine) -> dict[str, str]:
-    """Subscriptions with pending events that have failed at least once: one of their errors."""
-    async with engine.connect() as connection:
-        rows = await connection.execute(
-            select(deliveries.c.subscription, func.max(deliveries.c.last_error))
-            .where(
-                deliveries.c.state == STATE_PENDING,
-                deliveries.c.attempts > 0,
-                deliveries.c.last_error.is_not(None),
-            )
-            .group_by(deliveries.c.subscription)
-        )
-        return {name: error for name, error in rows}
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,22 @@ from daemon.sandbox import Sandbox
 from tests.conftest import API_TOKEN, config_text, scratch_postgres
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database at revision 0001 (what today's release created)."""
-    if request.param == "sqlite":
+def _at_revision(kind: str, tmp_path: Path, revision: str) -> Iterator[str]:
+    """An empty database of `kind` migrated only up to `revision` (an older release's)."""
+    if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
-        alembic.command.upgrade(database._alembic_config(url), "0001")
+        alembic.command.upgrade(database._alembic_config(url), revision)
         yield url
         return
     with scratch_postgres("pdt_upgrade") as url:
-        alembic.command.upgrade(database._alembic_config(url), "0001")
+        alembic.command.upgrade(database._alembic_config(url), revision)
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def old_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database at revision 0001 (what today's release created)."""
+    yield from _at_revision(request.param, tmp_path, "0001")
 
 
 async def test_upgrade_from_the_id_mark_release(
@@ -114,14 +119,7 @@ async def test_upgrade_from_the_id_mark_release(
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database at revision 0003: dead letters still in their own table."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-        alembic.command.upgrade(database._alembic_config(url), "0003")
-        yield url
-        return
-    with scratch_postgres("pdt_upgrade") as url:
-        alembic.command.upgrade(database._alembic_config(url), "0003")
-        yield url
+    yield from _at_revision(request.param, tmp_path, "0003")
 
 
 def test_dead_letters_move_into_the_outbox_with_their_times(database_at_0003: str) -> None:
