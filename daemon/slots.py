@@ -105,7 +105,11 @@ class Slots:
     def started(self, name: str, moment: float) -> None:
         self.in_flight[name] += 1
         if name in self._starts:
-            self._starts[name].append(moment)
+            self._window(name, moment).append(moment)  # pruned here: bounded by the rate
+
+    def starts_per_second(self, name: str, moment: float) -> int:
+        """POSTs started in the last second: how fast this subscription's consumer takes them."""
+        return len(self._window(name, moment)) if name in self._starts else 0
 
     def finished(self, name: str) -> None:
         self.in_flight[name] -= 1

@@ -179,12 +179,17 @@ async def claim_due(
         deliveries.c.next_attempt_at <= now,
         or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
     )
+    # Rows that can be taken at all: with one subscription every candidate read is claimed;
+    # with several, reading more lets each have its share although one's rows are oldest. On
+    # PostgreSQL every candidate is locked, so reading more than that costs the server.
+    takeable = min(limit, sum(capacity[name] for name in open_subscriptions))
+    spread = CANDIDATES_PER_SLOT if len(open_subscriptions) > 1 else 1
     # Walks the partial index on next_attempt_at and stops early, whatever the backlog.
     candidates = (
         select(deliveries.c.id, deliveries.c.subscription)
         .where(due, deliveries.c.subscription.in_(open_subscriptions))
         .order_by(deliveries.c.next_attempt_at)
-        .limit(limit * CANDIDATES_PER_SLOT)
+        .limit(takeable * spread)
     )
     heads = (
         select(func.min(deliveries.c.id))

@@ -56,3 +56,14 @@ def test_probe_interval_doubles_up_to_an_hour() -> None:
         intervals.append(state.probe_interval_s)
     assert intervals == [120, 240, 480, 960, 1920, 3600, 3600, 3600]
     assert state.probe_at == NOW + timedelta(hours=1)
+
+
+def test_starts_are_remembered_for_one_second_only() -> None:
+    # Uncapped subscriptions too: a day of deliveries must not pile up in memory.
+    table = slots.Slots({"busy": slots.Limits(concurrency=16)})
+    for index in range(10_000):
+        table.started("busy", index / 1000)  # 1,000 a second for 10 s
+        table.finished("busy")
+    assert table.starts_per_second("busy", 9.9995) == 1000
+    assert table.starts_per_second("busy", 20.0) == 0
+    assert table.starts_per_second("not-configured", 20.0) == 0
