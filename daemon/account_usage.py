@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,29 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import api_costs
 from daemon.tables import account_usage
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 5.0
-_ITEM = re.compile(r"/(\d+|[0-9a-f]{8}-[0-9a-f-]{27,}|me)$")
-
-
-def token_cost(method: str, path: str) -> int:
-    """Pipedrive's `x-token-cost` of an operation, by the spec's pattern (2026-08-18): one item
-    GET 1, a v2 listing 10 (stages and pipelines 5), a v1 listing 20; a v2 write 5, a v1
-    write 10, a DELETE 3."""
-    method = method.upper()
-    v1 = path.startswith(("/v1/", "/api/v1/"))
-    if method == "GET":
-        if _ITEM.search(path):
-            return 2 if path.endswith("/me") else 1
-        if v1:
-            return 20
-        return 5 if path.rstrip("/").endswith(("/stages", "/pipelines")) else 10
-    if method == "DELETE":
-        return 3
-    return 10 if v1 else 5
 
 
 def today(now: datetime) -> str:
@@ -62,9 +44,10 @@ class Usage:
         self.account = account
         self._unflushed = Counts()
 
-    def call(self, method: str, path: str) -> None:
+    def call(self, method: str, path: str, status: str) -> None:
+        """One call and how it ended (see `api_costs.spent`)."""
         self._unflushed.calls += 1
-        self._unflushed.tokens += token_cost(method, path)
+        self._unflushed.tokens += api_costs.spent(method, path, status)
 
     def waited(self) -> None:
         self._unflushed.rate_limit_waits += 1
@@ -134,22 +117,31 @@ async def flush_forever(
         await flush(engine, list(usages), datetime.now(UTC))
 
 
+async def counts_today(
+    engine: AsyncEngine, accounts: Iterable[str], now: datetime
+) -> dict[str, Counts]:
+    """What each configured account has recorded today (zeros when unused), as `status
+    --accounts` and the admin page show it."""
+    query = select(account_usage).where(account_usage.c.day == today(now))
+    async with engine.connect() as connection:
+        found = {row.account: row for row in await connection.execute(query)}
+    return {
+        name: Counts(row.calls, row.tokens, row.rate_limit_waits) if row else Counts()
+        for name in accounts
+        for row in [found.get(name)]
+    }
+
+
 async def load_today(
     engine: AsyncEngine, accounts: Iterable[str], now: datetime
 ) -> list[dict[str, object]]:
     """`status --json --accounts`: one object per configured account, zeros when unused."""
-    query = select(account_usage).where(account_usage.c.day == today(now))
-    async with engine.connect() as connection:
-        found = {row.account: row for row in await connection.execute(query)}
-    result: list[dict[str, object]] = []
-    for name in accounts:
-        row = found.get(name)
-        result.append(
-            {
-                "account": name,
-                "calls_today": row.calls if row else 0,
-                "tokens_today": row.tokens if row else 0,
-                "rate_limit_waits": row.rate_limit_waits if row else 0,
-            }
-        )
-    return result
+    return [
+        {
+            "account": name,
+            "calls_today": counts.calls,
+            "tokens_today": counts.tokens,
+            "rate_limit_waits": counts.rate_limit_waits,
+        }
+        for name, counts in (await counts_today(engine, accounts, now)).items()
+    ]

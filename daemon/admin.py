@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from daemon import admin_actions, admin_page, dashboard
+from daemon import account_usage, admin_actions, admin_page, dashboard
 from daemon import metrics as metrics_module
 from daemon.config import Config
 from daemon.errors import AdminListenError
@@ -181,6 +181,7 @@ class Admin:
         try:
             subscriptions = await self._subscriptions(count_delivered=True)
             recent = await dashboard.recent(self._engine)
+            accounts = await account_usage.counts_today(self._engine, self._accounts, self._clock())
         except Exception as error:
             logger.warning(
                 "admin page: cannot read the database", exc_info=True,
@@ -192,7 +193,7 @@ class Admin:
             now=self._clock(),
             subscriptions=subscriptions,
             configured=self._configured,
-            accounts={name: self._metrics.account_today(name) for name in self._accounts},
+            accounts=accounts,
             recent=recent,
             csrf_token=self.csrf_token,
             flash=flash,

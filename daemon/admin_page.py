@@ -9,7 +9,7 @@ from datetime import datetime
 from html import escape
 
 from daemon import dashboard
-from daemon.metrics import AccountDay
+from daemon.account_usage import Counts
 
 REFRESH_S = 5
 CSRF_FIELD = "csrf"
@@ -64,7 +64,7 @@ class Page:
     now: datetime
     subscriptions: Sequence[dashboard.SubscriptionRow]
     configured: Mapping[str, SubscriptionInfo]
-    accounts: Mapping[str, AccountDay]
+    accounts: Mapping[str, Counts]
     recent: dashboard.Recent
     csrf_token: str
     flash: str | None = None
@@ -262,7 +262,7 @@ updated {page.now:%Y-%m-%d %H:%M:%S} UTC · refreshes every {REFRESH_S}s</span><
 <main>{flash}
 <h2>Subscriptions</h2>
 {_subscriptions(page)}
-<h2>Pipedrive API today <span class="muted">(UTC day, counted by this process)</span></h2>
+<h2>Pipedrive API today <span class="muted">(UTC day, recorded every few seconds)</span></h2>
 {_accounts(page)}
 <h2>Dead letters{_e(dead_note)}</h2>
 {_dead_letters(page)}

@@ -14,7 +14,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -36,7 +36,6 @@ LATENCY_BUCKETS_S = (
 # subscriptions can be paused or disabled.
 STATES = ("ok", "failing", "paused", "disabled", "not_started", "orphaned")
 REFUSED_PREFIX = "refused:"  # how `targets` words a refusal by the private-address guard
-UNANSWERED_STATUSES = frozenset({401, 429})  # Pipedrive spends no tokens on these
 
 
 class Metrics:
@@ -72,28 +71,11 @@ def delivery_outcome(outcome: store.Outcome) -> str:
     return "retry"
 
 
-@dataclass
-class AccountDay:
-    """One account's calls and tokens since midnight UTC (Pipedrive's daily budget resets then),
-    counted by this process."""
-
-    day: date
-    calls: int = 0
-    tokens: int = 0
-    rate_limit_waits: int = 0
-
-
 class PrometheusMetrics(Metrics):
-    """Counters in a registry of their own; also what the admin page shows of today's API use
-    and, for `/readyz`, since when each feed has been failing."""
+    """Counters in a registry of their own; also, for `/readyz`, since when each feed has been
+    failing."""
 
-    def __init__(
-        self,
-        *,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._wall = wall
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
         self.registry = CollectorRegistry(auto_describe=True)
         self._polls = Counter(
@@ -139,15 +121,7 @@ class PrometheusMetrics(Metrics):
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
-        self._days: dict[str, AccountDay] = {}
         self._failing_since: dict[tuple[str, str], float] = {}
-
-    def _today(self, account: str) -> AccountDay:
-        today = self._wall().astimezone(UTC).date()
-        current = self._days.get(account)
-        if current is None or current.day != today:
-            current = self._days[account] = AccountDay(today)
-        return current
 
     def poll(self, account: str, object_type: str, *, ok: bool) -> None:
         self._polls.labels(account, object_type, "ok" if ok else "failed").inc()
@@ -157,18 +131,11 @@ class PrometheusMetrics(Metrics):
             self._failing_since.setdefault((account, object_type), self._monotonic())
 
     def api_call(self, account: str, method: str, path: str, status: str) -> None:
-        template = api_costs.route(path)
-        self._api_calls.labels(account, f"{method.upper()} {template}", status).inc()
-        day = self._today(account)
-        day.calls += 1
-        if status.isdigit() and int(status) not in UNANSWERED_STATUSES:
-            tokens = api_costs.token_cost(method, template)
-            self._api_tokens.labels(account).inc(tokens)
-            day.tokens += tokens
+        self._api_calls.labels(account, api_costs.endpoint(method, path), status).inc()
+        self._api_tokens.labels(account).inc(api_costs.spent(method, path, status))
 
     def rate_limit_wait(self, account: str) -> None:
         self._rate_limit_waits.labels(account).inc()
-        self._today(account).rate_limit_waits += 1
 
     def events(self, new_events: Sequence[store.NewEvent]) -> None:
         for (subscription, trigger), count in Tally(
@@ -183,10 +150,6 @@ class PrometheusMetrics(Metrics):
         if outcome.verdict == "delivered" and detected is not None:
             finished = outcome.attempted_at.timestamp() + outcome.duration_ms / 1000
             self._latency.labels(subscription).observe(max(0.0, finished - detected.timestamp()))
-
-    def account_today(self, account: str) -> AccountDay:
-        """Today's calls, tokens and waits of `account` (zero when it made none today)."""
-        return self._today(account)
 
     def failing_for(self, account: str, object_type: str) -> float | None:
         """Seconds the feed has been failing without a successful cycle, None when it is not."""

@@ -220,7 +220,6 @@ class PipedriveClient:
             # A wait for our own budget counts; one for a 429's pause was counted at the 429.
             if time.monotonic() - asked > RATE_LIMIT_WAIT_S and not after_429:
                 self._usage.waited()
-            self._usage.call(method, path)
         try:
             response = await self._http.request(method, path, params=params, json=body)
             answered = str(response.status_code)
@@ -233,6 +232,8 @@ class PipedriveClient:
             ) from None
         finally:
             self._metrics.api_call(self.account, method, path, answered)
+            if self._usage is not None:
+                self._usage.call(method, path, answered)
         if response.status_code == 429:
             try:
                 _raise_for(response, where)

@@ -20,7 +20,6 @@ ACTIVITIES = ObjectType(
     name="activities",
     path="/api/v2/activities",
     paging="cursor",
-    page_cost=10,
     filter_fields=(
         FilterField("type", str),
         FilterField("done", bool),

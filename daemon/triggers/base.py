@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from daemon import api_costs
 from daemon.lookups import LookupRequest, Lookups
 
 Item = Mapping[str, Any]
@@ -56,11 +57,15 @@ class ObjectType:
     name: str  # "deals", also the feed's key
     path: str  # the listing
     paging: Literal["cursor", "offset"]  # v2 cursors, v1 start/limit
-    page_cost: int  # Pipedrive tokens per listing page (`x-token-cost`)
     params: Mapping[str, str] = field(default_factory=dict)  # fixed listing parameters
     filter_fields: tuple[FilterField, ...] = ()
     fields_path: str | None = None  # custom field definitions, for `include_custom_fields`
     string_ids: bool = False  # leads have UUID ids
+
+    @property
+    def page_cost(self) -> int:
+        """Pipedrive tokens per listing page (`x-token-cost`)."""
+        return api_costs.token_cost("GET", self.path)
 
     def filter_field(self, name: str) -> FilterField | None:
         return next((f for f in self.filter_fields if f.name == name), None)

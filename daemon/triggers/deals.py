@@ -21,7 +21,6 @@ DEALS = ObjectType(
     name="deals",
     path="/api/v2/deals",
     paging="cursor",
-    page_cost=10,
     # Deleted deals are listed (for 30 days) only when asked for by status.
     params={"status": "open,won,lost,deleted", "include_fields": payloads.DEAL_INCLUDE_FIELDS},
     filter_fields=(

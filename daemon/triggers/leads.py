@@ -8,7 +8,6 @@ LEADS = ObjectType(
     name="leads",
     path="/v1/leads",
     paging="offset",
-    page_cost=20,
     params={"sort": "update_time ASC"},
     filter_fields=(
         FilterField("owner_id", int),

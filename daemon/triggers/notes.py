@@ -8,7 +8,6 @@ NOTES = ObjectType(
     name="notes",
     path="/v1/notes",
     paging="offset",
-    page_cost=20,
     params={"sort": "update_time ASC"},
     filter_fields=(
         FilterField("user_id", int),

@@ -14,7 +14,6 @@ ORGANIZATIONS = ObjectType(
     name="organizations",
     path="/api/v2/organizations",
     paging="cursor",
-    page_cost=10,
     filter_fields=(
         FilterField("owner_id", int),
         FilterField("label_ids", int, many=True),

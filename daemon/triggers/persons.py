@@ -14,7 +14,6 @@ PERSONS = ObjectType(
     name="persons",
     path="/api/v2/persons",
     paging="cursor",
-    page_cost=10,
     filter_fields=(
         FilterField("owner_id", int),
         FilterField("org_id", int),

@@ -10,9 +10,18 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon import admin, admin_page, api_costs, config, dashboard, metrics, poller, store
+from daemon import (
+    account_usage,
+    admin,
+    admin_page,
+    api_costs,
+    config,
+    dashboard,
+    metrics,
+    poller,
+    store,
+)
 from daemon.rate_limit import AccountRateLimiter
-from daemon.sandbox.costs import TOKEN_COSTS
 from daemon.triggers import get as trigger
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -31,12 +40,6 @@ NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 )
 def test_endpoint_label_is_the_route_template(method: str, path: str, expected: str) -> None:
     assert api_costs.endpoint(method, path) == expected
-
-
-@pytest.mark.parametrize(("route", "cost"), sorted(TOKEN_COSTS.items()))
-def test_token_costs_agree_with_pipedrives_spec(route: tuple[str, str], cost: int) -> None:
-    # The sandbox's table is checked against the OpenAPI files' x-token-cost.
-    assert api_costs.token_cost(*route) == cost
 
 
 def claimed(created_at: datetime | None = NOW) -> store.Claimed:
@@ -66,9 +69,8 @@ def samples(registry_text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]
     }
 
 
-def test_counters_and_today() -> None:
-    wall = [NOW]
-    recorder = metrics.PrometheusMetrics(wall=lambda: wall[0])
+def test_counters() -> None:
+    recorder = metrics.PrometheusMetrics()
     recorder.api_call("main", "GET", "/api/v2/deals", "200")
     recorder.api_call("main", "GET", "/api/v2/deals/4", "200")
     recorder.api_call("main", "GET", "/api/v2/deals", "429")  # no tokens spent
@@ -76,16 +78,12 @@ def test_counters_and_today() -> None:
     recorder.delivery(
         store.Outcome(claimed(NOW - timedelta(seconds=3)), NOW, 200, None, 500, "delivered")
     )
-    today = recorder.account_today("main")
-    assert (today.calls, today.tokens) == (4, 11)
     found = samples(metrics.exposition(recorder, [], NOW)[0])
     assert found[("pipedrive_triggers_api_tokens_total", (("account", "main"),))] == 11
     key = (("account", "main"), ("endpoint", "GET /api/v2/deals/{id}"), ("status", "200"))
     assert found[("pipedrive_triggers_api_calls_total", key)] == 1
     latency = ("pipedrive_triggers_delivery_latency_seconds_sum", (("subscription", "s"),))
     assert found[latency] == pytest.approx(3.5)
-    wall[0] = NOW + timedelta(days=1)
-    assert recorder.account_today("main").calls == 0, "a new UTC day starts from zero"
 
 
 def test_gauges_have_one_state_set_per_subscription() -> None:
@@ -215,7 +213,7 @@ def test_the_page_escapes_everything_it_shows() -> None:
             )
         ],
         configured={hostile: admin_page.SubscriptionInfo("deal.added", hostile)},
-        accounts={hostile: metrics.AccountDay(NOW.date(), 3, 30)},
+        accounts={hostile: account_usage.Counts(3, 30)},
         recent=dashboard.Recent(
             [],
             [
