@@ -74,7 +74,8 @@ def _session_factory(*, guarded: bool, ssl_context: ssl.SSLContext) -> Callable[
             limit=MAX_CONNECTIONS,
             keepalive_timeout=KEEPALIVE_S,
         )
-        return aiohttp.ClientSession(connector=connector)
+        # No cookie jar: a consumer's Set-Cookie is never sent back (each delivery stands alone).
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return create
 
@@ -224,9 +225,32 @@ async def read_reply(response: httpx.Response) -> str:
     return kept.decode("utf-8", errors="replace")
 
 
+class _NoCookies(httpx.Cookies):
+    """Set-Cookie is ignored, and so never parsed: that took a tenth of the POST rate."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _StatelessClient(httpx.AsyncClient):
+    """httpx's client without a cookie jar: consumers are separate parties, and one
+    delivery's reply must not shape the next request."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("the delivery client keeps no cookies")
+
+
+_NO_COOKIES = _NoCookies()
+
+
 def client(timeout_s: float) -> httpx.AsyncClient:
     """httpx's API on aiohttp's transport: 2-3x the POST rate of httpx's own pool here."""
-    return httpx.AsyncClient(
+    return _StatelessClient(
         transport=CallbackTransport(),
         timeout=timeout_s,
         follow_redirects=False,  # a redirect could forward a signed event to another host

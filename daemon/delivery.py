@@ -251,7 +251,7 @@ class Deliverer:
 
     def _ahead_of(self, name: str, moment: float) -> int:
         configured = self._subscriptions.get(name)
-        rate = self._slots.starts_per_second(name, moment)
+        rate = self._slots.start_rate(name, moment)
         ahead = max(
             self._settings.per_subscription_concurrency,
             min(MAX_CLAIM_AHEAD, int(rate * CLAIM_AHEAD_S)),

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +58,13 @@ class WebhookReceiver:
         delay_s: float = 0.0,
         retry_after: int | None = None,
         location: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         """Answer the next `times` requests with `status` (after `delay_s`), with a
-        `Retry-After` or a redirect's `Location` when given."""
-        headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
+        `Retry-After`, a redirect's `Location` or other `headers` when given."""
+        headers = dict(headers or {})
+        if retry_after is not None:
+            headers["retry-after"] = str(retry_after)
         if location is not None:
             headers["location"] = location
         with self._lock:

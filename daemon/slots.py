@@ -26,6 +26,7 @@ from datetime import datetime
 from daemon import health
 
 WINDOW_S = 1.0  # `max_per_second` counts starts in any window this long
+RATE_SPAN_MIN_S = 0.1  # `start_rate` never divides by less
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,14 @@ class Slots:
         if name in self._starts:
             self._window(name, moment).append(moment)  # pruned here: bounded by the rate
 
-    def starts_per_second(self, name: str, moment: float) -> int:
-        """POSTs started in the last second: how fast this subscription's consumer takes them."""
-        return len(self._window(name, moment)) if name in self._starts else 0
+    def start_rate(self, name: str, moment: float) -> float:
+        """POSTs started per second lately: how fast this subscription's consumer takes them.
+        Measured over the last second's starts, from the first of them, so it rises within a
+        tenth of a second when a backlog begins rather than after a whole second."""
+        if name not in self._starts:
+            return 0.0
+        starts = self._window(name, moment)
+        return len(starts) / max(RATE_SPAN_MIN_S, moment - starts[0]) if starts else 0.0
 
     def finished(self, name: str) -> None:
         self.in_flight[name] -= 1

@@ -109,6 +109,16 @@ async def test_a_redirect_is_not_followed(
     assert len(receiver.attempts) == 1
 
 
+async def test_a_consumers_cookie_is_never_sent_back(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    receiver.reply(200, headers={"set-cookie": "session=abc; Path=/"})
+    for _ in range(2):
+        answer = await http.post(f"{receiver.base_url}/h", content=b"{}", extensions=ALLOW)
+        assert answer.status_code == 200
+    assert [a.headers.get("cookie") for a in receiver.attempts] == [None, None]
+
+
 async def test_a_short_reply_is_kept_whole(http: httpx.AsyncClient) -> None:
     with ReplyServer(status=422, body_size=20, fill=b"quota exceeded; ") as server:
         async with http.stream("POST", f"http://127.0.0.1:{server.port}/h", extensions=ALLOW) as r:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from daemon import health, slots
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -64,6 +66,16 @@ def test_starts_are_remembered_for_one_second_only() -> None:
     for index in range(10_000):
         table.started("busy", index / 1000)  # 1,000 a second for 10 s
         table.finished("busy")
-    assert table.starts_per_second("busy", 9.9995) == 1000
-    assert table.starts_per_second("busy", 20.0) == 0
-    assert table.starts_per_second("not-configured", 20.0) == 0
+    assert table.start_rate("busy", 9.9995) == pytest.approx(1000, rel=0.01)
+    assert len(table._starts["busy"]) == 1000
+    assert table.start_rate("busy", 20.0) == 0
+    assert table.start_rate("not-configured", 20.0) == 0
+
+
+def test_the_start_rate_is_known_a_tenth_of_a_second_into_a_backlog() -> None:
+    table = slots.Slots({"busy": slots.Limits(concurrency=16)})
+    for index in range(200):
+        table.started("busy", 5 + index / 2000)  # 2,000 a second, for 0.1 s
+    assert table.start_rate("busy", 5.1) == pytest.approx(2000, rel=0.01)
+    table.started("busy", 7.0)  # one lone start: not read as a burst
+    assert table.start_rate("busy", 7.0) == pytest.approx(10)
