@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import api_costs
+from daemon import api_costs, write_lock
 from daemon.tables import account_usage
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class Usage:
     def waited(self) -> None:
         self._unflushed.rate_limit_waits += 1
 
+    def unflushed(self) -> Counts:
+        return Counts(**vars(self._unflushed))
+
     def take(self) -> Counts:
         taken, self._unflushed = self._unflushed, Counts()
         return taken
@@ -67,7 +70,7 @@ async def flush(engine: AsyncEngine, usages: Iterable[Usage], now: datetime) -> 
     if not rows:
         return
     try:
-        async with engine.begin() as connection:
+        async with write_lock.begin(engine) as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             for usage, counts in rows:
                 statement = dialect.insert(account_usage).values(
@@ -118,18 +121,29 @@ async def flush_forever(
 
 
 async def counts_today(
-    engine: AsyncEngine, accounts: Iterable[str], now: datetime
+    engine: AsyncEngine,
+    accounts: Iterable[str],
+    now: datetime,
+    unflushed: Mapping[str, Usage] | None = None,
 ) -> dict[str, Counts]:
-    """What each configured account has recorded today (zeros when unused), as `status
-    --accounts` and the admin page show it."""
+    """What each configured account has spent today (zeros when unused), as `status
+    --accounts` and the admin page show it: the recorded counts, plus, in the running daemon,
+    what its `unflushed` usages have not recorded yet."""
     query = select(account_usage).where(account_usage.c.day == today(now))
     async with engine.connect() as connection:
         found = {row.account: row for row in await connection.execute(query)}
-    return {
-        name: Counts(row.calls, row.tokens, row.rate_limit_waits) if row else Counts()
-        for name in accounts
-        for row in [found.get(name)]
-    }
+    result: dict[str, Counts] = {}
+    for name in accounts:
+        row = found.get(name)
+        counts = Counts(row.calls, row.tokens, row.rate_limit_waits) if row else Counts()
+        usage = (unflushed or {}).get(name)
+        if usage is not None:
+            extra = usage.unflushed()
+            counts.calls += extra.calls
+            counts.tokens += extra.tokens
+            counts.rate_limit_waits += extra.rate_limit_waits
+        result[name] = counts
+    return result
 
 
 async def load_today(

@@ -14,7 +14,7 @@ import hmac
 import logging
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -98,9 +98,11 @@ class Admin:
         feeds: Sequence[Feed],
         scheduler_running: Callable[[], bool],
         *,
+        usages: Mapping[str, account_usage.Usage] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
+        self._usages = usages  # the running daemon's, live: what it has not recorded yet
         self._metrics = metrics
         self._scheduler_running = scheduler_running
         self._clock = clock
@@ -181,7 +183,9 @@ class Admin:
         try:
             subscriptions = await self._subscriptions(count_delivered=True)
             recent = await dashboard.recent(self._engine)
-            accounts = await account_usage.counts_today(self._engine, self._accounts, self._clock())
+            accounts = await account_usage.counts_today(
+                self._engine, self._accounts, self._clock(), self._usages
+            )
         except Exception as error:
             logger.warning(
                 "admin page: cannot read the database", exc_info=True,
@@ -246,6 +250,7 @@ async def serving(
     metrics: metrics_module.Metrics,
     feeds: Sequence[Feed],
     scheduler_running: Callable[[], bool],
+    usages: Mapping[str, account_usage.Usage] | None = None,
 ) -> AsyncIterator[Admin | None]:
     """Serve the admin app on `[admin] listen` for the duration of the block (nothing when
     it is not set); yields the app's state, for reloads."""
@@ -254,7 +259,7 @@ async def serving(
         yield None
         return
     host, port = address
-    state = Admin(config, engine, metrics, feeds, scheduler_running)
+    state = Admin(config, engine, metrics, feeds, scheduler_running, usages=usages)
     app = state.app(config.admin.token())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

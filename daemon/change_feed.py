@@ -85,17 +85,20 @@ def decide(
     *,
     watermark: datetime,
     look_back: timedelta,
+    digests: Sequence[str] | None = None,
 ) -> PageDecision:
-    """What this page changes; `watermark` is the feed's at the start of the cycle."""
+    """What this page changes; `watermark` is the feed's at the start of the cycle, `digests`
+    the items' `content_hash`es when the caller has them already."""
     decision = PageDecision()
-    for item in page:
+    if digests is None:
+        digests = [content_hash(item) for item in page]
+    for item, digest in zip(page, digests, strict=True):
         try:
             key = item_key(item, obj)
             updated = required_moment(item, "update_time")
         except UnmappableItem as error:
             decision.rejected.extend(Rejected(r, item, str(error)) for r in readers)
             continue
-        digest = content_hash(item)
         known = stored.get(key)
         novel = known is None or known.content_hash != digest
         if known is None:

@@ -9,7 +9,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -88,9 +88,6 @@ class Deliverer:
         self._clock = clock
         self._random_unit = random_unit
         self._wake = asyncio.Event()
-        # SQLite has one writer: claims and outcome writes queue here, not in SQLite's busy
-        # handler, whose sleeps of up to 100 ms would idle the delivery slots.
-        self._sqlite_writes = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_ids: set[int] = set()  # in flight or awaiting their outcome's write
         self._slots = slots.Slots(_limits(subscriptions, settings), settings.concurrency)
@@ -116,14 +113,6 @@ class Deliverer:
         self._slots.reconfigure(_limits(subscriptions, settings))
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         self._judge.reconfigure(subscriptions, settings)
-
-    @contextlib.asynccontextmanager
-    async def _serialised(self) -> AsyncIterator[None]:
-        if self._sqlite_writes is None:
-            yield
-            return
-        async with self._sqlite_writes:
-            yield
 
     def wake(self) -> None:
         """New rows are in the outbox: look now rather than at the next idle poll."""
@@ -158,8 +147,7 @@ class Deliverer:
 
     async def _release(self, ids: list[int]) -> None:
         try:
-            async with self._serialised():
-                await store.release(self._engine, ids)
+            await store.release(self._engine, ids)
         except Exception:
             logger.warning(
                 "cannot hand %d claimed rows back; their lease ends by itself",
@@ -177,8 +165,7 @@ class Deliverer:
         if not ids:
             return
         with contextlib.suppress(Exception):
-            async with self._serialised():
-                await store.release(self._engine, ids)
+            await store.release(self._engine, ids)
 
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
         """In-flight POSTs get `grace_s`; recording their outcomes gets what is left of it (at
@@ -223,15 +210,14 @@ class Deliverer:
         lease_s = 2 * self._settings.timeout + LEASE_MARGIN_S  # may wait in `_ready` first
 
         async def claim() -> list[store.Claimed]:
-            async with self._serialised():
-                return await store.claim_due(
-                    self._engine,
-                    now=now,
-                    lease_until=now + timedelta(seconds=lease_s),
-                    capacity=capacity,
-                    limit=room,
-                    ordered=self._ordered,
-                )
+            return await store.claim_due(
+                self._engine,
+                now=now,
+                lease_until=now + timedelta(seconds=lease_s),
+                capacity=capacity,
+                limit=room,
+                ordered=self._ordered,
+            )
 
         try:
             rows = await db_retry.retrying(
@@ -418,8 +404,7 @@ class Deliverer:
             return
         self._judge.unsaved.discard(name)
         try:
-            async with self._serialised():
-                await health.save(self._engine, name, self._judge.health[name], at)
+            await health.save(self._engine, name, self._judge.health[name], at)
         except Exception:
             self._judge.unsaved.add(name)  # tried again after the next attempt
             logger.warning(
@@ -452,8 +437,7 @@ class Deliverer:
         once), which beats a stop that never ends."""
 
         async def record() -> None:
-            async with self._serialised():
-                await store.record_outcomes(self._engine, batch)
+            await store.record_outcomes(self._engine, batch)
 
         def give_up() -> bool:
             return self._flush_deadline is not None and time.monotonic() >= self._flush_deadline

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon import store
+from daemon import store, write_lock
 from daemon.tables import feeds, item_states, subscription_state
 
 STATUS_OK = "ok"
@@ -129,7 +129,7 @@ async def open_feed(
     """The feed and its subscriptions, created on the first attempt, before any API call, so
     `start = "now"` means the moment a subscription was first started even when Pipedrive is
     down then. A subscription whose trigger changed in the config starts afresh."""
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         key = (feeds.c.account == account) & (feeds.c.object_type == object_type)
         row = (await connection.execute(select(feeds).where(key))).first()
         if row is None:
@@ -197,7 +197,7 @@ async def set_max_id(
     engine: AsyncEngine, *, account: str, object_type: str, max_id: int, names: Collection[str]
 ) -> None:
     """The feed's first look at the highest id; subscriptions without a floor take it."""
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         await connection.execute(
             update(feeds)
             .where(feeds.c.account == account, feeds.c.object_type == object_type)
@@ -246,9 +246,10 @@ async def commit_page(
     max_id: int | None,
     positions: Mapping[str, datetime],
     now: datetime,
-) -> None:
-    """One page's outcome, atomically: item states, events, watermark and positions."""
-    async with engine.begin() as connection:
+) -> set[str]:
+    """One page's outcome, atomically: item states, events, watermark and positions. Returns
+    the `event_id`s queued now (not those queued by an earlier read of the same versions)."""
+    async with write_lock.begin(engine) as connection:
         if items:
             statement = _upsert(connection, item_states)
             await connection.execute(
@@ -277,7 +278,7 @@ async def commit_page(
                     for item in items
                 ],
             )
-        await store.insert_events(connection, events, now)
+        queued = await store.insert_events(connection, events, now)
         await connection.execute(
             update(feeds)
             .where(feeds.c.account == account, feeds.c.object_type == object_type)
@@ -289,6 +290,7 @@ async def commit_page(
                 .where(subscription_state.c.subscription == name)
                 .values(position=position, updated_at=now)
             )
+    return queued
 
 
 async def record_cycle(
@@ -307,7 +309,7 @@ async def record_cycle(
         "last_poll_at": now,
         "updated_at": now,
     }
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         await connection.execute(
             update(feeds)
             .where(feeds.c.account == account, feeds.c.object_type == object_type)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from daemon import write_lock
 from daemon.tables import subscription_health
 
 MAX_PROBE_INTERVAL_S = 3600.0  # the probe interval doubles up to an hour
@@ -124,7 +125,7 @@ async def save_in(
 
 
 async def save(engine: AsyncEngine, subscription: str, health: Health, now: datetime) -> None:
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         await save_in(connection, subscription, health, now)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import write_lock
 from daemon.tables import heartbeat
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ async def beat(engine: AsyncEngine, started_at: datetime, now: datetime) -> None
         "beat_at": now,
         "stopped_at": None,
     }
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(heartbeat).values(values)
         await connection.execute(
@@ -72,7 +73,7 @@ async def beat(engine: AsyncEngine, started_at: datetime, now: datetime) -> None
 
 
 async def stopped(engine: AsyncEngine, now: datetime) -> None:
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         await connection.execute(
             update(heartbeat)
             .where(heartbeat.c.name == NAME, heartbeat.c.pid == os.getpid())

@@ -14,6 +14,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ColumnElement
 
+from daemon import write_lock
 from daemon.tables import STATE_DEAD, STATE_PENDING, deliveries, delivery_attempts
 
 
@@ -177,13 +178,13 @@ async def replay(engine: AsyncEngine, selection: Selection, now: datetime) -> in
             dead_at=None,
         )
     )
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         return (await connection.execute(statement)).rowcount
 
 
 async def purge(engine: AsyncEngine, selection: Selection) -> int:
     """Delete dead letters (and their attempts); `selection.until` bounds the time of death."""
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         doomed = select(deliveries.c.event_id).where(selection.where())
         await connection.execute(
             delete(delivery_attempts).where(delivery_attempts.c.event_id.in_(doomed))
@@ -197,5 +198,5 @@ async def retry_now(engine: AsyncEngine, now: datetime, subscription: str | None
     if subscription is not None:
         clauses.append(deliveries.c.subscription == subscription)
     statement = update(deliveries).where(*clauses).values(next_attempt_at=now)
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         return (await connection.execute(statement)).rowcount

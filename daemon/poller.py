@@ -170,7 +170,8 @@ class Poller:
         async for page in client.pages(
             obj.path, _listing_params(obj, since), offset=obj.paging == "offset"
         ):
-            last_page = _check_advances(page, last_page, feed)
+            digests = [change_feed.content_hash(item) for item in page]
+            last_page = _check_advances(page, digests, last_page, feed)
             stored = await feed_store.load_items(
                 self._engine,
                 account=feed.account,
@@ -178,7 +179,13 @@ class Poller:
                 item_ids=[str(item.get("id")) for item in page],
             )
             decision = change_feed.decide(
-                page, stored, readers, obj, watermark=state.watermark, look_back=look_back
+                page,
+                stored,
+                readers,
+                obj,
+                watermark=state.watermark,
+                look_back=look_back,
+                digests=digests,
             )
             new_events, failed = await self._events(feed, client, decision, now)
             newest = decision.newest_update
@@ -187,7 +194,7 @@ class Poller:
                 readers = [replace(r, position=max(r.position, newest)) for r in readers]
             if decision.max_id is not None:
                 max_id = max(max_id or 0, decision.max_id)
-            await feed_store.commit_page(
+            queued = await feed_store.commit_page(
                 self._engine,
                 account=feed.account,
                 object_type=obj.name,
@@ -198,6 +205,9 @@ class Poller:
                 positions={r.name: r.position for r in readers},
                 now=now,
             )
+            # Only what was queued now: a look-back re-reads versions already queued (an
+            # unreadable item's dead letter among them), and those are not news.
+            new_events = [event for event in new_events if event.event_id in queued]
             if new_events:
                 self._metrics.events(new_events)
                 self._log_detected(new_events)
@@ -250,6 +260,18 @@ class Poller:
     def _log_detected(new_events: Sequence[store.NewEvent]) -> None:
         per_subscription: dict[str, int] = {}
         for event in new_events:
+            if event.error is not None:
+                logger.error(
+                    "subscription %r: item %s dead-lettered: %s",
+                    event.subscription,
+                    event.item_id,
+                    event.error,
+                    extra={
+                        "action": "poll.unmappable",
+                        "subscription": event.subscription,
+                        "event_id": event.event_id,
+                    },
+                )
             per_subscription[event.subscription] = per_subscription.get(event.subscription, 0) + 1
         for name, count in per_subscription.items():
             logger.info(
@@ -261,12 +283,12 @@ class Poller:
 
 
 def _check_advances(
-    page: Sequence[Item], previous: set[tuple[Any, str]], feed: Feed
+    page: Sequence[Item], digests: Sequence[str], previous: set[tuple[Any, str]], feed: Feed
 ) -> set[tuple[Any, str]]:
     """A page made only of the versions the previous page held means the listing is going
     round in circles (a broken cursor): stop it rather than spend the account's budget.
     (Only one page is remembered, so a catch-up's memory stays bounded by a page.)"""
-    versions = {(item.get("id"), change_feed.content_hash(item)) for item in page}
+    versions = {(item.get("id"), digest) for item, digest in zip(page, digests, strict=True)}
     if versions and versions <= previous:
         raise PipedriveError(
             f"account {feed.account!r}: GET {feed.object.path}: Pipedrive served the same "
@@ -327,21 +349,13 @@ def _unmappable_event(
         event_id = events.event_id(reader.name, trigger.name, firing.item_id)
     else:
         event_id = events.change_event_id(reader.name, trigger.name, firing.item_id, firing.version)
-    reason = _describe(error)
-    logger.error(
-        "subscription %r: cannot map item %s: %s",
-        reader.name,
-        firing.item_id,
-        reason,
-        extra={"action": "poll.unmappable", "subscription": reader.name, "event_id": event_id},
-    )
     return store.NewEvent(
         reader.name,
         event_id,
         trigger.name,
         firing.item_id,
         events.body(trigger.name, reader.name, dict(firing.current), now),
-        reason,
+        f"cannot map item {firing.item_id}: {_describe(error)}",
     )
 
 
@@ -349,18 +363,11 @@ def _rejected_event(rejected: change_feed.Rejected, now: datetime) -> store.NewE
     reader, trigger = rejected.reader, rejected.reader.trigger
     raw = change_feed.raw_json(rejected.item)
     event_id = events.raw_event_id(reader.name, trigger.name, raw)
-    logger.error(
-        "subscription %r: cannot read a listed %s item: %s",
-        reader.name,
-        trigger.object.name,
-        rejected.reason,
-        extra={"action": "poll.unmappable", "subscription": reader.name, "event_id": event_id},
-    )
     return store.NewEvent(
         reader.name,
         event_id,
         trigger.name,
         str(rejected.item.get("id"))[:64],
         events.body(trigger.name, reader.name, dict(rejected.item), now),
-        rejected.reason,
+        f"cannot read a listed {trigger.object.name} item: {rejected.reason}",
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import write_lock
 from daemon.errors import ArgumentError
 from daemon.tables import (
     STATE_DEAD,
@@ -34,7 +35,7 @@ async def rename(engine: AsyncEngine, old: str, new: str) -> Renamed:
     old name recognise it."""
     if old == new:
         raise ArgumentError("subscriptions rename: OLD and NEW are the same name")
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
 
         async def count(table: Table, name: str, *where: ColumnElement[bool]) -> int:
             query = select(func.count()).select_from(table)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import write_lock
 from daemon.config import RetentionConfig
 from daemon.store import in_state
 from daemon.tables import STATE_DELIVERED, deliveries, delivery_attempts
@@ -27,7 +28,7 @@ async def prune_delivered(
     """Delete delivered rows delivered before `before`, and their attempts; returns how many."""
     total = 0
     while True:
-        async with engine.begin() as connection:
+        async with write_lock.begin(engine) as connection:
             rows = (
                 await connection.execute(
                     select(deliveries.c.id, deliveries.c.event_id)

@@ -235,7 +235,14 @@ async def run(
         scheduler.start()
         stack.callback(_shutdown, scheduler)
         running.admin = await stack.enter_async_context(
-            admin.serving(config, engine, metrics, running.feeds, lambda: bool(scheduler.running))
+            admin.serving(
+                config,
+                engine,
+                metrics,
+                running.feeds,
+                lambda: bool(scheduler.running),
+                pool.usages,
+            )
         )
         logger.info(
             "started: %d subscriptions on %d accounts",

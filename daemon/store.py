@@ -16,6 +16,7 @@ from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from daemon import write_lock
 from daemon.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
@@ -89,14 +90,15 @@ def _event_row(event: NewEvent, now: datetime) -> dict[str, Any]:
 
 async def insert_events(
     connection: AsyncConnection, events: Sequence[NewEvent], now: datetime
-) -> None:
+) -> set[str]:
     """Queue new events in the caller's transaction; unmappable ones are dead-lettered at once
     with their raw object and the reason. An event already queued (same `event_id`, in any
-    state) is kept as it is: a re-detected dead letter is not revived."""
+    state) is kept as it is: a re-detected dead letter is not revived. Returns the `event_id`s
+    that were queued now."""
     if not events:
-        return
-    await connection.execute(
-        insert_ignoring_duplicates(connection, deliveries),
+        return set()
+    inserted = await connection.execute(
+        insert_ignoring_duplicates(connection, deliveries).returning(deliveries.c.event_id),
         [
             {
                 **_event_row(event, now),
@@ -108,6 +110,7 @@ async def insert_events(
             for event in events
         ],
     )
+    return set(inserted.scalars())
 
 
 # How many candidate rows a claim reads per free slot: enough that rows of subscriptions at
@@ -199,7 +202,7 @@ async def claim_due(
     head_candidates = select(deliveries.c.id, deliveries.c.subscription).where(
         deliveries.c.id.in_(heads), due
     )
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         if connection.dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
             head_candidates = head_candidates.with_for_update(skip_locked=True)
@@ -236,7 +239,7 @@ async def claim_due(
 
 async def release(engine: AsyncEngine, ids: Sequence[int]) -> None:
     """End the lease of claimed rows that were never attempted."""
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         await connection.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == STATE_PENDING)
@@ -248,7 +251,7 @@ async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> N
     """Write a batch of attempt results in one transaction (one fsync for many POSTs)."""
     if not outcomes:
         return
-    async with engine.begin() as connection:
+    async with write_lock.begin(engine) as connection:
         await connection.execute(
             insert(delivery_attempts),
             [

@@ -354,7 +354,7 @@ async def test_start_now_is_the_first_attempt_even_if_pipedrive_is_down(
     [("add_time", "0001-01-01T00:00:00+01:00"), ("id", 2**64), ("update_time", "soon")],
 )
 async def test_an_unmappable_item_is_dead_lettered_and_a_later_good_version_delivered(
-    harness: MakeHarness, sandbox: Sandbox, field: str, garbage: Any
+    harness: MakeHarness, sandbox: Sandbox, field: str, garbage: Any, caplog: Any
 ) -> None:
     async with harness([{"name": "d", "trigger": "deal.added"}]) as h:
         await h.cycle()
@@ -368,6 +368,9 @@ async def test_an_unmappable_item_is_dead_lettered_and_a_later_good_version_deli
         dead = await h.dead()
         assert len(dead) == 1 and field in dead[0].last_error
         assert (await h.state("d")).status == feed_store.STATUS_OK  # the feed did not stall
+        await h.cycle()  # the look-back reads it again: the same dead letter, no new error
+        said = [r for r in caplog.records if getattr(r, "action", "") == "poll.unmappable"]
+        assert len(said) == 1 and len(await h.dead()) == 1, [r.getMessage() for r in said]
         with sandbox.store.lock:
             sandbox.store.deals[broken][field] = saved
         sandbox.update_deal(broken, title="fixed")

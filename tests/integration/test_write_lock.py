@@ -1,0 +1,31 @@
+"""Write transactions queue in asyncio on SQLite (never in its busy handler) and run side by
+side on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import write_lock
+from daemon.tables import heartbeat
+
+
+async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:
+    spans: list[tuple[float, float]] = []
+
+    async def write(hold_s: float) -> None:
+        async with write_lock.begin(engine) as connection:
+            began = time.monotonic()
+            await connection.execute(update(heartbeat).values(pid=1))
+            await asyncio.sleep(hold_s)  # a long page commit
+            spans.append((began, time.monotonic()))
+
+    await asyncio.gather(write(0.3), write(0.0))
+    (first_began, first_ended), (second_began, _) = sorted(spans)
+    if engine.dialect.name == "sqlite":
+        assert second_began >= first_ended, "the second write waited for the first"
+    else:
+        assert second_began < first_ended, "PostgreSQL writes need no turn-taking"
