@@ -18,7 +18,7 @@ async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:
 
     async def write(hold_s: float) -> None:
         async with write_lock.begin(engine) as connection:
-            began = time.monotonic()
+            began = time.monotonic()  # entered: on SQLite, only once the other is committed
             await connection.execute(update(heartbeat).values(pid=1))
             await asyncio.sleep(hold_s)  # a long page commit
             spans.append((began, time.monotonic()))
@@ -26,6 +26,7 @@ async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:
     await asyncio.gather(write(0.3), write(0.0))
     (first_began, first_ended), (second_began, _) = sorted(spans)
     if engine.dialect.name == "sqlite":
+        # Queued before the transaction began: not waiting inside SQLite's busy handler.
         assert second_began >= first_ended, "the second write waited for the first"
     else:
         assert second_began < first_ended, "PostgreSQL writes need no turn-taking"
