@@ -24,7 +24,7 @@ async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:
             spans.append((began, time.monotonic()))
 
     await asyncio.gather(write(0.3), write(0.0))
-    (first_began, first_ended), (second_began, _) = sorted(spans)
+    (_, first_ended), (second_began, _) = sorted(spans)
     if engine.dialect.name == "sqlite":
         # Queued before the transaction began: not waiting inside SQLite's busy handler.
         assert second_began >= first_ended, "the second write waited for the first"
