@@ -63,8 +63,9 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def create_sync_engine(url: str) -> sqlalchemy.Engine:
-    engine = sqlalchemy.create_engine(sync_url(url))
+def create_sync_engine(url: str, *, pooled: bool = True) -> sqlalchemy.Engine:
+    options: dict[str, Any] = {} if pooled else {"poolclass": sqlalchemy.pool.NullPool}
+    engine = sqlalchemy.create_engine(sync_url(url), **options)
     _on_connect(engine)
     return engine
 

@@ -34,6 +34,7 @@ FLUSH_MIN_S = 2.0  # stopping: at least this long to record the last outcomes
 # Claims are few and large: a subscription keeps about this long of its consumer's recent
 # rate claimed ahead (at least its concurrency, at most MAX_CLAIM_AHEAD rows), and claims
 # again only when half of that is left. A claim of 16 rows costs nearly what one of 150 does.
+# Being time-based, it also bounds memory: large bodies go out slower, so fewer wait.
 CLAIM_AHEAD_S = 0.1
 MAX_CLAIM_AHEAD = 256
 MAX_READY = 1024  # rows claimed ahead over all subscriptions

@@ -3,7 +3,7 @@
 PipedriveTriggersError
 ├── ConfigError                 bad config file: file, dotted key, value, reason
 ├── DatabaseError               cannot open or use the database (names the file or host)
-│   ├── DatabaseInUse           another `run` holds the SQLite database's lock (lock file, pid)
+│   ├── DatabaseInUse           another `run` holds the database's lock (file or advisory)
 │   ├── SchemaOutOfDate         database behind the migrations' head revision: run migrate
 │   └── SchemaTooNew            database written by a newer release: a downgrade, refused
 ├── PipedriveError              any failed Pipedrive API call (carries status, path)
@@ -50,13 +50,13 @@ class SchemaOutOfDate(DatabaseError):
 
 
 class DatabaseInUse(DatabaseError):
-    def __init__(self, database: str, lock_file: str, holder: str) -> None:
+    def __init__(self, database: str, lock: str, holder: str) -> None:
         self.database = database
-        self.lock_file = lock_file
+        self.lock = lock
         self.holder = holder
         super().__init__(
             f"database {database} is in use by another `pipedrive-triggers run` ({holder}; "
-            f"lock {lock_file}): stop that one first, two daemons would poll everything twice"
+            f"{lock}): stop that one first, two daemons would poll everything twice"
         )
 
 

@@ -78,7 +78,7 @@ def rename(ctx: click.Context, old: str, new: str) -> None:
     from daemon import config as config_module
 
     config = cli.load_config(ctx, config_module.load_without_secrets)
-    if instance_lock.is_held(config.database.url):
+    if cli.guarded(lambda: instance_lock.is_held(config.database.url)):
         cli.fail("the daemon is running on this database: stop it first", cli.EXIT_DATABASE)
 
     async def move() -> rename_module.Renamed:

@@ -51,10 +51,11 @@ def write_daemon_config(
     receiver: WebhookReceiver,
     subscriptions: list[dict[str, Any]],
     delivery: dict[str, Any],
+    database_url: str | None = None,
 ) -> Path:
     config = tmp_path / "config.toml"
     text = config_text(
-        database_url=f"sqlite:///{tmp_path / 'd.db'}",
+        database_url=database_url or f"sqlite:///{tmp_path / 'd.db'}",
         api_url=sandbox.base_url,
         callback_url=receiver.base_url,
         subscriptions=subscriptions,
