@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -17,7 +18,15 @@ them again (an id never seen refreshes at once): `/v1/users` costs 20 tokens, an
 shows within the hour."""
 
 BATCH_RESOURCES = ("persons", "organizations", "deals", "activities")
-"""The v2 resources fetched by `ids` for each batch (their names change too often to cache)."""
+"""The v2 resources fetched by `ids` for each batch."""
+
+RELATED_CACHE_TTL_S = 120.0
+"""How long a person, organization, deal or activity fetched by id is reused: one default
+poll interval. A catch-up's pages name many of the same ones (one call per 100 ids, 10 tokens
+each), and a name in a payload is never older than this."""
+
+RELATED_CACHE_MAX = 10_000
+"""Objects kept per resource, the least recently fetched dropped first: bounds memory."""
 
 ById = Mapping[int, Mapping[str, Any]]
 
@@ -159,16 +168,56 @@ class _WholeList:
             return self._items
 
 
+class _Recent:
+    """Objects of one by-id resource fetched lately, and the ids Pipedrive did not return
+    (a deleted person), each kept for the TTL."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float], max_items: int) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._max_items = max_items
+        self._items: OrderedDict[int, tuple[float, Mapping[str, Any] | None]] = OrderedDict()
+
+    def split(self, wanted: AbstractSet[int]) -> tuple[dict[int, Mapping[str, Any]], list[int]]:
+        """(what is known, fresh; the ids to fetch), the ids sorted."""
+        now = self._clock()
+        known: dict[int, Mapping[str, Any]] = {}
+        missing: list[int] = []
+        for ident in sorted(wanted):
+            entry = self._items.get(ident)
+            if entry is None or now - entry[0] >= self._ttl_s:
+                missing.append(ident)
+            elif entry[1] is not None:
+                known[ident] = entry[1]
+        return known, missing
+
+    def add(self, asked: Sequence[int], fetched: ById) -> None:
+        now = self._clock()
+        for ident in asked:
+            self._items[ident] = (now, fetched.get(ident))
+            self._items.move_to_end(ident)
+        while len(self._items) > self._max_items:
+            self._items.popitem(last=False)
+
+
 class LookupCache:
     """Resolves a `LookupRequest` against Pipedrive, keeping users and stages between batches."""
 
     def __init__(
-        self, *, ttl_s: float = LOOKUP_CACHE_TTL_S, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        ttl_s: float = LOOKUP_CACHE_TTL_S,
+        related_ttl_s: float = RELATED_CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl_s = ttl_s
         self._clock = clock
         self._users = _WholeList(ttl_s, clock)
         self._stages = _WholeList(ttl_s, clock)
+        self._related = {
+            resource: _Recent(related_ttl_s, clock, RELATED_CACHE_MAX)
+            for resource in BATCH_RESOURCES
+        }
         self._fields: dict[str, tuple[float, FieldCatalog]] = {}
 
     async def field_catalog(self, source: LookupSource, path: str) -> FieldCatalog:
@@ -189,9 +238,13 @@ class LookupCache:
         # and sequential calls keep the rate limiter and error handling simple.
         fetched: dict[str, ById] = {}
         for resource in BATCH_RESOURCES:
-            ids: frozenset[int] = getattr(request, resource)
-            if ids:
-                fetched[resource] = index_by_id(await source.get_many(resource, sorted(ids)))
+            recent = self._related[resource]
+            known, missing = recent.split(getattr(request, resource))
+            if missing:
+                got = index_by_id(await source.get_many(resource, missing))
+                recent.add(missing, got)
+                known.update((ident, got[ident]) for ident in missing if ident in got)
+            fetched[resource] = known
         return Lookups(
             users=users,
             stages=stages,

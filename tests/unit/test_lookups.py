@@ -225,9 +225,42 @@ async def test_users_and_stages_are_cached_within_the_ttl() -> None:
     second = await cache.resolve(source, request)
     assert source.count("list_users") == 1
     assert source.count("list_stages") == 1
-    # Persons' names change, so they are fetched for every batch.
+    # Persons are reused for one poll interval only: an hour later they are fetched again.
     assert source.count("get_many") == 2
     assert set(second.users) == {1, 2}
+
+
+async def test_related_objects_are_reused_for_one_poll_interval() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    await cache.resolve(source, LookupRequest(persons=frozenset(range(1, 151))))
+    clock.now += lookups.RELATED_CACHE_TTL_S - 1
+    second = await cache.resolve(source, LookupRequest(persons=frozenset(range(100, 251))))
+    assert source.calls[-1] == ("get_many", "persons", tuple(range(151, 251)))  # only the new
+    assert set(second.persons) == set(range(100, 251))
+    clock.now += 1  # the first batch's are a poll interval old now
+    await cache.resolve(source, LookupRequest(persons=frozenset({1, 200})))
+    assert source.calls[-1] == ("get_many", "persons", (1,))
+
+
+async def test_an_id_pipedrive_does_not_return_is_not_asked_again_within_the_interval() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    for _ in range(3):
+        result = await cache.resolve(source, LookupRequest(organizations=frozenset({9, 404})))
+        assert set(result.organizations) == {9}  # 404 was deleted
+    assert source.calls == [("get_many", "organizations", (9, 404))]
+
+
+async def test_the_related_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lookups, "RELATED_CACHE_MAX", 100)
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    await cache.resolve(source, LookupRequest(persons=frozenset(range(1, 101))))
+    await cache.resolve(source, LookupRequest(persons=frozenset(range(101, 151))))
+    await cache.resolve(source, LookupRequest(persons=frozenset(range(1, 151))))
+    # 1-50 were dropped to make room for 101-150, so only they are fetched again.
+    assert source.calls[-1] == ("get_many", "persons", tuple(range(1, 51)))
 
 
 async def test_users_and_stages_are_refetched_after_the_ttl() -> None:
