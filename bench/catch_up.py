@@ -282,11 +282,12 @@ async def run_daemon(args: argparse.Namespace, url: str, run: DaemonRun) -> None
     engine = database.create_engine(url)
     original_commit = feed_store.commit_page
 
-    async def counting_commit(*a: Any, **kw: Any) -> None:
-        await original_commit(*a, **kw)
+    async def counting_commit(*a: Any, **kw: Any) -> set[str]:
+        queued = await original_commit(*a, **kw)
         run.pages += 1
         if run.pages == 1 or run.pages % 20 == 0:
             run.rss_at_pages.append((run.pages, _rss_kb()))
+        return queued
 
     feed_store.commit_page = counting_commit
     try:

@@ -199,6 +199,12 @@ class _Recent:
         while len(self._items) > self._max_items:
             self._items.popitem(last=False)
 
+    def forget_expired(self) -> None:
+        # Kept in fetch order, so the expired ones are at the front.
+        now = self._clock()
+        while self._items and now - next(iter(self._items.values()))[0] >= self._ttl_s:
+            self._items.popitem(last=False)
+
 
 class LookupCache:
     """Resolves a `LookupRequest` against Pipedrive, keeping users and stages between batches."""
@@ -219,6 +225,11 @@ class LookupCache:
             for resource in BATCH_RESOURCES
         }
         self._fields: dict[str, tuple[float, FieldCatalog]] = {}
+
+    def forget_expired(self) -> None:
+        """Drop the by-id objects past their interval: an account gone quiet holds none."""
+        for recent in self._related.values():
+            recent.forget_expired()
 
     async def field_catalog(self, source: LookupSource, path: str) -> FieldCatalog:
         """Custom field definitions (`/api/v2/dealFields`, ...), fetched only when an event

@@ -125,6 +125,9 @@ class Poller:
             now=now,
         )
         self._metrics.poll(feed.account, feed.object.name, ok=message is None)
+        cache = self._caches.get(feed.account)  # gone if a reload removed the account
+        if cache is not None:
+            cache.forget_expired()
 
     async def _cycle(self, feed: Feed, now: datetime) -> None:
         obj = feed.object

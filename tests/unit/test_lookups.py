@@ -252,6 +252,17 @@ async def test_an_id_pipedrive_does_not_return_is_not_asked_again_within_the_int
     assert source.calls == [("get_many", "organizations", (9, 404))]
 
 
+async def test_expired_objects_are_forgotten_not_only_ignored() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    await cache.resolve(source, LookupRequest(persons=frozenset(range(1, 101))))
+    clock.now += lookups.RELATED_CACHE_TTL_S / 2
+    await cache.resolve(source, LookupRequest(persons=frozenset({200})))
+    clock.now += lookups.RELATED_CACHE_TTL_S / 2
+    cache.forget_expired()  # the poller does, after every cycle
+    assert list(cache._related["persons"]._items) == [200]
+
+
 async def test_the_related_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lookups, "RELATED_CACHE_MAX", 100)
     source, clock = FakeSource(), FakeClock()
