@@ -21,12 +21,21 @@ BATCH_RESOURCES = ("persons", "organizations", "deals", "activities")
 """The v2 resources fetched by `ids` for each batch."""
 
 RELATED_CACHE_TTL_S = 120.0
-"""How long a person, organization, deal or activity fetched by id is reused: one default
-poll interval. A catch-up's pages name many of the same ones (one call per 100 ids, 10 tokens
+"""How long a person, organization or deal fetched by id is reused: one default poll
+interval. A catch-up's pages name many of the same ones (one call per 100 ids, 10 tokens
 each), and a name in a payload is never older than this."""
 
 RELATED_CACHE_MAX = 10_000
 """Objects kept per resource, the least recently fetched dropped first: bounds memory."""
+
+REUSED_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "persons": ("id", "name"),
+    "organizations": ("id", "name"),
+    "deals": ("id", "title"),
+}
+"""The by-id resources reused across batches, and the only fields of them that payloads read:
+what is kept is a name, not a kilobyte of person. (Activities are not reused: each is the
+next or last activity of one deal.)"""
 
 ById = Mapping[int, Mapping[str, Any]]
 
@@ -168,6 +177,11 @@ class _WholeList:
             return self._items
 
 
+def reused_part(resource: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What is kept of a reused object (`REUSED_FIELDS`)."""
+    return {name: obj[name] for name in REUSED_FIELDS[resource] if name in obj}
+
+
 class _Recent:
     """Objects of one by-id resource fetched lately, and the ids Pipedrive did not return
     (a deleted person), each kept for the TTL."""
@@ -221,8 +235,7 @@ class LookupCache:
         self._users = _WholeList(ttl_s, clock)
         self._stages = _WholeList(ttl_s, clock)
         self._related = {
-            resource: _Recent(related_ttl_s, clock, RELATED_CACHE_MAX)
-            for resource in BATCH_RESOURCES
+            resource: _Recent(related_ttl_s, clock, RELATED_CACHE_MAX) for resource in REUSED_FIELDS
         }
         self._fields: dict[str, tuple[float, FieldCatalog]] = {}
 
@@ -249,10 +262,18 @@ class LookupCache:
         # and sequential calls keep the rate limiter and error handling simple.
         fetched: dict[str, ById] = {}
         for resource in BATCH_RESOURCES:
-            recent = self._related[resource]
-            known, missing = recent.split(getattr(request, resource))
+            ids: frozenset[int] = getattr(request, resource)
+            recent = self._related.get(resource)
+            if recent is None:
+                if ids:
+                    fetched[resource] = index_by_id(await source.get_many(resource, sorted(ids)))
+                continue
+            known, missing = recent.split(ids)
             if missing:
-                got = index_by_id(await source.get_many(resource, missing))
+                got = {
+                    ident: reused_part(resource, obj)
+                    for ident, obj in index_by_id(await source.get_many(resource, missing)).items()
+                }
                 recent.add(missing, got)
                 known.update((ident, got[ident]) for ident in missing if ident in got)
             fetched[resource] = known

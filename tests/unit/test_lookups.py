@@ -10,6 +10,7 @@ import pytest
 
 from daemon import lookups, payloads
 from daemon.lookups import LookupCache, LookupRequest, Lookups
+from daemon.sandbox import Sandbox
 from tests.schema_check import assert_matches_schema
 
 
@@ -391,3 +392,34 @@ async def test_deleted_person_gives_null_name_in_the_payload() -> None:
     out = payloads.deal_v2(DEALS[0], resolved)
     assert out["person_id"] == {"name": None, "value": 7}
     assert_matches_schema(out, "DealResponseV2")
+
+
+def test_payloads_read_nothing_of_a_reused_object_but_what_is_kept() -> None:
+    # Whole v2 objects as Pipedrive serves them (the sandbox's), against what the cache keeps.
+    sandbox = Sandbox(token="t" * 40)
+    org = sandbox.add_organization("Northwind Logistics")
+    person = sandbox.add_person("Maria Tamm", org_id=org["id"], email="maria@northwind.io")
+    deal = sandbox.add_deal("Helio pilot", person_id=person["id"], org_id=org["id"], value=500)
+    act = sandbox.add_activity(
+        subject="Intro", type="call", deal_id=deal["id"], person_id=person["id"], org_id=org["id"]
+    )
+    assert len(person) > 10 and len(org) > 10 and len(deal) > 10, "whole objects"
+    whole = Lookups(
+        persons={person["id"]: person},
+        organizations={org["id"]: org},
+        deals={deal["id"]: deal},
+    )
+    kept = Lookups(
+        persons={person["id"]: lookups.reused_part("persons", person)},
+        organizations={org["id"]: lookups.reused_part("organizations", org)},
+        deals={deal["id"]: lookups.reused_part("deals", deal)},
+    )
+    for build, item in (
+        (payloads.deal_v2, deal),
+        (payloads.deal_legacy, deal),
+        (payloads.activity, act),
+    ):
+        made = build(item, kept)
+        assert made == build(item, whole), build.__name__
+    assert payloads.activity(act, kept)["person_name"] == "Maria Tamm"
+    assert payloads.deal_legacy(deal, kept)["org_id"] == {"name": "Northwind Logistics", "value": 1}
