@@ -45,7 +45,6 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,7 +55,6 @@ import httpx
 import sqlalchemy
 
 from bench import local_postgres
-from bench.local_postgres import POSTGRES_ADMIN_URL
 from daemon import accounts, database, feed_store, poller, tables
 from daemon import config as config_module
 from daemon.pipedrive import MAX_PAGE_SIZE
@@ -195,23 +193,8 @@ def scratch_database(kind: str, directory: Path) -> Iterator[str]:
         database.upgrade(url)
         yield url
         return
-    local_postgres.ensure_running()
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = (
-        sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL)
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
-    try:
-        database.upgrade(url)
+    with local_postgres.scratch_database() as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # --------------------------------------------------------------------------------------------

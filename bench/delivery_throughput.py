@@ -44,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,7 +55,6 @@ import sqlalchemy
 from pydantic import SecretStr
 
 from bench import local_postgres
-from bench.local_postgres import POSTGRES_ADMIN_URL
 from daemon import database, events, payloads, store
 from daemon.config import (
     DEFAULT_CONCURRENCY,
@@ -545,18 +543,7 @@ def sqlite_databases(directory: Path) -> Iterator[Callable[[], str]]:
 @contextlib.contextmanager
 def postgres_databases() -> Iterator[Callable[[], str]]:
     """One scratch database `bench_<random>`, emptied before each run, dropped at the end."""
-    local_postgres.ensure_running()
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = (
-        sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL)
-        .set(database=name)
-        .render_as_string(hide_password=False)
-    )
-    try:
-        database.upgrade(url)
+    with local_postgres.scratch_database() as url:
         engine = sqlalchemy.create_engine(url)
 
         def fresh() -> str:
@@ -573,10 +560,6 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
             yield fresh
         finally:
             engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # --------------------------------------------------------------------------------------------
