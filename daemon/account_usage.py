@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import api_costs, write_lock
+from daemon import api_costs, database, write_lock
 from daemon.tables import account_usage
 
 logger = logging.getLogger(__name__)
@@ -71,9 +70,8 @@ async def flush(engine: AsyncEngine, usages: Iterable[Usage], now: datetime) -> 
         return
     try:
         async with write_lock.begin(engine) as connection:
-            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             for usage, counts in rows:
-                statement = dialect.insert(account_usage).values(
+                statement = database.dialect_insert(connection, account_usage).values(
                     account=usage.account,
                     day=today(now),
                     calls=counts.calls,

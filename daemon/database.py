@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -61,6 +62,13 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(_driver_url(url, asynchronous=True), pool_pre_ping=True)
     _on_connect(engine.sync_engine)
     return engine
+
+
+def dialect_insert(connection: Any, table: Any) -> Any:
+    """The INSERT of the connection's dialect: SQLite's and PostgreSQL's both have
+    `on_conflict_do_update` and `on_conflict_do_nothing`, the generic one neither."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 def create_sync_engine(url: str, *, pooled: bool = True) -> sqlalchemy.Engine:

@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import store, write_lock
+from daemon import database, store, write_lock
 from daemon.tables import feeds, item_states, subscription_state
 
 STATUS_OK = "ok"
@@ -73,11 +72,6 @@ class ItemStateRow:
     content_hash: str
     update_time: datetime | None
     snapshot: str  # the raw object as JSON
-
-
-def _upsert(connection: AsyncConnection, table: Any) -> Any:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def _subscription(row: Any) -> SubscriptionState:
@@ -174,7 +168,7 @@ async def open_feed(
                 "last_poll_at": None,
                 "updated_at": now,
             }
-            statement = _upsert(connection, subscription_state).values(values)
+            statement = database.dialect_insert(connection, subscription_state).values(values)
             await connection.execute(
                 statement.on_conflict_do_update(index_elements=["subscription"], set_=values)
             )
@@ -251,7 +245,7 @@ async def commit_page(
     the `event_id`s queued now (not those queued by an earlier read of the same versions)."""
     async with write_lock.begin(engine) as connection:
         if items:
-            statement = _upsert(connection, item_states)
+            statement = database.dialect_insert(connection, item_states)
             await connection.execute(
                 statement.on_conflict_do_update(
                     index_elements=["account", "object_type", "item_id"],

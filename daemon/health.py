@@ -14,10 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon import write_lock
+from daemon import database, write_lock
 from daemon.tables import subscription_health
 
 MAX_PROBE_INTERVAL_S = 3600.0  # the probe interval doubles up to an hour
@@ -116,9 +115,8 @@ async def save_in(
         "probe_interval_s": health.probe_interval_s,
         "updated_at": now,
     }
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     await connection.execute(
-        dialect.insert(subscription_health)
+        database.dialect_insert(connection, subscription_health)
         .values(subscription=subscription, **values)
         .on_conflict_do_update(index_elements=["subscription"], set_=values)
     )

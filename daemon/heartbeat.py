@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import write_lock
+from daemon import database, write_lock
 from daemon.tables import heartbeat
 
 logger = logging.getLogger(__name__)
@@ -65,8 +64,7 @@ async def beat(engine: AsyncEngine, started_at: datetime, now: datetime) -> None
         "stopped_at": None,
     }
     async with write_lock.begin(engine) as connection:
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(heartbeat).values(values)
+        statement = database.dialect_insert(connection, heartbeat).values(values)
         await connection.execute(
             statement.on_conflict_do_update(index_elements=["name"], set_=values)
         )

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon import write_lock
+from daemon import database, write_lock
 from daemon.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
@@ -72,8 +71,7 @@ def in_state(state: str) -> Any:
 
 def insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
     """INSERT that skips rows whose unique key exists: re-detecting an event is harmless."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+    return database.dialect_insert(connection, table).on_conflict_do_nothing()
 
 
 def _event_row(event: NewEvent, now: datetime) -> dict[str, Any]:
