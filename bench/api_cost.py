@@ -38,11 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from daemon import config as config_module
-from daemon import database, lookups, poller, triggers
-from daemon.local_server import serve
-from daemon.pipedrive import PipedriveClient
-from daemon.rate_limit import AccountRateLimiter
-from daemon.sandbox import Sandbox, calls, costs
+from daemon import triggers
+from daemon.db import database
+from daemon.dev.local_server import serve
+from daemon.dev.sandbox import Sandbox, calls, costs
+from daemon.pipedrive import lookups
+from daemon.pipedrive.client import PipedriveClient
+from daemon.pipedrive.rate_limit import AccountRateLimiter
+from daemon.polling import poller
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # the first cycle; seed data is older

@@ -55,10 +55,12 @@ import httpx
 import sqlalchemy
 
 from bench import local_postgres
-from daemon import accounts, database, feed_store, poller, tables
 from daemon import config as config_module
-from daemon.pipedrive import MAX_PAGE_SIZE
-from daemon.sandbox import Sandbox, costs
+from daemon.db import database, feed_store, tables
+from daemon.dev.sandbox import Sandbox, costs
+from daemon.pipedrive.client import MAX_PAGE_SIZE
+from daemon.polling import poller
+from daemon.service import accounts
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 BENCH_PATH = "/__bench/calls"

@@ -16,7 +16,7 @@ from machine to machine:
 The bodies are real `DealResponseV2` envelopes (`payloads.deal_v2` + `events.body`); the bare
 loops send the very same bytes with the same Standard Webhooks headers (signed before the
 clock starts), the daemon signs each attempt itself, as in production. The receiver is
-`daemon.receiver.WebhookReceiver(keep_bodies=False)` under uvicorn in a separate process
+`daemon.dev.receiver.WebhookReceiver(keep_bodies=False)` under uvicorn in a separate process
 (2 cores: sharing the GIL with the sender would penalise whichever side is busier); by default
 it does not verify signatures (`--verify` makes it), so it stays a cheap, common sink.
 
@@ -55,16 +55,17 @@ import sqlalchemy
 from pydantic import SecretStr
 
 from bench import local_postgres
-from daemon import database, events, payloads, store
 from daemon.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_PER_SUBSCRIPTION_CONCURRENCY,
     DeliveryConfig,
     SubscriptionConfig,
 )
-from daemon.delivery import Deliverer, delivery_http_client
-from daemon.lookups import Lookups
-from daemon.signing import Signer
+from daemon.db import database, outbox
+from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.delivery.signing import Signer
+from daemon.payloads import envelope, shapes
+from daemon.pipedrive.lookups import Lookups
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUBSCRIPTION = "bench-deals"
@@ -95,7 +96,7 @@ LABELS = {
 
 def _receiver_app(secret: str | None) -> Callable[..., Awaitable[None]]:
     """`WebhookReceiver` plus `GET /stats` (counts; `?reset=1` empties its lists)."""
-    from daemon.receiver import WebhookReceiver
+    from daemon.dev.receiver import WebhookReceiver
 
     receiver = WebhookReceiver(secret=secret, keep_bodies=False)
 
@@ -303,12 +304,12 @@ def make_events(count: int, seed: int = 7) -> list[Event]:
     result = []
     for index in range(count):
         item_id = 100_000 + index
-        data = payloads.deal_v2(_v2_deal(item_id, rng), lookups)
+        data = shapes.deal_v2(_v2_deal(item_id, rng), lookups)
         result.append(
             Event(
-                events.event_id(SUBSCRIPTION, TRIGGER, item_id),
+                envelope.event_id(SUBSCRIPTION, TRIGGER, item_id),
                 item_id,
-                events.body(TRIGGER, SUBSCRIPTION, data, detected_at),
+                envelope.body(TRIGGER, SUBSCRIPTION, data, detected_at),
             )
         )
     return result
@@ -420,9 +421,9 @@ def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> It
     """Wrap `store.claim_due` and `store.record_outcomes` (looked up by the Deliverer at call
     time) to count round trips and to note the moment the last outcome is committed, with no
     polling load on the database or the event loop."""
-    claim_due, record_outcomes = store.claim_due, store.record_outcomes
+    claim_due, record_outcomes = outbox.claim_due, outbox.record_outcomes
 
-    async def counted_claim(*args: Any, **kwargs: Any) -> list[store.Claimed]:
+    async def counted_claim(*args: Any, **kwargs: Any) -> list[outbox.Claimed]:
         started = time.perf_counter()
         rows = await claim_due(*args, **kwargs)
         if not any(free > 0 for free in kwargs["capacity"].values()):
@@ -433,7 +434,7 @@ def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> It
         detail.empty_claims += not rows
         return rows
 
-    async def counted_record(engine: Any, outcomes: Sequence[store.Outcome]) -> None:
+    async def counted_record(engine: Any, outcomes: Sequence[outbox.Outcome]) -> None:
         started = time.perf_counter()
         await record_outcomes(engine, outcomes)
         detail.write_s += time.perf_counter() - started
@@ -442,11 +443,11 @@ def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> It
         if detail.written >= target:
             done.set()
 
-    store.claim_due, store.record_outcomes = counted_claim, counted_record
+    outbox.claim_due, outbox.record_outcomes = counted_claim, counted_record
     try:
         yield
     finally:
-        store.claim_due, store.record_outcomes = claim_due, record_outcomes
+        outbox.claim_due, outbox.record_outcomes = claim_due, record_outcomes
 
 
 async def fill_outbox(url: str, workload: Sequence[Event]) -> None:
@@ -457,11 +458,11 @@ async def fill_outbox(url: str, workload: Sequence[Event]) -> None:
         for start in range(0, len(workload), INSERT_CHUNK):
             chunk = workload[start : start + INSERT_CHUNK]
             events = [
-                store.NewEvent(SUBSCRIPTION, e.event_id, TRIGGER, str(e.item_id), e.body)
+                outbox.NewEvent(SUBSCRIPTION, e.event_id, TRIGGER, str(e.item_id), e.body)
                 for e in chunk
             ]
             async with engine.begin() as connection:
-                await store.insert_events(connection, events, now)
+                await outbox.insert_events(connection, events, now)
         if engine.dialect.name == "postgresql":
             async with engine.begin() as connection:  # steady-state statistics, as autovacuum
                 await connection.execute(sqlalchemy.text("ANALYZE deliveries"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-from daemon import database
+from daemon.db import database
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PIPEDRIVE_TRIGGERS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -1,5 +1,5 @@
 """`python -m daemon` is the same as the `pipedrive-triggers` command."""
 
-from daemon.cli import main
+from daemon.cli.main import main
 
 main()

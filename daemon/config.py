@@ -29,8 +29,9 @@ from pydantic import (
 )
 from standardwebhooks.webhooks import Webhook
 
-from daemon import filters, redact, triggers
+from daemon import redact, triggers
 from daemon.errors import ConfigError
+from daemon.triggers import filters
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from daemon import api_costs
+from daemon.pipedrive import costs
 
 if TYPE_CHECKING:  # the Pipedrive client imports this module; the actions need no SQLAlchemy
-    from daemon import store
+    from daemon.db import outbox
 
 PREFIX = "pipedrive_triggers_"
 # Detection to delivery: from a second (a live consumer) to the three days of retries.
@@ -50,17 +50,17 @@ class Metrics:
     def rate_limit_wait(self, account: str) -> None:
         """A call had to wait for the account's rate limit (its window, or a 429's pause)."""
 
-    def events(self, new_events: Sequence[store.NewEvent]) -> None:
+    def events(self, new_events: Sequence[outbox.NewEvent]) -> None:
         """A poll committed these events to the outbox."""
 
-    def delivery(self, outcome: store.Outcome) -> None:
+    def delivery(self, outcome: outbox.Outcome) -> None:
         """One delivery attempt's outcome is known."""
 
 
 NONE = Metrics()
 
 
-def delivery_outcome(outcome: store.Outcome) -> str:
+def delivery_outcome(outcome: outbox.Outcome) -> str:
     """The `outcome` label: delivered, retry, dead, or refused (the guard refused the callback's
     address and the event will be retried). An attempt that dead-letters counts as dead,
     whatever failed, so `dead` counts every event that reached the dead letters."""
@@ -131,19 +131,19 @@ class PrometheusMetrics(Metrics):
             self._failing_since.setdefault((account, object_type), self._monotonic())
 
     def api_call(self, account: str, method: str, path: str, status: str) -> None:
-        self._api_calls.labels(account, api_costs.endpoint(method, path), status).inc()
-        self._api_tokens.labels(account).inc(api_costs.spent(method, path, status))
+        self._api_calls.labels(account, costs.endpoint(method, path), status).inc()
+        self._api_tokens.labels(account).inc(costs.spent(method, path, status))
 
     def rate_limit_wait(self, account: str) -> None:
         self._rate_limit_waits.labels(account).inc()
 
-    def events(self, new_events: Sequence[store.NewEvent]) -> None:
+    def events(self, new_events: Sequence[outbox.NewEvent]) -> None:
         for (subscription, trigger), count in Tally(
             (event.subscription, event.event_type) for event in new_events
         ).items():
             self._events.labels(subscription, trigger).inc(count)
 
-    def delivery(self, outcome: store.Outcome) -> None:
+    def delivery(self, outcome: outbox.Outcome) -> None:
         subscription = outcome.claimed.subscription
         self._deliveries.labels(subscription, delivery_outcome(outcome)).inc()
         detected = outcome.claimed.created_at

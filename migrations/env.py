@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from daemon import database, tables
+from daemon.db import database, tables
 
 config = context.config
 url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")

@@ -15,10 +15,10 @@ import sqlalchemy
 from openapi_core import OpenAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, tables
-from daemon.local_server import serve
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.db import database, tables
+from daemon.dev.local_server import serve
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests import openapi_check
 from tests.notify_listener import NotifyListener
 

@@ -13,9 +13,10 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import events, store, tables
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.delivery import Deliverer, delivery_http_client
+from daemon.db import outbox, tables
+from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.payloads import envelope
 from tests.conftest import SIGNING_SECRET
 
 TRIGGER = "deal.added"
@@ -40,11 +41,11 @@ async def queue(
     """Queue one event per item for subscription `name`; returns their webhook-ids in order."""
     moment = at or datetime.now(UTC)
     queued = [
-        store.NewEvent(name, events.event_id(name, TRIGGER, i), TRIGGER, str(i), f'{{"id":{i}}}')
+        outbox.NewEvent(name, envelope.event_id(name, TRIGGER, i), TRIGGER, str(i), f'{{"id":{i}}}')
         for i in items
     ]
     async with engine.begin() as connection:
-        await store.insert_events(connection, queued, moment)
+        await outbox.insert_events(connection, queued, moment)
     return [event.event_id for event in queued]
 
 

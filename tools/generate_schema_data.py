@@ -1,4 +1,4 @@
-"""Regenerate `daemon/schema_data.json`, what `pipedrive-triggers schema` builds from.
+"""Regenerate `daemon/triggers/schema_data.json`, what `pipedrive-triggers schema` builds from.
 
 The daemon never reads `../shared` at run time: this script copies what it needs from the
 connector's schemas and Pipedrive's OpenAPI files into the package. Run from the repository
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "daemon" / "schema_data.json"
+OUT = ROOT / "daemon" / "triggers" / "schema_data.json"
 # object type -> (OpenAPI file, listing path): the object the feed lists is what `data` is.
 API_OBJECTS = {
     "persons": ("pipedrive-v2.2026-08-18.yaml", "/persons"),

@@ -1,4 +1,4 @@
-"""Regenerate `daemon/token_costs.json`: every operation's `x-token-cost` from Pipedrive's
+"""Regenerate `daemon/pipedrive/token_costs.json`: every operation's `x-token-cost` from Pipedrive's
 OpenAPI files, by method and route template (`GET /api/v2/deals/{id}`), for `api_costs`.
 
 Run from the repository root after the OpenAPI files change, and commit the result:
@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "daemon" / "token_costs.json"
+OUT = ROOT / "daemon" / "pipedrive" / "token_costs.json"
 SPECS = {"/v1": "pipedrive-v1.2026-08-18.yaml", "/api/v2": "pipedrive-v2.2026-08-18.yaml"}
 METHODS = {"get", "post", "put", "patch", "delete"}
 _PARAMETER = re.compile(r"\{[^}]+\}")

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, TypeAlias
 
-from daemon import lookups, payloads
 from daemon.errors import ArgumentError, PipedriveBadRequest
-from daemon.lookups import LookupCache
-from daemon.pipedrive import PipedriveClient
+from daemon.payloads import shapes
+from daemon.pipedrive import lookups
+from daemon.pipedrive.client import PipedriveClient
+from daemon.pipedrive.lookups import LookupCache
 
 DealResponse: TypeAlias = dict[str, Any]
 """The connector's `DealResponse` (`payloads.deal_legacy`)."""
@@ -198,13 +199,13 @@ class Connector:
     async def _deal(self, deal_id: int) -> dict[str, Any]:
         # v2 writes answer without counts and next/last activity ids; the mapping needs them.
         return await self._client.get(
-            f"/api/v2/deals/{deal_id}", {"include_fields": payloads.DEAL_INCLUDE_FIELDS}
+            f"/api/v2/deals/{deal_id}", {"include_fields": shapes.DEAL_INCLUDE_FIELDS}
         )
 
     async def _mapped_deal(self, deal_id: int, *, legacy: bool) -> dict[str, Any]:
         deal = await self._deal(deal_id)
         found = await self._cache.resolve(self._client, lookups.needed_for_deals([deal]))
-        return payloads.deal_legacy(deal, found) if legacy else payloads.deal_v2(deal, found)
+        return shapes.deal_legacy(deal, found) if legacy else shapes.deal_v2(deal, found)
 
     async def _check_stage_in_pipeline(self, stage_id: int, pipeline_id: int) -> None:
         path = f"/api/v2/stages/{stage_id}"
@@ -224,7 +225,7 @@ class Connector:
     async def get_stage(self, stage_id: Id) -> StageResponse:
         """Get stage by ID: `GET /api/v2/stages/{id}` mapped to `StageResponse`."""
         ident = parse_id("ID", stage_id)
-        return payloads.stage(await self._client.get(f"/api/v2/stages/{ident}"))
+        return shapes.stage(await self._client.get(f"/api/v2/stages/{ident}"))
 
     async def add_deal(
         self,
@@ -366,4 +367,4 @@ class Connector:
         )
         created = await self._client.send("POST", "/api/v2/activities", body)
         found = await self._cache.resolve(self._client, lookups.needed_for_activities([created]))
-        return payloads.activity(created, found)
+        return shapes.activity(created, found)

@@ -1,7 +1,7 @@
 """The connector's actions on the command line: `deals`, `stages`, `activities` (JSON on stdout).
 
-Options are taken as text and checked by `daemon.actions`, so a bad value gets the same one-line
-message and exit code 2 from the CLI as from Python, before any request is sent.
+Options are taken as text and checked by `daemon.actions.connector`, so a bad value gets the
+same one-line message and exit code 2 from the CLI as from Python, before any request is sent.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from daemon import accounts as accounts_module
 from daemon import config as config_module
-from daemon.actions import Connector
+from daemon.actions.connector import Connector
 from daemon.errors import ArgumentError
-from daemon.pipedrive import RetryOptions
+from daemon.pipedrive.client import RetryOptions
+from daemon.service import accounts as accounts_module
 
 # One attempt, no retry: a 429 or 5xx reaches the caller at once with its exit code (15, 16).
 # Retrying here could wait until the daily budget resets (Retry-After up to midnight), and a
@@ -47,18 +47,18 @@ def pick_account(config: config_module.Config, name: str | None) -> str:
 
 
 def _perform(ctx: click.Context, account: str | None, action: Action) -> None:
-    # Imported here, not at the top: cli.py imports this module while it is being imported.
-    from daemon import cli
+    # Imported here, not at the top: main.py imports this module while it is being imported.
+    from daemon.cli import main
 
-    config = cli.load_config(ctx)
-    name = cli.guarded(lambda: pick_account(config, account))
+    config = main.load_config(ctx)
+    name = main.guarded(lambda: pick_account(config, account))
 
     async def run() -> dict[str, Any]:
         async with accounts_module.open_accounts(config, retry=CLI_RETRY) as accounts:
             connector = Connector(accounts.clients[name], accounts.caches[name])
             return await action(connector)
 
-    result = cli.run_async(run)
+    result = main.run_async(run)
     click.echo(json.dumps(result, indent=JSON_INDENT, ensure_ascii=False))
 
 

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import click
 
 from daemon import config as config_module
-from daemon import logs, redact, targets
+from daemon import logs, redact
+from daemon.delivery import targets
 from daemon.errors import ConfigError, DatabaseError, PipedriveError, PipedriveTriggersError
 
 logger = logging.getLogger("daemon")
@@ -100,19 +101,19 @@ def main(ctx: click.Context, config_path: Path | None, log_level: str, log_forma
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
     """Validate the config file and say what it would run, without running it."""
-    from daemon import reload
+    from daemon.service import reload
 
     config = load_config(ctx, reload.read_config)
     click.echo(f"{ctx.obj['config_path']}: OK")
     click.echo(f"database: {redact.url(config.database.url)}")
-    from daemon import budget
+    from daemon.polling import forecast
 
     for account in config.accounts:
         click.echo(
             f"account {account.name!r}: {redact.url(account.api_root)}, "
             f"{account.calls_per_minute} calls/min"
         )
-        click.echo(f"  {budget.prediction_line(config, account.name)}")
+        click.echo(f"  {forecast.prediction_line(config, account.name)}")
     for warning in config_module.startup_warnings(config):
         click.echo(f"warning: {warning}", err=True)
     for sub in config.subscriptions:
@@ -135,7 +136,7 @@ def check_config(ctx: click.Context) -> None:
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema to the newest revision."""
-    from daemon import database
+    from daemon.db import database
 
     url = load_config(ctx, config_module.load_without_secrets).database.url
     guarded(lambda: database.upgrade(url))
@@ -146,7 +147,8 @@ def migrate(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Poll Pipedrive and deliver webhooks until SIGTERM or Ctrl-C."""
-    from daemon import database, instance_lock, reload, service
+    from daemon.db import database, instance_lock
+    from daemon.service import lifecycle, reload
 
     config = load_config(ctx, config_module.load_to_run)
     held = contextlib.ExitStack()  # the lock lives as long as this process
@@ -161,7 +163,7 @@ def run(ctx: click.Context) -> None:
             loop.add_signal_handler(signum, stop.set)
         # The unit's ExecReload= sends SIGHUP: re-read the config (see `reload`).
         loop.add_signal_handler(signal.SIGHUP, reloads.request)
-        await service.run(config, stop, reloads=reloads)
+        await lifecycle.run(config, stop, reloads=reloads)
 
     try:
         run_async(serve)
@@ -184,10 +186,11 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def _account_status(config: config_module.Config, as_json: bool) -> None:
     from datetime import UTC, datetime
 
-    from daemon import account_usage, service
+    from daemon.pipedrive import account_usage
+    from daemon.service import lifecycle
 
     async def read() -> list[dict[str, Any]]:
-        async with service.open_engine(config) as engine:
+        async with lifecycle.open_engine(config) as engine:
             names = [account.name for account in config.accounts]
             return await account_usage.load_today(engine, names, datetime.now(UTC))
 
@@ -210,22 +213,23 @@ def status(ctx: click.Context, as_json: bool, accounts: bool) -> None:
     disabled or orphaned, or has dead letters."""
     from datetime import UTC, datetime
 
-    from daemon import service, status_report
+    from daemon.service import lifecycle
+    from daemon.status import snapshot
 
     config = load_config(ctx, config_module.load_without_secrets)
     if accounts:
         _account_status(config, as_json)
         return
 
-    async def read() -> status_report.Report:
-        async with service.open_engine(config) as engine:
-            return await status_report.gather(config, engine, datetime.now(UTC))
+    async def read() -> snapshot.Report:
+        async with lifecycle.open_engine(config) as engine:
+            return await snapshot.gather(config, engine, datetime.now(UTC))
 
     report = run_async(read)
     if as_json:
         click.echo(json.dumps(report.subscriptions, indent=2))
     else:
-        click.echo(status_report.render(report), nl=False)
+        click.echo(snapshot.render(report), nl=False)
     sys.exit(report.exit_code)
 
 
@@ -235,7 +239,7 @@ def status(ctx: click.Context, as_json: bool, accounts: bool) -> None:
 @click.option("--activities", default=3, show_default=True, type=click.IntRange(0, 1000))
 def demo(forever: bool, deals: int, activities: int) -> None:
     """Run a sandbox Pipedrive, the daemon and a webhook receiver, and show events flow."""
-    from daemon import demo as demo_module
+    from daemon.dev import demo as demo_module
 
     sys.exit(
         guarded(
@@ -251,27 +255,27 @@ def demo(forever: bool, deals: int, activities: int) -> None:
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the generated data.")
 def sandbox(port: int, seed: int) -> None:
     """Run the Pipedrive sandbox alone, with seeded data, for developing consumers offline."""
-    from daemon.sandbox import run_standalone
+    from daemon.dev.sandbox import run_standalone
 
     run_standalone(port=port, seed=seed)
 
 
 def _register_actions() -> None:
-    from daemon import actions_cli
+    from daemon.cli import actions
 
-    for group in (actions_cli.deals, actions_cli.stages, actions_cli.activities):
+    for group in (actions.deals, actions.stages, actions.activities):
         main.add_command(group)
 
 
 def _register_operator_commands() -> None:
-    from daemon import outbox_cli, subscriptions_cli
+    from daemon.cli import outbox, subscriptions
 
     for command in (
-        outbox_cli.dead_letters,
-        outbox_cli.retry_now,
-        subscriptions_cli.subscriptions,
-        subscriptions_cli.secrets_group,
-        subscriptions_cli.schema,
+        outbox.dead_letters,
+        outbox.retry_now,
+        subscriptions.subscriptions,
+        subscriptions.secrets_group,
+        subscriptions.schema,
     ):
         main.add_command(command)
 

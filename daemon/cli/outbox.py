@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import outbox_admin
 from daemon.config import parse_duration
+from daemon.db import outbox_admin
 from daemon.errors import ArgumentError
 
 T = TypeVar("T")
@@ -44,22 +44,23 @@ def parse_moment(option: str, value: str | None, now: datetime) -> datetime | No
 
 
 def _with_engine(ctx: click.Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    # Imported here: cli.py imports this module while it is being imported.
-    from daemon import cli, service
+    # Imported here: main.py imports this module while it is being imported.
+    from daemon.cli import main
+    from daemon.service import lifecycle
 
-    config = cli.load_config(ctx)
+    config = main.load_config(ctx)
 
     async def run() -> T:
-        async with service.open_engine(config) as engine:
+        async with lifecycle.open_engine(config) as engine:
             return await work(engine)
 
-    return cli.run_async(run)
+    return main.run_async(run)
 
 
 def _guarded(action: Callable[[], T]) -> T:
-    from daemon import cli
+    from daemon.cli import main
 
-    return cli.guarded(action)
+    return main.guarded(action)
 
 
 def _when(moment: datetime | None) -> str:

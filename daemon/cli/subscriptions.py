@@ -11,30 +11,33 @@ from pathlib import Path
 
 import click
 
-from daemon import health, triggers, webhook_schema
-from daemon import rename as rename_module
+from daemon import triggers
+from daemon.db import endpoint_health
+from daemon.db import rename as rename_module
 from daemon.errors import ArgumentError
+from daemon.triggers import webhook_schema
 
 SECRET_BYTES = 32  # Standard Webhooks: between 24 and 64 random bytes
 JSON_INDENT = 2
 
 
-def _switch(ctx: click.Context, name: str, reason: str | None) -> health.Health:
-    # Imported here: cli.py imports this module while it is being imported.
-    from daemon import cli, service
+def _switch(ctx: click.Context, name: str, reason: str | None) -> endpoint_health.Health:
+    # Imported here: main.py imports this module while it is being imported.
+    from daemon.cli import main
+    from daemon.service import lifecycle
 
-    config = cli.load_config(ctx)
+    config = main.load_config(ctx)
     known = [s.name for s in config.subscriptions]
     if name not in known:
-        cli.guarded(
+        main.guarded(
             lambda: _refuse(f"NAME: no subscription named {name!r} (known: {', '.join(known)})")
         )
 
-    async def run() -> health.Health:
-        async with service.open_engine(config) as engine:
-            return await health.set_disabled(engine, name, reason, datetime.now(UTC))
+    async def run() -> endpoint_health.Health:
+        async with lifecycle.open_engine(config) as engine:
+            return await endpoint_health.set_disabled(engine, name, reason, datetime.now(UTC))
 
-    return cli.run_async(run)
+    return main.run_async(run)
 
 
 def _refuse(message: str) -> None:
@@ -74,18 +77,20 @@ def rename(ctx: click.Context, old: str, new: str) -> None:
 
     Stop the daemon, run this, rename the subscription in the config, start it again.
     """
-    from daemon import cli, instance_lock, service
     from daemon import config as config_module
+    from daemon.cli import main
+    from daemon.db import instance_lock
+    from daemon.service import lifecycle
 
-    config = cli.load_config(ctx, config_module.load_without_secrets)
-    if cli.guarded(lambda: instance_lock.is_held(config.database.url)):
-        cli.fail("the daemon is running on this database: stop it first", cli.EXIT_DATABASE)
+    config = main.load_config(ctx, config_module.load_without_secrets)
+    if main.guarded(lambda: instance_lock.is_held(config.database.url)):
+        main.fail("the daemon is running on this database: stop it first", main.EXIT_DATABASE)
 
     async def move() -> rename_module.Renamed:
-        async with service.open_engine(config) as engine:
+        async with lifecycle.open_engine(config) as engine:
             return await rename_module.rename(engine, old, new)
 
-    moved = cli.run_async(move)
+    moved = main.run_async(move)
     position = "feed position, " if moved.had_state else ""
     click.echo(
         f"renamed {old!r} to {new!r}: {position}{moved.pending} pending, "

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon import database, write_lock
-from daemon.tables import subscription_health
+from daemon.db import database, write_lock
+from daemon.db.tables import subscription_health
 
 MAX_PROBE_INTERVAL_S = 3600.0  # the probe interval doubles up to an hour
 

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, store, write_lock
-from daemon.tables import feeds, item_states, subscription_state
+from daemon.db import database, outbox, write_lock
+from daemon.db.tables import feeds, item_states, subscription_state
 
 STATUS_OK = "ok"
 STATUS_FAILING = "failing"
@@ -235,7 +235,7 @@ async def commit_page(
     account: str,
     object_type: str,
     items: Sequence[ItemStateRow],
-    events: Sequence[store.NewEvent],
+    events: Sequence[outbox.NewEvent],
     watermark: datetime,
     max_id: int | None,
     positions: Mapping[str, datetime],
@@ -272,7 +272,7 @@ async def commit_page(
                     for item in items
                 ],
             )
-        queued = await store.insert_events(connection, events, now)
+        queued = await outbox.insert_events(connection, events, now)
         await connection.execute(
             update(feeds)
             .where(feeds.c.account == account, feeds.c.object_type == object_type)

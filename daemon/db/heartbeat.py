@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, write_lock
-from daemon.tables import heartbeat
+from daemon.db import database, write_lock
+from daemon.db.tables import heartbeat
 
 logger = logging.getLogger(__name__)
 

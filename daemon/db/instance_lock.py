@@ -26,9 +26,9 @@ import sqlalchemy
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from daemon import database
+from daemon.db import database
+from daemon.db.tables import heartbeat
 from daemon.errors import DatabaseError, DatabaseInUse
-from daemon.tables import heartbeat
 
 LOCK_SUFFIX = ".lock"
 

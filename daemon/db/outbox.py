@@ -15,8 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon import database, write_lock
-from daemon.tables import (
+from daemon.db import database, write_lock
+from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
     STATE_PENDING,

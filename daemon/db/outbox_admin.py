@@ -14,8 +14,8 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ColumnElement
 
-from daemon import write_lock
-from daemon.tables import STATE_DEAD, STATE_PENDING, deliveries, delivery_attempts
+from daemon.db import write_lock
+from daemon.db.tables import STATE_DEAD, STATE_PENDING, deliveries, delivery_attempts
 
 
 @dataclass(frozen=True)

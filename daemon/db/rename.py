@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import write_lock
-from daemon.errors import ArgumentError
-from daemon.tables import (
+from daemon.db import write_lock
+from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
     STATE_PENDING,
@@ -18,6 +17,7 @@ from daemon.tables import (
     subscription_health,
     subscription_state,
 )
+from daemon.errors import ArgumentError
 
 
 @dataclass(frozen=True)

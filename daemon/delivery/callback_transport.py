@@ -26,7 +26,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
-from daemon import targets
+from daemon.delivery import targets
 from daemon.errors import TargetRefused
 
 # Pass as a request's `extensions` to lift the guard for that request.

@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import callback_transport, db_retry, health, slots, store, verdicts
 from daemon import metrics as metrics_module
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.retry_policy import parse_retry_after
-from daemon.signing import Signer
+from daemon.db import endpoint_health, outbox, transient
+from daemon.delivery import callback_transport, slots, verdicts
+from daemon.delivery.retry_policy import parse_retry_after
+from daemon.delivery.signing import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,11 @@ class Deliverer:
         self._slots = slots.Slots(_limits(subscriptions, settings), settings.concurrency)
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         # Claimed, not started: per subscription, oldest claim first, with its moment.
-        self._ready: dict[str, deque[tuple[store.Claimed, float]]] = {}
+        self._ready: dict[str, deque[tuple[outbox.Claimed, float]]] = {}
         self._stop = asyncio.Event()  # run()'s
-        self._outage = db_retry.Outage()
+        self._outage = transient.Outage()
         self._flush_deadline: float | None = None  # stopping: give up recording after this
-        self._outcomes: asyncio.Queue[store.Outcome] = asyncio.Queue()
+        self._outcomes: asyncio.Queue[outbox.Outcome] = asyncio.Queue()
         self._judge = verdicts.Judge(subscriptions, settings, random_unit)
         self._health_read_at: float | None = None
 
@@ -148,7 +149,7 @@ class Deliverer:
 
     async def _release(self, ids: list[int]) -> None:
         try:
-            await store.release(self._engine, ids)
+            await outbox.release(self._engine, ids)
         except Exception:
             logger.warning(
                 "cannot hand %d claimed rows back; their lease ends by itself",
@@ -166,7 +167,7 @@ class Deliverer:
         if not ids:
             return
         with contextlib.suppress(Exception):
-            await store.release(self._engine, ids)
+            await outbox.release(self._engine, ids)
 
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
         """In-flight POSTs get `grace_s`; recording their outcomes gets what is left of it (at
@@ -210,8 +211,8 @@ class Deliverer:
                 capacity[name] = max(0, free - waiting)
         lease_s = 2 * self._settings.timeout + LEASE_MARGIN_S  # may wait in `_ready` first
 
-        async def claim() -> list[store.Claimed]:
-            return await store.claim_due(
+        async def claim() -> list[outbox.Claimed]:
+            return await outbox.claim_due(
                 self._engine,
                 now=now,
                 lease_until=now + timedelta(seconds=lease_s),
@@ -221,7 +222,7 @@ class Deliverer:
             )
 
         try:
-            rows = await db_retry.retrying(
+            rows = await transient.retrying(
                 claim, what="claiming due events", outage=self._outage, give_up=self._stop.is_set
             )
         except Exception:
@@ -260,7 +261,7 @@ class Deliverer:
             for row, _ in itertools.islice(queue, min(free, plan.capacity.get(name, 0)))
         ]
         chosen = set(
-            store.pick_claims(
+            outbox.pick_claims(
                 candidates, plan.capacity, free, shared=plan.shared, newcomers=plan.newcomers
             )
         )
@@ -296,14 +297,14 @@ class Deliverer:
             return
         self._health_read_at = moment
         try:
-            stored = await health.load(self._engine)
+            stored = await endpoint_health.load(self._engine)
         except Exception as error:
             # Keep what was last read; the outage is logged once, with the claims'.
             self._outage.failed("reading subscription health", error)
             return
         self._judge.refresh(stored)
 
-    async def _attempt(self, row: store.Claimed) -> None:
+    async def _attempt(self, row: outbox.Claimed) -> None:
         attempted_at = self._clock()
         started = time.monotonic()
         size = len(row.body.encode())
@@ -324,7 +325,7 @@ class Deliverer:
                     "event_id": row.event_id,
                 },
             )
-            dead = store.Outcome(row, attempted_at, None, oversize, 0, "dead")
+            dead = outbox.Outcome(row, attempted_at, None, oversize, 0, "dead")
             self._metrics.delivery(dead)
             self._outcomes.put_nowait(dead)
             return
@@ -359,7 +360,7 @@ class Deliverer:
                 row.event_id,
                 extra={"action": "delivery.crashed", "subscription": row.subscription},
             )
-            outcome = store.Outcome(
+            outcome = outbox.Outcome(
                 row, attempted_at, status, error or "outcome undecided", duration_ms, "retry",
                 attempted_at + timedelta(seconds=UNDECIDED_RETRY_S), reply=reply,
             )  # fmt: skip
@@ -368,7 +369,7 @@ class Deliverer:
         await self._apply_health(row.subscription, attempted_at)
 
     async def _post(
-        self, row: store.Claimed, attempted_at: datetime
+        self, row: outbox.Claimed, attempted_at: datetime
     ) -> tuple[int | None, str | None, float | None, str | None, bool]:
         """One POST: (status, error or None on 2xx, Retry-After seconds, start of the reply,
         whether the target guard refused it)."""
@@ -405,7 +406,7 @@ class Deliverer:
             return
         self._judge.unsaved.discard(name)
         try:
-            await health.save(self._engine, name, self._judge.health[name], at)
+            await endpoint_health.save(self._engine, name, self._judge.health[name], at)
         except Exception:
             self._judge.unsaved.add(name)  # tried again after the next attempt
             logger.warning(
@@ -432,19 +433,19 @@ class Deliverer:
                     self._outcomes.task_done()
                 self._wake.set()  # retries may be due already, and their rows are free now
 
-    async def _write(self, batch: list[store.Outcome]) -> None:
+    async def _write(self, batch: list[outbox.Outcome]) -> None:
         """Record a batch, waiting out database errors. Past the stop's grace it gives up: the
         POSTs happened, their rows stay claimed and are retried after the lease (at least
         once), which beats a stop that never ends."""
 
         async def record() -> None:
-            await store.record_outcomes(self._engine, batch)
+            await outbox.record_outcomes(self._engine, batch)
 
         def give_up() -> bool:
             return self._flush_deadline is not None and time.monotonic() >= self._flush_deadline
 
         try:
-            await db_retry.retrying(
+            await transient.retrying(
                 record, what="recording delivery outcomes", outage=self._outage, give_up=give_up
             )
         except Exception:

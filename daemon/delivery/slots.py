@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from daemon import health
+from daemon.db import endpoint_health
 
 WINDOW_S = 1.0  # `max_per_second` counts starts in any window this long
 RATE_SPAN_MIN_S = 0.1  # `start_rate` never divides by less
@@ -73,12 +73,12 @@ class Slots:
         return starts
 
     def capacity(
-        self, states: Mapping[str, health.Health], now: datetime, moment: float
+        self, states: Mapping[str, endpoint_health.Health], now: datetime, moment: float
     ) -> dict[str, int]:
         """How many rows of each subscription a claim may take now (`moment`: monotonic s)."""
         result: dict[str, int] = {}
         for name, limits in self._limits.items():
-            state = states.get(name, health.HEALTHY)
+            state = states.get(name, endpoint_health.HEALTHY)
             free = limits.in_flight_cap - self.in_flight[name]
             if state.state == "disabled":
                 free = 0
@@ -89,7 +89,9 @@ class Slots:
             result[name] = max(0, free)
         return result
 
-    def plan(self, states: Mapping[str, health.Health], now: datetime, moment: float) -> Plan:
+    def plan(
+        self, states: Mapping[str, endpoint_health.Health], now: datetime, moment: float
+    ) -> Plan:
         """`capacity`, with the even share of the general slots and who may use the reserve."""
         capacity = self.capacity(states, now, moment)
         busy = [name for name in self._limits if self.in_flight[name] > 0]

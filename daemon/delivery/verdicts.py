@@ -10,11 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from daemon import health, retry_policy, store
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.retry_policy import RetryPolicy, next_attempt
+from daemon.db import endpoint_health, outbox
+from daemon.delivery import retry_policy
+from daemon.delivery.retry_policy import RetryPolicy, next_attempt
 
-logger = logging.getLogger("daemon.delivery")  # the delivery loop's lines, as before
+logger = logging.getLogger("daemon.delivery.deliverer")  # the delivery loop's lines, as before
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Judge:
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         self._random_unit = random_unit
-        self.health: dict[str, health.Health] = {}
+        self.health: dict[str, endpoint_health.Health] = {}
         self.unsaved: set[str] = set()  # changed here, not yet in the database
         self.failures: Counter[str] = Counter()  # consecutive failed attempts
 
@@ -63,31 +64,31 @@ class Judge:
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
 
     def state(self, name: str) -> str:
-        return self.health.get(name, health.HEALTHY).state
+        return self.health.get(name, endpoint_health.HEALTHY).state
 
-    def refresh(self, stored: Mapping[str, health.Health]) -> None:
+    def refresh(self, stored: Mapping[str, endpoint_health.Health]) -> None:
         """What the database says (the operator's switches, another process's decisions),
         except where this process changed it since."""
         for name in self._subscriptions:
             if name in self.unsaved:
                 continue  # ours is newer
-            before = self.health.get(name, health.HEALTHY)
-            after = stored.get(name, health.HEALTHY)
+            before = self.health.get(name, endpoint_health.HEALTHY)
+            after = stored.get(name, endpoint_health.HEALTHY)
             if before.state != "ok" and after.state == "ok":
                 self.failures[name] = 0  # an operator switched it back on
             self.health[name] = after
 
-    def outcome(self, row: store.Claimed, attempt: Attempt) -> store.Outcome:
+    def outcome(self, row: outbox.Claimed, attempt: Attempt) -> outbox.Outcome:
         """Decide what the attempt means for the event, and for the subscription's health."""
         name = row.subscription
         log_extra = {"subscription": name, "event_id": row.event_id}
         at, status, error = attempt.at, attempt.status, attempt.error
         verdict = retry_policy.classify(status) if error is None or status else "transient"
-        state = self.health.get(name, health.HEALTHY)
+        state = self.health.get(name, endpoint_health.HEALTHY)
         if verdict == "success":
             self.failures[name] = 0
             if state.state == "paused":
-                self.transition(name, health.HEALTHY, at, "resumed")
+                self.transition(name, endpoint_health.HEALTHY, at, "resumed")
             if row.attempts > 0:
                 logger.info(
                     "subscription %r: event %s delivered on attempt %d, %s after detection",
@@ -110,15 +111,15 @@ class Judge:
                     row.event_id,
                     extra={"action": "delivery.delivered", **log_extra},
                 )
-            return store.Outcome(
+            return outbox.Outcome(
                 row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply
             )
         if verdict == "gone":
             # The consumer asks us to stop: disable, and keep the event for after `enable`.
             if state.state != "disabled":
                 reason = f"410 Gone at {at.isoformat(timespec='seconds')}"
-                self.transition(name, health.disabled(reason, at, state), at, "disabled")
-            return store.Outcome(
+                self.transition(name, endpoint_health.disabled(reason, at, state), at, "disabled")
+            return outbox.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", at,
                 reply=attempt.reply, advance=False,
             )  # fmt: skip
@@ -127,8 +128,8 @@ class Judge:
         if state.state == "paused":
             # A failed probe: the pause goes on, and the event's own schedule does not advance.
             if state.probe_at is None or at >= state.probe_at:
-                self.transition(name, health.probe_failed(state, at), at, None)
-            return store.Outcome(
+                self.transition(name, endpoint_health.probe_failed(state, at), at, None)
+            return outbox.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", at,
                 reply=attempt.reply, advance=False,
             )  # fmt: skip
@@ -137,7 +138,7 @@ class Judge:
         pause_after = (configured.pause_after if configured else None) or self._settings.pause_after
         if state.state == "ok" and self.failures[name] >= pause_after:
             reason = f"{self.failures[name]} consecutive failures; last: {error}"
-            paused = health.paused(reason, at, self._settings.probe_interval)
+            paused = endpoint_health.paused(reason, at, self._settings.probe_interval)
             self.transition(name, paused, at, "paused")
         attempts_made = row.attempts + 1
         retry_at = next_attempt(
@@ -162,7 +163,7 @@ class Judge:
                     "status": status,
                 },
             )
-            return store.Outcome(
+            return outbox.Outcome(
                 row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
             )
         logger.warning(
@@ -181,11 +182,13 @@ class Judge:
                 "next_attempt_at": retry_at.isoformat(timespec="seconds"),
             },
         )
-        return store.Outcome(
+        return outbox.Outcome(
             row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
         )
 
-    def transition(self, name: str, new: health.Health, at: datetime, action: str | None) -> None:
+    def transition(
+        self, name: str, new: endpoint_health.Health, at: datetime, action: str | None
+    ) -> None:
         """Change a subscription's health now (the next claim obeys it) and log it once; the
         database copy is written by `_apply_health` right after."""
         self.health[name] = new

@@ -15,10 +15,11 @@ from typing import Any
 import click
 
 from daemon import config as config_module
-from daemon import database, service
-from daemon.local_server import serve
-from daemon.receiver import Received, WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.db import database
+from daemon.dev.local_server import serve
+from daemon.dev.receiver import Received, WebhookReceiver
+from daemon.dev.sandbox import Sandbox
+from daemon.service import lifecycle
 
 POLL_INTERVAL_S = 2
 DEMO_TIMEOUT_S = 90.0
@@ -153,7 +154,7 @@ async def run(*, forever: bool, deals: int, activities: int) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, interrupted.set)
-        daemon = asyncio.create_task(service.run(config, stop))
+        daemon = asyncio.create_task(lifecycle.run(config, stop))
         started = time.monotonic()
         await _pause(interrupted, POLL_INTERVAL_S + 0.5)  # first poll marks ("start = now")
         expected = 0

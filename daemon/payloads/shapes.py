@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
 from daemon.errors import PayloadError as PayloadError  # re-exported: mapping errors
-from daemon.lookups import ById, Lookups
+from daemon.pipedrive.lookups import ById, Lookups
 
 DEAL_INCLUDE_FIELDS = ",".join(
     (

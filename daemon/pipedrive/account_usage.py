@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import api_costs, database, write_lock
-from daemon.tables import account_usage
+from daemon.db import database, write_lock
+from daemon.db.tables import account_usage
+from daemon.pipedrive import costs
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Usage:
     def call(self, method: str, path: str, status: str) -> None:
         """One call and how it ended (see `api_costs.spent`)."""
         self._unflushed.calls += 1
-        self._unflushed.tokens += api_costs.spent(method, path, status)
+        self._unflushed.tokens += costs.spent(method, path, status)
 
     def waited(self) -> None:
         self._unflushed.rate_limit_waits += 1

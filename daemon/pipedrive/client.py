@@ -22,8 +22,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from daemon import account_usage
 from daemon import metrics as metrics_module
+from daemon.delivery.retry_policy import parse_retry_after
 from daemon.errors import (
     PipedriveAuthError,
     PipedriveBadRequest,
@@ -33,8 +33,8 @@ from daemon.errors import (
     PipedriveRateLimited,
     PipedriveUnavailable,
 )
-from daemon.rate_limit import AccountRateLimiter
-from daemon.retry_policy import parse_retry_after
+from daemon.pipedrive import account_usage
+from daemon.pipedrive.rate_limit import AccountRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class PipedriveClient:
             collected.extend(page)
         return collected
 
-    # Lookups used to fill the connector's names (see daemon/lookups.py).
+    # Lookups used to fill the connector's names (see daemon/pipedrive/lookups.py).
 
     async def list_users(self) -> list[Item]:
         body = await self.call("GET", "/v1/users")

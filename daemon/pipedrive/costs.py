@@ -42,7 +42,9 @@ def endpoint(method: str, path: str) -> str:
 
 @cache
 def _table() -> dict[str, int]:
-    text = resources.files("daemon").joinpath("token_costs.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("daemon.pipedrive").joinpath("token_costs.json").read_text(encoding="utf-8")
+    )
     table: dict[str, int] = json.loads(text)
     return table
 

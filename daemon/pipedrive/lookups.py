@@ -10,7 +10,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from daemon.custom_fields import FieldCatalog, parse_field_definitions
+from daemon.pipedrive.custom_fields import FieldCatalog, parse_field_definitions
 
 LOOKUP_CACHE_TTL_S = 3600
 """How long the whole-list users and stages stay cached before a batch that needs them fetches

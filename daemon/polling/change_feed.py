@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.feed_store import ItemStateRow, StoredItem
-from daemon.filters import Filter
+from daemon.db.feed_store import ItemStateRow, StoredItem
 from daemon.triggers.base import (
     Item,
     ObjectType,
@@ -26,6 +25,7 @@ from daemon.triggers.base import (
     item_key,
     required_moment,
 )
+from daemon.triggers.filters import Filter
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from daemon import api_budget, poller
 from daemon.config import Config
+from daemon.pipedrive import token_budget
+from daemon.polling import poller
 
 logger = logging.getLogger(__name__)
 
 
-def plans(config: Config, account: str) -> list[api_budget.FeedPlan]:
+def plans(config: Config, account: str) -> list[token_budget.FeedPlan]:
     return [
-        api_budget.FeedPlan(feed.object.name, feed.interval_s, feed.object.page_cost)
+        token_budget.FeedPlan(feed.object.name, feed.interval_s, feed.object.page_cost)
         for feed in poller.feeds(config)
         if feed.account == account
     ]
@@ -20,7 +21,7 @@ def plans(config: Config, account: str) -> list[api_budget.FeedPlan]:
 
 def prediction_line(config: Config, account: str) -> str:
     """check-config's line: predicted tokens a day, and the share of the budget if set."""
-    predicted = api_budget.predicted_tokens_per_day(plans(config, account))
+    predicted = token_budget.predicted_tokens_per_day(plans(config, account))
     settings = config.account(account)
     line = f"predicted Pipedrive tokens/day: {predicted}"
     if settings.daily_token_budget:
@@ -40,7 +41,7 @@ def fitted_intervals(config: Config) -> dict[tuple[str, str], float]:
             continue
         account_plans = plans(config, account.name)
         try:
-            stretches = api_budget.fit_to_budget(
+            stretches = token_budget.fit_to_budget(
                 account_plans, account.daily_token_budget, account.budget_share
             )
         except ValueError as error:
@@ -54,9 +55,9 @@ def fitted_intervals(config: Config) -> dict[tuple[str, str], float]:
         if stretches:
             logger.warning(
                 "%s",
-                api_budget.explain(
+                token_budget.explain(
                     stretches,
-                    api_budget.predicted_tokens_per_day(account_plans),
+                    token_budget.predicted_tokens_per_day(account_plans),
                     account.daily_token_budget,
                     account.budget_share,
                     account=account.name,

@@ -11,12 +11,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import change_feed, events, feed_store, lookups, store
 from daemon import metrics as metrics_module
 from daemon.config import Config, SubscriptionConfig
-from daemon.custom_fields import FieldCatalog, named_custom_fields
+from daemon.db import feed_store, outbox
 from daemon.errors import PipedriveError
-from daemon.pipedrive import PipedriveClient
+from daemon.payloads import envelope
+from daemon.pipedrive import lookups
+from daemon.pipedrive.client import PipedriveClient
+from daemon.pipedrive.custom_fields import FieldCatalog, named_custom_fields
+from daemon.polling import change_feed
 from daemon.triggers.base import Item, ObjectType
 
 logger = logging.getLogger(__name__)
@@ -234,7 +237,7 @@ class Poller:
         client: PipedriveClient,
         decision: change_feed.PageDecision,
         now: datetime,
-    ) -> tuple[list[store.NewEvent], set[str]]:
+    ) -> tuple[list[outbox.NewEvent], set[str]]:
         """The page's events; an item whose payload cannot be built is dead-lettered with its
         raw object, and its state is not stored, so a later version that maps is delivered."""
         result = [_rejected_event(r, now) for r in decision.rejected]
@@ -260,7 +263,7 @@ class Poller:
         return result, failed
 
     @staticmethod
-    def _log_detected(new_events: Sequence[store.NewEvent]) -> None:
+    def _log_detected(new_events: Sequence[outbox.NewEvent]) -> None:
         per_subscription: dict[str, int] = {}
         for event in new_events:
             if event.error is not None:
@@ -320,57 +323,59 @@ def _event(
     resolved: lookups.Lookups,
     catalog: FieldCatalog | None,
     now: datetime,
-) -> store.NewEvent:
+) -> outbox.NewEvent:
     reader, trigger = firing.reader, firing.reader.trigger
     data = _data(firing, firing.current, resolved, catalog)
     if trigger.kind == "added":
-        return store.NewEvent(
+        return outbox.NewEvent(
             reader.name,
-            events.event_id(reader.name, trigger.name, firing.item_id),
+            envelope.event_id(reader.name, trigger.name, firing.item_id),
             trigger.name,
             firing.item_id,
-            events.body(trigger.name, reader.name, data, now),
+            envelope.body(trigger.name, reader.name, data, now),
         )
     previous = None
     if firing.previous is not None:
         before = _data(firing, firing.previous, resolved, catalog)
         previous = change_feed.previous_fields(before, data, trigger.always_previous)
-    return store.NewEvent(
+    return outbox.NewEvent(
         reader.name,
-        events.change_event_id(reader.name, trigger.name, firing.item_id, firing.version),
+        envelope.change_event_id(reader.name, trigger.name, firing.item_id, firing.version),
         trigger.name,
         firing.item_id,
-        events.body(trigger.name, reader.name, data, now, change=True, previous=previous),
+        envelope.body(trigger.name, reader.name, data, now, change=True, previous=previous),
     )
 
 
 def _unmappable_event(
     firing: change_feed.Firing, error: Exception, now: datetime
-) -> store.NewEvent:
+) -> outbox.NewEvent:
     reader, trigger = firing.reader, firing.reader.trigger
     if trigger.kind == "added":
-        event_id = events.event_id(reader.name, trigger.name, firing.item_id)
+        event_id = envelope.event_id(reader.name, trigger.name, firing.item_id)
     else:
-        event_id = events.change_event_id(reader.name, trigger.name, firing.item_id, firing.version)
-    return store.NewEvent(
+        event_id = envelope.change_event_id(
+            reader.name, trigger.name, firing.item_id, firing.version
+        )
+    return outbox.NewEvent(
         reader.name,
         event_id,
         trigger.name,
         firing.item_id,
-        events.body(trigger.name, reader.name, dict(firing.current), now),
+        envelope.body(trigger.name, reader.name, dict(firing.current), now),
         f"cannot map item {firing.item_id}: {_describe(error)}",
     )
 
 
-def _rejected_event(rejected: change_feed.Rejected, now: datetime) -> store.NewEvent:
+def _rejected_event(rejected: change_feed.Rejected, now: datetime) -> outbox.NewEvent:
     reader, trigger = rejected.reader, rejected.reader.trigger
     raw = change_feed.raw_json(rejected.item)
-    event_id = events.raw_event_id(reader.name, trigger.name, raw)
-    return store.NewEvent(
+    event_id = envelope.raw_event_id(reader.name, trigger.name, raw)
+    return outbox.NewEvent(
         reader.name,
         event_id,
         trigger.name,
         str(rejected.item.get("id"))[:64],
-        events.body(trigger.name, reader.name, dict(rejected.item), now),
+        envelope.body(trigger.name, reader.name, dict(rejected.item), now),
         f"cannot read a listed {trigger.object.name} item: {rejected.reason}",
     )

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from daemon import account_usage, lookups
 from daemon import metrics as metrics_module
 from daemon.config import AccountConfig, Config
-from daemon.pipedrive import DEFAULT_RETRY, PipedriveClient, RetryOptions
-from daemon.rate_limit import AccountRateLimiter
+from daemon.pipedrive import account_usage, lookups
+from daemon.pipedrive.client import DEFAULT_RETRY, PipedriveClient, RetryOptions
+from daemon.pipedrive.rate_limit import AccountRateLimiter
 
 
 @dataclass

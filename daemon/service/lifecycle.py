@@ -13,23 +13,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import (
-    account_usage,
-    admin,
-    budget,
-    database,
-    drift,
-    heartbeat,
-    poller,
-    reload,
-    retention,
-    supervision,
-)
 from daemon import config as config_module
-from daemon.accounts import AccountPool
 from daemon.config import Config
-from daemon.delivery import Deliverer, delivery_http_client
-from daemon.pipedrive import DEFAULT_RETRY, RetryOptions
+from daemon.db import database, heartbeat
+from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.pipedrive import account_usage
+from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
+from daemon.polling import forecast, poller
+from daemon.service import reload, retention, supervision
+from daemon.service.accounts import AccountPool
+from daemon.status import drift, listener
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +162,8 @@ class _Running:
         self._deliverer = deliverer
         self._poll = poll
         self._scheduler = scheduler
-        self.admin: admin.Admin | None = None  # set once the admin listener is up
-        self._feeds = {f.key: f for f in poller.feeds(config, budget.fitted_intervals(config))}
+        self.admin: listener.Admin | None = None  # set once the admin listener is up
+        self._feeds = {f.key: f for f in poller.feeds(config, forecast.fitted_intervals(config))}
         for feed in self._feeds.values():
             _schedule(scheduler, polls, poll, feed)
 
@@ -183,7 +176,7 @@ class _Running:
         await drift.warn(self._engine, new)  # before a changed trigger's first poll
         await self._pool.apply(new)
         self._deliverer.reconfigure({s.name: s for s in new.subscriptions}, new.delivery)
-        feeds = {f.key: f for f in poller.feeds(new, budget.fitted_intervals(new))}
+        feeds = {f.key: f for f in poller.feeds(new, forecast.fitted_intervals(new))}
         for key in self._feeds.keys() - feeds.keys():
             self._scheduler.remove_job(key)  # a poll in progress finishes; no new one starts
         for key, feed in feeds.items():
@@ -206,7 +199,7 @@ async def run(
     has applied migrations."""
     async with contextlib.AsyncExitStack() as stack:
         engine = await stack.enter_async_context(open_engine(config))
-        metrics = admin.metrics_for(config)
+        metrics = listener.metrics_for(config)
         pool = AccountPool(api_retry, metrics)
         stack.push_async_callback(pool.aclose)
         await pool.apply(config)
@@ -235,7 +228,7 @@ async def run(
         scheduler.start()
         stack.callback(_shutdown, scheduler)
         running.admin = await stack.enter_async_context(
-            admin.serving(
+            listener.serving(
                 config,
                 engine,
                 metrics,

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon import config as config_module
-from daemon import database, sd_notify
 from daemon.config import Config
+from daemon.db import database
 from daemon.errors import ConfigError, DatabaseError
+from daemon.service import sd_notify
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import write_lock
 from daemon.config import RetentionConfig
-from daemon.store import in_state
-from daemon.tables import STATE_DELIVERED, deliveries, delivery_attempts
+from daemon.db import write_lock
+from daemon.db.outbox import in_state
+from daemon.db.tables import STATE_DELIVERED, deliveries, delivery_attempts
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import sd_notify, store
+from daemon.db import outbox
+from daemon.service import sd_notify
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ STATUS_INTERVAL_S = 10.0  # the counts are read, and a changed status sent, at m
 DATABASE_DOWN_STATUS = "database unavailable; retrying (deliveries wait in the outbox)"
 
 
-def status_line(subscriptions: int, totals: store.OutboxTotals) -> str:
+def status_line(subscriptions: int, totals: outbox.OutboxTotals) -> str:
     """The line `systemctl status` shows, e.g. `12 subscriptions, 3 pending, 0 dead`."""
     noun = "subscription" if subscriptions == 1 else "subscriptions"
     return f"{subscriptions} {noun}, {totals.pending} pending, {totals.dead} dead"
@@ -37,7 +38,7 @@ class Supervisor:
 
     async def _read_status(self) -> str | None:
         try:
-            totals = await store.outbox_totals(self._engine)
+            totals = await outbox.outbox_totals(self._engine)
         except Exception:
             # A database outage must not stop the daemon; the counts return with the database.
             # Said once per outage, in the log and in systemd's status line.

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
-from daemon import dashboard
-from daemon.account_usage import Counts
+from daemon.pipedrive.account_usage import Counts
+from daemon.status import dashboard
 
 REFRESH_S = 5
 CSRF_FIELD = "csrf"

@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import Integer, String, cast, func, literal, null, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.metrics import SubscriptionGauges
-from daemon.tables import (
+from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
     STATE_PENDING,
@@ -20,6 +19,7 @@ from daemon.tables import (
     delivery_attempts,
     subscription_state,
 )
+from daemon.metrics import SubscriptionGauges
 
 RECENT_LIMIT = 100  # deliveries and dead letters the page lists
 

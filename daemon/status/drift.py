@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import feed_store, store
 from daemon.config import Config
+from daemon.db import feed_store, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Finding:
 
 def orphans(
     configured: set[str],
-    counts: Mapping[str, store.SubscriptionCounts],
+    counts: Mapping[str, outbox.SubscriptionCounts],
     states: Mapping[str, feed_store.SubscriptionState],
 ) -> list[Orphan]:
     """Subscriptions with pending events or dead letters that the config does not name."""
@@ -49,7 +49,7 @@ def orphans(
 
 def findings(
     config: Config,
-    counts: Mapping[str, store.SubscriptionCounts],
+    counts: Mapping[str, outbox.SubscriptionCounts],
     states: Mapping[str, feed_store.SubscriptionState],
 ) -> list[Finding]:
     result = [
@@ -101,7 +101,7 @@ def findings(
 
 async def warn(engine: AsyncEngine, config: Config) -> list[Finding]:
     """Log each finding once, as a warning naming its subscription."""
-    found = findings(config, await store.counts(engine), await feed_store.load_states(engine))
+    found = findings(config, await outbox.counts(engine), await feed_store.load_states(engine))
     for finding in found:
         logger.warning(
             "%s",

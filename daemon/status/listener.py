@@ -27,11 +27,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from daemon import account_usage, admin_actions, admin_page, dashboard
 from daemon import metrics as metrics_module
 from daemon.config import Config
 from daemon.errors import AdminListenError
-from daemon.poller import Feed
+from daemon.pipedrive import account_usage
+from daemon.polling.poller import Feed
+from daemon.status import admin_page, dashboard, page_actions
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class Admin:
             return PlainTextResponse("id: must be a dead letter's number\n", status_code=400)
         if subscription is None and letter is None:
             return PlainTextResponse("give a subscription or an id\n", status_code=400)
-        moved = await admin_actions.replay(
+        moved = await page_actions.replay(
             self._engine,
             ids=[int(letter)] if letter is not None else None,
             subscription=subscription,

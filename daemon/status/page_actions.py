@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import outbox_admin
+from daemon.db import outbox_admin
 
 
 async def replay(

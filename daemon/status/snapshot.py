@@ -13,8 +13,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import account_usage, budget, drift, feed_store, health, heartbeat, poller, store
 from daemon.config import Config
+from daemon.db import endpoint_health, feed_store, heartbeat, outbox
+from daemon.pipedrive import account_usage
+from daemon.polling import forecast, poller
+from daemon.status import drift
 
 EXIT_OK = 0
 EXIT_NEEDS_ATTENTION = 1  # not running, or a subscription failing, paused, disabled, or dead
@@ -46,15 +49,15 @@ def _seconds(delta: timedelta | None) -> float | None:
 
 async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     states = await feed_store.load_states(engine)
-    counts = await store.counts(engine)
-    healths = await health.load(engine)
-    waiting = await store.pending_stats(engine)
+    counts = await outbox.counts(engine)
+    healths = await endpoint_health.load(engine)
+    waiting = await outbox.pending_stats(engine)
     failing = {name: w.last_error for name, w in waiting.items() if w.last_error}
     liveness = await heartbeat.read(engine, now)
     accounts = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
     intervals = {
         sub.name: feed.interval_s
-        for feed in poller.feeds(config, budget.fitted_intervals(config))
+        for feed in poller.feeds(config, forecast.fitted_intervals(config))
         for sub in feed.subscriptions
     }
     configured = [sub.name for sub in config.subscriptions]
@@ -66,14 +69,14 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
         sub_config = by_name.get(name)
         state = states.get(name)
         orphan = orphans.get(name)
-        count = counts.get(name, store.SubscriptionCounts(0, 0, 0))
-        pending = waiting.get(name, store.PendingStats(0, None, None))
+        count = counts.get(name, outbox.SubscriptionCounts(0, 0, 0))
+        pending = waiting.get(name, outbox.PendingStats(0, None, None))
         poll_failing = (
             (state.last_error, state.last_poll_at)
             if state and state.status == feed_store.STATUS_FAILING
             else None
         )
-        shown, reason, since = health.describe(
+        shown, reason, since = endpoint_health.describe(
             healths.get(name),
             configured=sub_config is not None,
             poll_failing=poll_failing,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from daemon import lookups, payloads
+from daemon.payloads import shapes
+from daemon.pipedrive import lookups
 from daemon.triggers.base import (
     FilterField,
     ObjectType,
@@ -49,7 +50,7 @@ def _activity(
         object=ACTIVITIES,
         kind=kind,
         fires=fires,
-        mapper=payloads.activity,
+        mapper=shapes.activity,
         needs=lookups.needed_for_activities,
         schema="ActivityResponse",
     )

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from daemon import api_costs
-from daemon.lookups import LookupRequest, Lookups
+from daemon.pipedrive import costs
+from daemon.pipedrive.lookups import LookupRequest, Lookups
 
 Item = Mapping[str, Any]
 Mapper = Callable[[Item, Lookups], dict[str, Any]]
@@ -65,7 +65,7 @@ class ObjectType:
     @property
     def page_cost(self) -> int:
         """Pipedrive tokens per listing page (`x-token-cost`)."""
-        return api_costs.token_cost("GET", self.path)
+        return costs.token_cost("GET", self.path)
 
     def filter_field(self, name: str) -> FilterField | None:
         return next((f for f in self.filter_fields if f.name == name), None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from daemon import lookups, payloads
+from daemon.payloads import shapes
+from daemon.pipedrive import lookups
 from daemon.triggers.base import (
     FilterField,
     ObjectType,
@@ -22,7 +23,7 @@ DEALS = ObjectType(
     path="/api/v2/deals",
     paging="cursor",
     # Deleted deals are listed (for 30 days) only when asked for by status.
-    params={"status": "open,won,lost,deleted", "include_fields": payloads.DEAL_INCLUDE_FIELDS},
+    params={"status": "open,won,lost,deleted", "include_fields": shapes.DEAL_INCLUDE_FIELDS},
     filter_fields=(
         FilterField("status", str),
         FilterField("pipeline_id", int),
@@ -89,7 +90,7 @@ def _v2(
         object=DEALS,
         kind=kind,
         fires=fires,
-        mapper=payloads.deal_v2,
+        mapper=shapes.deal_v2,
         needs=lookups.needed_for_deals,
         schema="DealResponseV2",
         always_previous=always_previous,
@@ -103,7 +104,7 @@ TRIGGERS = (
         object=DEALS,
         kind="added",
         fires=created_since_start,
-        mapper=payloads.deal_legacy,
+        mapper=shapes.deal_legacy,
         needs=lookups.needed_for_deals,
         schema="DealResponse",
     ),

@@ -40,7 +40,9 @@ CUSTOM_FIELDS = {
 
 @functools.cache
 def _data() -> dict[str, Any]:
-    text = resources.files("daemon").joinpath("schema_data.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("daemon.triggers").joinpath("schema_data.json").read_text(encoding="utf-8")
+    )
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -8,8 +8,8 @@ import signal
 import time
 from pathlib import Path
 
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox, costs
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox, costs
 from tests.acceptance.test_cli import cli, start_daemon, write_daemon_config
 
 

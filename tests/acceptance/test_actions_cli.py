@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from daemon.local_server import LocalServer, serve
-from daemon.sandbox import Sandbox
+from daemon.dev.local_server import LocalServer, serve
+from daemon.dev.sandbox import Sandbox
 from tests.schema_check import assert_matches_schema
 
 pytestmark = pytest.mark.slow

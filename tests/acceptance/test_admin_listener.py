@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests.acceptance.test_cli import start_daemon, wait_for_first_poll, write_daemon_config
 from tests.integration.test_admin import free_port
 

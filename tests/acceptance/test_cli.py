@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon import events
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
+from daemon.payloads import envelope
 from tests.conftest import API_TOKEN, config_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,7 +225,7 @@ def test_sigkill_at_any_moment_loses_no_event(
         daemon = start_daemon(config, log)
     try:
         expected = {
-            events.event_id(name, trigger, deal)
+            envelope.event_id(name, trigger, deal)
             for deal in deals
             for name, trigger in (("deals", "deal.added"), ("legacy", "deal.added.legacy"))
         }

@@ -9,9 +9,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from daemon import database, feed_store, store
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.db import database, feed_store, outbox
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests.acceptance.test_cli import cli, start_daemon
 from tests.conftest import config_text
 
@@ -33,10 +33,10 @@ async def _history(url: str) -> None:
             ],
             now=datetime.now(UTC),
         )
-        queued = [store.NewEvent("old", f"msg_{n}", "deal.added", str(n), "{}") for n in (1, 2)]
-        queued.append(store.NewEvent("old", "msg_3", "deal.added", "3", "{}", error="broken"))
+        queued = [outbox.NewEvent("old", f"msg_{n}", "deal.added", str(n), "{}") for n in (1, 2)]
+        queued.append(outbox.NewEvent("old", "msg_3", "deal.added", "3", "{}", error="broken"))
         async with engine.begin() as connection:
-            await store.insert_events(connection, queued, datetime.now(UTC))
+            await outbox.insert_events(connection, queued, datetime.now(UTC))
     finally:
         await engine.dispose()
 

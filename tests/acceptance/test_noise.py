@@ -6,8 +6,8 @@ import signal
 import time
 from pathlib import Path
 
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests.acceptance.test_cli import start_daemon, write_daemon_config
 
 

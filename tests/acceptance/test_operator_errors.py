@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests.acceptance.test_cli import cli, start_daemon, write_daemon_config
 from tests.conftest import scratch_postgres
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon import events
-from daemon.local_server import serve
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.dev.local_server import serve
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
+from daemon.payloads import envelope
 from tests.acceptance.test_cli import cli, start_daemon
 from tests.conftest import API_TOKEN, SIGNING_SECRET, config_text
 from tests.notify_listener import NotifyListener
@@ -113,10 +113,10 @@ def test_valid_reload_adds_removes_and_rotates_without_losing_the_queue(
         activity_polls = sandbox.calls_to("GET", "/api/v2/activities")
 
         # The added subscription backfills and delivers; the changed secret signs what follows.
-        copies = {events.event_id("deals-copy", "deal.added", d) for d in deals}
+        copies = {envelope.event_id("deals-copy", "deal.added", d) for d in deals}
         assert _wait(lambda: copies <= receiver.event_ids()), log.read_text()
         later = sandbox.add_deal(title="after the reload")["id"]
-        after = events.event_id("deals", "deal.added", later)
+        after = envelope.event_id("deals", "deal.added", later)
         assert _wait(lambda: after in receiver.event_ids()), log.read_text()
         assert [r.verified for r in receiver.received if r.event_id == after] == [True]
 
@@ -168,7 +168,7 @@ def test_invalid_reload_is_rejected_once_and_the_old_config_keeps_running(
 
         deal = sandbox.add_deal(title="still delivered")["id"]
         assert receiver.wait_for(1, timeout_s=20), log.read_text()
-        assert receiver.event_ids() == {events.event_id("deals", "deal.added", deal)}
+        assert receiver.event_ids() == {envelope.event_id("deals", "deal.added", deal)}
         assert daemon.poll() is None
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests.acceptance.test_cli import REPO, start_daemon, write_daemon_config
 from tests.notify_listener import NotifyListener
 

@@ -15,13 +15,13 @@ import pytest
 from openapi_core import OpenAPI
 from pydantic import SecretStr
 
-from daemon.actions import Connector
+from daemon.actions.connector import Connector
+from daemon.dev.local_server import LocalServer, serve
+from daemon.dev.sandbox import Sandbox
 from daemon.errors import PipedriveBadRequest, PipedriveNotFound
-from daemon.local_server import LocalServer, serve
-from daemon.lookups import LookupCache
-from daemon.pipedrive import PipedriveClient, RetryOptions
-from daemon.rate_limit import AccountRateLimiter
-from daemon.sandbox import Sandbox
+from daemon.pipedrive.client import PipedriveClient, RetryOptions
+from daemon.pipedrive.lookups import LookupCache
+from daemon.pipedrive.rate_limit import AccountRateLimiter
 from tests.openapi_check import assert_requests_match_spec
 from tests.schema_check import assert_matches_schema
 

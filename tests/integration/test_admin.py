@@ -18,11 +18,14 @@ import sqlalchemy
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from daemon import admin, admin_actions, admin_page, database, metrics, poller, store, tables
 from daemon import config as config_module
+from daemon import metrics
+from daemon.db import database, outbox, tables
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from daemon.errors import AdminListenError
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.polling import poller
+from daemon.status import admin_page, listener, page_actions
 from tests.conftest import API_TOKEN, POSTGRES_ADMIN_URL, SIGNING_SECRET, config_text
 from tests.integration.test_pipeline import all_polled, eventually, opened, running
 
@@ -105,7 +108,7 @@ async def test_metrics_count_what_happened(
 
         async def all_dead() -> bool:  # and the good ones' outcomes written
             async with opened(config) as engine:
-                counts = await store.counts(engine)
+                counts = await outbox.counts(engine)
             return counts["guarded"].dead == 3 and counts["good"].delivered == 3
 
         await eventually(all_dead)
@@ -201,7 +204,7 @@ async def test_readyz_says_why_it_is_not_ready(scratch_postgres: str) -> None:
     scheduler = [True]
     engine = database.create_engine(scratch_postgres)
     feeds = poller.feeds(config)
-    app = admin.Admin(config, engine, recorder, feeds, lambda: scheduler[0]).app()
+    app = listener.Admin(config, engine, recorder, feeds, lambda: scheduler[0]).app()
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url="http://admin"
@@ -235,7 +238,7 @@ async def test_readyz_fails_when_a_feed_fails_past_three_intervals(database_url:
     clock = [0.0]
     recorder = metrics.PrometheusMetrics(monotonic=lambda: clock[0])
     engine = database.create_engine(database_url)
-    app = admin.Admin(config, engine, recorder, poller.feeds(config), lambda: True).app()
+    app = listener.Admin(config, engine, recorder, poller.feeds(config), lambda: True).app()
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url="http://admin"
@@ -257,7 +260,7 @@ async def test_the_bearer_token_guards_everything_but_healthz(
     (tmp_path / "admin-token").write_text(ADMIN_TOKEN + "\n")
     config = admin_config(database_url, token_file=str(tmp_path / "admin-token"))
     engine = database.create_engine(database_url)
-    state = admin.Admin(config, engine, metrics.PrometheusMetrics(), [], lambda: True)
+    state = listener.Admin(config, engine, metrics.PrometheusMetrics(), [], lambda: True)
     app = state.app(config.admin.token())
     good = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
@@ -289,7 +292,7 @@ async def test_the_bearer_token_guards_everything_but_healthz(
 async def test_replay_refuses_cross_site_posts(database_url: str) -> None:
     config = admin_config(database_url)
     engine = database.create_engine(database_url)
-    state = admin.Admin(config, engine, metrics.PrometheusMetrics(), [], lambda: True)
+    state = listener.Admin(config, engine, metrics.PrometheusMetrics(), [], lambda: True)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(state.app()), base_url="http://admin"
@@ -343,10 +346,10 @@ async def test_replay_moves_dead_letters_back_once(database_url: str) -> None:
                     select(tables.deliveries.c.event_id, tables.deliveries.c.id)
                 )).all()
             )  # fmt: skip
-        assert await admin_actions.replay(engine, ids=[ids["msg_3"]], now=now) == 1
-        assert await admin_actions.replay(engine, ids=[ids["msg_3"]], now=now) == 0
-        assert await admin_actions.replay(engine, subscription="a", now=now) == 2
-        assert await admin_actions.replay(engine, subscription="a", now=now) == 0
+        assert await page_actions.replay(engine, ids=[ids["msg_3"]], now=now) == 1
+        assert await page_actions.replay(engine, ids=[ids["msg_3"]], now=now) == 0
+        assert await page_actions.replay(engine, subscription="a", now=now) == 2
+        assert await page_actions.replay(engine, subscription="a", now=now) == 0
         async with engine.connect() as connection:
             rows = (await connection.execute(select(tables.deliveries))).all()
         assert sorted(r.event_id for r in rows) == ["msg_1", "msg_2", "msg_3"]
@@ -360,7 +363,7 @@ async def test_replay_moves_dead_letters_back_once(database_url: str) -> None:
                 .where(tables.deliveries.c.event_id == "msg_1")
                 .values(state=tables.STATE_DEAD, dead_at=now)
             )
-        assert await admin_actions.replay(engine, subscription="a", now=now) == 1
+        assert await page_actions.replay(engine, subscription="a", now=now) == 1
         async with engine.connect() as connection:
             count = await connection.scalar(
                 select(func.count())
@@ -369,7 +372,7 @@ async def test_replay_moves_dead_letters_back_once(database_url: str) -> None:
             )
         assert count == 1
         with pytest.raises(ValueError, match="give ids, a subscription"):
-            await admin_actions.replay(engine)
+            await page_actions.replay(engine)
     finally:
         await engine.dispose()
 
@@ -386,7 +389,7 @@ async def test_a_taken_admin_port_is_one_clear_error(database_url: str) -> None:
         engine = database.create_engine(database_url)
         try:
             with pytest.raises(AdminListenError) as caught:
-                async with admin.serving(config, engine, metrics.PrometheusMetrics(), [], bool):
+                async with listener.serving(config, engine, metrics.PrometheusMetrics(), [], bool):
                     pass
         finally:
             await engine.dispose()

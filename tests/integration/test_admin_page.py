@@ -17,9 +17,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from daemon import database, store
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.db import database, outbox
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests.integration.test_admin import free_port, write_config
 from tests.integration.test_pipeline import all_polled, eventually, opened, running
 
@@ -82,8 +82,8 @@ async def test_the_admin_page_shows_counts_and_replays_dead_letters(
 
         async def dead(count: int) -> bool:
             async with opened(config) as engine:
-                return (await store.counts(engine)).get(
-                    "new-deals", store.SubscriptionCounts(0, 0, 0)
+                return (await outbox.counts(engine)).get(
+                    "new-deals", outbox.SubscriptionCounts(0, 0, 0)
                 ).dead == count
 
         await eventually(lambda: dead(2))
@@ -93,7 +93,7 @@ async def test_the_admin_page_shows_counts_and_replays_dead_letters(
 
         async def recorded() -> bool:  # outcomes are written a moment after the POSTs
             async with opened(config) as engine:
-                counts = await store.counts(engine)
+                counts = await outbox.counts(engine)
             return counts["new-deals"].delivered == 1 and counts["new-activities"].delivered == 1
 
         await eventually(recorded)
@@ -107,7 +107,7 @@ async def test_the_admin_page_shows_counts_and_replays_dead_letters(
 
         async def replayed_recorded() -> bool:
             async with opened(config) as engine:
-                return (await store.counts(engine))["new-deals"].delivered == 2
+                return (await outbox.counts(engine))["new-deals"].delivered == 2
 
         await eventually(replayed_recorded)
         await asyncio.to_thread(

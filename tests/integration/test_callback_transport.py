@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from daemon import callback_transport
-from daemon.receiver import WebhookReceiver
+from daemon.delivery import callback_transport
+from daemon.dev.receiver import WebhookReceiver
 from tests.raw_servers import ReplyServer, TlsServer, closed_port, hanging_server
 
 ALLOW = callback_transport.ALLOW_PRIVATE_TARGETS

@@ -19,12 +19,14 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from daemon import cli, database, feed_store, poller, tables
 from daemon import config as config_module
-from daemon.lookups import LookupCache
-from daemon.pipedrive import PipedriveClient, RetryOptions
-from daemon.rate_limit import AccountRateLimiter
-from daemon.sandbox import Sandbox
+from daemon.cli import main
+from daemon.db import database, feed_store, tables
+from daemon.dev.sandbox import Sandbox
+from daemon.pipedrive.client import PipedriveClient, RetryOptions
+from daemon.pipedrive.lookups import LookupCache
+from daemon.pipedrive.rate_limit import AccountRateLimiter
+from daemon.polling import poller
 from tests.conftest import API_TOKEN, config_text
 from tests.schema_check import assert_matches_schema
 
@@ -33,7 +35,7 @@ ONE_TRY = RetryOptions(attempts=1)
 
 def printed_schemas(directory: Path) -> dict[str, jsonschema.Draft202012Validator]:
     """What `pipedrive-triggers schema --all --out DIR` writes, one validator per trigger."""
-    result = CliRunner().invoke(cli.main, ["schema", "--all", "--out", str(directory)])
+    result = CliRunner().invoke(main.main, ["schema", "--all", "--out", str(directory)])
     assert result.exit_code == 0, result.output
     validators = {}
     for path in directory.glob("*.json"):
@@ -418,7 +420,8 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
     """The whole catalog through the daemon: listed, detected, signed, delivered."""
     import asyncio
 
-    from daemon import service, triggers
+    from daemon import triggers
+    from daemon.service import lifecycle
     from tests.integration.test_pipeline import FAST_RETRY, wait_for_events
 
     names = sorted(triggers.REGISTRY)
@@ -439,7 +442,7 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
     large = next(o["id"] for o in size["options"] if o["label"] == "Large")
     stages = [s["id"] for s in sandbox.stages if s["pipeline_id"] == 1]
     stop = asyncio.Event()
-    task = asyncio.create_task(service.run(config, stop, FAST_RETRY))
+    task = asyncio.create_task(lifecycle.run(config, stop, FAST_RETRY))
     try:
         engine = database.create_engine(database_url)
         try:

@@ -13,9 +13,10 @@ import sqlalchemy
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, retention, store, tables
 from daemon.config import DeliveryConfig
-from daemon.receiver import WebhookReceiver
+from daemon.db import database, outbox, tables
+from daemon.dev.receiver import WebhookReceiver
+from daemon.service import retention
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
 
@@ -132,14 +133,14 @@ async def test_retention_prunes_old_delivered_rows_and_attempts_in_batches(
 ) -> None:
     await queue(engine, "r", list(range(7)))
     now = datetime.now(UTC)
-    claimed = await store.claim_due(
+    claimed = await outbox.claim_due(
         engine, now=now, lease_until=now + timedelta(minutes=1), capacity={"r": 10}, limit=10
     )
     verdicts = ["delivered"] * 5 + ["dead", "retry"]
-    await store.record_outcomes(
+    await outbox.record_outcomes(
         engine,
         [
-            store.Outcome(row, now, 200 if v == "delivered" else 500, None, 3, v)  # type: ignore[arg-type]
+            outbox.Outcome(row, now, 200 if v == "delivered" else 500, None, 3, v)  # type: ignore[arg-type]
             for row, v in zip(sorted(claimed, key=lambda r: int(r.item_id)), verdicts, strict=True)
         ],
     )

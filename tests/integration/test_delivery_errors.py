@@ -10,10 +10,11 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import events, store, tables
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.delivery import Deliverer, delivery_http_client
-from daemon.receiver import WebhookReceiver
+from daemon.db import outbox, tables
+from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.dev.receiver import WebhookReceiver
+from daemon.payloads import envelope
 from tests.conftest import SIGNING_SECRET
 from tests.raw_servers import ReplyServer, closed_port, hanging_server
 
@@ -36,9 +37,11 @@ async def deliver_once(engine: AsyncEngine, subs: list[SubscriptionConfig]) -> d
     """One event per subscription, one attempt each (max_attempts = 1): the attempts' rows."""
     now = datetime.now(UTC)
     for sub in subs:
-        queued = store.NewEvent(sub.name, events.event_id(sub.name, TRIGGER, 1), TRIGGER, "1", "{}")
+        queued = outbox.NewEvent(
+            sub.name, envelope.event_id(sub.name, TRIGGER, 1), TRIGGER, "1", "{}"
+        )
         async with engine.begin() as connection:
-            await store.insert_events(connection, [queued], now)
+            await outbox.insert_events(connection, [queued], now)
     settings = DeliveryConfig(timeout=0.5, max_attempts=1)
     stop = asyncio.Event()
     async with delivery_http_client(settings.timeout) as http:
@@ -53,7 +56,7 @@ async def deliver_once(engine: AsyncEngine, subs: list[SubscriptionConfig]) -> d
         finally:
             stop.set()
             await task
-    by_event = {events.event_id(s.name, TRIGGER, 1): s.name for s in subs}
+    by_event = {envelope.event_id(s.name, TRIGGER, 1): s.name for s in subs}
     return {by_event[row.event_id]: row for row in await attempts(engine)}
 
 
@@ -101,7 +104,7 @@ async def test_each_failure_is_recorded_as_what_it_was(
     assert (rows["busy"].status, rows["fine"].status, rows["fine"].reply) == (503, 200, "")
     assert rows["down"].reply is None and rows["guarded"].reply is None
     assert [a.headers["webhook-id"] for a in receiver.attempts] == [
-        events.event_id("fine", TRIGGER, 1)
+        envelope.event_id("fine", TRIGGER, 1)
     ], "the guarded subscription's POST never left"
     async with engine.connect() as connection:
         dead = dict(

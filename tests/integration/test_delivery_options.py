@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook
 
-from daemon import store
 from daemon.config import DeliveryConfig
-from daemon.receiver import WebhookReceiver
+from daemon.db import outbox
+from daemon.dev.receiver import WebhookReceiver
 from tests.delivery_harness import TRIGGER, delivering, queue, rows, subscription, until
 
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-secret-of-32-bytes-long!").decode()
@@ -68,9 +68,9 @@ async def test_a_body_above_the_cap_is_dead_lettered_unsent(
 ) -> None:
     url = f"{consumer.base_url}/hooks/big"  # type: ignore[attr-defined]
     async with engine.begin() as connection:
-        await store.insert_events(
+        await outbox.insert_events(
             connection,
-            [store.NewEvent("big", "msg_big", TRIGGER, "1", '{"pad":"' + "x" * 5000 + '"}')],
+            [outbox.NewEvent("big", "msg_big", TRIGGER, "1", '{"pad":"' + "x" * 5000 + '"}')],
             datetime.now(UTC),
         )
     await queue(engine, "big", [2])

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import health
 from daemon.config import DeliveryConfig
-from daemon.receiver import WebhookReceiver
+from daemon.db import endpoint_health
+from daemon.dev.receiver import WebhookReceiver
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
 
 
@@ -71,7 +71,7 @@ async def test_pause_probe_and_resume_lose_nothing_after_a_long_outage(
 
 
 async def _state(engine: AsyncEngine) -> str:
-    return (await health.load(engine)).get("h", health.HEALTHY).state
+    return (await endpoint_health.load(engine)).get("h", endpoint_health.HEALTHY).state
 
 
 async def _resumed(engine: AsyncEngine) -> bool:

@@ -11,8 +11,8 @@ import time
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.config import DeliveryConfig
-from daemon.local_server import serve
-from daemon.receiver import WebhookReceiver
+from daemon.dev.local_server import serve
+from daemon.dev.receiver import WebhookReceiver
 from tests.delivery_harness import delivering, queue, subscription, until
 from tests.raw_servers import hanging_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import sd_notify
+from daemon.service import sd_notify
 from tests.notify_listener import NotifyListener
 
 
@@ -62,7 +62,7 @@ def test_a_missing_socket_is_logged_never_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens.sock"))
-    with caplog.at_level(logging.WARNING, logger="daemon.sd_notify"):
+    with caplog.at_level(logging.WARNING, logger="daemon.service.sd_notify"):
         assert sd_notify.ready() is False
     assert [r.action for r in caplog.records] == ["sd_notify.failed"]  # type: ignore[attr-defined]
     assert "could not notify systemd (READY)" in caplog.text

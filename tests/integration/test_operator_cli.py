@@ -14,9 +14,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select, update
 from standardwebhooks.webhooks import Webhook
 
-from daemon import cli, database, store, tables
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.cli import main
+from daemon.db import database, outbox, tables
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
 from tests.conftest import config_text
 from tests.integration.test_pipeline import (
     MakeConfig,
@@ -33,7 +34,7 @@ DETECTED = datetime.now(UTC) - timedelta(days=3)
 
 
 def invoke(config_path: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli.main, ["--config", str(config_path), *args])
+    return CliRunner().invoke(main.main, ["--config", str(config_path), *args])
 
 
 def ok(config_path: Path, *args: str) -> str:
@@ -73,17 +74,17 @@ async def _seed(url: str, letters: dict[str, list[tuple[int, timedelta]]]) -> No
     try:
         for name, items in letters.items():
             async with engine.begin() as connection:
-                await store.insert_events(
+                await outbox.insert_events(
                     connection,
                     [
-                        store.NewEvent(
+                        outbox.NewEvent(
                             name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}'
                         )
                         for i, _ in items
                     ],
                     DETECTED,
                 )
-            claimed = await store.claim_due(
+            claimed = await outbox.claim_due(
                 engine,
                 now=DETECTED,
                 lease_until=DETECTED + timedelta(minutes=1),
@@ -92,10 +93,10 @@ async def _seed(url: str, letters: dict[str, list[tuple[int, timedelta]]]) -> No
             )
             ago = {str(i): age for i, age in items}
             now = datetime.now(UTC)
-            await store.record_outcomes(
+            await outbox.record_outcomes(
                 engine,
                 [
-                    store.Outcome(
+                    outbox.Outcome(
                         row,
                         now - ago[row.item_id],
                         500,
@@ -226,11 +227,11 @@ def test_secrets_generate_prints_a_standard_webhooks_secret(config_path: Path) -
 
 def test_schema_command_contract(tmp_path: Path) -> None:
     runner = CliRunner()
-    printed = json.loads(runner.invoke(cli.main, ["schema", "deal.won"]).stdout)
+    printed = json.loads(runner.invoke(main.main, ["schema", "deal.won"]).stdout)
     assert printed["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert "previous" in printed["required"]
-    assert runner.invoke(cli.main, ["schema", "deal.nope"]).exit_code == 2
-    assert runner.invoke(cli.main, ["schema", "--all"]).exit_code == 2
+    assert runner.invoke(main.main, ["schema", "deal.nope"]).exit_code == 2
+    assert runner.invoke(main.main, ["schema", "--all"]).exit_code == 2
 
 
 async def _pending(config: Any) -> int:

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
+from daemon.dev.sandbox import Sandbox
 from daemon.errors import PipedriveAuthError, PipedriveUnavailable
-from daemon.pipedrive import PipedriveClient, RetryOptions
-from daemon.rate_limit import AccountRateLimiter
-from daemon.sandbox import Sandbox
+from daemon.pipedrive.client import PipedriveClient, RetryOptions
+from daemon.pipedrive.rate_limit import AccountRateLimiter
 from tests.conftest import API_TOKEN
 
 

@@ -16,11 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
-from daemon import database, events, feed_store, health, service, store, tables
-from daemon.local_server import serve
-from daemon.pipedrive import RetryOptions
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.db import database, endpoint_health, feed_store, outbox, tables
+from daemon.dev.local_server import serve
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
+from daemon.payloads import envelope
+from daemon.pipedrive.client import RetryOptions
+from daemon.service import lifecycle
 from tests.conftest import API_TOKEN, SIGNING_SECRET, config_text
 from tests.schema_check import assert_matches_schema
 
@@ -61,7 +63,7 @@ def make_config(
 @contextlib.asynccontextmanager
 async def running(config: config_module.Config) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(service.run(config, stop, FAST_RETRY))
+    task = asyncio.create_task(lifecycle.run(config, stop, FAST_RETRY))
     try:
         yield
     finally:
@@ -183,7 +185,7 @@ async def test_each_trigger_delivers_its_connector_schema(
         expected_item = activity["id"] if trigger == "activity.added" else deal["id"]
         subscription = next(s["name"] for s in subs if s["trigger"] == trigger)
         assert body["subscription"] == subscription
-        assert item.event_id == events.event_id(subscription, trigger, expected_item)
+        assert item.event_id == envelope.event_id(subscription, trigger, expected_item)
         assert item.headers["content-type"] == "application/json"
         assert abs(int(item.headers["webhook-timestamp"]) - time.time()) < 60
     legacy = by_type["deal.added.legacy"].json()["data"]
@@ -268,9 +270,9 @@ async def test_dead_letter_after_max_attempts_and_others_unaffected(
         await eventually(lambda: count_dead(config))
     assert await count_dead(config) == 1
     async with opened(config) as engine:
-        counts = await store.counts(engine)
-    assert counts["gone"] == store.SubscriptionCounts(pending=0, delivered=0, dead=1)
-    assert counts["fine"] == store.SubscriptionCounts(pending=0, delivered=1, dead=0)
+        counts = await outbox.counts(engine)
+    assert counts["gone"] == outbox.SubscriptionCounts(pending=0, delivered=0, dead=1)
+    assert counts["fine"] == outbox.SubscriptionCounts(pending=0, delivered=1, dead=0)
 
 
 async def test_a_timeout_is_retried_then_dead_lettered_and_410_disables(
@@ -287,21 +289,23 @@ async def test_a_timeout_is_retried_then_dead_lettered_and_410_disables(
 
         async def disabled() -> bool:
             async with opened(config) as engine:
-                return (await health.load(engine)).get("d", health.HEALTHY).state == "disabled"
+                return (await endpoint_health.load(engine)).get(
+                    "d", endpoint_health.HEALTHY
+                ).state == "disabled"
 
         await eventually(disabled)
 
         async def pending() -> bool:  # the 410's outcome: recorded, the event still pending
             async with opened(config) as engine:
-                return (await store.counts(engine))["d"].pending == 1
+                return (await outbox.counts(engine))["d"].pending == 1
 
         await eventually(lambda: count_attempts(config, 3))
         await eventually(pending)
         await asyncio.sleep(0.3)
         async with opened(config) as engine:
-            reason = (await health.load(engine))["d"].disabled_reason
-            still_pending = (await store.counts(engine))["d"].pending
-            await health.set_disabled(engine, "d", None, datetime.now(UTC))  # enable
+            reason = (await endpoint_health.load(engine))["d"].disabled_reason
+            still_pending = (await outbox.counts(engine))["d"].pending
+            await endpoint_health.set_disabled(engine, "d", None, datetime.now(UTC))  # enable
 
         def titles() -> list[str]:
             return [item.json()["data"]["title"] for item in receiver.received]

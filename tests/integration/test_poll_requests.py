@@ -10,12 +10,13 @@ from openapi_core import OpenAPI
 from pydantic import SecretStr
 
 from daemon import config as config_module
-from daemon import database, poller
-from daemon.lookups import LookupCache
-from daemon.pipedrive import PipedriveClient
-from daemon.rate_limit import AccountRateLimiter
-from daemon.receiver import WebhookReceiver
-from daemon.sandbox import Sandbox
+from daemon.db import database
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
+from daemon.pipedrive.client import PipedriveClient
+from daemon.pipedrive.lookups import LookupCache
+from daemon.pipedrive.rate_limit import AccountRateLimiter
+from daemon.polling import poller
 from tests.conftest import API_TOKEN, config_text
 from tests.openapi_check import assert_requests_match_spec
 

@@ -1,7 +1,7 @@
 """The sandbox against Pipedrive's own OpenAPI files: real HTTP calls, validated by openapi-core.
 
 The spec is patched only where it contradicts the real API; each patch says why (see also
-daemon/sandbox/README.md, "Spec quirks"):
+daemon/dev/sandbox/README.md, "Spec quirks"):
 - properties the API leaves null (unlinked person, never-won deal, end of list) are not marked
   `nullable` in the spec;
 - the v2 operations document only 200, so 400/401/404/429/500 borrow the spec's own error
@@ -24,8 +24,8 @@ import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from daemon.local_server import serve
-from daemon.sandbox import Sandbox, costs, gateway
+from daemon.dev.local_server import serve
+from daemon.dev.sandbox import Sandbox, costs, gateway
 from tests.openapi_check import SPEC_HOST, V1_FILE, V2_FILE, each_object
 
 TOKEN = "conformance-token"

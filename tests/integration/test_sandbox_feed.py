@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from daemon.local_server import serve
-from daemon.sandbox import Sandbox
+from daemon.dev.local_server import serve
+from daemon.dev.sandbox import Sandbox
 
 TOKEN = "feed-token"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

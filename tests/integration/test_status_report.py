@@ -11,7 +11,9 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import config, heartbeat, logs, status_report, store, tables
+from daemon import config, logs
+from daemon.db import heartbeat, outbox, tables
+from daemon.status import snapshot
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -33,9 +35,9 @@ def settings(tmp_path: Path, database_url: str) -> config.Config:
 
 
 async def queue(engine: AsyncEngine, event_id: str, **values: object) -> None:
-    event = store.NewEvent("deals", event_id, "deal.added", event_id[-1], "{}")
+    event = outbox.NewEvent("deals", event_id, "deal.added", event_id[-1], "{}")
     async with engine.begin() as connection:
-        await store.insert_events(connection, [event], NOW - timedelta(minutes=10))
+        await outbox.insert_events(connection, [event], NOW - timedelta(minutes=10))
         await connection.execute(
             update(tables.deliveries)
             .where(tables.deliveries.c.event_id == event_id)
@@ -47,13 +49,13 @@ async def test_liveness_queue_and_exit_status(
     tmp_path: Path, database_url: str, engine: AsyncEngine
 ) -> None:
     cfg = settings(tmp_path, database_url)
-    never = await status_report.gather(cfg, engine, NOW)
-    assert never.exit_code == 1 and "never started" in status_report.render(never)
+    never = await snapshot.gather(cfg, engine, NOW)
+    assert never.exit_code == 1 and "never started" in snapshot.render(never)
 
     await heartbeat.beat(engine, NOW - timedelta(hours=1), NOW - timedelta(seconds=5))
-    running = await status_report.gather(cfg, engine, NOW)
+    running = await snapshot.gather(cfg, engine, NOW)
     assert running.daemon.running and running.exit_code == 0
-    text = status_report.render(running)
+    text = snapshot.render(running)
     assert "daemon: running" in text and "heartbeat 5s ago" in text
     for column in ("state", "last poll", "next poll", "lag", "pending", "retrying", "dead"):
         assert column in text
@@ -63,20 +65,20 @@ async def test_liveness_queue_and_exit_status(
     await queue(
         engine, "msg_1", attempts=1, next_attempt_at=due, last_error="callback returned 503"
     )
-    row = (await status_report.gather(cfg, engine, NOW)).subscriptions[0]
+    row = (await snapshot.gather(cfg, engine, NOW)).subscriptions[0]
     assert (row["pending"], row["retrying"], row["next_attempt_at"]) == (1, 1, due.isoformat())
     assert row["oldest_pending_age_seconds"] == 600.0
     assert row["last_delivery_error"] == "callback returned 503"
     assert {"next_poll_at", "lag_seconds", "daemon_running"} <= set(row)
 
     await queue(engine, "msg_2", state=tables.STATE_DEAD, dead_at=NOW, attempts=12)
-    dead = await status_report.gather(cfg, engine, NOW)
+    dead = await snapshot.gather(cfg, engine, NOW)
     assert dead.subscriptions[0]["dead_letters"] == 1 and dead.exit_code == 1
 
     await heartbeat.stopped(engine, NOW)
-    stopped = await status_report.gather(cfg, engine, NOW)
+    stopped = await snapshot.gather(cfg, engine, NOW)
     assert not stopped.daemon.running
-    assert "not running (stopped at 2026-12-01 12:00:00Z" in status_report.render(stopped)
+    assert "not running (stopped at 2026-12-01 12:00:00Z" in snapshot.render(stopped)
 
 
 async def test_a_killed_daemon_shows_its_last_heartbeat(
@@ -85,13 +87,15 @@ async def test_a_killed_daemon_shows_its_last_heartbeat(
     cfg = settings(tmp_path, database_url)
     last = NOW - timedelta(seconds=heartbeat.STALE_AFTER_S + 1)
     await heartbeat.beat(engine, NOW - timedelta(hours=1), last)  # then SIGKILL: no more beats
-    report = await status_report.gather(cfg, engine, NOW)
+    report = await snapshot.gather(cfg, engine, NOW)
     assert not report.daemon.running and report.exit_code == 1
-    assert "not running (last heartbeat at 2026-12-01 11:59:29Z" in status_report.render(report)
+    assert "not running (last heartbeat at 2026-12-01 11:59:29Z" in snapshot.render(report)
 
 
 def test_json_log_lines_carry_the_figures_as_fields() -> None:
-    record = logging.LogRecord("daemon.delivery", logging.WARNING, __file__, 1, "failed", (), None)
+    record = logging.LogRecord(
+        "daemon.delivery.deliverer", logging.WARNING, __file__, 1, "failed", (), None
+    )
     for name, value in {
         "action": "delivery.failed",
         "subscription": "deals",

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, store, tables
+from daemon.db import database, outbox, tables
 from daemon.errors import SchemaOutOfDate
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -31,9 +31,9 @@ async def test_refuses_a_database_that_is_not_migrated(tmp_path: object) -> None
     await engine.dispose()
 
 
-def events(name: str, *ids: int) -> list[store.NewEvent]:
+def events(name: str, *ids: int) -> list[outbox.NewEvent]:
     return [
-        store.NewEvent(name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}') for i in ids
+        outbox.NewEvent(name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}') for i in ids
     ]
 
 
@@ -43,8 +43,8 @@ async def claim(
     limit: int = 10,
     capacity: dict[str, int] | None = None,
     lease_s: float = 30,
-) -> list[store.Claimed]:
-    return await store.claim_due(
+) -> list[outbox.Claimed]:
+    return await outbox.claim_due(
         engine,
         now=at,
         lease_until=at + timedelta(seconds=lease_s),
@@ -55,10 +55,10 @@ async def claim(
 
 async def detect(engine: AsyncEngine, name: str, ids: list[int]) -> None:
     async with engine.begin() as connection:
-        await store.insert_events(connection, events(name, *ids), NOW)
+        await outbox.insert_events(connection, events(name, *ids), NOW)
 
 
-def item_ids(rows: list[store.Claimed]) -> list[int]:
+def item_ids(rows: list[outbox.Claimed]) -> list[int]:
     return sorted(int(row.item_id) for row in rows)
 
 
@@ -94,17 +94,17 @@ async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> No
     await detect(engine, "s", [1, 2, 3])
     rows = {int(row.item_id): row for row in await claim(engine)}
     later = NOW + timedelta(minutes=5)
-    await store.record_outcomes(
+    await outbox.record_outcomes(
         engine,
         [
-            store.Outcome(rows[1], NOW, 200, None, 12, "delivered"),
-            store.Outcome(rows[2], NOW, 503, "callback returned 503", 8, "retry", later),
-            store.Outcome(rows[3], NOW, 410, "callback returned 410 Gone", 5, "dead"),
+            outbox.Outcome(rows[1], NOW, 200, None, 12, "delivered"),
+            outbox.Outcome(rows[2], NOW, 503, "callback returned 503", 8, "retry", later),
+            outbox.Outcome(rows[3], NOW, 410, "callback returned 410 Gone", 5, "dead"),
         ],
     )
-    assert await store.counts(engine) == {"s": store.SubscriptionCounts(1, 1, 1)}
+    assert await outbox.counts(engine) == {"s": outbox.SubscriptionCounts(1, 1, 1)}
     await detect(engine, "other", [4, 5])
-    assert await store.outbox_totals(engine) == store.OutboxTotals(pending=3, dead=1)
+    assert await outbox.outbox_totals(engine) == outbox.OutboxTotals(pending=3, dead=1)
     retry = await claim(engine, later)
     assert [(row.item_id, row.attempts) for row in retry] == [("2", 1)]
 
@@ -135,7 +135,7 @@ async def test_concurrent_claimers_never_share_a_row(engine: AsyncEngine) -> Non
 def test_pick_claims(
     candidates: list[tuple[int, str]], capacity: dict[str, int], limit: int, chosen: list[int]
 ) -> None:
-    assert store.pick_claims(candidates, capacity, limit) == chosen
+    assert outbox.pick_claims(candidates, capacity, limit) == chosen
 
 
 async def test_a_dead_letter_stays_in_the_outbox_with_its_detection_time(
@@ -144,8 +144,8 @@ async def test_a_dead_letter_stays_in_the_outbox_with_its_detection_time(
     await detect(engine, "s", [1])
     (row,) = await claim(engine)
     died = NOW + timedelta(days=3)
-    await store.record_outcomes(
-        engine, [store.Outcome(row, died, 500, "callback returned 500", 5, "dead")]
+    await outbox.record_outcomes(
+        engine, [outbox.Outcome(row, died, 500, "callback returned 500", 5, "dead")]
     )
     await detect(engine, "s", [1])  # detected again: the dead letter is not revived
     async with engine.connect() as connection:
@@ -154,4 +154,4 @@ async def test_a_dead_letter_stays_in_the_outbox_with_its_detection_time(
         (tables.STATE_DEAD, NOW, died, 1)
     ]
     assert await claim(engine, died + timedelta(days=1)) == []
-    assert await store.outbox_totals(engine) == store.OutboxTotals(pending=0, dead=1)
+    assert await outbox.outbox_totals(engine) == outbox.OutboxTotals(pending=0, dead=1)

@@ -9,20 +9,21 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import database, store, supervision
+from daemon.db import database, outbox
+from daemon.service import supervision
 from tests.notify_listener import NotifyListener
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 async def detect(engine: AsyncEngine, ids: list[int], broken: list[int]) -> None:
-    events = [store.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}") for i in ids]
+    events = [outbox.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}") for i in ids]
     events += [
-        store.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}", error="unmappable")
+        outbox.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}", error="unmappable")
         for i in broken
     ]
     async with engine.begin() as connection:
-        await store.insert_events(connection, events, NOW)
+        await outbox.insert_events(connection, events, NOW)
 
 
 async def test_ready_then_status_only_when_the_counts_change(

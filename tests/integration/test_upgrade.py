@@ -13,11 +13,13 @@ import sqlalchemy
 from pydantic import SecretStr
 
 from daemon import config as config_module
-from daemon import database, events, feed_store, poller, tables
-from daemon.lookups import LookupCache
-from daemon.pipedrive import PipedriveClient, RetryOptions
-from daemon.rate_limit import AccountRateLimiter
-from daemon.sandbox import Sandbox
+from daemon.db import database, feed_store, tables
+from daemon.dev.sandbox import Sandbox
+from daemon.payloads import envelope
+from daemon.pipedrive.client import PipedriveClient, RetryOptions
+from daemon.pipedrive.lookups import LookupCache
+from daemon.pipedrive.rate_limit import AccountRateLimiter
+from daemon.polling import poller
 from tests.conftest import API_TOKEN, config_text, scratch_postgres
 
 
@@ -69,7 +71,7 @@ async def test_upgrade_from_the_id_mark_release(
         for deal in delivered:
             connection.execute(
                 old_outbox.insert().values(
-                    event_id=events.event_id("deals", "deal.added", deal["id"]),
+                    event_id=envelope.event_id("deals", "deal.added", deal["id"]),
                     subscription="deals", event_type="deal.added", item_id=deal["id"],
                     body="{}", created_at=stamp, next_attempt_at=stamp, attempts=1,
                     delivered_at=stamp,

@@ -9,8 +9,8 @@ import time
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon import write_lock
-from daemon.tables import heartbeat
+from daemon.db import write_lock
+from daemon.db.tables import heartbeat
 
 
 async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:

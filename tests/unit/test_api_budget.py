@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from daemon.api_budget import (
+from daemon.pipedrive.token_budget import (
     V1_LIST_PAGE_COST,
     V2_LIST_PAGE_COST,
     FeedPlan,

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from daemon import api_budget, budget, config
+from daemon import config
+from daemon.pipedrive import token_budget
+from daemon.polling import forecast
 
 
 def load(
@@ -34,16 +36,16 @@ def test_prediction_counts_one_listing_per_object_type_whatever_the_triggers(
     tmp_path: Path,
 ) -> None:
     connector = load(tmp_path, {}, ["deal.added", "deal.added.legacy", "activity.added"])
-    assert budget.prediction_line(connector, "main") == "predicted Pipedrive tokens/day: 14400"
+    assert forecast.prediction_line(connector, "main") == "predicted Pipedrive tokens/day: 14400"
     more = load(
         tmp_path, {}, ["deal.added", "deal.won", "deal.updated", "activity.done", "note.added"]
     )
-    assert budget.prediction_line(more, "main") == "predicted Pipedrive tokens/day: 28800"
+    assert forecast.prediction_line(more, "main") == "predicted Pipedrive tokens/day: 28800"
 
 
 def test_prediction_shows_the_share_of_the_budget(tmp_path: Path) -> None:
     cfg = load(tmp_path, {"daily_token_budget": 30000}, ["deal.added", "activity.added"])
-    assert "(48% of daily_token_budget 30000; budget_share 0.5)" in budget.prediction_line(
+    assert "(48% of daily_token_budget 30000; budget_share 0.5)" in forecast.prediction_line(
         cfg, "main"
     )
 
@@ -56,18 +58,18 @@ def test_intervals_stretch_to_the_budget_share_and_say_so_once(
         {"daily_token_budget": 30000, "budget_share": 0.25},
         ["deal.added", "activity.added"],
     )
-    with caplog.at_level(logging.WARNING, logger="daemon.budget"):
-        intervals = budget.fitted_intervals(cfg)
+    with caplog.at_level(logging.WARNING, logger="daemon.polling.forecast"):
+        intervals = forecast.fitted_intervals(cfg)
     assert set(intervals) == {("main", "deals"), ("main", "activities")}
     assert all(value > 120 for value in intervals.values())
     plans = [
         p.__class__(p.object_type, intervals[("main", p.object_type)], p.page_cost)
-        for p in budget.plans(cfg, "main")
+        for p in forecast.plans(cfg, "main")
     ]
-    assert api_budget.predicted_tokens_per_day(plans) <= 7500
+    assert token_budget.predicted_tokens_per_day(plans) <= 7500
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "deals every" in lines[0] and "(was 120s)" in lines[0]
 
 
 def test_no_budget_no_stretch(tmp_path: Path) -> None:
-    assert budget.fitted_intervals(load(tmp_path, {}, ["deal.added"], interval=1)) == {}
+    assert forecast.fitted_intervals(load(tmp_path, {}, ["deal.added"], interval=1)) == {}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from daemon.custom_fields import (
+from daemon.pipedrive.custom_fields import (
     FieldCatalog,
     FieldDefinition,
     FieldOption,

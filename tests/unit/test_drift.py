@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from daemon import config, drift, feed_store, store
+from daemon import config
+from daemon.db import feed_store, outbox
+from daemon.status import drift
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -40,9 +42,9 @@ def test_findings() -> None:
     )
     states = {n: _state(n) for n in ("same", "trig", "start", "gone", "quiet")}
     counts = {
-        "gone": store.SubscriptionCounts(3, 5, 1),
-        "quiet": store.SubscriptionCounts(0, 9, 0),  # all delivered: nothing is lost
-        "same": store.SubscriptionCounts(1, 0, 0),
+        "gone": outbox.SubscriptionCounts(3, 5, 1),
+        "quiet": outbox.SubscriptionCounts(0, 9, 0),  # all delivered: nothing is lost
+        "same": outbox.SubscriptionCounts(1, 0, 0),
     }
     found = {(f.subscription, f.action): f.message for f in drift.findings(cfg, counts, states)}
     assert set(found) == {

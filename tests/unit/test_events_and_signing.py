@@ -9,18 +9,18 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from daemon import events
-from daemon.signing import Signer
+from daemon.delivery.signing import Signer
+from daemon.payloads import envelope
 from tests.conftest import SIGNING_SECRET
 
 
 def test_event_id_is_stable_and_distinct() -> None:
-    one = events.event_id("new-deals", "deal.added", 42)
-    assert one == events.event_id("new-deals", "deal.added", 42)
+    one = envelope.event_id("new-deals", "deal.added", 42)
+    assert one == envelope.event_id("new-deals", "deal.added", 42)
     others = {
-        events.event_id("new-deals", "deal.added.legacy", 42),
-        events.event_id("other", "deal.added", 42),
-        events.event_id("new-deals", "deal.added", 43),
+        envelope.event_id("new-deals", "deal.added.legacy", 42),
+        envelope.event_id("other", "deal.added", 42),
+        envelope.event_id("new-deals", "deal.added", 43),
     }
     assert one not in others and len(others) == 3
     assert one.startswith("msg_")
@@ -28,7 +28,7 @@ def test_event_id_is_stable_and_distinct() -> None:
 
 def test_body_is_the_documented_envelope() -> None:
     moment = datetime(2026, 11, 24, 6, 36, 8, 123456, tzinfo=UTC)
-    body = json.loads(events.body("deal.added", "new-deals", {"id": 1}, moment))
+    body = json.loads(envelope.body("deal.added", "new-deals", {"id": 1}, moment))
     assert body == {
         "type": "deal.added",
         "timestamp": "2026-11-24T06:36:08.123Z",
@@ -39,7 +39,7 @@ def test_body_is_the_documented_envelope() -> None:
 
 def test_signature_verifies_and_tampering_is_caught() -> None:
     now = datetime.now(UTC)
-    body = events.body("deal.added", "s", {"id": 1, "title": "Zoë"}, now)
+    body = envelope.body("deal.added", "s", {"id": 1, "title": "Zoë"}, now)
     headers = Signer(SecretStr(SIGNING_SECRET)).headers("msg_1", body, now)
     assert headers["webhook-id"] == "msg_1"
     assert headers["webhook-timestamp"] == str(int(now.timestamp()))

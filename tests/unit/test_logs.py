@@ -10,7 +10,13 @@ from daemon.logs import JsonFormatter
 
 def test_json_lines_carry_action_subscription_and_event_id() -> None:
     record = logging.LogRecord(
-        "daemon.delivery", logging.WARNING, __file__, 1, "subscription %r: %s", ("s", "boom"), None
+        "daemon.delivery.deliverer",
+        logging.WARNING,
+        __file__,
+        1,
+        "subscription %r: %s",
+        ("s", "boom"),
+        None,
     )
     record.action = "delivery.failed"
     record.subscription = "s"

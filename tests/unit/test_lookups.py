@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from daemon import lookups, payloads
-from daemon.lookups import LookupCache, LookupRequest, Lookups
-from daemon.sandbox import Sandbox
+from daemon.dev.sandbox import Sandbox
+from daemon.payloads import shapes
+from daemon.pipedrive import lookups
+from daemon.pipedrive.lookups import LookupCache, LookupRequest, Lookups
 from tests.schema_check import assert_matches_schema
 
 
@@ -364,7 +365,7 @@ async def test_resolved_lookups_fill_deal_and_activity_payloads() -> None:
     source = FakeSource()
     cache = LookupCache()
     deal_lookups = await cache.resolve(source, lookups.needed_for_deals(DEALS))
-    full, bare = (payloads.deal_legacy(d, deal_lookups) for d in DEALS)
+    full, bare = (shapes.deal_legacy(d, deal_lookups) for d in DEALS)
     assert full["user_id"] == {"id": 2, "name": "Jane Roe", "email": "jane@example.com"}
     assert full["person_id"] == {"name": "Person 7", "value": 7}
     assert full["stage_name"] == "Proposal made"
@@ -375,7 +376,7 @@ async def test_resolved_lookups_fill_deal_and_activity_payloads() -> None:
     assert_matches_schema(bare, "DealResponse")
 
     act_lookups = await cache.resolve(source, lookups.needed_for_activities(ACTIVITIES))
-    act = payloads.activity({**ACTIVITIES[0], "add_time": "2026-11-24T06:50:00Z"}, act_lookups)
+    act = shapes.activity({**ACTIVITIES[0], "add_time": "2026-11-24T06:50:00Z"}, act_lookups)
     assert (act["deal_title"], act["org_name"], act["person_name"], act["owner_name"]) == (
         "Acme rollout",
         "Acme Ltd",
@@ -389,7 +390,7 @@ async def test_deleted_person_gives_null_name_in_the_payload() -> None:
     source = FakeSource()
     del source.objects["persons"][7]
     resolved = await LookupCache().resolve(source, lookups.needed_for_deals(DEALS[:1]))
-    out = payloads.deal_v2(DEALS[0], resolved)
+    out = shapes.deal_v2(DEALS[0], resolved)
     assert out["person_id"] == {"name": None, "value": 7}
     assert_matches_schema(out, "DealResponseV2")
 
@@ -415,11 +416,11 @@ def test_payloads_read_nothing_of_a_reused_object_but_what_is_kept() -> None:
         deals={deal["id"]: lookups.reused_part("deals", deal)},
     )
     for build, item in (
-        (payloads.deal_v2, deal),
-        (payloads.deal_legacy, deal),
-        (payloads.activity, act),
+        (shapes.deal_v2, deal),
+        (shapes.deal_legacy, deal),
+        (shapes.activity, act),
     ):
         made = build(item, kept)
         assert made == build(item, whole), build.__name__
-    assert payloads.activity(act, kept)["person_name"] == "Maria Tamm"
-    assert payloads.deal_legacy(deal, kept)["org_id"] == {"name": "Northwind Logistics", "value": 1}
+    assert shapes.activity(act, kept)["person_name"] == "Maria Tamm"
+    assert shapes.deal_legacy(deal, kept)["org_id"] == {"name": "Northwind Logistics", "value": 1}

@@ -10,18 +10,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon import (
-    account_usage,
-    admin,
-    admin_page,
-    api_costs,
-    config,
-    dashboard,
-    metrics,
-    poller,
-    store,
-)
-from daemon.rate_limit import AccountRateLimiter
+from daemon import config, metrics
+from daemon.db import outbox
+from daemon.pipedrive import account_usage, costs
+from daemon.pipedrive.rate_limit import AccountRateLimiter
+from daemon.polling import poller
+from daemon.status import admin_page, dashboard, listener
 from daemon.triggers import get as trigger
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -39,11 +33,11 @@ NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     ],
 )
 def test_endpoint_label_is_the_route_template(method: str, path: str, expected: str) -> None:
-    assert api_costs.endpoint(method, path) == expected
+    assert costs.endpoint(method, path) == expected
 
 
-def claimed(created_at: datetime | None = NOW) -> store.Claimed:
-    return store.Claimed(1, "msg_1", "s", "deal.added", "7", "{}", 0, created_at)
+def claimed(created_at: datetime | None = NOW) -> outbox.Claimed:
+    return outbox.Claimed(1, "msg_1", "s", "deal.added", "7", "{}", 0, created_at)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +51,7 @@ def claimed(created_at: datetime | None = NOW) -> store.Claimed:
     ],
 )
 def test_delivery_outcome_label(verdict: Any, error: str | None, label: str) -> None:
-    outcome = store.Outcome(claimed(), NOW, None, error, 5, verdict)
+    outcome = outbox.Outcome(claimed(), NOW, None, error, 5, verdict)
     assert metrics.delivery_outcome(outcome) == label
 
 
@@ -76,7 +70,7 @@ def test_counters() -> None:
     recorder.api_call("main", "GET", "/api/v2/deals", "429")  # no tokens spent
     recorder.api_call("main", "GET", "/api/v2/deals", "timeout")
     recorder.delivery(
-        store.Outcome(claimed(NOW - timedelta(seconds=3)), NOW, 200, None, 500, "delivered")
+        outbox.Outcome(claimed(NOW - timedelta(seconds=3)), NOW, 200, None, 500, "delivered")
     )
     found = samples(metrics.exposition(recorder, [], NOW)[0])
     assert found[("pipedrive_triggers_api_tokens_total", (("account", "main"),))] == 11
@@ -136,7 +130,7 @@ def feed(interval_s: float) -> poller.Feed:
     [(None, False), (0.0, False), (359.0, False), (360.0, False), (361.0, True)],
 )
 def test_a_feed_is_stuck_after_three_intervals(failing_for: float | None, stuck: bool) -> None:
-    reasons = admin.stuck_feeds([feed(120)], lambda account, obj: failing_for)
+    reasons = listener.stuck_feeds([feed(120)], lambda account, obj: failing_for)
     assert bool(reasons) is stuck
     if stuck:
         assert reasons[0].startswith("subscription 'won-deals': polls failing for 361s")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon import payloads
-from daemon.lookups import Lookups
+from daemon.payloads import shapes
+from daemon.pipedrive.lookups import Lookups
 from tests.schema_check import SHARED_DIR, assert_matches_schema, leaf_paths, schema_fields
 
 V2_SPEC = SHARED_DIR / "pipedrive-openapi" / "pipedrive-v2.2026-08-18.yaml"
@@ -238,12 +238,12 @@ def _without(base: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 def _map(schema: str, obj: dict[str, Any], lookups: Lookups = LOOKUPS) -> dict[str, Any]:
     if schema == "DealResponseV2":
-        return payloads.deal_v2(obj, lookups)
+        return shapes.deal_v2(obj, lookups)
     if schema == "DealResponse":
-        return payloads.deal_legacy(obj, lookups)
+        return shapes.deal_legacy(obj, lookups)
     if schema == "ActivityResponse":
-        return payloads.activity(obj, lookups)
-    return payloads.stage(obj)
+        return shapes.activity(obj, lookups)
+    return shapes.stage(obj)
 
 
 FULL_INPUTS = {
@@ -296,11 +296,11 @@ def test_minimal_object_matches_schema_with_nulls(schema: str) -> None:
 
 
 def test_deal_v2_maps_every_field() -> None:
-    assert payloads.deal_v2(DEAL, LOOKUPS) == EXPECTED_DEAL_V2
+    assert shapes.deal_v2(DEAL, LOOKUPS) == EXPECTED_DEAL_V2
 
 
 def test_deal_legacy_is_v2_plus_stage_name() -> None:
-    out = payloads.deal_legacy(DEAL, LOOKUPS)
+    out = shapes.deal_legacy(DEAL, LOOKUPS)
     assert _without(out, "stage_name") == EXPECTED_DEAL_V2
     assert out["stage_name"] == "Proposal made"
 
@@ -312,11 +312,11 @@ def test_output_keys_follow_schema_order() -> None:
 
 
 def test_activity_maps_every_field() -> None:
-    assert payloads.activity(ACTIVITY, LOOKUPS) == EXPECTED_ACTIVITY
+    assert shapes.activity(ACTIVITY, LOOKUPS) == EXPECTED_ACTIVITY
 
 
 def test_stage_maps_id_and_name() -> None:
-    assert payloads.stage(STAGE) == {"id": 3, "name": "Proposal made"}
+    assert shapes.stage(STAGE) == {"id": 3, "name": "Proposal made"}
 
 
 # --- conversions, table-driven ------------------------------------------------------------------
@@ -334,13 +334,13 @@ INSTANTS = [
 @pytest.mark.parametrize(("given", "expected"), INSTANTS)
 @pytest.mark.parametrize("field", ["add_time", "update_time", "stage_change_time", "close_time"])
 def test_deal_times_become_millisecond_utc(field: str, given: str, expected: str) -> None:
-    assert payloads.deal_v2(_with(DEAL, **{field: given}), LOOKUPS)[field] == expected
+    assert shapes.deal_v2(_with(DEAL, **{field: given}), LOOKUPS)[field] == expected
 
 
 @pytest.mark.parametrize(("given", "expected"), INSTANTS)
 @pytest.mark.parametrize("field", ["add_time", "update_time", "marked_as_done_time"])
 def test_activity_times_become_millisecond_utc(field: str, given: str, expected: str) -> None:
-    assert payloads.activity(_with(ACTIVITY, **{field: given}), LOOKUPS)[field] == expected
+    assert shapes.activity(_with(ACTIVITY, **{field: given}), LOOKUPS)[field] == expected
 
 
 @pytest.mark.parametrize(
@@ -362,7 +362,7 @@ def test_activity_times_become_millisecond_utc(field: str, given: str, expected:
     ],
 )
 def test_activity_field_conversions(field: str, given: Any, expected: Any) -> None:
-    out = payloads.activity(_with(ACTIVITY, **{field: given}), LOOKUPS)
+    out = shapes.activity(_with(ACTIVITY, **{field: given}), LOOKUPS)
     assert out[field] == expected
     assert_matches_schema(out, "ActivityResponse")
 
@@ -396,7 +396,7 @@ def test_activity_field_conversions(field: str, given: Any, expected: Any) -> No
     ],
 )
 def test_deal_field_conversions(changes: dict[str, Any], field: str, expected: Any) -> None:
-    out = payloads.deal_v2(_with(DEAL, **changes), LOOKUPS)
+    out = shapes.deal_v2(_with(DEAL, **changes), LOOKUPS)
     assert out[field] == expected
     assert_matches_schema(out, "DealResponseV2")
 
@@ -438,32 +438,32 @@ def test_next_activity_fields_come_from_the_next_activity(
     next_changes: dict[str, Any], expected: dict[str, Any]
 ) -> None:
     lookups = replace(LOOKUPS, activities={501: _with(ACTIVITY, **next_changes)})
-    out = payloads.deal_v2(DEAL, lookups)
+    out = shapes.deal_v2(DEAL, lookups)
     assert {name: out[name] for name in expected} == expected
     assert_matches_schema(out, "DealResponseV2")
 
 
 def test_next_activity_missing_from_lookups_gives_null_details_but_keeps_id() -> None:
-    out = payloads.deal_v2(DEAL, replace(LOOKUPS, activities={}))
+    out = shapes.deal_v2(DEAL, replace(LOOKUPS, activities={}))
     assert out["next_activity_id"] == 501
     assert all(out[name] is None for name in NEXT_FIELDS)
     assert out["last_activity_date"] is None
 
 
 def test_deal_fetched_without_include_fields_has_null_counts_and_activity_ids() -> None:
-    bare = _without(DEAL, *payloads.DEAL_INCLUDE_FIELDS.split(","))
-    out = payloads.deal_v2(bare, LOOKUPS)
-    assert all(out[name] is None for name in payloads.DEAL_INCLUDE_FIELDS.split(","))
+    bare = _without(DEAL, *shapes.DEAL_INCLUDE_FIELDS.split(","))
+    out = shapes.deal_v2(bare, LOOKUPS)
+    assert all(out[name] is None for name in shapes.DEAL_INCLUDE_FIELDS.split(","))
     assert_matches_schema(out, "DealResponseV2")
 
 
 def test_missing_lookups_give_null_names_never_errors() -> None:
-    deal = payloads.deal_legacy(DEAL, Lookups.empty())
+    deal = shapes.deal_legacy(DEAL, Lookups.empty())
     assert deal["user_id"] == {"id": 2, "name": None, "email": None}
     assert deal["person_id"] == {"name": None, "value": 7}
     assert deal["org_id"] == {"name": None, "value": 9}
     assert deal["stage_name"] is None
-    act = payloads.activity(ACTIVITY, Lookups.empty())
+    act = shapes.activity(ACTIVITY, Lookups.empty())
     assert [act[k] for k in ("deal_title", "org_name", "person_name", "owner_name")] == [None] * 4
     assert (act["deal_id"], act["org_id"], act["person_id"]) == (42, 9, 7)
     assert_matches_schema(deal, "DealResponse")
@@ -472,7 +472,7 @@ def test_missing_lookups_give_null_names_never_errors() -> None:
 
 def test_activity_without_links_has_null_ids_and_names() -> None:
     bare = _with(ACTIVITY, deal_id=None, org_id=None, person_id=None, participants=[])
-    out = payloads.activity(bare, LOOKUPS)
+    out = shapes.activity(bare, LOOKUPS)
     for key in ("deal_id", "deal_title", "org_id", "org_name", "person_id", "person_name"):
         assert out[key] is None, key
 
@@ -512,15 +512,15 @@ def test_activity_without_links_has_null_ids_and_names() -> None:
 def test_malformed_object_raises_payload_error_naming_object_and_field(
     schema: str, obj: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(payloads.PayloadError) as caught:
+    with pytest.raises(shapes.PayloadError) as caught:
         _map(schema, obj)
     assert message in str(caught.value)
     assert isinstance(caught.value, ValueError)
 
 
 def test_payload_error_carries_its_data() -> None:
-    with pytest.raises(payloads.PayloadError) as caught:
-        payloads.deal_v2(_with(DEAL, add_time="soon"), LOOKUPS)
+    with pytest.raises(shapes.PayloadError) as caught:
+        shapes.deal_v2(_with(DEAL, add_time="soon"), LOOKUPS)
     error = caught.value
     assert (error.obj, error.field) == ("deal 42", "add_time")
     assert "'soon'" in error.problem
@@ -528,11 +528,11 @@ def test_payload_error_carries_its_data() -> None:
 
 def test_malformed_related_object_is_named_with_its_role() -> None:
     bad_next = replace(LOOKUPS, activities={501: _with(ACTIVITY, due_time="x")})
-    with pytest.raises(payloads.PayloadError, match=r"activity 501 \(next activity of deal 42\)"):
-        payloads.deal_v2(DEAL, bad_next)
+    with pytest.raises(shapes.PayloadError, match=r"activity 501 \(next activity of deal 42\)"):
+        shapes.deal_v2(DEAL, bad_next)
     bad_user = replace(LOOKUPS, users={2: {"id": 2, "name": ["Jane"]}})
-    with pytest.raises(payloads.PayloadError, match=r"user 2 \(owner of deal 42\): field 'name'"):
-        payloads.deal_v2(DEAL, bad_user)
+    with pytest.raises(shapes.PayloadError, match=r"user 2 \(owner of deal 42\): field 'name'"):
+        shapes.deal_v2(DEAL, bad_user)
 
 
 # --- agreement with Pipedrive's own v2 spec ------------------------------------------------------
@@ -543,7 +543,7 @@ def test_include_fields_are_all_offered_by_get_deals() -> None:
     for path in ("/deals", "/deals/{id}"):
         params = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
         offered = set(params["include_fields"]["schema"]["enum"])
-        assert set(payloads.DEAL_INCLUDE_FIELDS.split(",")) <= offered, path
+        assert set(shapes.DEAL_INCLUDE_FIELDS.split(",")) <= offered, path
 
 
 def test_fixtures_use_only_fields_the_v2_spec_defines() -> None:
@@ -589,7 +589,7 @@ def test_fields_mapped_to_null_really_are_absent_from_api_v2() -> None:
     ],
 )
 def test_schema_check_rejects_departures(change: Any, problem: str) -> None:
-    out = payloads.deal_v2(DEAL, LOOKUPS)
+    out = shapes.deal_v2(DEAL, LOOKUPS)
     change(out)
     with pytest.raises(AssertionError, match=problem):
         assert_matches_schema(out, "DealResponseV2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from daemon.rate_limit import AccountRateLimiter
+from daemon.pipedrive.rate_limit import AccountRateLimiter
 
 
 async def test_no_window_holds_more_than_the_budget() -> None:

@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from daemon import redact, targets
+from daemon import redact
+from daemon.delivery import targets
 from daemon.errors import TargetRefused
 
 

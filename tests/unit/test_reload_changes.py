@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from daemon import config, reload
+from daemon import config
+from daemon.service import reload
 
 
 def _config(subscriptions: list[dict[str, Any]], **database: str) -> config.Config:

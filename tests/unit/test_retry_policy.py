@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.config import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_SCHEDULE_S
-from daemon.retry_policy import RetryPolicy, classify, next_attempt, parse_retry_after
+from daemon.delivery.retry_policy import RetryPolicy, classify, next_attempt, parse_retry_after
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy((5, 60, 300), max_attempts=5, jitter=0.2)

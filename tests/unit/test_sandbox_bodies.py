@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from daemon.sandbox import bodies, errors
+from daemon.dev.sandbox import bodies, errors
 
 
 @pytest.mark.parametrize(

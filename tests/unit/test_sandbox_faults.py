@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import QueryParams
 
-from daemon.sandbox import errors, faults, gateway, v1_records
+from daemon.dev.sandbox import errors, faults, gateway, v1_records
 
 
 def test_skip_lets_matching_calls_through_then_fires() -> None:

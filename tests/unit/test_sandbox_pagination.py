@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from daemon.sandbox import pagination
-from daemon.sandbox.pagination import Cursor
+from daemon.dev.sandbox import pagination
+from daemon.dev.sandbox.pagination import Cursor
 
 ITEMS: list[dict[str, Any]] = [
     {"id": 1, "add_time": "2026-01-01T00:00:01Z", "due": None},

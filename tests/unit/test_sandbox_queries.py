@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from daemon.sandbox import errors, queries
+from daemon.dev.sandbox import errors, queries
 
 SORTS = ("id", "update_time", "add_time")
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

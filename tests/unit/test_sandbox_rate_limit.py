@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from daemon.sandbox import faults, rate_limit
-from daemon.sandbox.rate_limit import Limits, RateLimiter
+from daemon.dev.sandbox import faults, rate_limit
+from daemon.dev.sandbox.rate_limit import Limits, RateLimiter
 
 NOON = datetime(2026, 5, 5, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from daemon import sd_notify
+from daemon.service import sd_notify
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon import health, slots
+from daemon.db import endpoint_health
+from daemon.delivery import slots
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -23,9 +24,9 @@ def test_caps_order_and_switches() -> None:
     )
     table.started("plain", 0.0)
     states = {
-        "off": health.disabled("operator", NOW),
-        "paused": health.paused("10 failures", NOW - timedelta(minutes=2), 60),
-        "probe-later": health.paused("10 failures", NOW, 60),
+        "off": endpoint_health.disabled("operator", NOW),
+        "paused": endpoint_health.paused("10 failures", NOW - timedelta(minutes=2), 60),
+        "probe-later": endpoint_health.paused("10 failures", NOW, 60),
     }
     assert table.capacity(states, NOW, 0.0) == {
         "plain": 3, "ordered": 1, "off": 0, "paused": 1, "probe-later": 0,
@@ -51,10 +52,10 @@ def test_max_per_second_counts_starts_in_a_sliding_window() -> None:
 
 
 def test_probe_interval_doubles_up_to_an_hour() -> None:
-    state = health.paused("down", NOW, 60)
+    state = endpoint_health.paused("down", NOW, 60)
     intervals = []
     for _ in range(8):
-        state = health.probe_failed(state, NOW)
+        state = endpoint_health.probe_failed(state, NOW)
         intervals.append(state.probe_interval_s)
     assert intervals == [120, 240, 480, 960, 1920, 3600, 3600, 3600]
     assert state.probe_at == NOW + timedelta(hours=1)

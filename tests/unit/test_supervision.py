@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon import store, supervision
+from daemon.db import outbox
+from daemon.service import supervision
 
 
 @pytest.mark.parametrize(
@@ -16,4 +17,4 @@ from daemon import store, supervision
     ],
 )
 def test_status_line(subscriptions: int, pending: int, dead: int, expected: str) -> None:
-    assert supervision.status_line(subscriptions, store.OutboxTotals(pending, dead)) == expected
+    assert supervision.status_line(subscriptions, outbox.OutboxTotals(pending, dead)) == expected

@@ -8,14 +8,15 @@ from importlib import resources
 
 import pytest
 
-from daemon import account_usage, api_costs
-from daemon.sandbox import costs
+from daemon.dev.sandbox import costs as sandbox_costs
+from daemon.pipedrive import account_usage, costs
 from tests.openapi_check import SPEC_DIR
 from tools import generate_token_costs
 
 
 def test_the_packaged_table_is_the_specs() -> None:
-    packaged = json.loads(resources.files("daemon").joinpath("token_costs.json").read_text())
+    table = resources.files("daemon.pipedrive").joinpath("token_costs.json")
+    packaged = json.loads(table.read_text())
     assert packaged == generate_token_costs.costs(SPEC_DIR.parent)
     assert len(packaged) > 300  # every priced operation of v1 and v2, not only those we call
 
@@ -32,15 +33,16 @@ def test_the_packaged_table_is_the_specs() -> None:
         ("DELETE", "/v1/notes/7", 6),  # v1 deletes cost twice v2's
         ("DELETE", "/api/v2/deals/7", 3),
         ("GET", "/api/v2/deals/archived", 20),
-        ("GET", "/api/v2/nothingHere", api_costs.UNPRICED_V2),
+        ("GET", "/api/v2/nothingHere", costs.UNPRICED_V2),
     ],
 )
 def test_request_paths_are_priced_by_their_route(method: str, path: str, cost: int) -> None:
-    assert api_costs.path_cost(method, path) == cost
+    assert costs.path_cost(method, path) == cost
 
 
 def test_the_sandbox_charges_what_the_daemon_counts() -> None:
-    assert {route: api_costs.token_cost(*route) for route in costs.TOKEN_COSTS} == costs.TOKEN_COSTS
+    charged = sandbox_costs.TOKEN_COSTS
+    assert {route: costs.token_cost(*route) for route in charged} == charged
 
 
 def test_account_usage_counts_the_same_prices() -> None:

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from daemon import change_feed, config, filters, triggers
-from daemon.feed_store import StoredItem
+from daemon import config, triggers
+from daemon.db.feed_store import StoredItem
+from daemon.polling import change_feed
+from daemon.triggers import filters
 from daemon.triggers.base import Observation, UnmappableItem, item_key, moment
 
 START = datetime(2026, 12, 1, 12, 0, 0, 500000, tzinfo=UTC)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import jsonschema
 
-from daemon import triggers, webhook_schema
+from daemon import triggers
+from daemon.triggers import webhook_schema
 
 DEAL = {
     "type": "deal.added",

@@ -19,8 +19,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from daemon.sandbox import app as routes
-from daemon.sandbox import (
+from daemon.dev.sandbox import app as routes
+from daemon.dev.sandbox import (
     bodies,
     calls,
     clock,
@@ -33,7 +33,7 @@ from daemon.sandbox import (
     state,
     v1_records,
 )
-from daemon.sandbox import seed as seeding
+from daemon.dev.sandbox import seed as seeding
 
 __all__ = ["DEFAULT_TOKEN", "Sandbox", "run_standalone"]
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from daemon.sandbox import (
+from daemon.dev.sandbox import (
     bodies,
     contacts,
     custom_fields,
@@ -24,8 +24,8 @@ from daemon.sandbox import (
     render,
     v1_routes,
 )
-from daemon.sandbox.envelope import Endpoint, ok
-from daemon.sandbox.state import Store
+from daemon.dev.sandbox.envelope import Endpoint, ok
+from daemon.dev.sandbox.state import Store
 
 
 def _reject_params(params: Mapping[str, str], names: tuple[str, ...], route: str) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.sandbox import clock, errors
+from daemon.dev.sandbox import clock, errors
 
 
 @dataclass(frozen=True)

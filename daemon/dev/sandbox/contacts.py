@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from daemon.sandbox import clock, custom_fields, errors
-from daemon.sandbox.state import Store
+from daemon.dev.sandbox import clock, custom_fields, errors
+from daemon.dev.sandbox.state import Store
 
 _PERSON_KEYS = (
     "owner_id", "org_id", "emails", "phones", "visible_to", "label_ids", "postal_address",

@@ -7,10 +7,10 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from daemon.sandbox import clock, errors
+from daemon.dev.sandbox import clock, errors
 
 if TYPE_CHECKING:
-    from daemon.sandbox.state import Store
+    from daemon.dev.sandbox.state import Store
 
 ENTITIES = ("deal", "person", "organization", "activity")
 # Entities whose records carry `custom_fields` (Airbyte: "activities never return custom_fields").

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from daemon.sandbox import errors
+from daemon.dev.sandbox import errors
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -13,7 +13,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from daemon.sandbox import calls, clock, costs, errors, faults, pagination, rate_limit
+from daemon.dev.sandbox import calls, clock, costs, errors, faults, pagination, rate_limit
 
 V1_ALIAS = "/api/v1/"
 MALFORMED_BODY = b'{"success": true, "data": [{"id": 1, "title": "trunc'

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.sandbox import clock, errors, pagination
+from daemon.dev.sandbox import clock, errors, pagination
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500

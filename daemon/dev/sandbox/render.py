@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from daemon.sandbox import clock
+from daemon.dev.sandbox import clock
 
 DEAL_INCLUDE_FIELDS = (
     "next_activity_id",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
-from daemon.sandbox import bodies, clock
-from daemon.sandbox.state import Store
+from daemon.dev.sandbox import bodies, clock
+from daemon.dev.sandbox.state import Store
 
 # Fixed, in the past: seeded times must not depend on when the sandbox starts.
 SEED_EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)

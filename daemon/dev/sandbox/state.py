@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.sandbox import bodies, clock, custom_fields, errors
+from daemon.dev.sandbox import bodies, clock, custom_fields, errors
 
 DEFAULT_CURRENCY = "EUR"
 DEFAULT_VISIBLE_TO = 3

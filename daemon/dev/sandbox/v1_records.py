@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from daemon.sandbox import clock, errors, queries
-from daemon.sandbox.state import Store
+from daemon.dev.sandbox import clock, errors, queries
+from daemon.dev.sandbox.state import Store
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500

@@ -9,9 +9,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from daemon.sandbox import bodies, clock, envelope, errors, queries, render, v1_records
-from daemon.sandbox.envelope import Endpoint, ok_v1
-from daemon.sandbox.state import Store
+from daemon.dev.sandbox import bodies, clock, envelope, errors, queries, render, v1_records
+from daemon.dev.sandbox.envelope import Endpoint, ok_v1
+from daemon.dev.sandbox.state import Store
 
 
 def _equals(params: Mapping[str, str], names: tuple[str, ...]) -> dict[str, int]:
