@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Literal
-
-import httpx
 
 # A consumer's Retry-After is honoured, but not past a day: a typo must not park an event.
 MAX_RETRY_AFTER_S = 86_400.0
@@ -26,11 +25,11 @@ def classify(status: int | None) -> Verdict:
     Anything else that is not 2xx (5xx, 408, 425, 429, a 3xx we do not follow) is transient."""
     if status is None:
         return "transient"
-    if httpx.codes.is_success(status):
+    if 200 <= status < 300:
         return "success"
-    if status == httpx.codes.GONE:
+    if status == HTTPStatus.GONE:
         return "gone"
-    if httpx.codes.is_client_error(status) and status not in TRANSIENT_STATUSES:
+    if 400 <= status < 500 and status not in TRANSIENT_STATUSES:
         return "rejected"
     return "transient"
 

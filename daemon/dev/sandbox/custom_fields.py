@@ -4,13 +4,26 @@ values: 40-character hash keys under `custom_fields`, checked by the field's typ
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from daemon.dev.sandbox import clock, errors
 
-if TYPE_CHECKING:
-    from daemon.dev.sandbox.state import Store
+
+class Store(Protocol):
+    """What field definitions need of the sandbox's state (`state.Store`), named here so the
+    two modules do not import each other."""
+
+    lock: threading.RLock
+    custom_fields: dict[str, list[dict[str, Any]]]
+    now: Callable[[], datetime]
+
+    def next_id(self, kind: str) -> int: ...
+
+    def table(self, kind: str) -> dict[Any, dict[str, Any]]: ...
+
 
 ENTITIES = ("deal", "person", "organization", "activity")
 # Entities whose records carry `custom_fields` (Airbyte: "activities never return custom_fields").
