@@ -1,1 +1,6 @@
-"""polling."""
+"""Detection: the change feeds (one per account and object type), the pure decision of what a
+listed page changed (`change_feed`), the poller that lists and commits pages, and the forecast
+of tokens a config will spend.
+
+May import everything below `config`, and `config`; not `delivery`, `status` or `service`.
+"""
