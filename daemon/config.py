@@ -6,7 +6,6 @@ import base64
 import ipaddress
 import json
 import logging
-import math
 import os
 import re
 import tomllib
@@ -29,7 +28,7 @@ from pydantic import (
 )
 from standardwebhooks.webhooks import Webhook
 
-from daemon import redact, triggers
+from daemon import redact, times, triggers
 from daemon.errors import ConfigError
 from daemon.triggers import filters
 
@@ -80,23 +79,6 @@ MAX_NAME_LENGTH = 200  # the database's column width
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ENV_REF_INSIDE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string such as "5s", "30m", "2h", "1d"."""
-    if isinstance(value, bool):
-        raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
-    else:
-        raise ValueError('must be a duration such as 30, "30s", "5m" or "2h"')
-    if not math.isfinite(seconds):
-        raise ValueError("must be a finite duration")
-    return seconds
 
 
 def _expand_env(value: Any) -> Any:
@@ -185,7 +167,7 @@ def _parse_start(value: Any) -> Any:
     moment = value
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = times.parse_rfc3339(value)
         except ValueError:
             moment = None
     if not isinstance(moment, datetime) or moment.tzinfo is None:
@@ -205,12 +187,12 @@ FilterScalar = (
     | Annotated[str, Field(strict=True)]
 )
 FilterValue = FilterScalar | list[FilterScalar]
-# Finite (parse_duration refuses inf and NaN); each use sets its own upper bound.
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+# Finite (times.parse_duration refuses inf and NaN); each use sets its own upper bound.
+Duration = Annotated[float, BeforeValidator(times.parse_duration), Field(gt=0)]
 DeliveryTimeout = Annotated[Duration, Field(le=MAX_DELIVERY_TIMEOUT_S)]
 RetryDelay = Annotated[Duration, Field(le=MAX_RETRY_DELAY_S)]
 PollInterval = Annotated[
-    float, BeforeValidator(parse_duration), Field(ge=1, le=MAX_POLL_INTERVAL_S)
+    float, BeforeValidator(times.parse_duration), Field(ge=1, le=MAX_POLL_INTERVAL_S)
 ]
 EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_check_name)]
@@ -233,7 +215,7 @@ class AccountConfig(_Frozen):
         DEFAULT_CALLS_PER_MINUTE
     )
     look_back: Annotated[
-        float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_LOOK_BACK_S)
+        float, BeforeValidator(times.parse_duration), Field(ge=0, le=MAX_LOOK_BACK_S)
     ] = DEFAULT_LOOK_BACK_S
     daily_token_budget: Annotated[int, Field(ge=1, le=MAX_DAILY_TOKEN_BUDGET)] | None = None
     budget_share: Annotated[float, Field(gt=0, le=1)] = DEFAULT_BUDGET_SHARE

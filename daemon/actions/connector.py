@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, TypeAlias
 
+from daemon import times
 from daemon.errors import ArgumentError, PipedriveBadRequest
 from daemon.payloads import shapes
 from daemon.pipedrive import lookups
@@ -40,11 +41,8 @@ VISIBLE_TO_WORDS: Mapping[str, int] = {
     "entire company": 3,
 }
 CURRENCY_LENGTH = 3  # ISO 4217 alphabetic code
-_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_HH_MM = re.compile(r"(?P<h>\d{2}):(?P<m>\d{2})")
+_HH_MM = re.compile(r"\d{2}:\d{2}")  # exactly: `times.parse_clock` also takes H:MM and seconds
 _INTEGER = re.compile(r"\+?\d+")
-_HOURS_PER_DAY = 24
-_MINUTES_PER_HOUR = 60
 
 
 # -- validation: pure, before any request ------------------------------------------------------
@@ -91,33 +89,33 @@ def parse_day(name: str, value: str | date | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and _DATE_SHAPE.fullmatch(value):
+        return times.format_date(value)
+    if isinstance(value, str):
         try:
-            return date.fromisoformat(value).isoformat()
+            return times.format_date(times.parse_date(value))
         except ValueError:
             pass
     raise _bad(name, "yyyy-MM-dd", value)
 
 
-def _hh_mm(name: str, value: str, max_hours: int | None) -> str:
-    match = _HH_MM.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
+def _hh_mm(name: str, value: str, *, length: bool) -> str:
+    if not isinstance(value, str) or not _HH_MM.fullmatch(value):
         raise _bad(name, "HH:MM", value)
-    hours, minutes = int(match["h"]), int(match["m"])
-    if minutes >= _MINUTES_PER_HOUR or (max_hours is not None and hours >= max_hours):
-        raise _bad(name, "HH:MM", value)
+    try:
+        times.parse_clock(value, length=length)
+    except ValueError:
+        raise _bad(name, "HH:MM", value) from None
     return value
 
 
 def parse_time(name: str, value: str | None) -> str | None:
     """`HH:MM`, 00:00 to 23:59 (Pipedrive reads an activity's due time as UTC)."""
-    return None if value is None else _hh_mm(name, value, _HOURS_PER_DAY)
+    return None if value is None else _hh_mm(name, value, length=False)
 
 
 def parse_duration(name: str, value: str | None) -> str | None:
     """`HH:MM`; a duration, so the hours may pass 23 (up to 99)."""
-    return None if value is None else _hh_mm(name, value, None)
+    return None if value is None else _hh_mm(name, value, length=True)
 
 
 def parse_status(name: str, value: str | None) -> str | None:

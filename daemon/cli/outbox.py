@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.config import parse_duration
+from daemon import times
 from daemon.db import outbox_admin
 from daemon.errors import ArgumentError
 
@@ -28,19 +28,16 @@ def parse_moment(option: str, value: str | None, now: datetime) -> datetime | No
     if value is None:
         return None
     try:
-        return now - timedelta(seconds=parse_duration(value))
+        return now - timedelta(seconds=times.parse_duration(value))
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return times.parse_rfc3339(value).astimezone(UTC)
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
         raise ArgumentError(
             f"{option}: must be an RFC 3339 time with a zone or an age such as 2h or 3d "
             f"(got {value!r})"
-        )
-    return moment.astimezone(UTC)
+        ) from None
 
 
 def _with_engine(ctx: click.Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
@@ -64,7 +61,7 @@ def _guarded(action: Callable[[], T]) -> T:
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else "-"
+    return times.format_iso_seconds(moment) if moment else "-"
 
 
 def _short(text: str | None) -> str:
@@ -213,7 +210,7 @@ def replay_letters(
 def purge_letters(ctx: click.Context, older_than: str, subscription: str | None) -> None:
     """Delete dead letters that died more than DURATION ago (and their attempts)."""
     try:
-        age = parse_duration(older_than)
+        age = times.parse_duration(older_than)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
     if age < 0:

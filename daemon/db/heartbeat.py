@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import times
 from daemon.db import database, write_lock
 from daemon.db.tables import heartbeat
 
@@ -38,10 +39,8 @@ class Liveness:
             return "daemon: never started on this database"
         where = f"pid {self.pid} on {self.host}"
         if self.running:
-            age = (now - self.beat_at).total_seconds()
-            return (
-                f"daemon: running ({where}, since {_at(self.started_at)}, heartbeat {age:.0f}s ago)"
-            )
+            age = times.format_age((now - self.beat_at).total_seconds())
+            return f"daemon: running ({where}, since {_at(self.started_at)}, heartbeat {age} ago)"
         if self.stopped_at is not None:
             return f"daemon: not running (stopped at {_at(self.stopped_at)}; {where})"
         return (
@@ -51,7 +50,7 @@ class Liveness:
 
 
 def _at(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "?"
+    return times.format_wall_z(moment) if moment else "?"
 
 
 async def beat(engine: AsyncEngine, started_at: datetime, now: datetime) -> None:

@@ -20,6 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from daemon import times
+
 # Named constraints, so migrations on PostgreSQL and SQLite agree on names.
 metadata = MetaData(
     naming_convention={
@@ -51,7 +53,7 @@ class Timestamp(TypeDecorator[datetime]):
         if value is None:
             return None
         assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return times.as_utc(value)
 
 
 subscription_state = Table(

@@ -16,10 +16,10 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import metrics as metrics_module
+from daemon import times
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import endpoint_health, outbox, transient
 from daemon.delivery import callback_transport, slots, verdicts
-from daemon.delivery.retry_policy import parse_retry_after
 from daemon.delivery.signing import Signer
 
 logger = logging.getLogger(__name__)
@@ -388,7 +388,9 @@ class Deliverer:
                 ),
             ) as response:
                 status = response.status_code
-                retry_after = parse_retry_after(response.headers.get("retry-after"), attempted_at)
+                retry_after = times.parse_retry_after(
+                    response.headers.get("retry-after"), attempted_at
+                )
                 reason = response.reason_phrase
                 reply = await callback_transport.read_reply(response)
         except httpx.TransportError as failure:

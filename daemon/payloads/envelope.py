@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from daemon.payloads import shapes
+from daemon import times
 
 EVENT_ID_PREFIX = "msg_"
 
@@ -45,7 +45,7 @@ def body(
     Change events add `previous` (null when the daemon had not seen the item before)."""
     envelope: dict[str, Any] = {
         "type": trigger,
-        "timestamp": shapes.format_instant(detected_at),
+        "timestamp": times.format_connector(detected_at),
         "subscription": subscription,
         "data": data,
     }

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
+from daemon import times
 from daemon.errors import PayloadError as PayloadError  # re-exported: mapping errors
 from daemon.pipedrive.lookups import ById, Lookups
 
@@ -28,15 +28,6 @@ DEAL_INCLUDE_FIELDS = ",".join(
 """`include_fields` for `GET /api/v2/deals[/{id}]`: v2 leaves these fields out unless asked."""
 
 _DEAL_COUNTS = tuple(name for name in DEAL_INCLUDE_FIELDS.split(",") if name.endswith("_count"))
-
-# A timestamp must carry a time of day: fromisoformat alone would take a bare date as midnight.
-_INSTANT_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_CLOCK_SHAPE = re.compile(r"(?P<h>\d{2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?")
-# A duration is not a time of day: its hours may pass 23.
-_DURATION_SHAPE = re.compile(r"(?P<h>\d{1,4}):(?P<m>\d{2})(?::(?P<s>\d{2}))?")
-_MINUTES_PER_HOUR = _SECONDS_PER_MINUTE = 60
-_HOURS_PER_DAY = 24
 
 
 def _is_int(value: Any) -> bool:
@@ -98,18 +89,10 @@ class _Reader:
         text = self._text(field)
         if text is None:
             return None
-        parsed: datetime | None = None
-        if _INSTANT_SHAPE.match(text):
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                parsed = None
-        if parsed is None:
-            self.fail(field, f"expected an RFC 3339 date-time, got {text!r}")
-        # Pipedrive documents every timestamp as UTC, so a zoneless one is UTC too.
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return times.parse_date_time(text)
+        except ValueError as error:
+            self.fail(field, str(error))
 
     def required_instant(self, field: str) -> datetime:
         value = self.instant(field)
@@ -121,48 +104,37 @@ class _Reader:
         text = self._text(field)
         if text is None:
             return None
-        if _DATE_SHAPE.fullmatch(text):
-            try:
-                return date.fromisoformat(text)
-            except ValueError:
-                pass
-        self.fail(field, f"expected a date YYYY-MM-DD, got {text!r}")
+        try:
+            return times.parse_date(text)
+        except ValueError as error:
+            self.fail(field, str(error))
 
     def clock(self, field: str, *, duration: bool = False) -> tuple[int, int, int] | None:
         """(hours, minutes, seconds) of a `HH:MM[:SS]` time of day or duration."""
         text = self._text(field)
         if text is None:
             return None
-        match = (_DURATION_SHAPE if duration else _CLOCK_SHAPE).fullmatch(text)
-        if match:
-            hours, minutes, seconds = int(match["h"]), int(match["m"]), int(match["s"] or 0)
-            in_range = minutes < _MINUTES_PER_HOUR and seconds < _SECONDS_PER_MINUTE
-            if in_range and (duration or hours < _HOURS_PER_DAY):
-                return hours, minutes, seconds
-        what = "a duration" if duration else "a time of day"
-        self.fail(field, f"expected {what} HH:MM or HH:MM:SS, got {text!r}")
+        try:
+            return times.parse_clock(text, length=duration)
+        except ValueError as error:
+            self.fail(field, str(error))
 
 
-def format_instant(value: datetime | None) -> str | None:
-    """`yyyy-MM-ddTHH:mm:ss.fffZ` in UTC, the connector's date-time format (milliseconds
-    truncated); a value without a zone is taken as UTC, as Pipedrive documents its times."""
-    if value is None:
-        return None
-    utc = value.astimezone(UTC) if value.tzinfo is not None else value
-    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+def _format_instant(value: datetime | None) -> str | None:
+    return None if value is None else times.format_connector(value)
 
 
 def _format_day(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return None if value is None else times.format_date(value)
 
 
 def _hh_mm(value: tuple[int, int, int] | None) -> str | None:
     # The connector's HH:MM has no seconds; Pipedrive schedules in whole minutes anyway.
-    return None if value is None else f"{value[0]:02d}:{value[1]:02d}"
+    return None if value is None else times.format_clock(value, seconds=False)
 
 
 def _hh_mm_ss(value: tuple[int, int, int] | None) -> str | None:
-    return None if value is None else f"{value[0]:02d}:{value[1]:02d}:{value[2]:02d}"
+    return None if value is None else times.format_clock(value)
 
 
 def _related(kind: str, objects: ById, ident: int | None, role: str) -> _Reader | None:
@@ -218,7 +190,7 @@ def _next_activity(act: _Reader | None) -> dict[str, Any]:
         )
     return {
         "next_activity_date": _format_day(due_date),
-        "next_activity_time": format_instant(moment),
+        "next_activity_time": _format_instant(moment),
         "next_activity_subject": act.string("subject"),
         "next_activity_type": act.string("type"),
         # v1 deals gave this as HH:MM:SS ("00:30:00"), unlike an activity's own HH:MM duration.
@@ -258,10 +230,10 @@ def deal_v2(deal: Mapping[str, Any], lookups: Lookups) -> dict[str, Any]:
         "title": d.string("title"),
         "value": d.number("value"),
         "currency": d.string("currency"),
-        "add_time": format_instant(d.required_instant("add_time")),
-        "update_time": format_instant(d.instant("update_time")),
+        "add_time": _format_instant(d.required_instant("add_time")),
+        "update_time": _format_instant(d.instant("update_time")),
         "stage_id": d.integer("stage_id"),
-        "stage_change_time": format_instant(d.instant("stage_change_time")),
+        "stage_change_time": _format_instant(d.instant("stage_change_time")),
         "active": None if status is None else status == "open",
         "deleted": d.boolean("is_deleted"),
         "next_activity_date": upcoming["next_activity_date"],
@@ -271,7 +243,7 @@ def deal_v2(deal: Mapping[str, Any], lookups: Lookups) -> dict[str, Any]:
         "last_activity_date": _format_day(last_act.day("due_date")) if last_act else None,
         "lost_reason": d.string("lost_reason"),
         "visible_to": _visible_to(d),
-        "close_time": format_instant(d.instant("close_time")),
+        "close_time": _format_instant(d.instant("close_time")),
         "pipeline_id": d.integer("pipeline_id"),
         "products_count": counts["products_count"],
         "files_count": counts["files_count"],
@@ -327,9 +299,9 @@ def activity(activity: Mapping[str, Any], lookups: Lookups) -> dict[str, Any]:
         "org_name": _name("organization", lookups.organizations, org_id, role_of),
         "person_id": person_id,
         "person_name": _name("person", lookups.persons, person_id, role_of),
-        "add_time": format_instant(a.required_instant("add_time")),
-        "update_time": format_instant(a.instant("update_time")),
-        "marked_as_done_time": format_instant(a.instant("marked_as_done_time")),
+        "add_time": _format_instant(a.required_instant("add_time")),
+        "update_time": _format_instant(a.instant("update_time")),
+        "marked_as_done_time": _format_instant(a.instant("marked_as_done_time")),
         # API v2 dropped the Google Calendar fields; why not v1 /recents: docs/payloads.md.
         "gcal_event_id": None,
         "google_calendar_id": None,

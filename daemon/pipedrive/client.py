@@ -23,7 +23,7 @@ from tenacity import (
 )
 
 from daemon import metrics as metrics_module
-from daemon.delivery.retry_policy import parse_retry_after
+from daemon import times
 from daemon.errors import (
     PipedriveAuthError,
     PipedriveBadRequest,
@@ -107,9 +107,9 @@ def _raise_for(response: httpx.Response, where: str) -> None:
         raise PipedriveNotFound(message, status=status, path=path)
     if status == 429:
         now = datetime.now(UTC)
-        retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+        retry_after = times.parse_retry_after(response.headers.get("retry-after"), now)
         if retry_after is None:
-            retry_after = parse_retry_after(response.headers.get("x-ratelimit-reset"), now)
+            retry_after = times.parse_retry_after(response.headers.get("x-ratelimit-reset"), now)
         raise PipedriveRateLimited(
             message, retry_after=retry_after or DEFAULT_RATE_LIMIT_WAIT_S, path=path
         )

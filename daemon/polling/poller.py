@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import metrics as metrics_module
+from daemon import times
 from daemon.config import Config, SubscriptionConfig
 from daemon.db import feed_store, outbox
 from daemon.errors import PipedriveError
@@ -63,13 +64,8 @@ def feeds(config: Config, intervals: Mapping[tuple[str, str], float] | None = No
     return result
 
 
-def _rfc3339(moment: datetime) -> str:
-    # v2 filters take whole seconds only (fractions answer 400).
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _listing_params(obj: ObjectType, since: datetime) -> dict[str, Any]:
-    params: dict[str, Any] = {**obj.params, "updated_since": _rfc3339(since)}
+    params: dict[str, Any] = {**obj.params, "updated_since": times.format_rfc3339_z(since)}
     if obj.paging == "cursor":
         params |= {"sort_by": "update_time", "sort_direction": "asc"}
     return params

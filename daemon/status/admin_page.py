@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
+from daemon import times
 from daemon.pipedrive.account_usage import Counts
 from daemon.status import dashboard
 
@@ -77,20 +78,13 @@ def _e(value: object) -> str:
 def _time(moment: datetime | None) -> str:
     if moment is None:
         return '<span class="muted">-</span>'
-    return f'<time datetime="{moment.isoformat()}">{moment:%Y-%m-%d %H:%M:%S}</time>'
+    return f'<time datetime="{times.format_iso(moment)}">{times.format_wall(moment)}</time>'
 
 
 def _age(now: datetime, moment: datetime | None) -> str:
     if moment is None:
         return '<span class="muted">-</span>'
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    return times.format_age((now - moment).total_seconds())
 
 
 def _event(event_id: str) -> str:

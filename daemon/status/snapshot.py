@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import times
 from daemon.config import Config
 from daemon.db import endpoint_health, feed_store, heartbeat, outbox
 from daemon.pipedrive import account_usage
@@ -40,7 +41,7 @@ class Report:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+    return times.format_iso(moment) if moment else None
 
 
 def _seconds(delta: timedelta | None) -> float | None:
@@ -122,20 +123,12 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
+    return "-" if seconds is None else times.format_age(seconds)
 
 
 def _clock(iso: str | None) -> str:
-    return iso[:19].replace("T", " ") if iso else "-"
+    # A row holds what `--json` prints; the table shows the same instant for people.
+    return times.format_wall(times.parse_rfc3339(iso)) if iso else "-"
 
 
 _STYLE = {"ok": "green", "failing": "red", "paused": "yellow", "disabled": "red"}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
+from daemon import times
 from daemon.pipedrive import costs
 from daemon.pipedrive.lookups import LookupRequest, Lookups
 
@@ -22,8 +23,6 @@ Needs = Callable[[Iterable[Item]], LookupRequest]
 
 MAX_ITEM_ID = 2**63 - 1  # ids are stored and sent as signed 64-bit integers
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# v2 gives RFC 3339 ("2026-01-02T03:04:05Z"), v1 "2026-01-02 03:04:05" (UTC), leads add millis.
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
 
 
 class UnmappableItem(ValueError):
@@ -114,13 +113,12 @@ def moment(item: Item, name: str) -> datetime | None:
     value = item.get(name)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not _TIMESTAMP.match(value):
+    if not isinstance(value, str):
         raise UnmappableItem(f"{name}: expected a timestamp, got {value!r}")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise UnmappableItem(f"{name}: not a representable instant: {value!r}") from None
+        return times.parse_pipedrive(value)
+    except ValueError as error:
+        raise UnmappableItem(f"{name}: {error}") from None
 
 
 def required_moment(item: Item, name: str) -> datetime:

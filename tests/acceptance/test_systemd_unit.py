@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import config
+from daemon import config, times
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "pipedrive-triggers.service"
@@ -41,7 +41,7 @@ def settings(text: str) -> dict[str, list[str]]:
 
 
 def seconds(value: str) -> float:
-    return config.parse_duration(value.removesuffix("ec"))  # "30s", "30sec", "30"
+    return times.parse_duration(value.removesuffix("ec"))  # "30s", "30sec", "30"
 
 
 @pytest.fixture

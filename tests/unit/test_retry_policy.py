@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.config import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_SCHEDULE_S
-from daemon.delivery.retry_policy import RetryPolicy, classify, next_attempt, parse_retry_after
+from daemon.delivery.retry_policy import RetryPolicy, classify, next_attempt
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy((5, 60, 300), max_attempts=5, jitter=0.2)
@@ -49,20 +49,6 @@ def test_default_schedule_spans_about_three_days() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "seconds"),
-    [
-        ("120", 120.0),
-        ("Tue, 24 Nov 2026 12:01:00 GMT", 60.0),
-        ("soon", None),
-        (None, None),
-        ("", None),
-    ],
-)
-def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
-    assert parse_retry_after(header, NOW) == seconds
-
-
-@pytest.mark.parametrize(
     ("status", "verdict"),
     [
         (None, "transient"),  # timeout, refused, DNS, TLS
@@ -91,18 +77,3 @@ def test_a_rejected_payload_gets_three_attempts_in_all() -> None:
     assert next_attempt(policy, 3, NOW, rejected=True) is None
     assert next_attempt(policy, 3, NOW) is not None
     assert next_attempt(RetryPolicy((5,), 2, 0), 2, NOW, rejected=True) is None
-
-
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [
-        ("120", 120.0),
-        ("Tue, 24 Nov 2026 12:02:00 GMT", 120.0),
-        ("Tue, 24 Nov 2026 11:00:00 GMT", 0.0),  # in the past: now
-        ("soon", None),
-        ("-5", None),
-        ("", None),
-    ],
-)
-def test_retry_after_forms(header: str, seconds: float | None) -> None:
-    assert parse_retry_after(header, NOW) == seconds
