@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon import config, metrics
+from daemon.clock import FakeClock
 from daemon.db import outbox
 from daemon.pipedrive import account_usage, costs
 from daemon.pipedrive.rate_limit import AccountRateLimiter
@@ -149,14 +149,15 @@ def test_failing_since_is_the_first_failure_and_ends_with_a_good_poll() -> None:
 
 async def test_the_rate_limiter_reports_each_wait_once() -> None:
     waits: list[str] = []
-    limiter = AccountRateLimiter(2, window_s=1, on_wait=lambda: waits.append("wait"))
+    clock = FakeClock()
+    limiter = AccountRateLimiter(2, window_s=1, on_wait=lambda: waits.append("wait"), clock=clock)
     await limiter.acquire()
     limiter.pause(0.05)  # a 429
     await limiter.acquire()  # sleeps through the pause: the 429 was the wait
     assert waits == ["wait"]
-    started = time.monotonic()
+    started = clock.monotonic()
     await limiter.acquire()  # the window holds 2: this one waits for it, counted once
-    assert time.monotonic() - started > 0.5
+    assert clock.monotonic() - started > 0.5
     assert waits == ["wait", "wait"]
 
 

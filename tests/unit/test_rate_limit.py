@@ -1,45 +1,61 @@
-"""The per-account budget: never more calls than allowed in any window, and 429 pauses."""
+"""The per-account budget: never more calls than allowed in any window, and 429 pauses.
+Time is a `FakeClock`: the waits happen in virtual time, so the test takes no real seconds."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
+from daemon.clock import FakeClock
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 
 
 async def test_no_window_holds_more_than_the_budget() -> None:
     # 5 calls per 1 s window stands in for 100 per 60 s: same code, a test-sized window.
-    limiter = AccountRateLimiter(5, window_s=1, burst_window_s=1)
+    clock = FakeClock()
+    limiter = AccountRateLimiter(5, window_s=1, burst_window_s=1, clock=clock)
     stamps: list[float] = []
 
     async def caller() -> None:
         for _ in range(4):
             await limiter.acquire()
-            stamps.append(time.monotonic())
+            stamps.append(clock.monotonic())
 
     await asyncio.gather(*(caller() for _ in range(3)))  # 12 calls from concurrent callers
     stamps.sort()
     assert len(stamps) == 12
     for index in range(len(stamps) - 5):
-        assert stamps[index + 5] - stamps[index] >= 0.99, "6 calls inside one window"
-    assert stamps[-1] - stamps[0] >= 2.0  # 12 calls at 5 per second need two refills
+        assert stamps[index + 5] - stamps[index] >= 1.0, "6 calls inside one window"
+    assert stamps[-1] - stamps[0] == 2.0  # 12 calls at 5 per second need two refills, no more
 
 
 async def test_a_429_pauses_every_caller_of_the_account() -> None:
-    limiter = AccountRateLimiter(100)
+    clock = FakeClock()
+    limiter = AccountRateLimiter(100, clock=clock)
     limiter.pause(0.3)
-    started = time.monotonic()
+    assert limiter.paused
+    started = clock.monotonic()
     await asyncio.gather(limiter.acquire(), limiter.acquire())
-    assert time.monotonic() - started >= 0.29
+    assert clock.monotonic() - started >= 0.3 - 1e-9  # float: 1000.3 - 1000 < 0.3
+    assert not limiter.paused
 
 
 async def test_bursts_stay_within_pipedrives_two_second_window() -> None:
     # 3 calls per 1 s stands in for 20 per 2 s (counted over 3 s), under a roomy minute budget.
-    limiter = AccountRateLimiter(100, burst=3, burst_window_s=1)
+    clock = FakeClock()
+    limiter = AccountRateLimiter(100, burst=3, burst_window_s=1, clock=clock)
     stamps: list[float] = []
     for _ in range(7):
         await limiter.acquire()
-        stamps.append(time.monotonic())
+        stamps.append(clock.monotonic())
     for index in range(len(stamps) - 3):
-        assert stamps[index + 3] - stamps[index] >= 0.99, "4 calls inside one burst window"
+        assert stamps[index + 3] - stamps[index] >= 1.0, "4 calls inside one burst window"
+    assert stamps[-1] - stamps[0] == 2.0  # and no slower than the window asks
+
+
+async def test_a_wait_is_reported_once_per_call() -> None:
+    clock = FakeClock()
+    waits: list[None] = []
+    limiter = AccountRateLimiter(1, window_s=60, clock=clock, on_wait=lambda: waits.append(None))
+    await limiter.acquire()
+    await limiter.acquire()  # waits a whole window, reported once
+    assert clock.monotonic() == 1060.0 and len(waits) == 1
