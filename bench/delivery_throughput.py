@@ -307,7 +307,7 @@ def make_events(count: int, seed: int = 7) -> list[Event]:
         data = shapes.deal_v2(_v2_deal(item_id, rng), lookups)
         result.append(
             Event(
-                envelope.event_id(SUBSCRIPTION, TRIGGER, item_id),
+                envelope.Origin(1, "bench").addition(SUBSCRIPTION, TRIGGER, item_id),
                 item_id,
                 envelope.body(TRIGGER, SUBSCRIPTION, data, detected_at),
             )

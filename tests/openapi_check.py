@@ -30,8 +30,9 @@ V1_FILE = SPEC_DIR / "pipedrive-v1.2026-08-18.yaml"
 SPEC_HOST = "https://api.pipedrive.com"
 V2_PREFIX = "/api/v2"
 COMMA_LIST_PARAMS = ("include_fields", "status")
-# Lookups read users from v1 (API v2 has no users endpoint); only that v1 call is expected.
-EXPECTED_V1_CALLS = {("GET", "/v1/users")}
+# Lookups read users from v1 (API v2 has no users endpoint), and event ids the company from
+# v1's `users/me`, once per client; only those v1 calls are expected.
+EXPECTED_V1_CALLS = {("GET", "/v1/users"), ("GET", "/v1/users/me")}
 
 
 def _comma_list(schema: dict[str, Any]) -> dict[str, Any]:

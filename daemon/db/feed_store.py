@@ -63,6 +63,7 @@ class StoredItem:
     version: int
     content_hash: str
     snapshot: dict[str, Any]
+    lineage: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ItemStateRow:
     content_hash: str
     update_time: datetime | None
     snapshot: str  # the raw object as JSON
+    lineage: str
 
 
 def _subscription(row: Any) -> SubscriptionState:
@@ -217,6 +219,7 @@ async def load_items(
         item_states.c.version,
         item_states.c.content_hash,
         item_states.c.snapshot,
+        item_states.c.lineage,
     ).where(
         item_states.c.account == account,
         item_states.c.object_type == object_type,
@@ -224,7 +227,9 @@ async def load_items(
     )
     async with engine.connect() as connection:
         return {
-            row.item_id: StoredItem(row.version, row.content_hash, json.loads(row.snapshot))
+            row.item_id: StoredItem(
+                row.version, row.content_hash, json.loads(row.snapshot), row.lineage
+            )
             for row in await connection.execute(query)
         }
 
@@ -254,6 +259,7 @@ async def commit_page(
                         "content_hash": statement.excluded.content_hash,
                         "update_time": statement.excluded.update_time,
                         "snapshot": statement.excluded.snapshot,
+                        "lineage": statement.excluded.lineage,
                         "seen_at": statement.excluded.seen_at,
                     },
                 ),
@@ -266,6 +272,7 @@ async def commit_page(
                         "content_hash": item.content_hash,
                         "update_time": item.update_time,
                         "snapshot": item.snapshot,
+                        "lineage": item.lineage,
                         "first_seen_at": now,
                         "seen_at": now,
                     }

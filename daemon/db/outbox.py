@@ -112,6 +112,15 @@ async def insert_events(
     return set(inserted.scalars())
 
 
+async def held(engine: AsyncEngine, event_ids: Collection[str]) -> set[str]:
+    """Which of these `event_id`s the outbox holds, in any state."""
+    if not event_ids:
+        return set()
+    query = select(deliveries.c.event_id).where(deliveries.c.event_id.in_(list(event_ids)))
+    async with engine.connect() as connection:
+        return set((await connection.execute(query)).scalars())
+
+
 # How many candidate rows a claim reads per free slot: enough that rows of subscriptions at
 # their cap do not crowd the others out of one claim.
 CANDIDATES_PER_SLOT = 4

@@ -93,7 +93,8 @@ feeds = Table(
 )
 
 # What the feed last saw of each item: enough to tell a change (content hash), number it
-# (`version`, so A -> B -> A -> B is three changes) and build `previous` (`snapshot`).
+# (`version`, so A -> B -> A -> B is three changes), name it for its event id (`lineage`: a
+# digest of every version seen, see change_feed.lineage) and build `previous` (`snapshot`).
 item_states = Table(
     "item_states",
     metadata,
@@ -106,6 +107,17 @@ item_states = Table(
     Column("snapshot", Text, nullable=False),
     Column("first_seen_at", Timestamp(), nullable=False),
     Column("seen_at", Timestamp(), nullable=False),
+    Column("lineage", String(64), nullable=False),
+)
+
+# This database's identity, one row made at its first poll: part of every change's event id,
+# so a fresh database never repeats an id another one sent (a restored backup keeps it).
+installation = Table(
+    "installation",
+    metadata,
+    Column("singleton", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("id", String(32), nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
 )
 
 # Where an outbox row stands (procrastinate keeps its jobs the same way): pending until it is

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,20 +17,43 @@ def _digest(*parts: str) -> str:
     return EVENT_ID_PREFIX + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
-def event_id(subscription: str, trigger: str, item_id: int | str) -> str:
-    """`webhook-id` of an addition: the same on every retry and replay, one per item."""
-    return _digest(subscription, trigger, str(item_id))
+@dataclass(frozen=True)
+class Origin:
+    """What makes one feed's events unlike any other's: the Pipedrive company the account's
+    token belongs to (its `company_id`), and this database (`installation`, created with it)."""
+
+    company_id: int
+    installation: str
+
+    @property
+    def _company(self) -> str:
+        return f"company {self.company_id}"
+
+    def addition(self, subscription: str, trigger: str, item_id: int | str) -> str:
+        """`webhook-id` of an addition: one per company, subscription, trigger and item (a
+        company never reuses an item id), so every database that sees it gives the same."""
+        return _digest(self._company, subscription, trigger, str(item_id))
+
+    def change(self, subscription: str, trigger: str, item_id: str, lineage: str) -> str:
+        """`webhook-id` of a change: one per observed version of the item, named by its
+        `lineage` (the content of every version this database saw of it, in order), so a
+        retry, a replay, a restart or a re-read keeps it, a restored backup that sees other
+        content does not reuse it, and A -> B -> A -> B gives three different ids."""
+        return _digest(self._company, self.installation, subscription, trigger, item_id, lineage)
+
+    def unreadable(self, subscription: str, trigger: str, raw: str) -> str:
+        """`webhook-id` of an item that could not be read at all: one per distinct raw object."""
+        digest = hashlib.sha256(raw.encode()).hexdigest()
+        return _digest(self._company, self.installation, subscription, trigger, "raw", digest)
 
 
-def change_event_id(subscription: str, trigger: str, item_id: str, version: int) -> str:
-    """`webhook-id` of a change: one per observed version of the item, so a retry, a replay,
-    a restart or a re-read keeps it, and A -> B -> A -> B gives three different ids."""
+def legacy_id(subscription: str, trigger: str, item_id: str, version: int | None) -> str:
+    """The id revisions up to 0007 gave an event: (subscription, trigger, item), and the
+    version number for a change (`version`; None for an addition). Never given to a new event:
+    only to recognise one queued before the upgrade when its version is read again."""
+    if version is None:
+        return _digest(subscription, trigger, item_id)
     return _digest(subscription, trigger, item_id, f"v{version}")
-
-
-def raw_event_id(subscription: str, trigger: str, raw: str) -> str:
-    """`webhook-id` of an item that could not be read at all: one per distinct raw object."""
-    return _digest(subscription, trigger, "raw", hashlib.sha256(raw.encode()).hexdigest())
 
 
 def body(

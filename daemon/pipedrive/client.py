@@ -6,6 +6,7 @@ lines and exception messages, headers it does not.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
@@ -191,6 +192,8 @@ class PipedriveClient:
         self._backoff = wait_exponential_jitter(
             multiplier=retry.backoff_s, max=retry.max_backoff_s, jitter=retry.backoff_s
         )
+        self._company_id: int | None = None
+        self._company_lock = asyncio.Lock()
 
     @staticmethod
     def http_client(
@@ -336,6 +339,21 @@ class PipedriveClient:
                 params["status"] = "open,won,lost,deleted"
             found.extend(await self.list_pages(f"/api/v2/{resource}", params))
         return found
+
+    async def company_id(self) -> int:
+        """The Pipedrive company the token belongs to (`GET /v1/users/me`): part of every
+        event id. Asked once per client, when the first event needs it, never per poll."""
+        async with self._company_lock:
+            if self._company_id is None:
+                me = await self.get("/v1/users/me")
+                company = me.get("company_id")
+                if type(company) is not int:
+                    raise PipedriveUnavailable(
+                        f"account {self.account!r}: GET /v1/users/me: Pipedrive answered "
+                        "without a company_id"
+                    )
+                self._company_id = company
+            return self._company_id
 
     # Single objects, for the actions.
 

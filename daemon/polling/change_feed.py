@@ -48,6 +48,7 @@ class Firing:
     version: int  # the item's version number in the feed: one per observed change
     current: Item
     previous: Item | None
+    lineage: str  # names this version for its event id (see `lineage`)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ class PageDecision:
 def content_hash(item: Item) -> str:
     canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def lineage(before: str | None, digest: str) -> str:
+    """Names a version by every version this database saw of the item, in order: `before`
+    is the last one's lineage (None for the first), `digest` this one's `content_hash`. A
+    number would restart with a fresh database or repeat after a restored backup; this
+    differs wherever the observed content does, and a re-read of a version keeps it."""
+    return hashlib.sha256(f"{before or ''}:{digest}".encode()).hexdigest()
 
 
 def raw_json(item: Item) -> str:
@@ -102,9 +111,11 @@ def decide(
         known = stored.get(key)
         novel = known is None or known.content_hash != digest
         if known is None:
-            version = 1
+            version, named = 1, lineage(None, digest)
+        elif novel:
+            version, named = known.version + 1, lineage(known.lineage, digest)
         else:
-            version = known.version + 1 if novel else known.version
+            version, named = known.version, known.lineage
         failed = False
         for reader in readers:
             previous: Item | None
@@ -122,9 +133,11 @@ def decide(
                 failed = True
                 continue
             if fires:
-                decision.firings.append(Firing(reader, key, version, item, previous))
+                decision.firings.append(Firing(reader, key, version, item, previous, named))
         if novel and not failed:
-            decision.states.append(ItemStateRow(key, version, digest, updated, raw_json(item)))
+            decision.states.append(
+                ItemStateRow(key, version, digest, updated, raw_json(item), named)
+            )
         if decision.newest_update is None or updated > decision.newest_update:
             decision.newest_update = updated
         ident = item.get("id")

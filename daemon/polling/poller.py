@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import metrics as metrics_module
 from daemon import times
 from daemon.config import Config, SubscriptionConfig
-from daemon.db import feed_store, outbox
+from daemon.db import feed_store, installation, outbox
 from daemon.errors import PipedriveError
 from daemon.payloads import envelope
 from daemon.pipedrive import lookups
@@ -94,6 +94,7 @@ class Poller:
         self._caches = caches
         self._on_new_events = on_new_events
         self._clock = clock
+        self._installation: str | None = None
 
     async def poll(self, feed: Feed) -> None:
         """One cycle. Any failure is recorded on the feed's subscriptions, never only logged;
@@ -236,8 +237,11 @@ class Poller:
     ) -> tuple[list[outbox.NewEvent], set[str]]:
         """The page's events; an item whose payload cannot be built is dead-lettered with its
         raw object, and its state is not stored, so a later version that maps is delivered."""
-        result = [_rejected_event(r, now) for r in decision.rejected]
         failed: set[str] = set()
+        if not decision.firings and not decision.rejected:
+            return [], failed
+        origin = await self._origin(client, now)
+        result = [_rejected_event(r, origin, now) for r in decision.rejected]
         if not decision.firings:
             return result, failed
         cache = self._caches[feed.account]
@@ -252,11 +256,37 @@ class Poller:
             catalog = await cache.field_catalog(client, fields_path)
         for firing in decision.firings:
             try:
-                result.append(_event(firing, resolved, catalog, now))
+                result.append(_event(firing, origin, resolved, catalog, now))
             except Exception as error:  # a payload error of any kind: never stalls the feed
                 failed.add(firing.item_id)
-                result.append(_unmappable_event(firing, error, now))
-        return result, failed
+                result.append(_unmappable_event(firing, origin, error, now))
+        return await self._without_pre_upgrade_copies(result, decision.firings), failed
+
+    async def _without_pre_upgrade_copies(
+        self, events: list[outbox.NewEvent], firings: Sequence[change_feed.Firing]
+    ) -> list[outbox.NewEvent]:
+        """Events queued before revision 0008 keep the ids they were made with; a version
+        read again since (a look-back, a backfilling subscription) is not queued twice."""
+        legacy = {
+            (f.reader.name, f.item_id): envelope.legacy_id(
+                f.reader.name,
+                f.reader.trigger.name,
+                f.item_id,
+                None if f.reader.trigger.kind == "added" else f.version,
+            )
+            for f in firings
+        }
+        queued = await outbox.held(self._engine, legacy.values())
+        if not queued:
+            return events
+        return [e for e in events if legacy.get((e.subscription, e.item_id)) not in queued]
+
+    async def _origin(self, client: PipedriveClient, now: datetime) -> envelope.Origin:
+        """What event ids are made of besides the event: the company (asked of Pipedrive once
+        per client) and this database's installation id (read once per process)."""
+        if self._installation is None:
+            self._installation = await installation.installation_id(self._engine, now)
+        return envelope.Origin(await client.company_id(), self._installation)
 
     @staticmethod
     def _log_detected(new_events: Sequence[outbox.NewEvent]) -> None:
@@ -316,6 +346,7 @@ def _data(
 
 def _event(
     firing: change_feed.Firing,
+    origin: envelope.Origin,
     resolved: lookups.Lookups,
     catalog: FieldCatalog | None,
     now: datetime,
@@ -325,7 +356,7 @@ def _event(
     if trigger.kind == "added":
         return outbox.NewEvent(
             reader.name,
-            envelope.event_id(reader.name, trigger.name, firing.item_id),
+            origin.addition(reader.name, trigger.name, firing.item_id),
             trigger.name,
             firing.item_id,
             envelope.body(trigger.name, reader.name, data, now),
@@ -336,7 +367,7 @@ def _event(
         previous = change_feed.previous_fields(before, data, trigger.always_previous)
     return outbox.NewEvent(
         reader.name,
-        envelope.change_event_id(reader.name, trigger.name, firing.item_id, firing.version),
+        origin.change(reader.name, trigger.name, firing.item_id, firing.lineage),
         trigger.name,
         firing.item_id,
         envelope.body(trigger.name, reader.name, data, now, change=True, previous=previous),
@@ -344,15 +375,13 @@ def _event(
 
 
 def _unmappable_event(
-    firing: change_feed.Firing, error: Exception, now: datetime
+    firing: change_feed.Firing, origin: envelope.Origin, error: Exception, now: datetime
 ) -> outbox.NewEvent:
     reader, trigger = firing.reader, firing.reader.trigger
     if trigger.kind == "added":
-        event_id = envelope.event_id(reader.name, trigger.name, firing.item_id)
+        event_id = origin.addition(reader.name, trigger.name, firing.item_id)
     else:
-        event_id = envelope.change_event_id(
-            reader.name, trigger.name, firing.item_id, firing.version
-        )
+        event_id = origin.change(reader.name, trigger.name, firing.item_id, firing.lineage)
     return outbox.NewEvent(
         reader.name,
         event_id,
@@ -363,10 +392,12 @@ def _unmappable_event(
     )
 
 
-def _rejected_event(rejected: change_feed.Rejected, now: datetime) -> outbox.NewEvent:
+def _rejected_event(
+    rejected: change_feed.Rejected, origin: envelope.Origin, now: datetime
+) -> outbox.NewEvent:
     reader, trigger = rejected.reader, rejected.reader.trigger
     raw = change_feed.raw_json(rejected.item)
-    event_id = envelope.raw_event_id(reader.name, trigger.name, raw)
+    event_id = origin.unreadable(reader.name, trigger.name, raw)
     return outbox.NewEvent(
         reader.name,
         event_id,

@@ -20,6 +20,7 @@ from tests.raw_servers import ReplyServer, closed_port, hanging_server
 
 TOKEN = "tok-5ecret-in-the-url"
 TRIGGER = "deal.added"
+ORIGIN = envelope.Origin(company_id=1, installation="delivery-errors")
 
 
 def subscription(name: str, url: str, *, allow: bool = True) -> SubscriptionConfig:
@@ -38,7 +39,7 @@ async def deliver_once(engine: AsyncEngine, subs: list[SubscriptionConfig]) -> d
     now = datetime.now(UTC)
     for sub in subs:
         queued = outbox.NewEvent(
-            sub.name, envelope.event_id(sub.name, TRIGGER, 1), TRIGGER, "1", "{}"
+            sub.name, ORIGIN.addition(sub.name, TRIGGER, 1), TRIGGER, "1", "{}"
         )
         async with engine.begin() as connection:
             await outbox.insert_events(connection, [queued], now)
@@ -56,7 +57,7 @@ async def deliver_once(engine: AsyncEngine, subs: list[SubscriptionConfig]) -> d
         finally:
             stop.set()
             await task
-    by_event = {envelope.event_id(s.name, TRIGGER, 1): s.name for s in subs}
+    by_event = {ORIGIN.addition(s.name, TRIGGER, 1): s.name for s in subs}
     return {by_event[row.event_id]: row for row in await attempts(engine)}
 
 
@@ -104,7 +105,7 @@ async def test_each_failure_is_recorded_as_what_it_was(
     assert (rows["busy"].status, rows["fine"].status, rows["fine"].reply) == (503, 200, "")
     assert rows["down"].reply is None and rows["guarded"].reply is None
     assert [a.headers["webhook-id"] for a in receiver.attempts] == [
-        envelope.event_id("fine", TRIGGER, 1)
+        ORIGIN.addition("fine", TRIGGER, 1)
     ], "the guarded subscription's POST never left"
     async with engine.connect() as connection:
         dead = dict(

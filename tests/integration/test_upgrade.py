@@ -3,6 +3,7 @@ is delivered again, nothing added while the daemon was stopped is missed."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,12 +16,16 @@ from pydantic import SecretStr
 from daemon import config as config_module
 from daemon.db import database, feed_store, tables
 from daemon.dev.sandbox import Sandbox
-from daemon.payloads import envelope
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import poller
 from tests.conftest import API_TOKEN, config_text, scratch_postgres
+
+
+def legacy_event_id(*parts: object) -> str:
+    """An event id as releases up to revision 0007 made it: (subscription, trigger, item)."""
+    return "msg_" + hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:32]
 
 
 def _at_revision(kind: str, tmp_path: Path, revision: str) -> Iterator[str]:
@@ -71,7 +76,7 @@ async def test_upgrade_from_the_id_mark_release(
         for deal in delivered:
             connection.execute(
                 old_outbox.insert().values(
-                    event_id=envelope.event_id("deals", "deal.added", deal["id"]),
+                    event_id=legacy_event_id("deals", "deal.added", deal["id"]),
                     subscription="deals", event_type="deal.added", item_id=deal["id"],
                     body="{}", created_at=stamp, next_attempt_at=stamp, attempts=1,
                     delivered_at=stamp,

@@ -15,15 +15,34 @@ from tests.conftest import SIGNING_SECRET
 
 
 def test_event_id_is_stable_and_distinct() -> None:
-    one = envelope.event_id("new-deals", "deal.added", 42)
-    assert one == envelope.event_id("new-deals", "deal.added", 42)
+    origin = envelope.Origin(7700001, "a" * 32)
+    one = origin.addition("new-deals", "deal.added", 42)
+    assert one == envelope.Origin(7700001, "b" * 32).addition("new-deals", "deal.added", 42)
     others = {
-        envelope.event_id("new-deals", "deal.added.legacy", 42),
-        envelope.event_id("other", "deal.added", 42),
-        envelope.event_id("new-deals", "deal.added", 43),
+        origin.addition("new-deals", "deal.added.legacy", 42),
+        origin.addition("other", "deal.added", 42),
+        origin.addition("new-deals", "deal.added", 43),
+        envelope.Origin(7700002, "a" * 32).addition("new-deals", "deal.added", 42),
     }
-    assert one not in others and len(others) == 3
-    assert one.startswith("msg_")
+    assert one not in others and len(others) == 4
+    assert one.startswith("msg_") and len(one) == len("msg_") + 32
+
+
+def test_a_change_id_names_the_company_the_database_and_the_lineage() -> None:
+    origin = envelope.Origin(7700001, "a" * 32)
+    one = origin.change("orgs", "organization.updated", "5", "l1")
+    assert one == envelope.Origin(7700001, "a" * 32).change(
+        "orgs", "organization.updated", "5", "l1"
+    )
+    others = {
+        origin.change("orgs", "organization.updated", "5", "l2"),  # other content seen
+        origin.change("orgs", "organization.updated", "6", "l1"),
+        origin.change("other", "organization.updated", "5", "l1"),
+        envelope.Origin(7700002, "a" * 32).change("orgs", "organization.updated", "5", "l1"),
+        envelope.Origin(7700001, "b" * 32).change("orgs", "organization.updated", "5", "l1"),
+    }
+    assert one not in others and len(others) == 5
+    assert one.startswith("msg_") and len(one) == len("msg_") + 32
 
 
 def test_body_is_the_documented_envelope() -> None:

@@ -193,7 +193,7 @@ def reader(position: datetime = START, **kw: Any) -> change_feed.Reader:
 
 def test_decide_sees_a_version_once_and_numbers_changes() -> None:
     seen = deal(3, add_time="2026-11-01T00:00:00Z")
-    stored = {"3": StoredItem(4, change_feed.content_hash(seen), seen)}
+    stored = {"3": StoredItem(4, change_feed.content_hash(seen), seen, "lineage-4")}
     watermark = START + timedelta(minutes=5)
     caught_up, backfilling = reader(watermark, name="now"), reader(START, name="back")
     look_back = timedelta(seconds=60)
@@ -208,6 +208,24 @@ def test_decide_sees_a_version_once_and_numbers_changes() -> None:
     )
     assert [(f.version, f.previous) for f in changed.firings] == [(5, seen)]
     assert [s.version for s in changed.states] == [5]
+    # A re-read keeps the version's lineage; a change continues it from the stored one.
+    assert same.firings[0].lineage == "lineage-4"
+    fifth = change_feed.lineage("lineage-4", change_feed.content_hash(edited))
+    assert changed.firings[0].lineage == changed.states[0].lineage == fifth
+
+
+def test_a_lineage_tells_apart_what_a_version_number_cannot() -> None:
+    a, b = change_feed.content_hash(deal(3, value=1)), change_feed.content_hash(deal(3, value=2))
+    first = change_feed.lineage(None, a)
+    second = change_feed.lineage(first, b)
+    assert change_feed.lineage(None, a) == first  # the same versions seen: the same name
+    # A -> B -> A -> B: every version a new name, though two contents repeat.
+    names = [first, second, change_feed.lineage(second, a)]
+    names.append(change_feed.lineage(names[-1], b))
+    assert len(set(names)) == 4
+    # A fresh database's first version, or a restored one's next, differs from the lost one's.
+    assert change_feed.lineage(None, b) not in names
+    assert change_feed.lineage(first, a) not in names
 
 
 def test_decide_rejects_an_unreadable_item_without_storing_it() -> None:

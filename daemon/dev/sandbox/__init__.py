@@ -58,10 +58,13 @@ class Sandbox:
         seed: int | None = None,
         limits: rate_limit.Limits | None = None,
         now: Callable[[], datetime] = clock.utc_now,
+        company_id: int | None = None,
     ) -> None:
         self._token = token
         self.clock = clock.SandboxClock(now)
         self.store = state.Store(self.clock)
+        if company_id is not None:  # another Pipedrive account than the default sandbox's
+            self.store.company_id = company_id
         if seed is None:
             seeding.seed_minimum(self.store, "Sandbox Owner", "owner@sandbox.example")
         else:

@@ -31,8 +31,9 @@ ACTIVITY_INCLUDE_FIELDS = ("attendees",)
 _DEAL_INCLUDE_ONLY = frozenset({"source_lead_id"})
 _ACTIVITY_INCLUDE_ONLY = frozenset({"attendees"})
 
+COMPANY_ID = 7700001
 COMPANY = {
-    "company_id": 7700001,
+    "company_id": COMPANY_ID,
     "company_name": "Sandbox Trading Ltd",
     "company_domain": "sandbox",
     "company_country": "EE",

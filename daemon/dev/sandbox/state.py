@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.dev.sandbox import bodies, clock, custom_fields, errors
+from daemon.dev.sandbox import bodies, clock, custom_fields, errors, render
 
 DEFAULT_CURRENCY = "EUR"
 DEFAULT_VISIBLE_TO = 3
@@ -52,6 +52,8 @@ class Store:
             "deal": [], "person": [], "organization": [], "activity": [],
         }  # fmt: skip
         self.me_id = 0
+        # The account's company, as `GET /v1/users/me` names it; a second sandbox may differ.
+        self.company_id = render.COMPANY_ID
         self._last_id = dict.fromkeys(KINDS, 0)
 
     def _next_id(self, kind: str) -> int:

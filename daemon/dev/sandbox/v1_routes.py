@@ -43,7 +43,8 @@ def table(store: Store) -> list[tuple[str, str, Endpoint]]:
 
     async def get_me(request: Request) -> Response:
         with store.lock:
-            return ok_v1(render.user_v1(store.users[store.me_id], store.me_id, with_company=True))
+            me = render.user_v1(store.users[store.me_id], store.me_id, with_company=True)
+            return ok_v1({**me, "company_id": store.company_id})
 
     async def list_notes(request: Request) -> Response:
         params = envelope.params(request)
