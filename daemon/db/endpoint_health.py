@@ -65,28 +65,6 @@ def probe_failed(health: Health, now: datetime) -> Health:
     return replace(health, probe_at=now + timedelta(seconds=interval), probe_interval_s=interval)
 
 
-def describe(
-    health: Health | None,
-    *,
-    configured: bool,
-    poll_failing: tuple[str | None, datetime | None] | None,
-    delivery_error: str | None,
-) -> tuple[str, str | None, datetime | None]:
-    """`status`'s (state, state_reason, state_since): orphaned (in the outbox, not in the
-    config), disabled, paused, failing (its polls, or pending events that failed), ok."""
-    if not configured:
-        return "orphaned", "not in the config file; its rows stay in the outbox", None
-    if health is not None and health.disabled_at is not None:
-        return "disabled", health.disabled_reason, health.disabled_at
-    if health is not None and health.paused_at is not None:
-        return "paused", health.pause_reason, health.paused_at
-    if poll_failing is not None:
-        return "failing", poll_failing[0], poll_failing[1]
-    if delivery_error is not None:
-        return "failing", delivery_error, None
-    return "ok", None, None
-
-
 async def load(engine: AsyncEngine) -> dict[str, Health]:
     async with engine.connect() as connection:
         rows = await connection.execute(select(subscription_health))

@@ -244,9 +244,7 @@ async def run(
             extra={"action": "daemon.started"},
         )
         # READY=1 (migrations applied, first polls scheduled), STATUS= lines, WATCHDOG=1 pings.
-        supervisor = await stack.enter_async_context(
-            supervision.supervised(engine, len(subscriptions))
-        )
+        supervisor = await stack.enter_async_context(supervision.supervised(engine, subscriptions))
         background: set[asyncio.Task[None]] = {
             asyncio.create_task(heartbeat.keep_beating(engine), name="heartbeat")
         }
@@ -257,7 +255,7 @@ async def run(
         if reloads is not None:
 
             async def reloaded(rejected: bool) -> None:
-                await supervisor.reloaded(len(running.config.subscriptions), rejected)
+                await supervisor.reloaded([s.name for s in running.config.subscriptions], rejected)
 
             background.add(asyncio.create_task(reloads.serve(running.apply, reloaded)))
         delivering = asyncio.create_task(deliverer.run(stop), name="delivery")

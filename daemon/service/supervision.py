@@ -1,35 +1,53 @@
-"""What the daemon tells systemd while it runs: ready, a status line of counts, watchdog pings."""
+"""What the daemon tells systemd while it runs: ready, a status line of subscriptions' states and
+the outbox's counts, watchdog pings."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import outbox
+from daemon.model.subscription_state import State
 from daemon.service import sd_notify
+from daemon.status import dashboard
 
 logger = logging.getLogger(__name__)
 
-STATUS_INTERVAL_S = 10.0  # the counts are read, and a changed status sent, at most this often
+STATUS_INTERVAL_S = 10.0  # the states are read, and a changed status sent, at most this often
 DATABASE_DOWN_STATUS = "database unavailable; retrying (deliveries wait in the outbox)"
 
 
-def status_line(subscriptions: int, totals: outbox.OutboxTotals) -> str:
-    """The line `systemctl status` shows, e.g. `12 subscriptions, 3 pending, 0 dead`."""
-    noun = "subscription" if subscriptions == 1 else "subscriptions"
-    return f"{subscriptions} {noun}, {totals.pending} pending, {totals.dead} dead"
+def status_line(states: Sequence[State], totals: outbox.OutboxTotals) -> str:
+    """The line `systemctl status` shows, e.g. `12 subscriptions (10 ok, 1 failing, 1 paused),
+    3 pending, 0 dead`: the configured subscriptions by state as `status` names them, then those
+    orphaned (`, 1 orphaned`) if any, then the outbox."""
+    tally = Counter(states)
+    configured = len(states) - tally[State.ORPHANED]
+    noun = "subscription" if configured == 1 else "subscriptions"
+    by_state = ", ".join(
+        f"{tally[state]} {state.label}"
+        for state in State
+        if tally[state] and state is not State.ORPHANED
+    )
+    parts = [f"{configured} {noun} ({by_state})" if by_state else f"0 {noun}"]
+    if tally[State.ORPHANED]:
+        parts.append(f"{tally[State.ORPHANED]} {State.ORPHANED.label}")
+    return ", ".join([*parts, f"{totals.pending} pending", f"{totals.dead} dead"])
 
 
 class Supervisor:
     """Reports to systemd (see `supervised`); `stopping()` when shutdown begins."""
 
-    def __init__(self, engine: AsyncEngine, subscriptions: int, status_interval_s: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, subscriptions: Collection[str], status_interval_s: float
+    ) -> None:
         self._engine = engine
-        self._subscriptions = subscriptions
+        self._subscriptions = frozenset(subscriptions)
         self._status_interval_s = status_interval_s
         self._last_status: str | None = None
         self._database_down = False
@@ -38,20 +56,24 @@ class Supervisor:
 
     async def _read_status(self) -> str | None:
         try:
-            totals = await outbox.outbox_totals(self._engine)
+            rows = await dashboard.subscriptions(self._engine, self._subscriptions)
         except Exception:
             # A database outage must not stop the daemon; the counts return with the database.
             # Said once per outage, in the log and in systemd's status line.
             if not self._database_down:
                 logger.warning(
-                    "could not read the outbox counts for systemd's status line",
+                    "could not read the subscriptions' states for systemd's status line",
                     exc_info=True,
                     extra={"action": "supervision.status_failed"},
                 )
             self._database_down = True
             return DATABASE_DOWN_STATUS
         self._database_down = False
-        return status_line(self._subscriptions, totals)
+        totals = outbox.OutboxTotals(
+            pending=sum(row.gauges.pending for row in rows),
+            dead=sum(row.gauges.dead for row in rows),
+        )
+        return status_line([row.gauges.state for row in rows], totals)
 
     async def _report_status(self) -> None:
         while True:
@@ -69,10 +91,10 @@ class Supervisor:
             self._watchdog = asyncio.create_task(sd_notify.keep_alive(interval), name="watchdog")
         self._status = asyncio.create_task(self._report_status(), name="status")
 
-    async def reloaded(self, subscriptions: int, rejected: bool = False) -> None:
+    async def reloaded(self, subscriptions: Collection[str], rejected: bool = False) -> None:
         """A reload has ended (`sd_notify.reloading()` began it): READY=1 again, with the new
         status line, or one saying the new config was rejected and the old one runs on."""
-        self._subscriptions = subscriptions
+        self._subscriptions = frozenset(subscriptions)
         line = await self._read_status()
         if rejected:
             prefix = "reload rejected (invalid config); running the previous config"
@@ -96,10 +118,13 @@ class Supervisor:
 
 @contextlib.asynccontextmanager
 async def supervised(
-    engine: AsyncEngine, subscriptions: int, status_interval_s: float = STATUS_INTERVAL_S
+    engine: AsyncEngine,
+    subscriptions: Collection[str],
+    status_interval_s: float = STATUS_INTERVAL_S,
 ) -> AsyncIterator[Supervisor]:
     """Send READY=1 with the first status line, then ping the watchdog at half `WATCHDOG_USEC`
-    and send the status again when the counts change. Enter it once everything is running."""
+    and send the status again when it changes. Enter it once everything is running;
+    `subscriptions` are the names the config gives."""
     supervisor = Supervisor(engine, subscriptions, status_interval_s)
     await supervisor.start()
     try:

@@ -40,8 +40,9 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 .state { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 12px;
   font-weight: 600; background: #e6e9ee; }
 .state-ok, .state-delivered { background: #dff3e4; color: #17602b; }
-.state-failing, .state-dead { background: #fbe1e1; color: #8a1c1c; }
-.state-retrying, .state-orphaned, .state-pending { background: #fdf0d5; color: #7a4d00; }
+.state-failing, .state-disabled, .state-dead { background: #fbe1e1; color: #8a1c1c; }
+.state-retrying, .state-paused, .state-orphaned, .state-pending { background: #fdf0d5;
+  color: #7a4d00; }
 .attempt { display: inline-block; margin: 0 4px 2px 0; }
 .flash { background: #e3effd; border: 1px solid #b6d2f5; padding: 8px 12px; border-radius: 6px;
   margin-top: 12px; }
@@ -98,7 +99,14 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _state(name: str) -> str:
-    return f'<span class="state state-{_e(name)}">{_e(name.replace("_", " "))}</span>'
+    return f'<span class="state state-{_e(name)}">{_e(name)}</span>'
+
+
+def _subscription_state(row: dashboard.SubscriptionRow) -> str:
+    """The state as people spell it, its reason in the title."""
+    state = row.gauges.state
+    title = f' title="{_e(row.state_reason)}"' if row.state_reason else ""
+    return f'<span class="state state-{_e(state.value)}"{title}>{_e(state.label)}</span>'
 
 
 def _replay_form(page: Page, label: str, *, letter: int | None = None, subscription: str) -> str:
@@ -139,7 +147,7 @@ def _subscriptions(page: Page) -> str:
             f'<tr data-subscription="{_e(g.subscription)}"><td><b>{_e(g.subscription)}</b></td>'
             f"<td>{_e(info.trigger if info else '')}</td>"
             f"<td>{_e(info.account if info else '')}</td>"
-            f"<td>{_state(g.state)}</td>"
+            f"<td>{_subscription_state(row)}</td>"
             f'<td class="num" data-col="pending">{g.pending}</td>'
             f'<td class="num">{_age(page.now, g.oldest_pending_at) if g.pending else "-"}</td>'
             f'<td class="num" data-col="delivered">{_e(row.delivered)}</td>'

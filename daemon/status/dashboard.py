@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Integer, String, cast, func, literal, null, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.db import endpoint_health
 from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
@@ -17,21 +18,13 @@ from daemon.db.tables import (
     Timestamp,
     deliveries,
     delivery_attempts,
+    subscription_health,
     subscription_state,
 )
 from daemon.metrics import SubscriptionGauges
+from daemon.model import subscription_state as state_model
 
 RECENT_LIMIT = 100  # deliveries and dead letters the page lists
-
-
-def state_of(name: str, configured: Collection[str], status: str | None) -> str:
-    """ok / failing from the last poll; not_started before the first; orphaned when the config
-    no longer names it (its queue and dead letters stay in the database)."""
-    if name not in configured:
-        return "orphaned"
-    if status is None:
-        return "not_started"
-    return status
 
 
 async def ping(engine: AsyncEngine) -> None:
@@ -46,13 +39,15 @@ class SubscriptionRow:
     delivered: int | None = None  # counted for the page only: it reads every delivered row
     last_poll_at: datetime | None = None
     last_error: str | None = None
+    state_reason: str | None = None
 
 
 async def subscriptions(
     engine: AsyncEngine, configured: Collection[str], *, count_delivered: bool = False
 ) -> list[SubscriptionRow]:
-    """Every subscription in the config or the database, with its outbox counts, in one
-    statement: pending rows (the partial index of undelivered rows), dead letters, states."""
+    """Every subscription in the config or the database, with its outbox counts and its state,
+    in one statement: pending rows (the partial index of undelivered rows) and the newest error
+    of those that failed an attempt, dead letters, feed states, endpoint health."""
     pending = (
         select(
             deliveries.c.subscription.label("name"),
@@ -60,7 +55,7 @@ async def subscriptions(
             func.count().label("n"),
             func.min(deliveries.c.created_at).label("at"),
             cast(null(), String).label("status"),
-            cast(null(), String).label("error"),
+            func.max(deliveries.c.last_error).filter(deliveries.c.attempts > 0).label("error"),
         )
         .where(deliveries.c.state == STATE_PENDING)
         .group_by(deliveries.c.subscription)
@@ -85,6 +80,24 @@ async def subscriptions(
             subscription_state.c.status,
             subscription_state.c.last_error,
         ),
+        *(
+            select(
+                subscription_health.c.subscription,
+                literal(kind),
+                cast(literal(0), Integer),
+                at,
+                cast(null(), String),
+                reason,
+            ).where(at.is_not(None))
+            for kind, at, reason in (
+                (
+                    "disabled",
+                    subscription_health.c.disabled_at,
+                    subscription_health.c.disabled_reason,
+                ),
+                ("paused", subscription_health.c.paused_at, subscription_health.c.pause_reason),
+            )
+        ),
     ]
     if count_delivered:
         parts.append(
@@ -102,31 +115,52 @@ async def subscriptions(
     async with engine.connect() as connection:
         rows = (await connection.execute(union_all(*parts))).all()
     found: dict[str, dict[str, Any]] = {name: {} for name in configured}
+    health: dict[str, dict[str, Any]] = {}
     for name, kind, count, at, status, error in rows:
+        if kind in ("disabled", "paused"):  # lists no subscription that nothing else lists
+            health.setdefault(name, {}).update({f"{kind}_at": at, f"{kind}_reason": error})
+            continue
         entry = found.setdefault(name, {})
         if kind == "pending":
-            entry |= {"pending": count, "oldest": at}
+            entry |= {"pending": count, "oldest": at, "delivery_error": error}
         elif kind == "dead":
             entry["dead"] = count
         elif kind == "delivered":
             entry["delivered"] = count
         else:
             entry |= {"status": status, "last_poll_at": at, "last_error": error}
-    return [
-        SubscriptionRow(
-            SubscriptionGauges(
-                subscription=name,
-                state=state_of(name, configured, entry.get("status")),
-                pending=entry.get("pending", 0),
-                oldest_pending_at=entry.get("oldest"),
-                dead=entry.get("dead", 0),
+    result = []
+    for name, entry in sorted(found.items()):
+        switches = health.get(name, {})
+        verdict = state_model.derive(
+            configured=name in configured,
+            poll_status=entry.get("status"),
+            poll_error=entry.get("last_error"),
+            polled_at=entry.get("last_poll_at"),
+            health=endpoint_health.Health(
+                disabled_at=switches.get("disabled_at"),
+                disabled_reason=switches.get("disabled_reason"),
+                paused_at=switches.get("paused_at"),
+                pause_reason=switches.get("paused_reason"),
             ),
-            delivered=entry.get("delivered", 0) if count_delivered else None,
-            last_poll_at=entry.get("last_poll_at"),
-            last_error=entry.get("last_error"),
+            delivery_error=entry.get("delivery_error"),
         )
-        for name, entry in sorted(found.items())
-    ]
+        result.append(
+            SubscriptionRow(
+                SubscriptionGauges(
+                    subscription=name,
+                    state=verdict.state,
+                    pending=entry.get("pending", 0),
+                    oldest_pending_at=entry.get("oldest"),
+                    dead=entry.get("dead", 0),
+                ),
+                delivered=entry.get("delivered", 0) if count_delivered else None,
+                last_poll_at=entry.get("last_poll_at"),
+                last_error=entry.get("last_error"),
+                state_reason=verdict.reason,
+            )
+        )
+    return result
 
 
 @dataclass(frozen=True)

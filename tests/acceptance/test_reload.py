@@ -109,7 +109,9 @@ def test_valid_reload_adds_removes_and_rotates_without_losing_the_queue(
         assert len(reloading) == 1 and reloading[0].fields["RELOADING"] == "1"
         assert before_us <= int(reloading[0].fields["MONOTONIC_USEC"]) <= before_us + 20_000_000
         assert reloading[0].at <= ready[1].at, "RELOADING=1, then READY=1"
-        assert ready[1].fields["STATUS"].startswith("2 subscriptions, ")
+        # The removed subscription's queued event leaves it orphaned.
+        assert ready[1].fields["STATUS"].startswith("2 subscriptions (")
+        assert ", 1 orphaned, " in ready[1].fields["STATUS"]
         activity_polls = sandbox.calls_to("GET", "/api/v2/activities")
 
         # The added subscription backfills and delivers; the changed secret signs what follows.
@@ -163,7 +165,7 @@ def test_invalid_reload_is_rejected_once_and_the_old_config_keeps_running(
         ready = notify_listener.wait_for("READY", count=2)
         assert len(ready) == 2, log.read_text()
         assert "reload rejected" in ready[1].fields["STATUS"]
-        assert ready[1].fields["STATUS"].endswith("1 subscription, 0 pending, 0 dead")
+        assert ready[1].fields["STATUS"].endswith("1 subscription (1 ok), 0 pending, 0 dead")
         assert len(notify_listener.with_field("RELOADING")) == 1
 
         deal = sandbox.add_deal(title="still delivered")["id"]

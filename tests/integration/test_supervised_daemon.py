@@ -31,17 +31,17 @@ async def test_ready_then_status_only_when_the_counts_change(
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", notify_listener.address)
     await detect(engine, [1], [])
-    async with supervision.supervised(engine, 3, status_interval_s=0.1) as supervisor:
+    async with supervision.supervised(engine, ["s", "t", "u"], status_interval_s=0.1) as supervisor:
         ready = notify_listener.wait_for("READY")
         assert [n.fields for n in ready] == [
-            {"READY": "1", "STATUS": "3 subscriptions, 1 pending, 0 dead"}
+            {"READY": "1", "STATUS": "3 subscriptions (3 not started), 1 pending, 0 dead"}
         ]
         await asyncio.sleep(0.35)  # three reads of unchanged counts: nothing sent
         assert len(notify_listener.received) == 1
         await detect(engine, [2, 3], [4])
         await asyncio.sleep(0.35)
         assert [n.fields for n in notify_listener.with_field("STATUS")[1:]] == [
-            {"STATUS": "3 subscriptions, 3 pending, 1 dead"}
+            {"STATUS": "3 subscriptions (3 not started), 3 pending, 1 dead"}
         ]
         supervisor.stopping()
     notify_listener.wait_for("STOPPING")
@@ -58,7 +58,7 @@ async def test_without_notify_socket_nothing_is_sent_and_nothing_fails(
     database.upgrade(url)
     engine = database.create_engine(url)
     try:
-        async with supervision.supervised(engine, 1, status_interval_s=0.05) as supervisor:
+        async with supervision.supervised(engine, ["s"], status_interval_s=0.05) as supervisor:
             await asyncio.sleep(0.2)
             supervisor.stopping()
     finally:

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon import config, metrics
 from daemon.clock import FakeClock
 from daemon.db import outbox
+from daemon.model.subscription_state import State
 from daemon.pipedrive import account_usage, costs
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import poller
@@ -82,8 +83,8 @@ def test_counters() -> None:
 
 def test_gauges_have_one_state_set_per_subscription() -> None:
     rows = [
-        metrics.SubscriptionGauges("a", "failing", 2, NOW - timedelta(seconds=90), 1),
-        metrics.SubscriptionGauges("b", "orphaned"),
+        metrics.SubscriptionGauges("a", State.FAILING, 2, NOW - timedelta(seconds=90), 1),
+        metrics.SubscriptionGauges("b", State.ORPHANED),
     ]
     found = samples(metrics.exposition(metrics.PrometheusMetrics(), rows, NOW)[0])
     assert (
@@ -110,7 +111,7 @@ def test_no_gauges_when_the_database_cannot_be_read() -> None:
 
 
 def test_openmetrics_when_the_scraper_asks() -> None:
-    rows = [metrics.SubscriptionGauges("a", "ok", 1)]
+    rows = [metrics.SubscriptionGauges("a", State.OK, 1)]
     accept = "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
     body, content_type = metrics.exposition(metrics.PrometheusMetrics(), rows, NOW, accept)
     assert content_type.startswith("application/openmetrics-text")
@@ -202,9 +203,10 @@ def test_the_page_escapes_everything_it_shows() -> None:
         now=NOW,
         subscriptions=[
             dashboard.SubscriptionRow(
-                metrics.SubscriptionGauges(hostile, "failing", 1, NOW, 1),
+                metrics.SubscriptionGauges(hostile, State.FAILING, 1, NOW, 1),
                 delivered=0,
                 last_error=f"callback returned 500 {hostile}",
+                state_reason=hostile,
             )
         ],
         configured={hostile: admin_page.SubscriptionInfo("deal.added", hostile)},

@@ -5,16 +5,31 @@ from __future__ import annotations
 import pytest
 
 from daemon.db import outbox
+from daemon.model.subscription_state import State
 from daemon.service import supervision
+
+OK, FAILING, PAUSED = State.OK, State.FAILING, State.PAUSED
 
 
 @pytest.mark.parametrize(
-    ("subscriptions", "pending", "dead", "expected"),
+    ("states", "pending", "dead", "expected"),
     [
-        (12, 3, 0, "12 subscriptions, 3 pending, 0 dead"),
-        (1, 0, 0, "1 subscription, 0 pending, 0 dead"),
-        (0, 0, 7, "0 subscriptions, 0 pending, 7 dead"),
+        (
+            [OK] * 10 + [PAUSED, FAILING],
+            3,
+            0,
+            "12 subscriptions (10 ok, 1 failing, 1 paused), 3 pending, 0 dead",
+        ),
+        ([OK], 0, 0, "1 subscription (1 ok), 0 pending, 0 dead"),
+        (
+            [State.NOT_STARTED, State.ORPHANED],
+            2,
+            1,
+            "1 subscription (1 not started), 1 orphaned, 2 pending, 1 dead",
+        ),
+        ([], 0, 7, "0 subscriptions, 0 pending, 7 dead"),
+        ([State.ORPHANED], 0, 7, "0 subscriptions, 1 orphaned, 0 pending, 7 dead"),
     ],
 )
-def test_status_line(subscriptions: int, pending: int, dead: int, expected: str) -> None:
-    assert supervision.status_line(subscriptions, outbox.OutboxTotals(pending, dead)) == expected
+def test_status_line(states: list[State], pending: int, dead: int, expected: str) -> None:
+    assert supervision.status_line(states, outbox.OutboxTotals(pending, dead)) == expected
