@@ -115,10 +115,13 @@ def test_valid_reload_adds_removes_and_rotates_without_losing_the_queue(
         activity_polls = sandbox.calls_to("GET", "/api/v2/activities")
 
         # The added subscription backfills and delivers; the changed secret signs what follows.
-        copies = {envelope.event_id("deals-copy", "deal.added", d) for d in deals}
+        origin = envelope.Origin(
+            sandbox.store.company_id, installation=""
+        )  # additions: company only
+        copies = {origin.addition("deals-copy", "deal.added", d) for d in deals}
         assert _wait(lambda: copies <= receiver.event_ids()), log.read_text()
         later = sandbox.add_deal(title="after the reload")["id"]
-        after = envelope.event_id("deals", "deal.added", later)
+        after = origin.addition("deals", "deal.added", later)
         assert _wait(lambda: after in receiver.event_ids()), log.read_text()
         assert [r.verified for r in receiver.received if r.event_id == after] == [True]
 
@@ -170,7 +173,10 @@ def test_invalid_reload_is_rejected_once_and_the_old_config_keeps_running(
 
         deal = sandbox.add_deal(title="still delivered")["id"]
         assert receiver.wait_for(1, timeout_s=20), log.read_text()
-        assert receiver.event_ids() == {envelope.event_id("deals", "deal.added", deal)}
+        origin = envelope.Origin(
+            sandbox.store.company_id, installation=""
+        )  # additions: company only
+        assert receiver.event_ids() == {origin.addition("deals", "deal.added", deal)}
         assert daemon.poll() is None
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0

@@ -143,7 +143,12 @@ async def test_metrics_count_what_happened(
     assert api_calls[("GET /api/v2/deals", "500")] == 3
     assert api_calls[("GET /api/v2/deals", "429")] == 1
     endpoints = {endpoint for endpoint, _ in api_calls}
-    assert endpoints <= {"GET /api/v2/deals", "GET /v1/users", "GET /api/v2/stages"}
+    assert endpoints <= {
+        "GET /api/v2/deals",
+        "GET /v1/users",
+        "GET /v1/users/me",
+        "GET /api/v2/stages",
+    }
     # The sandbox charges its injected 429 (a real one costs nothing): one listing's 10 tokens.
     spent = value(found, "api_tokens_total", account="main")
     assert tokens_before - 10 <= spent <= tokens_after - 10
