@@ -16,6 +16,7 @@ EXTRA_FIELDS = (
     "subscription",
     "event_id",
     "account",
+    "item_id",
     "attempt",
     "status",
     "next_attempt_at",

@@ -22,7 +22,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from daemon.model import subscription_state
 from daemon.pipedrive import costs
 
 if TYPE_CHECKING:  # the Pipedrive client imports this module; the actions need no SQLAlchemy
@@ -33,8 +32,9 @@ PREFIX = "pipedrive_triggers_"
 LATENCY_BUCKETS_S = (
     0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400,
 )  # fmt: skip
-# The `state` label values of the `subscription_state` gauge, each 0 or 1 (`not_started`).
-STATES = tuple(state.value for state in subscription_state.State)
+# The states `subscription_state` reports, each 0 or 1; "paused" and "disabled" stay 0 until
+# subscriptions can be paused or disabled.
+STATES = ("ok", "failing", "paused", "disabled", "not_started", "orphaned")
 REFUSED_PREFIX = "refused:"  # how `targets` words a refusal by the private-address guard
 
 
@@ -52,6 +52,9 @@ class Metrics:
 
     def events(self, new_events: Sequence[outbox.NewEvent]) -> None:
         """A poll committed these events to the outbox."""
+
+    def future_dated(self, account: str, object_type: str, count: int) -> None:
+        """A poll stored `count` new item versions dated after the listing that served them."""
 
     def delivery(self, outcome: outbox.Outcome) -> None:
         """One delivery attempt's outcome is known."""
@@ -108,6 +111,13 @@ class PrometheusMetrics(Metrics):
             ["subscription", "trigger"],
             registry=self.registry,
         )
+        self._future_dated = Counter(
+            PREFIX + "future_dated_items",
+            "New item versions dated after the listing that served them (a bad clock, an "
+            "import): delivered, but the feed's watermark stays at the listing's time.",
+            ["account", "object"],
+            registry=self.registry,
+        )
         self._deliveries = Counter(
             PREFIX + "deliveries_total",
             "Delivery attempts by subscription and outcome (delivered, retry, dead, refused).",
@@ -143,6 +153,9 @@ class PrometheusMetrics(Metrics):
         ).items():
             self._events.labels(subscription, trigger).inc(count)
 
+    def future_dated(self, account: str, object_type: str, count: int) -> None:
+        self._future_dated.labels(account, object_type).inc(count)
+
     def delivery(self, outcome: outbox.Outcome) -> None:
         subscription = outcome.claimed.subscription
         self._deliveries.labels(subscription, delivery_outcome(outcome)).inc()
@@ -162,7 +175,7 @@ class SubscriptionGauges:
     """One subscription's outbox and state, read from the database at scrape time."""
 
     subscription: str
-    state: subscription_state.State
+    state: str
     pending: int = 0
     oldest_pending_at: datetime | None = None
     dead: int = 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, outbox, write_lock
@@ -232,6 +232,18 @@ async def load_items(
             )
             for row in await connection.execute(query)
         }
+
+
+async def future_dated(engine: AsyncEngine, after: datetime) -> dict[tuple[str, str], int]:
+    """Per feed (account, object type): how many items' stored versions are dated after
+    `after` (a bad clock or an import put them in the future; see change_feed.listing_time)."""
+    query = (
+        select(item_states.c.account, item_states.c.object_type, func.count())
+        .where(item_states.c.update_time > after)
+        .group_by(item_states.c.account, item_states.c.object_type)
+    )
+    async with engine.connect() as connection:
+        return {(account, obj): int(n) for account, obj, n in await connection.execute(query)}
 
 
 async def commit_page(

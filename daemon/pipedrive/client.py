@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -75,6 +76,29 @@ class RetryOptions:
 
 
 DEFAULT_RETRY = RetryOptions()
+
+
+class Page(list[Item]):
+    """One page of a listing, with the time Pipedrive served it: its reply's `Date` header,
+    None when absent or unreadable (the feed's watermark never passes it)."""
+
+    def __init__(self, items: Iterable[Item], served_at: datetime | None = None) -> None:
+        super().__init__(items)
+        self.served_at = served_at
+
+
+@dataclass(frozen=True)
+class _Reply:
+    body: dict[str, Any]
+    served_at: datetime | None
+
+
+def _served_at(response: httpx.Response) -> datetime | None:
+    try:
+        moment = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError):
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -214,7 +238,7 @@ class PipedriveClient:
 
     async def _send_once(
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
-    ) -> dict[str, Any]:
+    ) -> _Reply:
         where = f"account {self.account!r}: {method} {path}"
         asked, after_429 = time.monotonic(), self._limiter.paused
         await self._limiter.acquire()
@@ -251,7 +275,7 @@ class PipedriveClient:
                     f"{limited}; waiting {wait:.0f}s", retry_after=wait, path=limited.path
                 ) from None
         _raise_for(response, where)
-        return _envelope(response, where)
+        return _Reply(_envelope(response, where), _served_at(response))
 
     async def call(
         self,
@@ -261,6 +285,17 @@ class PipedriveClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
     ) -> dict[str, Any]:
+        """Send one request and return the body (see `_answer`)."""
+        return (await self._answer(method, path, params=params, body=body)).body
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> _Reply:
         """Send one request; 429 is retried, and so are 5xx, timeouts and garbage bodies for
         reads. A write is not repeated after those: it may have been applied, and a second
         POST would create a second deal."""
@@ -287,7 +322,7 @@ class PipedriveClient:
 
     async def pages(
         self, path: str, params: Mapping[str, Any], *, offset: bool = False
-    ) -> AsyncIterator[list[Item]]:
+    ) -> AsyncIterator[Page]:
         """Each page of a listing, following v2 cursors (or v1 `start` offsets). A cursor or
         offset that comes back a second time, or more than `MAX_PAGES` pages, is an error:
         a listing that never ends must not spend the account's whole budget."""
@@ -299,8 +334,9 @@ class PipedriveClient:
             page_params.setdefault("limit", MAX_PAGE_SIZE)
             if following is not None:
                 page_params["start" if offset else "cursor"] = following
-            body = await self.call("GET", path, params=page_params)
-            yield _items(body, where)
+            reply = await self._answer("GET", path, params=page_params)
+            body = reply.body
+            yield Page(_items(body, where), reply.served_at)
             following = _next_start(body) if offset else _next_cursor(body)
             if following is None:
                 return

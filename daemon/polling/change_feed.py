@@ -27,6 +27,29 @@ from daemon.triggers.base import (
 )
 from daemon.triggers.filters import Filter
 
+# How far ahead of our clock a listing may be dated when Pipedrive's reply names no time (or
+# one we cannot believe): the feed's watermark never moves past the listing's own time.
+CLOCK_SKEW = timedelta(seconds=60)
+# A reply's `Date` further than this from our clock is not believed (a proxy's, a broken one).
+DATE_TRUSTED_WITHIN = timedelta(hours=1)
+
+
+def listing_time(served_at: datetime | None, now: datetime) -> datetime:
+    """The time a listing was made: the reply's `Date` when it has a sane one, else our clock
+    plus `CLOCK_SKEW`. Nothing listed can have changed after it, so no watermark passes it."""
+    if served_at is not None and abs(served_at - now) <= DATE_TRUSTED_WITHIN:
+        return served_at
+    return now + CLOCK_SKEW
+
+
+@dataclass(frozen=True)
+class FutureDated:
+    """A version dated more than `CLOCK_SKEW` after the listing that served it (a bad clock,
+    an import): delivered, but it does not move the watermark, and it is reported once."""
+
+    item_id: str
+    update_time: datetime
+
 
 @dataclass(frozen=True)
 class Reader:
@@ -65,8 +88,9 @@ class PageDecision:
     states: list[ItemStateRow] = field(default_factory=list)
     firings: list[Firing] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    newest_update: datetime | None = None
+    newest_update: datetime | None = None  # never past the listing's time (`ceiling`)
     max_id: int | None = None
+    future: list[FutureDated] = field(default_factory=list)  # new versions dated ahead of it
 
 
 def content_hash(item: Item) -> str:
@@ -95,9 +119,11 @@ def decide(
     watermark: datetime,
     look_back: timedelta,
     digests: Sequence[str] | None = None,
+    ceiling: datetime | None = None,
 ) -> PageDecision:
     """What this page changes; `watermark` is the feed's at the start of the cycle, `digests`
-    the items' `content_hash`es when the caller has them already."""
+    the items' `content_hash`es when the caller has them already, `ceiling` the listing's
+    time (see `listing_time`): an item dated after it is delivered but moves no mark."""
     decision = PageDecision()
     if digests is None:
         digests = [content_hash(item) for item in page]
@@ -138,6 +164,11 @@ def decide(
             decision.states.append(
                 ItemStateRow(key, version, digest, updated, raw_json(item), named)
             )
+        if ceiling is not None and updated > ceiling:
+            # Reported only well past it: a `Date` is whole seconds, and often a second stale.
+            if novel and not failed and updated > ceiling + CLOCK_SKEW:
+                decision.future.append(FutureDated(key, updated))
+            updated = ceiling
         if decision.newest_update is None or updated > decision.newest_update:
             decision.newest_update = updated
         ident = item.get("id")

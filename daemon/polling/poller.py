@@ -189,6 +189,7 @@ class Poller:
                 watermark=state.watermark,
                 look_back=look_back,
                 digests=digests,
+                ceiling=change_feed.listing_time(page.served_at, self._clock()),
             )
             new_events, failed = await self._events(feed, client, decision, now)
             newest = decision.newest_update
@@ -211,6 +212,9 @@ class Poller:
             # Only what was queued now: a look-back re-reads versions already queued (an
             # unreadable item's dead letter among them), and those are not news.
             new_events = [event for event in new_events if event.event_id in queued]
+            future = [f for f in decision.future if f.item_id not in failed]
+            if future:
+                self._report_future(feed, future)
             if new_events:
                 self._metrics.events(new_events)
                 self._log_detected(new_events)
@@ -287,6 +291,23 @@ class Poller:
         if self._installation is None:
             self._installation = await installation.installation_id(self._engine, now)
         return envelope.Origin(await client.company_id(), self._installation)
+
+    def _report_future(self, feed: Feed, future: Sequence[change_feed.FutureDated]) -> None:
+        """Once per stored version: a re-listed one is not new, so it is not said again."""
+        self._metrics.future_dated(feed.account, feed.object.name, len(future))
+        for item in future:
+            logger.warning(
+                "feed %s: item %s is dated in the future (update_time %s, after the listing's "
+                "time): delivered, but the feed reads on from the listing's time",
+                feed.key,
+                item.item_id,
+                item.update_time.isoformat(),
+                extra={
+                    "action": "poll.future_dated",
+                    "account": feed.account,
+                    "item_id": item.item_id,
+                },
+            )
 
     @staticmethod
     def _log_detected(new_events: Sequence[outbox.NewEvent]) -> None:

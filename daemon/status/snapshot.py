@@ -5,7 +5,7 @@ an exit status that says the same: 0 all well, 1 something needs a look."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,27 +16,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import times
 from daemon.config import Config
 from daemon.db import endpoint_health, feed_store, heartbeat, outbox
-from daemon.model import subscription_state as state_model
 from daemon.pipedrive import account_usage
-from daemon.polling import forecast, poller
+from daemon.polling import change_feed, forecast, poller
 from daemon.status import drift
 
 EXIT_OK = 0
 EXIT_NEEDS_ATTENTION = 1  # not running, or a subscription failing, paused, disabled, or dead
+UNWELL_STATES = frozenset({"failing", "paused", "disabled", "orphaned"})
 
 
 @dataclass(frozen=True)
 class Report:
     now: datetime
     daemon: heartbeat.Liveness
-    subscriptions: list[dict[str, Any]]  # what `status --json` prints
+    subscriptions: list[dict[str, Any]]
     accounts: list[dict[str, Any]]
-    verdicts: list[state_model.Verdict] = field(default_factory=list)  # one per subscription
 
     @property
     def exit_code(self) -> int:
-        unwell = any(verdict.state.needs_attention for verdict in self.verdicts) or any(
-            row["dead_letters"] for row in self.subscriptions
+        unwell = any(
+            row["state"] in UNWELL_STATES or row["dead_letters"] for row in self.subscriptions
         )
         return EXIT_NEEDS_ATTENTION if unwell or not self.daemon.running else EXIT_OK
 
@@ -54,6 +53,7 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     counts = await outbox.counts(engine)
     healths = await endpoint_health.load(engine)
     waiting = await outbox.pending_stats(engine)
+    future = await feed_store.future_dated(engine, change_feed.listing_time(None, now))
     failing = {name: w.last_error for name, w in waiting.items() if w.last_error}
     liveness = await heartbeat.read(engine, now)
     accounts = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
@@ -67,30 +67,30 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     orphans = {o.subscription: o for o in drift.orphans(set(configured), counts, states)}
     by_name = {sub.name: sub for sub in config.subscriptions}
     rows = []
-    verdicts = []
     for name in [*configured, *sorted(orphans)]:
         sub_config = by_name.get(name)
         state = states.get(name)
         orphan = orphans.get(name)
         count = counts.get(name, outbox.SubscriptionCounts(0, 0, 0))
         pending = waiting.get(name, outbox.PendingStats(0, None, None))
-        last_poll = state.last_poll_at if state else None
-        verdict = state_model.derive(
+        poll_failing = (
+            (state.last_error, state.last_poll_at)
+            if state and state.status == feed_store.STATUS_FAILING
+            else None
+        )
+        shown, reason, since = endpoint_health.describe(
+            healths.get(name),
             configured=sub_config is not None,
-            poll_status=state.status if state else None,
-            poll_error=state.last_error if state else None,
-            polled_at=last_poll,
-            health=healths.get(name),
+            poll_failing=poll_failing,
             delivery_error=failing.get(name),
         )
-        verdicts.append(verdict)
+        last_poll = state.last_poll_at if state else None
         interval = intervals.get(name)
         rows.append(
             {
                 "subscription": name,
                 "trigger": sub_config.trigger if sub_config else orphan and orphan.trigger,
-                # The feed's own state, spelled as it always was: "not started".
-                "status": verdict.feed.label,
+                "status": "orphaned" if orphan else (state.status if state else "not started"),
                 # Kept from the id-mark days: the highest id that existed at its start.
                 "mark_id": state.id_floor if state else None,
                 "position": _iso(state.position) if state else None,
@@ -103,9 +103,9 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                     if orphan
                     else (state.last_error if state else None)
                 ),
-                "state": verdict.json_state,
-                "state_reason": verdict.reason,
-                "state_since": _iso(verdict.since),
+                "state": shown,
+                "state_reason": reason,
+                "state_since": _iso(since),
                 "next_poll_at": _iso(last_poll + timedelta(seconds=interval))
                 if last_poll and interval and sub_config
                 else None,
@@ -118,9 +118,15 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                 "next_attempt_at": _iso(pending.next_attempt_at),
                 "last_delivery_error": failing.get(name),
                 "daemon_running": liveness.running,
+                # Items of its feed dated ahead of now: delivered, but holding no watermark.
+                "future_dated_items": future.get(
+                    (sub_config.account, sub_config.definition.object.name), 0
+                )
+                if sub_config
+                else 0,
             }
         )
-    return Report(now, liveness, rows, accounts, verdicts)
+    return Report(now, liveness, rows, accounts)
 
 
 def _age(seconds: float | None) -> str:
@@ -132,11 +138,7 @@ def _clock(iso: str | None) -> str:
     return times.format_wall(times.parse_rfc3339(iso)) if iso else "-"
 
 
-_STYLE = {
-    state_model.State.OK: "green",
-    state_model.State.FAILING: "red",
-    state_model.State.DISABLED: "red",
-}  # the others yellow
+_STYLE = {"ok": "green", "failing": "red", "paused": "yellow", "disabled": "red"}
 
 
 def render(report: Report, width: int = 120) -> str:
@@ -150,14 +152,14 @@ def render(report: Report, width: int = 120) -> str:
         "retrying", "oldest", "next attempt", "dead",
     ):  # fmt: skip
         table.add_column(column, no_wrap=column in ("subscription", "trigger"))
-    for row, verdict in zip(report.subscriptions, report.verdicts, strict=True):
+    for row in report.subscriptions:
         poll = _clock(row["last_poll_at"])
         if row["last_poll_at"]:
-            poll += f" {verdict.feed.label}"
+            poll += " ok" if row["status"] == feed_store.STATUS_OK else f" {row['status']}"
         table.add_row(
             row["subscription"],
             row["trigger"] or "-",
-            f"[{_STYLE.get(verdict.state, 'yellow')}]{verdict.state.label}[/]",
+            f"[{_STYLE.get(row['state'], 'yellow')}]{row['state']}[/]",
             poll,
             _clock(row["next_poll_at"]),
             _age(row["lag_seconds"]),
@@ -168,18 +170,22 @@ def render(report: Report, width: int = 120) -> str:
             str(row["dead_letters"]),
         )
     console.print(table)
-    for row, verdict in zip(report.subscriptions, report.verdicts, strict=True):
-        if verdict.reason:
+    for row in report.subscriptions:
+        if row["state"] != "ok" and row["state_reason"]:
             since = f" since {_clock(row['state_since'])}" if row["state_since"] else ""
-            console.print(
-                f"  {row['subscription']}: {verdict.state.label}{since}: {verdict.reason}"
-            )
+            console.print(f"  {row['subscription']}: {row['state']}{since}: {row['state_reason']}")
         if row["last_delivery_error"]:
             console.print(
                 f"  {row['subscription']}: last delivery error: {row['last_delivery_error']}"
             )
-        elif row["last_error"] and verdict.state is state_model.State.OK:
+        elif row["last_error"] and row["state"] == "ok":
             console.print(f"  {row['subscription']}: last error: {row['last_error']}")
+        if row["future_dated_items"]:
+            console.print(
+                f"  {row['subscription']}: {row['future_dated_items']} item(s) of its feed "
+                "dated in the future (update_time ahead of now): delivered; the feed reads on "
+                "from the listing's time"
+            )
     accounts = Table(title="accounts, today (UTC)", title_justify="left")
     for column in ("account", "calls", "tokens", "rate-limit waits"):
         accounts.add_column(column)

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from daemon import config as config_module
+from daemon import metrics as metrics_module
 from daemon.cli import main
 from daemon.db import database, feed_store, tables
 from daemon.dev.sandbox import Sandbox
@@ -27,6 +28,7 @@ from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import poller
+from daemon.status import snapshot
 from tests.conftest import API_TOKEN, config_text
 from tests.schema_check import assert_matches_schema
 
@@ -90,6 +92,7 @@ def harness(tmp_path: Path, database_url: str, sandbox: Sandbox) -> MakeHarness:
         retry: RetryOptions = ONE_TRY,
         look_back: str = "60s",
         calls_per_minute: int = 1000,
+        metrics: metrics_module.Metrics = metrics_module.NONE,
     ) -> AsyncIterator[Harness]:
         path = tmp_path / "config.toml"
         text = config_text(
@@ -110,9 +113,8 @@ def harness(tmp_path: Path, database_url: str, sandbox: Sandbox) -> MakeHarness:
             http, account="main", limiter=AccountRateLimiter(calls_per_minute), retry=retry
         )
         try:
-            yield Harness(
-                config, poller.Poller(engine, {"main": client}, {"main": LookupCache()}), engine
-            )
+            poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()}, metrics=metrics)
+            yield Harness(config, poll, engine)
         finally:
             await http.aclose()
             await engine.dispose()
@@ -507,3 +509,49 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
     assert all(
         "custom_fields" not in b["data"] for b in bodies if b["subscription"] == "deal-added"
     )
+
+
+@pytest.mark.parametrize("ahead", ["2099-01-01T00:00:00Z", timedelta(hours=1)])
+async def test_a_future_dated_item_does_not_hide_later_changes(
+    harness: MakeHarness, sandbox: Sandbox, ahead: str | timedelta, caplog: Any
+) -> None:
+    """One item dated ahead of Pipedrive's clock (a bad clock, an import): it is delivered and
+    reported, and the feed's watermark stays at the listing's time, so later changes of other
+    items and of that item are still listed, also after a restart."""
+    future = ahead if isinstance(ahead, str) else sandbox.now + ahead
+    subs = [{"name": "upd", "trigger": "deal.updated"}]
+    counted = metrics_module.PrometheusMetrics()
+    async with harness(subs, metrics=counted) as h:
+        await h.cycle()
+        other = sandbox.add_deal("other")["id"]
+        dated = sandbox.add_deal("dated")["id"]
+        await h.cycle()
+        sandbox.update_deal(dated, title="from the future", update_time=future)
+        await h.cycle()
+        await h.cycle()  # listed again (it is after the watermark): not news, not logged again
+        assert [e["data"]["title"] for e in await h.events("upd")] == ["from the future"]
+        sandbox.update_deal(other, title="other, later")
+        await h.cycle()
+        sandbox.update_deal(dated, title="dated, corrected")
+        await h.cycle()
+        titles = [e["data"]["title"] for e in await h.events("upd")]
+        assert titles == ["from the future", "other, later", "dated, corrected"]
+        said = [r for r in caplog.records if getattr(r, "action", "") == "poll.future_dated"]
+        assert len(said) == 1 and said[0].item_id == str(dated), [r.getMessage() for r in said]
+        sample = counted.registry.get_sample_value(
+            "pipedrive_triggers_future_dated_items_total", {"account": "main", "object": "deals"}
+        )
+        assert sample == 1
+        sandbox.update_deal(dated, title="ahead again", update_time=future)
+        await h.cycle()
+        report = await snapshot.gather(h.config, h.engine, datetime.now(UTC))
+        (row,) = report.subscriptions
+        assert row["future_dated_items"] == 1 and row["status"] == feed_store.STATUS_OK
+        assert "dated in the future" in snapshot.render(report)
+    async with harness(subs) as h:  # a restart: what was stored is what the next daemon reads
+        sandbox.update_deal(other, title="other, after the restart")
+        await h.cycle()
+        assert [e["data"]["title"] for e in await h.events("upd")][-2:] == [
+            "ahead again",
+            "other, after the restart",
+        ]
