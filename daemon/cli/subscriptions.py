@@ -12,9 +12,10 @@ from pathlib import Path
 import click
 
 from daemon import triggers
-from daemon.db import endpoint_health
+from daemon.db import health_store
 from daemon.db import rename as rename_module
 from daemon.errors import ArgumentError
+from daemon.model import endpoint_health
 from daemon.triggers import webhook_schema
 
 SECRET_BYTES = 32  # Standard Webhooks: between 24 and 64 random bytes
@@ -35,7 +36,7 @@ def _switch(ctx: click.Context, name: str, reason: str | None) -> endpoint_healt
 
     async def run() -> endpoint_health.Health:
         async with lifecycle.open_engine(config) as engine:
-            return await endpoint_health.set_disabled(engine, name, reason, datetime.now(UTC))
+            return await health_store.set_disabled(engine, name, reason, datetime.now(UTC))
 
     return main.run_async(run)
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import metrics as metrics_module
 from daemon import times
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.db import endpoint_health, outbox, transient
+from daemon.db import health_store, outbox, transient
 from daemon.delivery import callback_transport, slots, verdicts
 from daemon.delivery.signing import Signer
 
@@ -297,7 +297,7 @@ class Deliverer:
             return
         self._health_read_at = moment
         try:
-            stored = await endpoint_health.load(self._engine)
+            stored = await health_store.load(self._engine)
         except Exception as error:
             # Keep what was last read; the outage is logged once, with the claims'.
             self._outage.failed("reading subscription health", error)
@@ -408,7 +408,7 @@ class Deliverer:
             return
         self._judge.unsaved.discard(name)
         try:
-            await endpoint_health.save(self._engine, name, self._judge.health[name], at)
+            await health_store.save(self._engine, name, self._judge.health[name], at)
         except Exception:
             self._judge.unsaved.add(name)  # tried again after the next attempt
             logger.warning(

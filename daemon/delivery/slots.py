@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from daemon.db import endpoint_health
+from daemon.model import endpoint_health
 
 WINDOW_S = 1.0  # `max_per_second` counts starts in any window this long
 RATE_SPAN_MIN_S = 0.1  # `start_rate` never divides by less

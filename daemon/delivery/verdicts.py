@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.db import endpoint_health, outbox
+from daemon.db import outbox
 from daemon.delivery import retry_policy
 from daemon.delivery.retry_policy import RetryPolicy, next_attempt
+from daemon.model import endpoint_health
 
 logger = logging.getLogger("daemon.delivery.deliverer")  # the delivery loop's lines, as before
 

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Integer, String, cast, func, literal, null, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.db import endpoint_health
 from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
@@ -22,6 +21,7 @@ from daemon.db.tables import (
     subscription_state,
 )
 from daemon.metrics import SubscriptionGauges
+from daemon.model import endpoint_health
 from daemon.model import subscription_state as state_model
 
 RECENT_LIMIT = 100  # deliveries and dead letters the page lists

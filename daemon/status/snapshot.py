@@ -5,7 +5,7 @@ an exit status that says the same: 0 all well, 1 something needs a look."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,27 +15,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import times
 from daemon.config import Config
-from daemon.db import endpoint_health, feed_store, heartbeat, outbox
+from daemon.db import feed_store, health_store, heartbeat, outbox
+from daemon.model import subscription_state as state_model
 from daemon.pipedrive import account_usage
 from daemon.polling import change_feed, forecast, poller
 from daemon.status import drift
 
 EXIT_OK = 0
 EXIT_NEEDS_ATTENTION = 1  # not running, or a subscription failing, paused, disabled, or dead
-UNWELL_STATES = frozenset({"failing", "paused", "disabled", "orphaned"})
 
 
 @dataclass(frozen=True)
 class Report:
     now: datetime
     daemon: heartbeat.Liveness
-    subscriptions: list[dict[str, Any]]
+    subscriptions: list[dict[str, Any]]  # what `status --json` prints
     accounts: list[dict[str, Any]]
+    verdicts: list[state_model.Verdict] = field(default_factory=list)  # one per subscription
 
     @property
     def exit_code(self) -> int:
-        unwell = any(
-            row["state"] in UNWELL_STATES or row["dead_letters"] for row in self.subscriptions
+        unwell = any(verdict.state.needs_attention for verdict in self.verdicts) or any(
+            row["dead_letters"] for row in self.subscriptions
         )
         return EXIT_NEEDS_ATTENTION if unwell or not self.daemon.running else EXIT_OK
 
@@ -51,7 +52,7 @@ def _seconds(delta: timedelta | None) -> float | None:
 async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     states = await feed_store.load_states(engine)
     counts = await outbox.counts(engine)
-    healths = await endpoint_health.load(engine)
+    healths = await health_store.load(engine)
     waiting = await outbox.pending_stats(engine)
     future = await feed_store.future_dated(engine, change_feed.listing_time(None, now))
     failing = {name: w.last_error for name, w in waiting.items() if w.last_error}
@@ -67,30 +68,30 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     orphans = {o.subscription: o for o in drift.orphans(set(configured), counts, states)}
     by_name = {sub.name: sub for sub in config.subscriptions}
     rows = []
+    verdicts = []
     for name in [*configured, *sorted(orphans)]:
         sub_config = by_name.get(name)
         state = states.get(name)
         orphan = orphans.get(name)
         count = counts.get(name, outbox.SubscriptionCounts(0, 0, 0))
         pending = waiting.get(name, outbox.PendingStats(0, None, None))
-        poll_failing = (
-            (state.last_error, state.last_poll_at)
-            if state and state.status == feed_store.STATUS_FAILING
-            else None
-        )
-        shown, reason, since = endpoint_health.describe(
-            healths.get(name),
+        last_poll = state.last_poll_at if state else None
+        verdict = state_model.derive(
             configured=sub_config is not None,
-            poll_failing=poll_failing,
+            poll_status=state.status if state else None,
+            poll_error=state.last_error if state else None,
+            polled_at=last_poll,
+            health=healths.get(name),
             delivery_error=failing.get(name),
         )
-        last_poll = state.last_poll_at if state else None
+        verdicts.append(verdict)
         interval = intervals.get(name)
         rows.append(
             {
                 "subscription": name,
                 "trigger": sub_config.trigger if sub_config else orphan and orphan.trigger,
-                "status": "orphaned" if orphan else (state.status if state else "not started"),
+                # The feed's own state, spelled as it always was: "not started".
+                "status": verdict.feed.label,
                 # Kept from the id-mark days: the highest id that existed at its start.
                 "mark_id": state.id_floor if state else None,
                 "position": _iso(state.position) if state else None,
@@ -103,9 +104,9 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                     if orphan
                     else (state.last_error if state else None)
                 ),
-                "state": shown,
-                "state_reason": reason,
-                "state_since": _iso(since),
+                "state": verdict.json_state,
+                "state_reason": verdict.reason,
+                "state_since": _iso(verdict.since),
                 "next_poll_at": _iso(last_poll + timedelta(seconds=interval))
                 if last_poll and interval and sub_config
                 else None,
@@ -126,7 +127,7 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                 else 0,
             }
         )
-    return Report(now, liveness, rows, accounts)
+    return Report(now, liveness, rows, accounts, verdicts)
 
 
 def _age(seconds: float | None) -> str:
@@ -138,7 +139,11 @@ def _clock(iso: str | None) -> str:
     return times.format_wall(times.parse_rfc3339(iso)) if iso else "-"
 
 
-_STYLE = {"ok": "green", "failing": "red", "paused": "yellow", "disabled": "red"}
+_STYLE = {
+    state_model.State.OK: "green",
+    state_model.State.FAILING: "red",
+    state_model.State.DISABLED: "red",
+}  # the others yellow
 
 
 def render(report: Report, width: int = 120) -> str:
@@ -152,14 +157,14 @@ def render(report: Report, width: int = 120) -> str:
         "retrying", "oldest", "next attempt", "dead",
     ):  # fmt: skip
         table.add_column(column, no_wrap=column in ("subscription", "trigger"))
-    for row in report.subscriptions:
+    for row, verdict in zip(report.subscriptions, report.verdicts, strict=True):
         poll = _clock(row["last_poll_at"])
         if row["last_poll_at"]:
-            poll += " ok" if row["status"] == feed_store.STATUS_OK else f" {row['status']}"
+            poll += f" {verdict.feed.label}"
         table.add_row(
             row["subscription"],
             row["trigger"] or "-",
-            f"[{_STYLE.get(row['state'], 'yellow')}]{row['state']}[/]",
+            f"[{_STYLE.get(verdict.state, 'yellow')}]{verdict.state.label}[/]",
             poll,
             _clock(row["next_poll_at"]),
             _age(row["lag_seconds"]),
@@ -170,15 +175,17 @@ def render(report: Report, width: int = 120) -> str:
             str(row["dead_letters"]),
         )
     console.print(table)
-    for row in report.subscriptions:
-        if row["state"] != "ok" and row["state_reason"]:
+    for row, verdict in zip(report.subscriptions, report.verdicts, strict=True):
+        if verdict.reason:
             since = f" since {_clock(row['state_since'])}" if row["state_since"] else ""
-            console.print(f"  {row['subscription']}: {row['state']}{since}: {row['state_reason']}")
+            console.print(
+                f"  {row['subscription']}: {verdict.state.label}{since}: {verdict.reason}"
+            )
         if row["last_delivery_error"]:
             console.print(
                 f"  {row['subscription']}: last delivery error: {row['last_delivery_error']}"
             )
-        elif row["last_error"] and row["state"] == "ok":
+        elif row["last_error"] and verdict.state is state_model.State.OK:
             console.print(f"  {row['subscription']}: last error: {row['last_error']}")
         if row["future_dated_items"]:
             console.print(

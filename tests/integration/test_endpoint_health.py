@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.config import DeliveryConfig
-from daemon.db import endpoint_health
+from daemon.db import health_store
 from daemon.dev.receiver import WebhookReceiver
+from daemon.model import endpoint_health
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
 
 
@@ -71,7 +72,7 @@ async def test_pause_probe_and_resume_lose_nothing_after_a_long_outage(
 
 
 async def _state(engine: AsyncEngine) -> str:
-    return (await endpoint_health.load(engine)).get("h", endpoint_health.HEALTHY).state
+    return (await health_store.load(engine)).get("h", endpoint_health.HEALTHY).state
 
 
 async def _resumed(engine: AsyncEngine) -> bool:

@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
-from daemon.db import database, endpoint_health, feed_store, outbox, tables
+from daemon.db import database, feed_store, health_store, outbox, tables
 from daemon.dev.local_server import serve
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
+from daemon.model import endpoint_health
 from daemon.payloads import envelope
 from daemon.pipedrive.client import RetryOptions
 from daemon.service import lifecycle
@@ -290,7 +291,7 @@ async def test_a_timeout_is_retried_then_dead_lettered_and_410_disables(
 
         async def disabled() -> bool:
             async with opened(config) as engine:
-                return (await endpoint_health.load(engine)).get(
+                return (await health_store.load(engine)).get(
                     "d", endpoint_health.HEALTHY
                 ).state == "disabled"
 
@@ -304,9 +305,9 @@ async def test_a_timeout_is_retried_then_dead_lettered_and_410_disables(
         await eventually(pending)
         await asyncio.sleep(0.3)
         async with opened(config) as engine:
-            reason = (await endpoint_health.load(engine))["d"].disabled_reason
+            reason = (await health_store.load(engine))["d"].disabled_reason
             still_pending = (await outbox.counts(engine))["d"].pending
-            await endpoint_health.set_disabled(engine, "d", None, datetime.now(UTC))  # enable
+            await health_store.set_disabled(engine, "d", None, datetime.now(UTC))  # enable
 
         def titles() -> list[str]:
             return [item.json()["data"]["title"] for item in receiver.received]

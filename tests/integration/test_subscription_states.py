@@ -11,7 +11,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config
-from daemon.db import endpoint_health, outbox, tables
+from daemon.db import health_store, outbox, tables
+from daemon.model import endpoint_health
 from daemon.model.subscription_state import State
 from daemon.service import supervision
 from daemon.status import dashboard, snapshot
@@ -72,10 +73,10 @@ async def seed(engine: AsyncEngine) -> None:
             .where(tables.deliveries.c.event_id == "msg_retrying")
             .values(attempts=1, last_error="callback returned 503")
         )
-    await endpoint_health.save(
+    await health_store.save(
         engine, "paused", endpoint_health.paused("10 failed attempts", NOW, 60), NOW
     )
-    await endpoint_health.save(engine, "off", endpoint_health.disabled("410 Gone", NOW), NOW)
+    await health_store.save(engine, "off", endpoint_health.disabled("410 Gone", NOW), NOW)
 
 
 async def test_every_reader_shows_the_same_state(

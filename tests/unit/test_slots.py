@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.db import endpoint_health
 from daemon.delivery import slots
+from daemon.model import endpoint_health
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon import metrics
-from daemon.db import endpoint_health
+from daemon.model import endpoint_health
 from daemon.model.subscription_state import ORPHAN_REASON, State, Verdict, derive
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -1,68 +1,16 @@
-"""Endpoint health: the operator's switch, and pausing a consumer that keeps failing.
-
-A subscription is `disabled` by `subscriptions disable` or by a 410 Gone (its events keep
-queueing, nothing is sent until `subscriptions enable`), and `paused` after `pause_after`
-consecutive failed attempts: then only one probe (the oldest due event) is sent per
-`probe_interval`, doubling up to `MAX_PROBE_INTERVAL_S`, and the first success resumes it.
-While paused, events' own retry schedules do not advance, so a consumer that is down for a
-week dead-letters nothing. The decisions are pure; `load` and `save` are the edges.
-"""
+"""Endpoint health in the database: each subscription's pause or operator switch, read at
+start and written whenever `delivery.verdicts` changes it (rules in `model.endpoint_health`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.db import database, write_lock
 from daemon.db.tables import subscription_health
-
-MAX_PROBE_INTERVAL_S = 3600.0  # the probe interval doubles up to an hour
-
-
-@dataclass(frozen=True)
-class Health:
-    disabled_at: datetime | None = None
-    disabled_reason: str | None = None
-    paused_at: datetime | None = None
-    pause_reason: str | None = None
-    probe_at: datetime | None = None  # when a paused subscription may send its next probe
-    probe_interval_s: float | None = None
-
-    @property
-    def state(self) -> str:
-        if self.disabled_at is not None:
-            return "disabled"
-        if self.paused_at is not None:
-            return "paused"
-        return "ok"
-
-    def may_probe(self, now: datetime) -> bool:
-        return self.probe_at is None or self.probe_at <= now
-
-
-HEALTHY = Health()
-
-
-def disabled(reason: str, now: datetime, health: Health = HEALTHY) -> Health:
-    return replace(health, disabled_at=now, disabled_reason=reason)
-
-
-def paused(reason: str, now: datetime, probe_interval_s: float) -> Health:
-    return Health(
-        paused_at=now,
-        pause_reason=reason,
-        probe_at=now + timedelta(seconds=probe_interval_s),
-        probe_interval_s=probe_interval_s,
-    )
-
-
-def probe_failed(health: Health, now: datetime) -> Health:
-    """The probe failed: wait twice as long for the next one, up to an hour."""
-    interval = min((health.probe_interval_s or 0) * 2, MAX_PROBE_INTERVAL_S) or 60.0
-    return replace(health, probe_at=now + timedelta(seconds=interval), probe_interval_s=interval)
+from daemon.model.endpoint_health import HEALTHY, Health, disabled
 
 
 async def load(engine: AsyncEngine) -> dict[str, Health]:
