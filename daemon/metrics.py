@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from daemon.model import subscription_state
 from daemon.pipedrive import costs
 
 if TYPE_CHECKING:  # the Pipedrive client imports this module; the actions need no SQLAlchemy
@@ -32,9 +33,8 @@ PREFIX = "pipedrive_triggers_"
 LATENCY_BUCKETS_S = (
     0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400,
 )  # fmt: skip
-# The states `subscription_state` reports, each 0 or 1; "paused" and "disabled" stay 0 until
-# subscriptions can be paused or disabled.
-STATES = ("ok", "failing", "paused", "disabled", "not_started", "orphaned")
+# The `state` label values of the `subscription_state` gauge, each 0 or 1 (`not_started`).
+STATES = tuple(state.value for state in subscription_state.State)
 REFUSED_PREFIX = "refused:"  # how `targets` words a refusal by the private-address guard
 
 
@@ -175,7 +175,7 @@ class SubscriptionGauges:
     """One subscription's outbox and state, read from the database at scrape time."""
 
     subscription: str
-    state: str
+    state: subscription_state.State
     pending: int = 0
     oldest_pending_at: datetime | None = None
     dead: int = 0
