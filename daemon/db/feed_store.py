@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, outbox, write_lock
 from daemon.db.tables import feeds, item_states, subscription_state
+from daemon.model.items import ItemStateRow, StoredItem
 
 STATUS_OK = "ok"
 STATUS_FAILING = "failing"
@@ -56,24 +57,6 @@ class SubscriptionStart:
     name: str
     trigger: str
     start: datetime | None  # None: "now", the moment it is first started
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    version: int
-    content_hash: str
-    snapshot: dict[str, Any]
-    lineage: str
-
-
-@dataclass(frozen=True)
-class ItemStateRow:
-    item_id: str
-    version: int
-    content_hash: str
-    update_time: datetime | None
-    snapshot: str  # the raw object as JSON
-    lineage: str
 
 
 def _subscription(row: Any) -> SubscriptionState:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mappin
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -24,7 +24,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from daemon import metrics as metrics_module
 from daemon import times
 from daemon.errors import (
     PipedriveAuthError,
@@ -192,6 +191,21 @@ def _next_cursor(body: Mapping[str, Any]) -> str | None:
     return cursor if isinstance(cursor, str) and cursor else None
 
 
+class CallRecorder(Protocol):
+    """Told of every answered call (`metrics.Metrics` is one): named here, so this layer does
+    not import the metrics above it."""
+
+    def api_call(self, account: str, method: str, path: str, status: str) -> None: ...
+
+
+class _Unrecorded:
+    def api_call(self, account: str, method: str, path: str, status: str) -> None:
+        """Nothing records calls (tests, one-off CLI actions)."""
+
+
+UNRECORDED: CallRecorder = _Unrecorded()
+
+
 class PipedriveClient:
     """One account's view of the API. Every call spends from the account's rate limiter."""
 
@@ -203,7 +217,7 @@ class PipedriveClient:
         limiter: AccountRateLimiter,
         retry: RetryOptions = DEFAULT_RETRY,
         max_wait_in_call_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
-        metrics: metrics_module.Metrics = metrics_module.NONE,
+        metrics: CallRecorder = UNRECORDED,
         usage: account_usage.Usage | None = None,
     ) -> None:
         self.account = account

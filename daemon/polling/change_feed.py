@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.db.feed_store import ItemStateRow, StoredItem
+from daemon.model.items import ItemStateRow, StoredItem
 from daemon.triggers.base import (
     Item,
     ObjectType,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from daemon import config, triggers
-from daemon.db.feed_store import StoredItem
+from daemon.model.items import StoredItem
 from daemon.polling import change_feed
 from daemon.triggers import filters
 from daemon.triggers.base import Observation, UnmappableItem, item_key, moment
