@@ -14,9 +14,12 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import config as config_module
 from daemon import times
 from daemon.db import outbox_admin
 from daemon.errors import ArgumentError
+from daemon.polling import reread
+from daemon.service import accounts
 
 T = TypeVar("T")
 JSON_INDENT = 2
@@ -116,7 +119,7 @@ def list_letters(
             "died": _when(letter.dead_at),
             "attempts": str(letter.attempts),
             "status": str(letter.last_status or "-"),
-            "last error": _short(letter.last_error),
+            "last error": _short(_with_note(letter)),
         }
         for letter in letters
     ]
@@ -151,6 +154,8 @@ def show_letter(ctx: click.Context, letter_id: int, as_json: bool) -> None:
     click.echo(f"detected:     {_when(letter.detected_at)}")
     click.echo(f"died:         {_when(letter.dead_at)} after {letter.attempts} attempts")
     click.echo(f"last error:   {letter.last_error or '-'}")
+    if letter.note:
+        click.echo(f"note:         {letter.note}")
     click.echo("body:")
     click.echo(f"  {detail.body}")
     click.echo("attempts:")
@@ -165,6 +170,29 @@ def show_letter(ctx: click.Context, letter_id: int, as_json: bool) -> None:
 
 def _raise(error: Exception) -> None:
     raise error
+
+
+def _with_note(letter: outbox_admin.DeadLetter) -> str | None:
+    return f"{letter.note}; {letter.last_error}" if letter.note else letter.last_error
+
+
+async def _replay(
+    config: config_module.Config,
+    engine: AsyncEngine,
+    selection: outbox_admin.Selection,
+    now: datetime,
+) -> reread.Replayed:
+    """Unreadable letters are read again from Pipedrive, so the replay needs the accounts."""
+    async with accounts.open_accounts(config) as opened:
+        return await reread.replay(engine, config, opened.clients, opened.caches, selection, now)
+
+
+def _say_replayed(done: reread.Replayed) -> None:
+    click.echo(f"replayed {done.resent + len(done.reread)}")
+    for letter_id in done.reread:
+        click.echo(f"dead letter {letter_id}: its item was read again from Pipedrive and queued")
+    for letter_id, why in done.kept:
+        click.echo(f"dead letter {letter_id}: kept dead: {why}")
 
 
 @dead_letters.command("replay")
@@ -197,8 +225,11 @@ def replay_letters(
             until=parse_moment("--until", until, now),
         )
     )
-    count = _with_engine(ctx, lambda engine: outbox_admin.replay(engine, selection, now))
-    click.echo(f"replayed {count}")
+    from daemon.cli import main
+
+    config = main.load_config(ctx)
+    done = _with_engine(ctx, lambda engine: _replay(config, engine, selection, now))
+    _say_replayed(done)
 
 
 @dead_letters.command("purge")

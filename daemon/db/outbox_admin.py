@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 
 from daemon.db import write_lock
@@ -30,6 +31,21 @@ class DeadLetter:
     attempts: int
     last_status: int | None
     last_error: str | None
+    # Dead at detection (its item could not be read or mapped): the body is the raw object,
+    # so a replay reads the item again from Pipedrive instead of sending it.
+    unreadable: bool = False
+    # The webhook-id of a later event of the same item and subscription, queued since: the
+    # version that did map. A superseded letter is not replayed.
+    superseded_by: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        """What a person should know beside the error, or None."""
+        if self.superseded_by is not None:
+            return f"superseded by {self.superseded_by} (a later version of the item was queued)"
+        if self.unreadable:
+            return "unreadable when listed: a replay reads the item again from Pipedrive"
+        return None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +59,8 @@ class DeadLetter:
             "attempts": self.attempts,
             "last_status": self.last_status,
             "last_error": self.last_error,
+            "unreadable": self.unreadable,
+            "superseded_by": self.superseded_by,
         }
 
 
@@ -95,6 +113,30 @@ class Selection:
         return and_(*clauses)
 
 
+# Dead the moment it was detected, never attempted: only an event whose item could not be
+# read or mapped dies so (`outbox.insert_events`); a delivery failure counts an attempt.
+UNREADABLE = and_(deliveries.c.attempts == 0, deliveries.c.dead_at == deliveries.c.created_at)
+
+_later = aliased(deliveries)
+# The first later event of the same subscription and item that is not itself unreadable.
+_SUPERSEDED_BY = case(
+    (
+        UNREADABLE,
+        select(_later.c.event_id)
+        .where(
+            _later.c.subscription == deliveries.c.subscription,
+            _later.c.item_id == deliveries.c.item_id,
+            _later.c.id > deliveries.c.id,
+            or_(_later.c.attempts > 0, _later.c.dead_at.is_distinct_from(_later.c.created_at)),
+        )
+        .order_by(_later.c.id)
+        .limit(1)
+        .correlate(deliveries)
+        .scalar_subquery(),
+    ),
+    else_=None,
+).label("superseded_by")
+
 _LETTER_COLUMNS = (
     deliveries.c.id,
     deliveries.c.subscription,
@@ -106,6 +148,8 @@ _LETTER_COLUMNS = (
     deliveries.c.attempts,
     deliveries.c.last_status,
     deliveries.c.last_error,
+    UNREADABLE.label("unreadable"),
+    _SUPERSEDED_BY,
 )
 
 
@@ -121,6 +165,8 @@ def _letter(row: Any) -> DeadLetter:
         attempts=row.attempts,
         last_status=row.last_status,
         last_error=row.last_error,
+        unreadable=bool(row.unreadable),
+        superseded_by=row.superseded_by,
     )
 
 
@@ -166,10 +212,11 @@ async def show_dead(engine: AsyncEngine, letter_id: int) -> DeadLetterDetail | N
 async def replay(engine: AsyncEngine, selection: Selection, now: datetime) -> int:
     """Put dead letters back in the outbox, due now with a fresh attempt count. The row itself
     becomes pending again (same `webhook-id`), so replaying twice finds nothing the second time
-    and never makes a second row."""
+    and never makes a second row. Unreadable letters are left alone: their body is what could
+    not be read, and only reading the item again (`polling.reread`) can replay them."""
     statement = (
         update(deliveries)
-        .where(selection.where())
+        .where(selection.where(), ~UNREADABLE)
         .values(
             state=STATE_PENDING,
             attempts=0,
@@ -180,6 +227,37 @@ async def replay(engine: AsyncEngine, selection: Selection, now: datetime) -> in
     )
     async with write_lock.begin(engine) as connection:
         return (await connection.execute(statement)).rowcount
+
+
+async def requeue_reread(engine: AsyncEngine, letter_id: int, body: str, now: datetime) -> bool:
+    """An unreadable letter whose item was read again and mapped: it takes the new body and
+    is queued like any event, under its own `webhook-id`. False if it is no longer dead."""
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id == letter_id, deliveries.c.state == STATE_DEAD, UNREADABLE)
+        .values(
+            body=body,
+            state=STATE_PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_until=None,
+            dead_at=None,
+            last_error=None,
+        )
+    )
+    async with write_lock.begin(engine) as connection:
+        return bool((await connection.execute(statement)).rowcount)
+
+
+async def keep_unreadable(engine: AsyncEngine, letter_id: int, reason: str) -> None:
+    """A replay read the item again and it still fails: the letter stays dead, saying why."""
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id == letter_id, deliveries.c.state == STATE_DEAD)
+        .values(last_error=reason)
+    )
+    async with write_lock.begin(engine) as connection:
+        await connection.execute(statement)
 
 
 async def purge(engine: AsyncEngine, selection: Selection) -> int:

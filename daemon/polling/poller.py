@@ -399,10 +399,8 @@ def _unmappable_event(
     firing: change_feed.Firing, origin: envelope.Origin, error: Exception, now: datetime
 ) -> outbox.NewEvent:
     reader, trigger = firing.reader, firing.reader.trigger
-    if trigger.kind == "added":
-        event_id = origin.addition(reader.name, trigger.name, firing.item_id)
-    else:
-        event_id = origin.change(reader.name, trigger.name, firing.item_id, firing.lineage)
+    # Its own id, one per raw object: the version that maps later must not find its id taken.
+    event_id = origin.unreadable(reader.name, trigger.name, change_feed.raw_json(firing.current))
     return outbox.NewEvent(
         reader.name,
         event_id,

@@ -22,12 +22,12 @@ from sqlalchemy import select
 from daemon import config as config_module
 from daemon import metrics as metrics_module
 from daemon.cli import main
-from daemon.db import database, feed_store, tables
+from daemon.db import database, feed_store, outbox_admin, tables
 from daemon.dev.sandbox import Sandbox
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller
+from daemon.polling import poller, reread
 from daemon.status import snapshot
 from tests.conftest import API_TOKEN, config_text
 from tests.schema_check import assert_matches_schema
@@ -56,6 +56,8 @@ class Harness:
         self.config = config
         self.poll = poll
         self.engine = engine
+        self.clients: dict[str, PipedriveClient] = {}  # what the poller uses, for replays
+        self.caches: dict[str, LookupCache] = {}
 
     async def cycle(self) -> None:
         for feed in poller.feeds(self.config):
@@ -113,8 +115,11 @@ def harness(tmp_path: Path, database_url: str, sandbox: Sandbox) -> MakeHarness:
             http, account="main", limiter=AccountRateLimiter(calls_per_minute), retry=retry
         )
         try:
-            poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()}, metrics=metrics)
-            yield Harness(config, poll, engine)
+            cache = LookupCache()
+            poll = poller.Poller(engine, {"main": client}, {"main": cache}, metrics=metrics)
+            made = Harness(config, poll, engine)
+            made.clients, made.caches = {"main": client}, {"main": cache}
+            yield made
         finally:
             await http.aclose()
             await engine.dispose()
@@ -555,3 +560,85 @@ async def test_a_future_dated_item_does_not_hide_later_changes(
             "ahead again",
             "other, after the restart",
         ]
+
+
+BROKEN_TITLE = {"de": "kaputt"}  # what a flaky Pipedrive answered instead of a string
+
+
+def garble(sandbox: Sandbox, *deal_ids: int) -> dict[int, Any]:
+    """Break the deals' titles in place (no new update_time): returns what to restore."""
+    with sandbox.store.lock:
+        saved = {i: sandbox.store.deals[i]["title"] for i in deal_ids}
+        for i in deal_ids:
+            sandbox.store.deals[i]["title"] = BROKEN_TITLE
+    return saved
+
+
+def restore(sandbox: Sandbox, saved: dict[int, Any]) -> None:
+    with sandbox.store.lock:
+        for i, title in saved.items():
+            sandbox.store.deals[i]["title"] = title
+
+
+async def test_a_transient_malformed_field_does_not_strand_the_real_event(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    """A title that is a dict in two listings and right in the third (same update_time): the
+    version that maps is delivered, and the dead letter says it was superseded."""
+    subs = [{"name": "add", "trigger": "deal.added"}, {"name": "upd", "trigger": "deal.updated"}]
+    async with harness(subs) as h:
+        await h.cycle()
+        kept = sandbox.add_deal("kept")["id"]
+        await h.cycle()
+        fresh = sandbox.add_deal("fresh")["id"]
+        sandbox.update_deal(kept, title="renamed")
+        saved = garble(sandbox, fresh, kept)
+        await h.cycle()
+        await h.cycle()
+        dead = sorted((row.subscription, row.item_id) for row in await h.dead())
+        assert dead == [("add", str(fresh)), ("upd", str(kept))]
+        restore(sandbox, saved)
+        await h.cycle()
+        added = {e["data"]["id"]: e for e in await h.events("add")}
+        assert sorted(added) == [kept, fresh] and added[fresh]["data"]["title"] == "fresh"
+        (renamed,) = await h.events("upd")
+        assert renamed["data"]["title"] == "renamed" and renamed["previous"]["title"] == "kept"
+        letters = await outbox_admin.list_dead(h.engine, outbox_admin.Selection())
+        superseding = {"add": added[fresh]["webhook_id"], "upd": renamed["webhook_id"]}
+        assert {x.subscription: x.superseded_by for x in letters} == superseding
+        assert all(x.as_json()["superseded_by"] for x in letters)
+        detail = await outbox_admin.show_dead(h.engine, letters[0].id)
+        assert detail is not None and detail.letter.superseded_by is not None
+
+
+async def test_replaying_an_unreadable_item_reads_it_again_from_pipedrive(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    """Replay never resends the raw object that failed: it GETs the item again and maps it;
+    while it still does not map, the letter stays dead and the replay says why."""
+    async with harness([{"name": "add", "trigger": "deal.added"}]) as h:
+        await h.cycle()
+        deal_id = sandbox.add_deal("the real title")["id"]
+        saved = garble(sandbox, deal_id)
+        await h.cycle()
+        (letter,) = await outbox_admin.list_dead(h.engine, outbox_admin.Selection())
+        selection = outbox_admin.Selection(ids=[letter.id])
+        sandbox.clear_calls()
+        outcome = await reread.replay(
+            h.engine, h.config, h.clients, h.caches, selection, datetime.now(UTC)
+        )
+        assert (outcome.resent, outcome.reread) == (0, [])
+        ((kept_id, why),) = outcome.kept
+        assert kept_id == letter.id and "still cannot be mapped" in why and "title" in why
+        assert sandbox.calls_to("GET", f"/api/v2/deals/{deal_id}") == 1
+        assert [row.id for row in await h.dead()] == [letter.id]
+        restore(sandbox, saved)  # fixed at Pipedrive, not listed since
+        outcome = await reread.replay(
+            h.engine, h.config, h.clients, h.caches, selection, datetime.now(UTC)
+        )
+        assert (outcome.reread, outcome.kept) == ([letter.id], [])
+        assert await h.dead() == []
+        (queued,) = await h.events("add")
+        assert queued["data"]["title"] == "the real title" and queued["webhook_id"] == (
+            letter.webhook_id
+        )
