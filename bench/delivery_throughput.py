@@ -64,6 +64,7 @@ from daemon.config import (
 from daemon.db import database, outbox
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.delivery.signing import Signer
+from daemon.model import deliveries
 from daemon.payloads import envelope, shapes
 from daemon.pipedrive.lookups import Lookups
 
@@ -423,7 +424,7 @@ def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> It
     polling load on the database or the event loop."""
     claim_due, record_outcomes = outbox.claim_due, outbox.record_outcomes
 
-    async def counted_claim(*args: Any, **kwargs: Any) -> list[outbox.Claimed]:
+    async def counted_claim(*args: Any, **kwargs: Any) -> list[deliveries.Claimed]:
         started = time.perf_counter()
         rows = await claim_due(*args, **kwargs)
         if not any(free > 0 for free in kwargs["capacity"].values()):
@@ -434,7 +435,7 @@ def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> It
         detail.empty_claims += not rows
         return rows
 
-    async def counted_record(engine: Any, outcomes: Sequence[outbox.Outcome]) -> None:
+    async def counted_record(engine: Any, outcomes: Sequence[deliveries.Outcome]) -> None:
         started = time.perf_counter()
         await record_outcomes(engine, outcomes)
         detail.write_s += time.perf_counter() - started
@@ -458,7 +459,7 @@ async def fill_outbox(url: str, workload: Sequence[Event]) -> None:
         for start in range(0, len(workload), INSERT_CHUNK):
             chunk = workload[start : start + INSERT_CHUNK]
             events = [
-                outbox.NewEvent(SUBSCRIPTION, e.event_id, TRIGGER, str(e.item_id), e.body)
+                deliveries.NewEvent(SUBSCRIPTION, e.event_id, TRIGGER, str(e.item_id), e.body)
                 for e in chunk
             ]
             async with engine.begin() as connection:

@@ -15,18 +15,14 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from daemon.model import subscription_state
+from daemon.model import deliveries, subscription_state
 from daemon.pipedrive import costs
-
-if TYPE_CHECKING:  # the Pipedrive client imports this module; the actions need no SQLAlchemy
-    from daemon.db import outbox
 
 PREFIX = "pipedrive_triggers_"
 # Detection to delivery: from a second (a live consumer) to the three days of retries.
@@ -50,20 +46,20 @@ class Metrics:
     def rate_limit_wait(self, account: str) -> None:
         """A call had to wait for the account's rate limit (its window, or a 429's pause)."""
 
-    def events(self, new_events: Sequence[outbox.NewEvent]) -> None:
+    def events(self, new_events: Sequence[deliveries.NewEvent]) -> None:
         """A poll committed these events to the outbox."""
 
     def future_dated(self, account: str, object_type: str, count: int) -> None:
         """A poll stored `count` new item versions dated after the listing that served them."""
 
-    def delivery(self, outcome: outbox.Outcome) -> None:
+    def delivery(self, outcome: deliveries.Outcome) -> None:
         """One delivery attempt's outcome is known."""
 
 
 NONE = Metrics()
 
 
-def delivery_outcome(outcome: outbox.Outcome) -> str:
+def delivery_outcome(outcome: deliveries.Outcome) -> str:
     """The `outcome` label: delivered, retry, dead, or refused (the guard refused the callback's
     address and the event will be retried). An attempt that dead-letters counts as dead,
     whatever failed, so `dead` counts every event that reached the dead letters."""
@@ -147,7 +143,7 @@ class PrometheusMetrics(Metrics):
     def rate_limit_wait(self, account: str) -> None:
         self._rate_limit_waits.labels(account).inc()
 
-    def events(self, new_events: Sequence[outbox.NewEvent]) -> None:
+    def events(self, new_events: Sequence[deliveries.NewEvent]) -> None:
         for (subscription, trigger), count in Tally(
             (event.subscription, event.event_type) for event in new_events
         ).items():
@@ -156,7 +152,7 @@ class PrometheusMetrics(Metrics):
     def future_dated(self, account: str, object_type: str, count: int) -> None:
         self._future_dated.labels(account, object_type).inc(count)
 
-    def delivery(self, outcome: outbox.Outcome) -> None:
+    def delivery(self, outcome: deliveries.Outcome) -> None:
         subscription = outcome.claimed.subscription
         self._deliveries.labels(subscription, delivery_outcome(outcome)).inc()
         detected = outcome.claimed.created_at

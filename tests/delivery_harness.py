@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import outbox, tables
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.model import deliveries
 from daemon.payloads import envelope
 from tests.conftest import SIGNING_SECRET
 
 TRIGGER = "deal.added"
+ORIGIN = envelope.Origin(company_id=1, installation="delivery-harness")
 
 
 def subscription(name: str, url: str, **fields: Any) -> SubscriptionConfig:
@@ -41,7 +43,9 @@ async def queue(
     """Queue one event per item for subscription `name`; returns their webhook-ids in order."""
     moment = at or datetime.now(UTC)
     queued = [
-        outbox.NewEvent(name, envelope.event_id(name, TRIGGER, i), TRIGGER, str(i), f'{{"id":{i}}}')
+        deliveries.NewEvent(
+            name, ORIGIN.addition(name, TRIGGER, i), TRIGGER, str(i), f'{{"id":{i}}}'
+        )
         for i in items
     ]
     async with engine.begin() as connection:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, outbox, write_lock
 from daemon.db.tables import feeds, item_states, subscription_state
+from daemon.model import deliveries
 from daemon.model.items import ItemStateRow, StoredItem
 
 STATUS_OK = "ok"
@@ -235,7 +236,7 @@ async def commit_page(
     account: str,
     object_type: str,
     items: Sequence[ItemStateRow],
-    events: Sequence[outbox.NewEvent],
+    events: Sequence[deliveries.NewEvent],
     watermark: datetime,
     max_id: int | None,
     positions: Mapping[str, datetime],

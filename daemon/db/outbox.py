@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -24,43 +24,7 @@ from daemon.db.tables import (
     deliveries,
     delivery_attempts,
 )
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    subscription: str
-    event_id: str
-    event_type: str
-    item_id: str
-    body: str
-    error: str | None = None  # set when the item could not be mapped: dead-lettered at once
-
-
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    event_id: str
-    subscription: str
-    event_type: str
-    item_id: str
-    body: str
-    attempts: int
-    created_at: datetime  # when it was detected (delivery latency is counted from it)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    claimed: Claimed
-    attempted_at: datetime
-    status: int | None
-    error: str | None
-    duration_ms: int
-    verdict: Literal["delivered", "retry", "dead"]
-    next_attempt_at: datetime | None = None
-    reply: str | None = None  # the start of the consumer's reply body, when it answered
-    # False while a subscription is paused or disabled: the attempt is recorded, but the
-    # event's own attempt count (and so its retry schedule) does not advance.
-    advance: bool = True
+from daemon.model.deliveries import Claimed, NewEvent, Outcome
 
 
 def in_state(state: str) -> Any:

@@ -21,6 +21,7 @@ from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import health_store, outbox, transient
 from daemon.delivery import callback_transport, slots, verdicts
 from daemon.delivery.signing import Signer
+from daemon.model import deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +96,11 @@ class Deliverer:
         self._slots = slots.Slots(_limits(subscriptions, settings), settings.concurrency)
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         # Claimed, not started: per subscription, oldest claim first, with its moment.
-        self._ready: dict[str, deque[tuple[outbox.Claimed, float]]] = {}
+        self._ready: dict[str, deque[tuple[deliveries.Claimed, float]]] = {}
         self._stop = asyncio.Event()  # run()'s
         self._outage = transient.Outage()
         self._flush_deadline: float | None = None  # stopping: give up recording after this
-        self._outcomes: asyncio.Queue[outbox.Outcome] = asyncio.Queue()
+        self._outcomes: asyncio.Queue[deliveries.Outcome] = asyncio.Queue()
         self._judge = verdicts.Judge(subscriptions, settings, random_unit)
         self._health_read_at: float | None = None
 
@@ -211,7 +212,7 @@ class Deliverer:
                 capacity[name] = max(0, free - waiting)
         lease_s = 2 * self._settings.timeout + LEASE_MARGIN_S  # may wait in `_ready` first
 
-        async def claim() -> list[outbox.Claimed]:
+        async def claim() -> list[deliveries.Claimed]:
             return await outbox.claim_due(
                 self._engine,
                 now=now,
@@ -304,7 +305,7 @@ class Deliverer:
             return
         self._judge.refresh(stored)
 
-    async def _attempt(self, row: outbox.Claimed) -> None:
+    async def _attempt(self, row: deliveries.Claimed) -> None:
         attempted_at = self._clock()
         started = time.monotonic()
         size = len(row.body.encode())
@@ -325,7 +326,7 @@ class Deliverer:
                     "event_id": row.event_id,
                 },
             )
-            dead = outbox.Outcome(row, attempted_at, None, oversize, 0, "dead")
+            dead = deliveries.Outcome(row, attempted_at, None, oversize, 0, "dead")
             self._metrics.delivery(dead)
             self._outcomes.put_nowait(dead)
             return
@@ -360,7 +361,7 @@ class Deliverer:
                 row.event_id,
                 extra={"action": "delivery.crashed", "subscription": row.subscription},
             )
-            outcome = outbox.Outcome(
+            outcome = deliveries.Outcome(
                 row, attempted_at, status, error or "outcome undecided", duration_ms, "retry",
                 attempted_at + timedelta(seconds=UNDECIDED_RETRY_S), reply=reply,
             )  # fmt: skip
@@ -369,7 +370,7 @@ class Deliverer:
         await self._apply_health(row.subscription, attempted_at)
 
     async def _post(
-        self, row: outbox.Claimed, attempted_at: datetime
+        self, row: deliveries.Claimed, attempted_at: datetime
     ) -> tuple[int | None, str | None, float | None, str | None, bool]:
         """One POST: (status, error or None on 2xx, Retry-After seconds, start of the reply,
         whether the target guard refused it)."""
@@ -435,7 +436,7 @@ class Deliverer:
                     self._outcomes.task_done()
                 self._wake.set()  # retries may be due already, and their rows are free now
 
-    async def _write(self, batch: list[outbox.Outcome]) -> None:
+    async def _write(self, batch: list[deliveries.Outcome]) -> None:
         """Record a batch, waiting out database errors. Past the stop's grace it gives up: the
         POSTs happened, their rows stay claimed and are retried after the lease (at least
         once), which beats a stop that never ends."""

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.db import outbox
 from daemon.delivery import retry_policy
 from daemon.delivery.retry_policy import RetryPolicy, next_attempt
-from daemon.model import endpoint_health
+from daemon.model import deliveries, endpoint_health
 
 logger = logging.getLogger("daemon.delivery.deliverer")  # the delivery loop's lines, as before
 
@@ -79,7 +78,7 @@ class Judge:
                 self.failures[name] = 0  # an operator switched it back on
             self.health[name] = after
 
-    def outcome(self, row: outbox.Claimed, attempt: Attempt) -> outbox.Outcome:
+    def outcome(self, row: deliveries.Claimed, attempt: Attempt) -> deliveries.Outcome:
         """Decide what the attempt means for the event, and for the subscription's health."""
         name = row.subscription
         log_extra = {"subscription": name, "event_id": row.event_id}
@@ -112,7 +111,7 @@ class Judge:
                     row.event_id,
                     extra={"action": "delivery.delivered", **log_extra},
                 )
-            return outbox.Outcome(
+            return deliveries.Outcome(
                 row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply
             )
         if verdict == "gone":
@@ -120,7 +119,7 @@ class Judge:
             if state.state != "disabled":
                 reason = f"410 Gone at {at.isoformat(timespec='seconds')}"
                 self.transition(name, endpoint_health.disabled(reason, at, state), at, "disabled")
-            return outbox.Outcome(
+            return deliveries.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", at,
                 reply=attempt.reply, advance=False,
             )  # fmt: skip
@@ -130,7 +129,7 @@ class Judge:
             # A failed probe: the pause goes on, and the event's own schedule does not advance.
             if state.probe_at is None or at >= state.probe_at:
                 self.transition(name, endpoint_health.probe_failed(state, at), at, None)
-            return outbox.Outcome(
+            return deliveries.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", at,
                 reply=attempt.reply, advance=False,
             )  # fmt: skip
@@ -164,7 +163,7 @@ class Judge:
                     "status": status,
                 },
             )
-            return outbox.Outcome(
+            return deliveries.Outcome(
                 row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
             )
         logger.warning(
@@ -183,7 +182,7 @@ class Judge:
                 "next_attempt_at": retry_at.isoformat(timespec="seconds"),
             },
         )
-        return outbox.Outcome(
+        return deliveries.Outcome(
             row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
         )
 

@@ -16,6 +16,7 @@ from daemon import times
 from daemon.config import Config, SubscriptionConfig
 from daemon.db import feed_store, installation, outbox
 from daemon.errors import PipedriveError
+from daemon.model import deliveries
 from daemon.payloads import envelope
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
@@ -238,7 +239,7 @@ class Poller:
         client: PipedriveClient,
         decision: change_feed.PageDecision,
         now: datetime,
-    ) -> tuple[list[outbox.NewEvent], set[str]]:
+    ) -> tuple[list[deliveries.NewEvent], set[str]]:
         """The page's events; an item whose payload cannot be built is dead-lettered with its
         raw object, and its state is not stored, so a later version that maps is delivered."""
         failed: set[str] = set()
@@ -267,8 +268,8 @@ class Poller:
         return await self._without_pre_upgrade_copies(result, decision.firings), failed
 
     async def _without_pre_upgrade_copies(
-        self, events: list[outbox.NewEvent], firings: Sequence[change_feed.Firing]
-    ) -> list[outbox.NewEvent]:
+        self, events: list[deliveries.NewEvent], firings: Sequence[change_feed.Firing]
+    ) -> list[deliveries.NewEvent]:
         """Events queued before revision 0008 keep the ids they were made with; a version
         read again since (a look-back, a backfilling subscription) is not queued twice."""
         legacy = {
@@ -310,7 +311,7 @@ class Poller:
             )
 
     @staticmethod
-    def _log_detected(new_events: Sequence[outbox.NewEvent]) -> None:
+    def _log_detected(new_events: Sequence[deliveries.NewEvent]) -> None:
         per_subscription: dict[str, int] = {}
         for event in new_events:
             if event.error is not None:
@@ -371,11 +372,11 @@ def _event(
     resolved: lookups.Lookups,
     catalog: FieldCatalog | None,
     now: datetime,
-) -> outbox.NewEvent:
+) -> deliveries.NewEvent:
     reader, trigger = firing.reader, firing.reader.trigger
     data = _data(firing, firing.current, resolved, catalog)
     if trigger.kind == "added":
-        return outbox.NewEvent(
+        return deliveries.NewEvent(
             reader.name,
             origin.addition(reader.name, trigger.name, firing.item_id),
             trigger.name,
@@ -386,7 +387,7 @@ def _event(
     if firing.previous is not None:
         before = _data(firing, firing.previous, resolved, catalog)
         previous = change_feed.previous_fields(before, data, trigger.always_previous)
-    return outbox.NewEvent(
+    return deliveries.NewEvent(
         reader.name,
         origin.change(reader.name, trigger.name, firing.item_id, firing.lineage),
         trigger.name,
@@ -397,11 +398,11 @@ def _event(
 
 def _unmappable_event(
     firing: change_feed.Firing, origin: envelope.Origin, error: Exception, now: datetime
-) -> outbox.NewEvent:
+) -> deliveries.NewEvent:
     reader, trigger = firing.reader, firing.reader.trigger
     # Its own id, one per raw object: the version that maps later must not find its id taken.
     event_id = origin.unreadable(reader.name, trigger.name, change_feed.raw_json(firing.current))
-    return outbox.NewEvent(
+    return deliveries.NewEvent(
         reader.name,
         event_id,
         trigger.name,
@@ -413,11 +414,11 @@ def _unmappable_event(
 
 def _rejected_event(
     rejected: change_feed.Rejected, origin: envelope.Origin, now: datetime
-) -> outbox.NewEvent:
+) -> deliveries.NewEvent:
     reader, trigger = rejected.reader, rejected.reader.trigger
     raw = change_feed.raw_json(rejected.item)
     event_id = origin.unreadable(reader.name, trigger.name, raw)
-    return outbox.NewEvent(
+    return deliveries.NewEvent(
         reader.name,
         event_id,
         trigger.name,

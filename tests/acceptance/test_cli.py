@@ -224,8 +224,9 @@ def test_sigkill_at_any_moment_loses_no_event(
         deals += more
         daemon = start_daemon(config, log)
     try:
+        origin = envelope.Origin(sandbox.store.company_id, installation="")  # additions: company
         expected = {
-            envelope.event_id(name, trigger, deal)
+            origin.addition(name, trigger, deal)
             for deal in deals
             for name, trigger in (("deals", "deal.added"), ("legacy", "deal.added.legacy"))
         }

@@ -12,6 +12,7 @@ from pathlib import Path
 from daemon.db import database, feed_store, outbox
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
+from daemon.model import deliveries
 from tests.acceptance.test_cli import cli, start_daemon
 from tests.conftest import config_text
 
@@ -33,8 +34,10 @@ async def _history(url: str) -> None:
             ],
             now=datetime.now(UTC),
         )
-        queued = [outbox.NewEvent("old", f"msg_{n}", "deal.added", str(n), "{}") for n in (1, 2)]
-        queued.append(outbox.NewEvent("old", "msg_3", "deal.added", "3", "{}", error="broken"))
+        queued = [
+            deliveries.NewEvent("old", f"msg_{n}", "deal.added", str(n), "{}") for n in (1, 2)
+        ]
+        queued.append(deliveries.NewEvent("old", "msg_3", "deal.added", "3", "{}", error="broken"))
         async with engine.begin() as connection:
             await outbox.insert_events(connection, queued, datetime.now(UTC))
     finally:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon.config import DeliveryConfig
 from daemon.db import database, outbox, tables
 from daemon.dev.receiver import WebhookReceiver
+from daemon.model import deliveries
 from daemon.service import retention
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
@@ -140,7 +141,7 @@ async def test_retention_prunes_old_delivered_rows_and_attempts_in_batches(
     await outbox.record_outcomes(
         engine,
         [
-            outbox.Outcome(row, now, 200 if v == "delivered" else 500, None, 3, v)  # type: ignore[arg-type]
+            deliveries.Outcome(row, now, 200 if v == "delivered" else 500, None, 3, v)  # type: ignore[arg-type]
             for row, v in zip(sorted(claimed, key=lambda r: int(r.item_id)), verdicts, strict=True)
         ],
     )

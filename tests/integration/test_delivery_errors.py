@@ -14,6 +14,7 @@ from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import outbox, tables
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.dev.receiver import WebhookReceiver
+from daemon.model import deliveries
 from daemon.payloads import envelope
 from tests.conftest import SIGNING_SECRET
 from tests.raw_servers import ReplyServer, closed_port, hanging_server
@@ -38,7 +39,7 @@ async def deliver_once(engine: AsyncEngine, subs: list[SubscriptionConfig]) -> d
     """One event per subscription, one attempt each (max_attempts = 1): the attempts' rows."""
     now = datetime.now(UTC)
     for sub in subs:
-        queued = outbox.NewEvent(
+        queued = deliveries.NewEvent(
             sub.name, ORIGIN.addition(sub.name, TRIGGER, 1), TRIGGER, "1", "{}"
         )
         async with engine.begin() as connection:

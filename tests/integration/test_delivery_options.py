@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from daemon.config import DeliveryConfig
 from daemon.db import outbox
 from daemon.dev.receiver import WebhookReceiver
+from daemon.model import deliveries
 from tests.delivery_harness import TRIGGER, delivering, queue, rows, subscription, until
 
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-secret-of-32-bytes-long!").decode()
@@ -70,7 +71,7 @@ async def test_a_body_above_the_cap_is_dead_lettered_unsent(
     async with engine.begin() as connection:
         await outbox.insert_events(
             connection,
-            [outbox.NewEvent("big", "msg_big", TRIGGER, "1", '{"pad":"' + "x" * 5000 + '"}')],
+            [deliveries.NewEvent("big", "msg_big", TRIGGER, "1", '{"pad":"' + "x" * 5000 + '"}')],
             datetime.now(UTC),
         )
     await queue(engine, "big", [2])

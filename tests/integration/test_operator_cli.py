@@ -18,6 +18,7 @@ from daemon.cli import main
 from daemon.db import database, outbox, tables
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
+from daemon.model import deliveries
 from tests.conftest import config_text
 from tests.integration.test_pipeline import (
     MakeConfig,
@@ -77,7 +78,7 @@ async def _seed(url: str, letters: dict[str, list[tuple[int, timedelta]]]) -> No
                 await outbox.insert_events(
                     connection,
                     [
-                        outbox.NewEvent(
+                        deliveries.NewEvent(
                             name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}'
                         )
                         for i, _ in items
@@ -96,7 +97,7 @@ async def _seed(url: str, letters: dict[str, list[tuple[int, timedelta]]]) -> No
             await outbox.record_outcomes(
                 engine,
                 [
-                    outbox.Outcome(
+                    deliveries.Outcome(
                         row,
                         now - ago[row.item_id],
                         500,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config, logs
 from daemon.db import heartbeat, outbox, tables
+from daemon.model import deliveries
 from daemon.status import snapshot
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -35,7 +36,7 @@ def settings(tmp_path: Path, database_url: str) -> config.Config:
 
 
 async def queue(engine: AsyncEngine, event_id: str, **values: object) -> None:
-    event = outbox.NewEvent("deals", event_id, "deal.added", event_id[-1], "{}")
+    event = deliveries.NewEvent("deals", event_id, "deal.added", event_id[-1], "{}")
     async with engine.begin() as connection:
         await outbox.insert_events(connection, [event], NOW - timedelta(minutes=10))
         await connection.execute(

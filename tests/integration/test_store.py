@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, outbox, tables
 from daemon.errors import SchemaOutOfDate
+from daemon.model import deliveries
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -31,9 +32,10 @@ async def test_refuses_a_database_that_is_not_migrated(tmp_path: object) -> None
     await engine.dispose()
 
 
-def events(name: str, *ids: int) -> list[outbox.NewEvent]:
+def events(name: str, *ids: int) -> list[deliveries.NewEvent]:
     return [
-        outbox.NewEvent(name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}') for i in ids
+        deliveries.NewEvent(name, f"msg_{name}_{i}", "deal.added", str(i), f'{{"id":{i}}}')
+        for i in ids
     ]
 
 
@@ -43,7 +45,7 @@ async def claim(
     limit: int = 10,
     capacity: dict[str, int] | None = None,
     lease_s: float = 30,
-) -> list[outbox.Claimed]:
+) -> list[deliveries.Claimed]:
     return await outbox.claim_due(
         engine,
         now=at,
@@ -58,7 +60,7 @@ async def detect(engine: AsyncEngine, name: str, ids: list[int]) -> None:
         await outbox.insert_events(connection, events(name, *ids), NOW)
 
 
-def item_ids(rows: list[outbox.Claimed]) -> list[int]:
+def item_ids(rows: list[deliveries.Claimed]) -> list[int]:
     return sorted(int(row.item_id) for row in rows)
 
 
@@ -97,9 +99,9 @@ async def test_outcomes_retry_deliver_and_dead_letter(engine: AsyncEngine) -> No
     await outbox.record_outcomes(
         engine,
         [
-            outbox.Outcome(rows[1], NOW, 200, None, 12, "delivered"),
-            outbox.Outcome(rows[2], NOW, 503, "callback returned 503", 8, "retry", later),
-            outbox.Outcome(rows[3], NOW, 410, "callback returned 410 Gone", 5, "dead"),
+            deliveries.Outcome(rows[1], NOW, 200, None, 12, "delivered"),
+            deliveries.Outcome(rows[2], NOW, 503, "callback returned 503", 8, "retry", later),
+            deliveries.Outcome(rows[3], NOW, 410, "callback returned 410 Gone", 5, "dead"),
         ],
     )
     assert await outbox.counts(engine) == {"s": outbox.SubscriptionCounts(1, 1, 1)}
@@ -145,7 +147,7 @@ async def test_a_dead_letter_stays_in_the_outbox_with_its_detection_time(
     (row,) = await claim(engine)
     died = NOW + timedelta(days=3)
     await outbox.record_outcomes(
-        engine, [outbox.Outcome(row, died, 500, "callback returned 500", 5, "dead")]
+        engine, [deliveries.Outcome(row, died, 500, "callback returned 500", 5, "dead")]
     )
     await detect(engine, "s", [1])  # detected again: the dead letter is not revived
     async with engine.connect() as connection:

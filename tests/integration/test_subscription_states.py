@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config
 from daemon.db import health_store, outbox, tables
-from daemon.model import endpoint_health
+from daemon.model import deliveries, endpoint_health
 from daemon.model.subscription_state import State
 from daemon.service import supervision
 from daemon.status import dashboard, snapshot
@@ -64,7 +64,7 @@ async def seed(engine: AsyncEngine) -> None:
                 )
             )
         events = [
-            outbox.NewEvent(name, f"msg_{name}", "deal.added", "1", "{}")
+            deliveries.NewEvent(name, f"msg_{name}", "deal.added", "1", "{}")
             for name in ("retrying", "gone")  # "gone" is in no config: orphaned
         ]
         await outbox.insert_events(connection, events, NOW)

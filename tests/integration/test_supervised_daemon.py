@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, outbox
+from daemon.model import deliveries
 from daemon.service import supervision
 from tests.notify_listener import NotifyListener
 
@@ -17,9 +18,9 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 async def detect(engine: AsyncEngine, ids: list[int], broken: list[int]) -> None:
-    events = [outbox.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}") for i in ids]
+    events = [deliveries.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}") for i in ids]
     events += [
-        outbox.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}", error="unmappable")
+        deliveries.NewEvent("s", f"msg_{i}", "deal.added", str(i), "{}", error="unmappable")
         for i in broken
     ]
     async with engine.begin() as connection:

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from daemon import config, metrics
 from daemon.clock import FakeClock
-from daemon.db import outbox
+from daemon.model import deliveries
 from daemon.model.subscription_state import State
 from daemon.pipedrive import account_usage, costs
 from daemon.pipedrive.rate_limit import AccountRateLimiter
@@ -37,8 +37,8 @@ def test_endpoint_label_is_the_route_template(method: str, path: str, expected: 
     assert costs.endpoint(method, path) == expected
 
 
-def claimed(created_at: datetime | None = NOW) -> outbox.Claimed:
-    return outbox.Claimed(1, "msg_1", "s", "deal.added", "7", "{}", 0, created_at)
+def claimed(created_at: datetime | None = NOW) -> deliveries.Claimed:
+    return deliveries.Claimed(1, "msg_1", "s", "deal.added", "7", "{}", 0, created_at)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def claimed(created_at: datetime | None = NOW) -> outbox.Claimed:
     ],
 )
 def test_delivery_outcome_label(verdict: Any, error: str | None, label: str) -> None:
-    outcome = outbox.Outcome(claimed(), NOW, None, error, 5, verdict)
+    outcome = deliveries.Outcome(claimed(), NOW, None, error, 5, verdict)
     assert metrics.delivery_outcome(outcome) == label
 
 
@@ -71,7 +71,7 @@ def test_counters() -> None:
     recorder.api_call("main", "GET", "/api/v2/deals", "429")  # no tokens spent
     recorder.api_call("main", "GET", "/api/v2/deals", "timeout")
     recorder.delivery(
-        outbox.Outcome(claimed(NOW - timedelta(seconds=3)), NOW, 200, None, 500, "delivered")
+        deliveries.Outcome(claimed(NOW - timedelta(seconds=3)), NOW, 200, None, 500, "delivered")
     )
     found = samples(metrics.exposition(recorder, [], NOW)[0])
     assert found[("pipedrive_triggers_api_tokens_total", (("account", "main"),))] == 11

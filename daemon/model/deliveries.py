@@ -1,0 +1,46 @@
+"""An event on its way to a consumer: queued (`NewEvent`), claimed for an attempt (`Claimed`),
+and what the attempt decided (`Outcome`). Plain values: the poller makes the first, the outbox
+stores them, the verdicts decide the last."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    subscription: str
+    event_id: str
+    event_type: str
+    item_id: str
+    body: str
+    error: str | None = None  # set when the item could not be mapped: dead-lettered at once
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    event_id: str
+    subscription: str
+    event_type: str
+    item_id: str
+    body: str
+    attempts: int
+    created_at: datetime  # when it was detected (delivery latency is counted from it)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    claimed: Claimed
+    attempted_at: datetime
+    status: int | None
+    error: str | None
+    duration_ms: int
+    verdict: Literal["delivered", "retry", "dead"]
+    next_attempt_at: datetime | None = None
+    reply: str | None = None  # the start of the consumer's reply body, when it answered
+    # False while a subscription is paused or disabled: the attempt is recorded, but the
+    # event's own attempt count (and so its retry schedule) does not advance.
+    advance: bool = True
