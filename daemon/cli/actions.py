@@ -14,6 +14,7 @@ import click
 
 from daemon import config as config_module
 from daemon.actions.connector import Connector
+from daemon.cli import plumbing
 from daemon.errors import ArgumentError
 from daemon.pipedrive.client import RetryOptions
 from daemon.service import accounts as accounts_module
@@ -47,18 +48,15 @@ def pick_account(config: config_module.Config, name: str | None) -> str:
 
 
 def _perform(ctx: click.Context, account: str | None, action: Action) -> None:
-    # Imported here, not at the top: main.py imports this module while it is being imported.
-    from daemon.cli import main
-
-    config = main.load_config(ctx)
-    name = main.guarded(lambda: pick_account(config, account))
+    config = plumbing.load_config(ctx)
+    name = plumbing.guarded(lambda: pick_account(config, account))
 
     async def run() -> dict[str, Any]:
         async with accounts_module.open_accounts(config, retry=CLI_RETRY) as accounts:
             connector = Connector(accounts.clients[name], accounts.caches[name])
             return await action(connector)
 
-    result = main.run_async(run)
+    result = plumbing.run_async(run)
     click.echo(json.dumps(result, indent=JSON_INDENT, ensure_ascii=False))
 
 

@@ -7,21 +7,20 @@ next claim, within a second or two, picks replayed or hurried rows up) and while
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
 from daemon import times
+from daemon.cli import plumbing
 from daemon.db import outbox_admin
 from daemon.errors import ArgumentError
 from daemon.polling import reread
 from daemon.service import accounts
 
-T = TypeVar("T")
 JSON_INDENT = 2
 ERROR_WIDTH = 60  # of `last_error` in the table; `--json` and `show` print it whole
 
@@ -41,26 +40,6 @@ def parse_moment(option: str, value: str | None, now: datetime) -> datetime | No
             f"{option}: must be an RFC 3339 time with a zone or an age such as 2h or 3d "
             f"(got {value!r})"
         ) from None
-
-
-def _with_engine(ctx: click.Context, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    # Imported here: main.py imports this module while it is being imported.
-    from daemon.cli import main
-    from daemon.service import lifecycle
-
-    config = main.load_config(ctx)
-
-    async def run() -> T:
-        async with lifecycle.open_engine(config) as engine:
-            return await work(engine)
-
-    return main.run_async(run)
-
-
-def _guarded(action: Callable[[], T]) -> T:
-    from daemon.cli import main
-
-    return main.guarded(action)
 
 
 def _when(moment: datetime | None) -> str:
@@ -98,14 +77,15 @@ def list_letters(
 ) -> None:
     """Dead letters, oldest death first."""
     now = datetime.now(UTC)
-    selection = _guarded(
+    selection = plumbing.guarded(
         lambda: outbox_admin.Selection(
             subscription=subscription,
             since=parse_moment("--since", since, now),
             until=parse_moment("--until", until, now),
         )
     )
-    letters = _with_engine(ctx, lambda engine: outbox_admin.list_dead(engine, selection))
+    config = plumbing.load_config(ctx)
+    letters = plumbing.with_engine(config, lambda engine: outbox_admin.list_dead(engine, selection))
     if as_json:
         click.echo(json.dumps([letter.as_json() for letter in letters], indent=JSON_INDENT))
         return
@@ -137,10 +117,10 @@ def list_letters(
 @click.pass_context
 def show_letter(ctx: click.Context, letter_id: int, as_json: bool) -> None:
     """One dead letter: its body and every attempt (time, status, duration, error, reply)."""
-    detail = _with_engine(ctx, lambda engine: outbox_admin.show_dead(engine, letter_id))
+    config = plumbing.load_config(ctx)
+    detail = plumbing.with_engine(config, lambda engine: outbox_admin.show_dead(engine, letter_id))
     if detail is None:
-        _guarded(lambda: _raise(ArgumentError(f"ID: no dead letter with id {letter_id}")))
-        return
+        plumbing.abort(ArgumentError(f"ID: no dead letter with id {letter_id}"))
     if as_json:
         out: dict[str, Any] = detail.letter.as_json()
         out["body"] = detail.body
@@ -166,10 +146,6 @@ def show_letter(ctx: click.Context, letter_id: int, as_json: bool) -> None:
         )
         if attempt.reply:
             click.echo(f"    reply: {attempt.reply}")
-
-
-def _raise(error: Exception) -> None:
-    raise error
 
 
 def _with_note(letter: outbox_admin.DeadLetter) -> str | None:
@@ -217,7 +193,7 @@ def replay_letters(
     if (since or until) and subscription is None:
         raise click.UsageError("--since and --until go with --subscription")
     now = datetime.now(UTC)
-    selection = _guarded(
+    selection = plumbing.guarded(
         lambda: outbox_admin.Selection(
             ids=letter_ids,
             subscription=subscription,
@@ -225,10 +201,8 @@ def replay_letters(
             until=parse_moment("--until", until, now),
         )
     )
-    from daemon.cli import main
-
-    config = main.load_config(ctx)
-    done = _with_engine(ctx, lambda engine: _replay(config, engine, selection, now))
+    config = plumbing.load_config(ctx)
+    done = plumbing.with_engine(config, lambda engine: _replay(config, engine, selection, now))
     _say_replayed(done)
 
 
@@ -250,7 +224,8 @@ def purge_letters(ctx: click.Context, older_than: str, subscription: str | None)
     selection = outbox_admin.Selection(
         subscription=subscription, until=now - timedelta(seconds=age)
     )
-    count = _with_engine(ctx, lambda engine: outbox_admin.purge(engine, selection))
+    config = plumbing.load_config(ctx)
+    count = plumbing.with_engine(config, lambda engine: outbox_admin.purge(engine, selection))
     click.echo(f"purged {count}")
 
 
@@ -260,5 +235,8 @@ def purge_letters(ctx: click.Context, older_than: str, subscription: str | None)
 def retry_now(ctx: click.Context, subscription: str | None) -> None:
     """Make pending events that wait on a backoff due at once (the consumer is back)."""
     now = datetime.now(UTC)
-    count = _with_engine(ctx, lambda engine: outbox_admin.retry_now(engine, now, subscription))
+    config = plumbing.load_config(ctx)
+    count = plumbing.with_engine(
+        config, lambda engine: outbox_admin.retry_now(engine, now, subscription)
+    )
     click.echo(f"made {count} pending events due now")

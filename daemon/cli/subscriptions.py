@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from daemon import config as config_module
 from daemon import triggers
-from daemon.db import health_store
+from daemon.cli import plumbing
+from daemon.db import health_store, instance_lock
 from daemon.db import rename as rename_module
 from daemon.errors import ArgumentError
 from daemon.model import endpoint_health
@@ -23,26 +25,16 @@ JSON_INDENT = 2
 
 
 def _switch(ctx: click.Context, name: str, reason: str | None) -> endpoint_health.Health:
-    # Imported here: main.py imports this module while it is being imported.
-    from daemon.cli import main
-    from daemon.service import lifecycle
-
-    config = main.load_config(ctx)
+    config = plumbing.load_config(ctx)
     known = [s.name for s in config.subscriptions]
     if name not in known:
-        main.guarded(
-            lambda: _refuse(f"NAME: no subscription named {name!r} (known: {', '.join(known)})")
+        plumbing.abort(
+            ArgumentError(f"NAME: no subscription named {name!r} (known: {', '.join(known)})")
         )
-
-    async def run() -> endpoint_health.Health:
-        async with lifecycle.open_engine(config) as engine:
-            return await health_store.set_disabled(engine, name, reason, datetime.now(UTC))
-
-    return main.run_async(run)
-
-
-def _refuse(message: str) -> None:
-    raise ArgumentError(message)
+    return plumbing.with_engine(
+        config,
+        lambda engine: health_store.set_disabled(engine, name, reason, datetime.now(UTC)),
+    )
 
 
 @click.group()
@@ -78,20 +70,12 @@ def rename(ctx: click.Context, old: str, new: str) -> None:
 
     Stop the daemon, run this, rename the subscription in the config, start it again.
     """
-    from daemon import config as config_module
-    from daemon.cli import main
-    from daemon.db import instance_lock
-    from daemon.service import lifecycle
-
-    config = main.load_config(ctx, config_module.load_without_secrets)
-    if main.guarded(lambda: instance_lock.is_held(config.database.url)):
-        main.fail("the daemon is running on this database: stop it first", main.EXIT_DATABASE)
-
-    async def move() -> rename_module.Renamed:
-        async with lifecycle.open_engine(config) as engine:
-            return await rename_module.rename(engine, old, new)
-
-    moved = main.run_async(move)
+    config = plumbing.load_config(ctx, config_module.load_without_secrets)
+    if plumbing.guarded(lambda: instance_lock.is_held(config.database.url)):
+        plumbing.fail(
+            "the daemon is running on this database: stop it first", plumbing.EXIT_DATABASE
+        )
+    moved = plumbing.with_engine(config, lambda engine: rename_module.rename(engine, old, new))
     position = "feed position, " if moved.had_state else ""
     click.echo(
         f"renamed {old!r} to {new!r}: {position}{moved.pending} pending, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +193,16 @@ async def check_revision(engine: AsyncEngine) -> None:
     _refuse_downgrade(current)
     if current != head:
         raise SchemaOutOfDate(current, head)
+
+
+@contextlib.asynccontextmanager
+async def open_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database that opens and is at the newest revision, disposed on the way
+    out; one that does not is a DatabaseError (or SchemaOutOfDate / SchemaTooNew)."""
+    probe(url)
+    engine = create_engine(url)
+    try:
+        await check_revision(engine)
+        yield engine
+    finally:
+        await engine.dispose()

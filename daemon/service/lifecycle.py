@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,17 +24,6 @@ from daemon.service.accounts import AccountPool
 from daemon.status import drift, listener
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.asynccontextmanager
-async def open_engine(config: Config) -> AsyncIterator[AsyncEngine]:
-    database.probe(config.database.url)
-    engine = database.create_engine(config.database.url)
-    try:
-        await database.check_revision(engine)
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 class _Polls:
@@ -198,7 +186,7 @@ async def run(
     """Poll and deliver until `stop` is set, applying reloads as `reloads` asks. The caller
     has applied migrations."""
     async with contextlib.AsyncExitStack() as stack:
-        engine = await stack.enter_async_context(open_engine(config))
+        engine = await stack.enter_async_context(database.open_engine(config.database.url))
         metrics = listener.metrics_for(config)
         pool = AccountPool(api_retry, metrics)
         stack.push_async_callback(pool.aclose)
