@@ -40,6 +40,11 @@ class RetryPolicy:
     jitter: float  # 0.2: each delay is scaled by a factor in [0.8, 1.2]
 
 
+def attempt_limit(policy: RetryPolicy, *, rejected: bool = False) -> int:
+    """How many attempts an event gets: `max_attempts`, or fewer for a rejected payload."""
+    return min(policy.max_attempts, MAX_REJECTED_ATTEMPTS) if rejected else policy.max_attempts
+
+
 def next_attempt(
     policy: RetryPolicy,
     attempts_made: int,
@@ -54,8 +59,7 @@ def next_attempt(
     `random_unit` in [0, 1) spreads retries so a recovering consumer is not hit all at once.
     A `rejected` payload (4xx other than 408, 410, 425, 429) gets `MAX_REJECTED_ATTEMPTS`.
     """
-    limit = min(policy.max_attempts, MAX_REJECTED_ATTEMPTS) if rejected else policy.max_attempts
-    if attempts_made >= limit:
+    if attempts_made >= attempt_limit(policy, rejected=rejected):
         return None
     base = policy.schedule_s[min(attempts_made, len(policy.schedule_s)) - 1]
     delay = base * (1 + policy.jitter * (2 * random_unit - 1))

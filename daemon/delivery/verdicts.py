@@ -172,7 +172,7 @@ class Judge:
             error,
             row.event_id,
             attempts_made,
-            self._policy.max_attempts,
+            retry_policy.attempt_limit(self._policy, rejected=verdict == "rejected"),
             retry_at.isoformat(timespec="seconds"),
             extra={
                 "action": "delivery.failed",

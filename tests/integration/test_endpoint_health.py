@@ -84,8 +84,9 @@ async def _paused(engine: AsyncEngine) -> bool:
 
 
 async def test_a_rejected_payload_is_dead_lettered_after_three_attempts(
-    engine: AsyncEngine, consumer: WebhookReceiver
+    engine: AsyncEngine, consumer: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     url = f"{consumer.base_url}/hooks/r"  # type: ignore[attr-defined]
     consumer.reply(422, times=20)
     (event_id,) = await queue(engine, "r", [1])
@@ -95,6 +96,10 @@ async def test_a_rejected_payload_is_dead_lettered_after_three_attempts(
     row = (await rows(engine))[event_id]
     assert (row.attempts, row.last_status) == (3, 422)
     assert len(consumer.attempts) == 3
+    # The log counts against the limit that applies to a rejection (3), not max_attempts.
+    failed = [r.getMessage() for r in actions(caplog, "delivery.failed")]
+    assert len(failed) == 2
+    assert "attempt 1 of 3" in failed[0] and "attempt 2 of 3" in failed[1], failed
 
 
 async def _dead(engine: AsyncEngine, event_id: str) -> bool:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from daemon.config import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_SCHEDULE_S
-from daemon.delivery.retry_policy import RetryPolicy, classify, next_attempt
+from daemon.delivery.retry_policy import RetryPolicy, attempt_limit, classify, next_attempt
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy((5, 60, 300), max_attempts=5, jitter=0.2)
@@ -77,3 +77,9 @@ def test_a_rejected_payload_gets_three_attempts_in_all() -> None:
     assert next_attempt(policy, 3, NOW, rejected=True) is None
     assert next_attempt(policy, 3, NOW) is not None
     assert next_attempt(RetryPolicy((5,), 2, 0), 2, NOW, rejected=True) is None
+
+
+def test_attempt_limit_is_what_the_outcome_allows() -> None:
+    assert attempt_limit(POLICY) == 5
+    assert attempt_limit(POLICY, rejected=True) == 3
+    assert attempt_limit(RetryPolicy((5,), max_attempts=2, jitter=0), rejected=True) == 2
