@@ -84,7 +84,7 @@ def list_letters(
             until=parse_moment("--until", until, now),
         )
     )
-    config = plumbing.load_config(ctx)
+    config = plumbing.load_config(ctx, config_module.load_without_secrets)
     letters = plumbing.with_engine(config, lambda engine: outbox_admin.list_dead(engine, selection))
     if as_json:
         click.echo(json.dumps([letter.as_json() for letter in letters], indent=JSON_INDENT))
@@ -117,7 +117,7 @@ def list_letters(
 @click.pass_context
 def show_letter(ctx: click.Context, letter_id: int, as_json: bool) -> None:
     """One dead letter: its body and every attempt (time, status, duration, error, reply)."""
-    config = plumbing.load_config(ctx)
+    config = plumbing.load_config(ctx, config_module.load_without_secrets)
     detail = plumbing.with_engine(config, lambda engine: outbox_admin.show_dead(engine, letter_id))
     if detail is None:
         plumbing.abort(ArgumentError(f"ID: no dead letter with id {letter_id}"))
@@ -163,6 +163,21 @@ async def _replay(
         return await reread.replay(engine, config, opened.clients, opened.caches, selection, now)
 
 
+async def _replay_from_outbox(
+    engine: AsyncEngine,
+    selection: outbox_admin.Selection,
+    now: datetime,
+    selected: list[outbox_admin.DeadLetter],
+) -> reread.Replayed:
+    """No letter to read again from Pipedrive: one statement, no token needed. Superseded
+    unreadable letters stay dead, as `reread.replay` would keep them."""
+    done = reread.Replayed(resent=await outbox_admin.replay(engine, selection, now))
+    for letter in selected:
+        if letter.unreadable:
+            done.kept.append((letter.id, f"not replayed: {letter.note}"))
+    return done
+
+
 def _say_replayed(done: reread.Replayed) -> None:
     click.echo(f"replayed {done.resent + len(done.reread)}")
     for letter_id in done.reread:
@@ -201,9 +216,31 @@ def replay_letters(
             until=parse_moment("--until", until, now),
         )
     )
-    config = plumbing.load_config(ctx)
-    done = plumbing.with_engine(config, lambda engine: _replay(config, engine, selection, now))
+    config = plumbing.load_config(ctx, config_module.load_without_secrets)
+
+    async def look(
+        engine: AsyncEngine,
+    ) -> tuple[dict[int, str], list[outbox_admin.DeadLetter]]:
+        states = await outbox_admin.states_of(engine, letter_ids)
+        return states, await outbox_admin.list_dead(engine, selection)
+
+    states, selected = plumbing.with_engine(config, look)
+    if any(letter.unreadable and letter.superseded_by is None for letter in selected):
+        # Reading an unreadable letter's item again asks Pipedrive: that needs the token.
+        full = plumbing.load_config(ctx)
+        done = plumbing.with_engine(full, lambda engine: _replay(full, engine, selection, now))
+    else:
+        done = plumbing.with_engine(
+            config, lambda engine: _replay_from_outbox(engine, selection, now, selected)
+        )
     _say_replayed(done)
+    for letter_id in sorted(set(letter_ids)):
+        state = states.get(letter_id)
+        if state is not None and state != "dead":
+            click.echo(f"dead letter {letter_id}: not dead ({state}): nothing to do")
+    unknown = sorted(set(letter_ids) - set(states))
+    if unknown:
+        plumbing.abort(ArgumentError(f"ID: no dead letter with id {', '.join(map(str, unknown))}"))
 
 
 @dead_letters.command("purge")
@@ -224,7 +261,7 @@ def purge_letters(ctx: click.Context, older_than: str, subscription: str | None)
     selection = outbox_admin.Selection(
         subscription=subscription, until=now - timedelta(seconds=age)
     )
-    config = plumbing.load_config(ctx)
+    config = plumbing.load_config(ctx, config_module.load_without_secrets)
     count = plumbing.with_engine(config, lambda engine: outbox_admin.purge(engine, selection))
     click.echo(f"purged {count}")
 
@@ -235,7 +272,7 @@ def purge_letters(ctx: click.Context, older_than: str, subscription: str | None)
 def retry_now(ctx: click.Context, subscription: str | None) -> None:
     """Make pending events that wait on a backoff due at once (the consumer is back)."""
     now = datetime.now(UTC)
-    config = plumbing.load_config(ctx)
+    config = plumbing.load_config(ctx, config_module.load_without_secrets)
     count = plumbing.with_engine(
         config, lambda engine: outbox_admin.retry_now(engine, now, subscription)
     )

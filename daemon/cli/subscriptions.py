@@ -25,7 +25,7 @@ JSON_INDENT = 2
 
 
 def _switch(ctx: click.Context, name: str, reason: str | None) -> endpoint_health.Health:
-    config = plumbing.load_config(ctx)
+    config = plumbing.load_config(ctx, config_module.load_without_secrets)
     known = [s.name for s in config.subscriptions]
     if name not in known:
         plumbing.abort(

@@ -209,6 +209,15 @@ async def show_dead(engine: AsyncEngine, letter_id: int) -> DeadLetterDetail | N
     return DeadLetterDetail(_letter(row), row.body, log)
 
 
+async def states_of(engine: AsyncEngine, ids: Sequence[int]) -> dict[int, str]:
+    """The state of each of these outbox ids that exists (`pending`, `delivered`, `dead`)."""
+    if not ids:
+        return {}
+    query = select(deliveries.c.id, deliveries.c.state).where(deliveries.c.id.in_(list(ids)))
+    async with engine.connect() as connection:
+        return {row.id: row.state for row in await connection.execute(query)}
+
+
 async def replay(engine: AsyncEngine, selection: Selection, now: datetime) -> int:
     """Put dead letters back in the outbox, due now with a fresh attempt count. The row itself
     becomes pending again (same `webhook-id`), so replaying twice finds nothing the second time

@@ -103,6 +103,29 @@ def test_status_and_migrate_need_no_tokens_and_check_config_does(tmp_path: Path)
     )
 
 
+def test_operator_commands_need_no_pipedrive_token(tmp_path: Path) -> None:
+    """dead-letters, retry-now, subscriptions and schema only read or write the database: they
+    work where the accounts' tokens (and the signing secrets) are not in the environment."""
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
+    assert cli("--config", str(config), "migrate").returncode == 0
+    for args in (
+        ["dead-letters", "list"],
+        ["dead-letters", "list", "--json"],
+        ["dead-letters", "replay", "--all"],
+        ["dead-letters", "purge", "--older-than", "30d"],
+        ["retry-now"],
+        ["subscriptions", "disable", "s"],
+        ["subscriptions", "enable", "s"],
+        ["schema", "deal.added"],
+    ):
+        result = cli("--config", str(config), *args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "PDT_TEST" not in result.stderr, (args, result.stderr)
+    missing = cli("--config", str(config), "dead-letters", "show", "9999")
+    assert missing.returncode == 2 and "9999" in missing.stderr, missing.stderr
+    assert "PDT_TEST" not in missing.stderr
+
+
 def test_a_downgrade_is_refused_with_the_right_advice(tmp_path: Path) -> None:
     config = _config(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
     assert cli("--config", str(config), "migrate").returncode == 0

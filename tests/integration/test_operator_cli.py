@@ -165,7 +165,8 @@ def test_dead_letters_list_show_replay_purge(config_path: Path, database_url: st
 
     # Single, twice: the second finds nothing, and there is never a second row.
     assert ok(config_path, "dead-letters", "replay", str(first["id"])) == "replayed 1\n"
-    assert ok(config_path, "dead-letters", "replay", str(first["id"])) == "replayed 0\n"
+    again = ok(config_path, "dead-letters", "replay", str(first["id"]))
+    assert again == f"replayed 0\ndead letter {first['id']}: not dead (pending): nothing to do\n"
     rows = asyncio.run(_rows(database_url))
     assert [r.event_id for r in rows].count("msg_a_1") == 1
     replayed = next(r for r in rows if r.event_id == "msg_a_1")
@@ -204,6 +205,20 @@ async def _postpone(url: str, hours: int) -> None:
             )
     finally:
         await engine.dispose()
+
+
+def test_replay_names_unknown_ids_and_still_replays_the_known_ones(
+    config_path: Path, database_url: str
+) -> None:
+    asyncio.run(_seed(database_url, {"a": [(1, timedelta(0)), (2, timedelta(0))]}))
+    known = [x["id"] for x in letters(config_path)]
+    result = invoke(config_path, "dead-letters", "replay", "9999", str(known[0]), "9998")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "replayed 1\n"
+    assert "no dead letter with id 9998, 9999" in result.stderr, result.stderr
+    assert [x["id"] for x in letters(config_path)] == known[1:]
+    alone = invoke(config_path, "dead-letters", "replay", "9999")
+    assert alone.exit_code == 2 and "9999" in alone.stderr, alone.output
 
 
 def test_retry_now_makes_waiting_events_due(config_path: Path, database_url: str) -> None:
