@@ -7,6 +7,7 @@ next claim, within a second or two, picks replayed or hurried rows up) and while
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import config as config_module
 from daemon import times
 from daemon.cli import plumbing
-from daemon.db import outbox_admin
+from daemon.db import health_store, outbox, outbox_admin
 from daemon.errors import ArgumentError
 from daemon.polling import reread
 from daemon.service import accounts
@@ -266,14 +267,49 @@ def purge_letters(ctx: click.Context, older_than: str, subscription: str | None)
     click.echo(f"purged {count}")
 
 
+@dataclass(frozen=True)
+class _Hurried:
+    moved: dict[str, int]  # per subscription, events whose backoff was cut short
+    resumed: list[str]  # paused subscriptions whose pause ended
+    disabled: list[str]  # disabled ones in scope: they stay so
+    pending: dict[str, int]
+
+
+async def _retry_now(engine: AsyncEngine, now: datetime, subscription: str | None) -> _Hurried:
+    healths = await health_store.load(engine)
+    resumed = await health_store.end_pauses(engine, now, subscription)
+    moved = await outbox_admin.retry_now(engine, now, subscription)
+    counts = await outbox.counts(engine)
+    disabled = sorted(
+        name
+        for name, health in healths.items()
+        if health.state == "disabled" and subscription in (None, name)
+    )
+    return _Hurried(moved, resumed, disabled, {n: c.pending for n, c in counts.items()})
+
+
 @click.command("retry-now")
 @subscription_option
 @click.pass_context
 def retry_now(ctx: click.Context, subscription: str | None) -> None:
-    """Make pending events that wait on a backoff due at once (the consumer is back)."""
+    """Make pending events due at once and end pauses (the consumer is back).
+
+    A paused subscription resumes: all its pending events go out now, not one probe at a time.
+    A disabled one stays disabled; `subscriptions enable NAME` is its switch."""
     now = datetime.now(UTC)
     config = plumbing.load_config(ctx, config_module.load_without_secrets)
-    count = plumbing.with_engine(
-        config, lambda engine: outbox_admin.retry_now(engine, now, subscription)
-    )
+    done = plumbing.with_engine(config, lambda engine: _retry_now(engine, now, subscription))
+    # A resumed subscription's events were due already, held by the pause: they count too.
+    count = sum(n for name, n in done.moved.items() if name not in done.disabled)
+    count += sum(done.pending.get(name, 0) - done.moved.get(name, 0) for name in done.resumed)
     click.echo(f"made {count} pending events due now")
+    for name in done.resumed:
+        click.echo(
+            f"subscription {name!r}: pause ended: its {done.pending.get(name, 0)} pending "
+            "events go out now"
+        )
+    for name in (n for n in done.disabled if done.pending.get(n, 0)):
+        click.echo(
+            f"subscription {name!r} stays disabled ({done.pending.get(name, 0)} pending): "
+            f"`pipedrive-triggers subscriptions enable {name}` resumes it"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.db import database, write_lock
@@ -67,3 +67,26 @@ async def set_disabled(
         health = disabled(reason, now, current)
     await save(engine, subscription, health, now)
     return health
+
+
+async def end_pauses(
+    engine: AsyncEngine, now: datetime, subscription: str | None = None
+) -> list[str]:
+    """`retry-now`: the consumer is back, so paused subscriptions (all, or this one) resume at
+    once instead of at their next probe. A disabled one stays disabled: that is the
+    operator's switch. Returns the names whose pause ended."""
+    statement = (
+        update(subscription_health)
+        .where(
+            subscription_health.c.paused_at.is_not(None),
+            subscription_health.c.disabled_at.is_(None),
+        )
+        .values(
+            paused_at=None, pause_reason=None, probe_at=None, probe_interval_s=None, updated_at=now
+        )
+        .returning(subscription_health.c.subscription)
+    )
+    if subscription is not None:
+        statement = statement.where(subscription_health.c.subscription == subscription)
+    async with write_lock.begin(engine) as connection:
+        return sorted((await connection.execute(statement)).scalars())

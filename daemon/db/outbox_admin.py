@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
@@ -279,11 +279,21 @@ async def purge(engine: AsyncEngine, selection: Selection) -> int:
         return (await connection.execute(delete(deliveries).where(selection.where()))).rowcount
 
 
-async def retry_now(engine: AsyncEngine, now: datetime, subscription: str | None = None) -> int:
-    """Make pending events that wait on a backoff due at once; returns how many."""
+async def retry_now(
+    engine: AsyncEngine, now: datetime, subscription: str | None = None
+) -> dict[str, int]:
+    """Make pending events that wait on a backoff due at once; returns how many, per
+    subscription."""
     clauses = [deliveries.c.state == STATE_PENDING, deliveries.c.next_attempt_at > now]
     if subscription is not None:
         clauses.append(deliveries.c.subscription == subscription)
+    waiting = (
+        select(deliveries.c.subscription, func.count())
+        .where(*clauses)
+        .group_by(deliveries.c.subscription)
+    )
     statement = update(deliveries).where(*clauses).values(next_attempt_at=now)
     async with write_lock.begin(engine) as connection:
-        return (await connection.execute(statement)).rowcount
+        moved = {name: int(count) for name, count in await connection.execute(waiting)}
+        await connection.execute(statement)
+        return moved

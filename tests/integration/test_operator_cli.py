@@ -15,10 +15,10 @@ from sqlalchemy import func, select, update
 from standardwebhooks.webhooks import Webhook
 
 from daemon.cli import main
-from daemon.db import database, outbox, tables
+from daemon.db import database, health_store, outbox, tables
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
-from daemon.model import deliveries
+from daemon.model import deliveries, endpoint_health
 from tests.conftest import config_text
 from tests.integration.test_pipeline import (
     MakeConfig,
@@ -229,6 +229,48 @@ def test_retry_now_makes_waiting_events_due(config_path: Path, database_url: str
     due = {r.subscription: r.next_attempt_at for r in asyncio.run(_rows(database_url))}
     assert due["a"] <= datetime.now(UTC) < due["b"]
     assert ok(config_path, "retry-now") == "made 1 pending events due now\n"
+
+
+async def _set_health(url: str, healths: dict[str, endpoint_health.Health]) -> None:
+    engine = database.create_engine(url)
+    try:
+        for name, health in healths.items():
+            await health_store.save(engine, name, health, datetime.now(UTC))
+    finally:
+        await engine.dispose()
+
+
+async def _healths(url: str) -> dict[str, endpoint_health.Health]:
+    engine = database.create_engine(url)
+    try:
+        return await health_store.load(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_retry_now_ends_a_pause_and_leaves_a_disabled_subscription_alone(
+    config_path: Path, database_url: str
+) -> None:
+    """The consumer is back: a paused subscription's events, due but held to one probe an
+    hour, go out now; an operator's disable stays until `subscriptions enable`."""
+    asyncio.run(_seed(database_url, {"a": [(1, timedelta(0)), (2, timedelta(0))]}))
+    asyncio.run(_seed(database_url, {"b": [(3, timedelta(0))]}))
+    ok(config_path, "dead-letters", "replay", "--all")  # pending and due now
+    now = datetime.now(UTC)
+    paused = endpoint_health.paused("10 consecutive failures", now, 3600)
+    disabled = endpoint_health.disabled("disabled by an operator", now)
+    asyncio.run(_set_health(database_url, {"a": paused, "b": disabled}))
+    out = ok(config_path, "retry-now")
+    lines = out.splitlines()
+    assert lines[0] == "made 2 pending events due now", out
+    assert "subscription 'a': pause ended" in out
+    assert "subscription 'b' stays disabled (1 pending)" in out
+    assert "subscriptions enable b" in out
+    healths = asyncio.run(_healths(database_url))
+    assert healths["a"].state == "ok"
+    assert healths["b"] == disabled
+    # Nothing paused any more: an ordinary retry-now again, counting only what it moved.
+    assert ok(config_path, "retry-now", "--subscription", "a") == "made 0 pending events due now\n"
 
 
 def test_secrets_generate_prints_a_standard_webhooks_secret(config_path: Path) -> None:
