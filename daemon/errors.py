@@ -143,3 +143,11 @@ class AdminListenError(PipedriveTriggersError):
     """The admin listener cannot listen where the config says: exit 3, like a bad config."""
 
     exit_code = 3
+
+
+def describe(error: BaseException) -> str:
+    """An error as a record shows it (a subscription's last error, a dead letter's reason): a
+    Pipedrive error's own message names the call; anything else is named by its type too."""
+    if isinstance(error, PipedriveError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

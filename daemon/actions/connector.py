@@ -8,17 +8,16 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, TypeAlias
 
-from daemon import times
+from daemon import payloads, times
 from daemon.errors import ArgumentError, PipedriveBadRequest
 from daemon.payloads import shapes
-from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.pipedrive.lookups import LookupCache
 
 DealResponse: TypeAlias = dict[str, Any]
-"""The connector's `DealResponse` (`payloads.deal_legacy`)."""
+"""The connector's `DealResponse` (`payloads.DEAL_LEGACY`)."""
 DealResponseV2: TypeAlias = dict[str, Any]
-"""The connector's `DealResponseV2` (`payloads.deal_v2`)."""
+"""The connector's `DealResponseV2` (`payloads.DEAL_V2`)."""
 ActivityResponse: TypeAlias = dict[str, Any]
 StageResponse: TypeAlias = dict[str, Any]
 
@@ -200,10 +199,14 @@ class Connector:
             f"/api/v2/deals/{deal_id}", {"include_fields": shapes.DEAL_INCLUDE_FIELDS}
         )
 
+    async def _mapped(self, payload: payloads.Payload, item: Mapping[str, Any]) -> dict[str, Any]:
+        """An API answer in `payload`'s shape, the related objects it names looked up."""
+        found = await self._cache.resolve(self._client, payload.needs([item]))
+        return payload.data(item, found)
+
     async def _mapped_deal(self, deal_id: int, *, legacy: bool) -> dict[str, Any]:
         deal = await self._deal(deal_id)
-        found = await self._cache.resolve(self._client, lookups.needed_for_deals([deal]))
-        return shapes.deal_legacy(deal, found) if legacy else shapes.deal_v2(deal, found)
+        return await self._mapped(payloads.DEAL_LEGACY if legacy else payloads.DEAL_V2, deal)
 
     async def _check_stage_in_pipeline(self, stage_id: int, pipeline_id: int) -> None:
         path = f"/api/v2/stages/{stage_id}"
@@ -364,5 +367,4 @@ class Connector:
             }
         )
         created = await self._client.send("POST", "/api/v2/activities", body)
-        found = await self._cache.resolve(self._client, lookups.needed_for_activities([created]))
-        return shapes.activity(created, found)
+        return await self._mapped(payloads.ACTIVITY, created)

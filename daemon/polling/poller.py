@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import errors, times
 from daemon import metrics as metrics_module
-from daemon import times
 from daemon.config import Config, SubscriptionConfig
 from daemon.db import feed_store, installation, outbox
 from daemon.errors import PipedriveError
@@ -20,8 +20,7 @@ from daemon.model import deliveries
 from daemon.payloads import envelope
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
-from daemon.pipedrive.custom_fields import FieldCatalog, named_custom_fields
-from daemon.polling import change_feed
+from daemon.polling import change_feed, events
 from daemon.triggers.base import Item, ObjectType
 
 logger = logging.getLogger(__name__)
@@ -72,12 +71,6 @@ def _listing_params(obj: ObjectType, since: datetime) -> dict[str, Any]:
     return params
 
 
-def _describe(error: Exception) -> str:
-    if isinstance(error, PipedriveError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
 class Poller:
     def __init__(
         self,
@@ -105,7 +98,7 @@ class Poller:
         try:
             await self._cycle(feed, now)
         except Exception as error:  # a bug or an outage: recorded, and the next cycle retries
-            message = _describe(error)
+            message = errors.describe(error)
             if not isinstance(error, PipedriveError):
                 logger.exception(
                     "feed %s: poll crashed", feed.key, extra={"action": "poll.crashed"}
@@ -246,14 +239,13 @@ class Poller:
         if not decision.firings and not decision.rejected:
             return [], failed
         origin = await self._origin(client, now)
-        result = [_rejected_event(r, origin, now) for r in decision.rejected]
+        result = [events.rejected(r, origin, now) for r in decision.rejected]
         if not decision.firings:
             return result, failed
         cache = self._caches[feed.account]
         request = lookups.LookupRequest()
         for firing in decision.firings:
-            related = [firing.current] + ([firing.previous] if firing.previous else [])
-            request = request | firing.reader.trigger.needs(related)
+            request = request | events.needs(firing.reader.trigger, firing.current, firing.previous)
         resolved = await cache.resolve(client, request)
         catalog = None
         fields_path = feed.object.fields_path
@@ -261,30 +253,22 @@ class Poller:
             catalog = await cache.field_catalog(client, fields_path)
         for firing in decision.firings:
             try:
-                result.append(_event(firing, origin, resolved, catalog, now))
+                result.append(events.event(firing, origin, resolved, catalog, now))
             except Exception as error:  # a payload error of any kind: never stalls the feed
                 failed.add(firing.item_id)
-                result.append(_unmappable_event(firing, origin, error, now))
+                result.append(events.unmappable(firing, origin, error, now))
         return await self._without_pre_upgrade_copies(result, decision.firings), failed
 
     async def _without_pre_upgrade_copies(
-        self, events: list[deliveries.NewEvent], firings: Sequence[change_feed.Firing]
+        self, built: list[deliveries.NewEvent], firings: Sequence[change_feed.Firing]
     ) -> list[deliveries.NewEvent]:
         """Events queued before revision 0008 keep the ids they were made with; a version
         read again since (a look-back, a backfilling subscription) is not queued twice."""
-        legacy = {
-            (f.reader.name, f.item_id): envelope.legacy_id(
-                f.reader.name,
-                f.reader.trigger.name,
-                f.item_id,
-                None if f.reader.trigger.kind == "added" else f.version,
-            )
-            for f in firings
-        }
+        legacy = {(f.reader.name, f.item_id): events.legacy_id(f) for f in firings}
         queued = await outbox.held(self._engine, legacy.values())
         if not queued:
-            return events
-        return [e for e in events if legacy.get((e.subscription, e.item_id)) not in queued]
+            return built
+        return [e for e in built if legacy.get((e.subscription, e.item_id)) not in queued]
 
     async def _origin(self, client: PipedriveClient, now: datetime) -> envelope.Origin:
         """What event ids are made of besides the event: the company (asked of Pipedrive once
@@ -349,80 +333,3 @@ def _check_advances(
             "page again; the listing was stopped"
         )
     return versions
-
-
-def _data(
-    firing: change_feed.Firing,
-    item: Item,
-    resolved: lookups.Lookups,
-    catalog: FieldCatalog | None,
-) -> dict[str, Any]:
-    data = firing.reader.trigger.mapper(item, resolved)
-    if firing.reader.include_custom_fields and catalog is not None:
-        values = item.get("custom_fields")
-        data["custom_fields"] = named_custom_fields(
-            values if isinstance(values, Mapping) else None, catalog
-        )
-    return data
-
-
-def _event(
-    firing: change_feed.Firing,
-    origin: envelope.Origin,
-    resolved: lookups.Lookups,
-    catalog: FieldCatalog | None,
-    now: datetime,
-) -> deliveries.NewEvent:
-    reader, trigger = firing.reader, firing.reader.trigger
-    data = _data(firing, firing.current, resolved, catalog)
-    if trigger.kind == "added":
-        return deliveries.NewEvent(
-            reader.name,
-            origin.addition(reader.name, trigger.name, firing.item_id),
-            trigger.name,
-            firing.item_id,
-            envelope.body(trigger.name, reader.name, data, now),
-        )
-    previous = None
-    if firing.previous is not None:
-        before = _data(firing, firing.previous, resolved, catalog)
-        previous = change_feed.previous_fields(before, data, trigger.always_previous)
-    return deliveries.NewEvent(
-        reader.name,
-        origin.change(reader.name, trigger.name, firing.item_id, firing.lineage),
-        trigger.name,
-        firing.item_id,
-        envelope.body(trigger.name, reader.name, data, now, change=True, previous=previous),
-    )
-
-
-def _unmappable_event(
-    firing: change_feed.Firing, origin: envelope.Origin, error: Exception, now: datetime
-) -> deliveries.NewEvent:
-    reader, trigger = firing.reader, firing.reader.trigger
-    # Its own id, one per raw object: the version that maps later must not find its id taken.
-    event_id = origin.unreadable(reader.name, trigger.name, change_feed.raw_json(firing.current))
-    return deliveries.NewEvent(
-        reader.name,
-        event_id,
-        trigger.name,
-        firing.item_id,
-        envelope.body(trigger.name, reader.name, dict(firing.current), now),
-        f"cannot map item {firing.item_id}: {_describe(error)}",
-    )
-
-
-def _rejected_event(
-    rejected: change_feed.Rejected, origin: envelope.Origin, now: datetime
-) -> deliveries.NewEvent:
-    reader, trigger = rejected.reader, rejected.reader.trigger
-    raw = change_feed.raw_json(rejected.item)
-    event_id = origin.unreadable(reader.name, trigger.name, raw)
-    return deliveries.NewEvent(
-        reader.name,
-        event_id,
-        trigger.name,
-        str(rejected.item.get("id"))[:64],
-        envelope.body(trigger.name, reader.name, dict(rejected.item), now),
-        f"cannot read a listed {trigger.object.name} item: {rejected.reason}",
-    )

@@ -8,19 +8,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import times
 from daemon.config import Config, SubscriptionConfig
 from daemon.db import feed_store, outbox_admin
 from daemon.errors import PipedriveError
-from daemon.payloads import envelope
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
-from daemon.pipedrive.custom_fields import named_custom_fields
-from daemon.polling import change_feed
-from daemon.triggers.base import Item, Observation, item_key, required_moment
+from daemon.polling import events
+from daemon.triggers.base import Observation, item_key, required_moment
 
 # What an item id must look like to be asked for by id: digits, or a lead's UUID.
 _READABLE_ID = re.compile(r"^[0-9]{1,19}$|^[0-9a-fA-F-]{1,64}$")
@@ -59,7 +57,7 @@ async def replay(
         try:
             body = await _read_again(engine, by_name, clients, caches, letter, now)
         except StillUnreadable as error:
-            reason = f"replay at {now.isoformat(timespec='seconds')}: {error}"
+            reason = f"replay at {times.format_iso_seconds(now)}: {error}"
             await outbox_admin.keep_unreadable(engine, letter.id, reason)
             result.kept.append((letter.id, str(error)))
             continue
@@ -103,28 +101,11 @@ async def _read_again(
         state = (await feed_store.load_states(engine, [sub.name])).get(sub.name)
         if state is not None:  # reads every field a trigger reads: raises if one is garbage
             trigger.fires(Observation(previous, current, state.start_at, state.id_floor))
-        related = [current] + ([previous] if previous else [])
-        resolved = await cache.resolve(client, trigger.needs(related))
+        resolved = await cache.resolve(client, events.needs(trigger, current, previous))
         catalog = None
         if sub.include_custom_fields and obj.fields_path:
             catalog = await cache.field_catalog(client, obj.fields_path)
-
-        def data(item: Item) -> dict[str, Any]:
-            mapped = trigger.mapper(item, resolved)
-            if catalog is not None:
-                values = item.get("custom_fields")
-                mapped["custom_fields"] = named_custom_fields(
-                    values if isinstance(values, Mapping) else None, catalog
-                )
-            return mapped
-
-        now_data = data(current)
-        if trigger.kind == "added":
-            return envelope.body(trigger.name, sub.name, now_data, now)
-        before = None
-        if previous is not None:
-            before = change_feed.previous_fields(data(previous), now_data, trigger.always_previous)
-        return envelope.body(trigger.name, sub.name, now_data, now, change=True, previous=before)
+        return events.body(trigger, sub.name, current, previous, resolved, catalog, now)
     except PipedriveError as error:
         raise StillUnreadable(
             f"cannot read what {obj.name} item {ident} refers to: {error}"

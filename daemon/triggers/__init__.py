@@ -1,6 +1,9 @@
 """The trigger registry: every `TRIGGERS` tuple of this package's modules, by name.
 
-Adding a trigger (say `product.added`) is one new module here; nothing else names it.
+Adding a trigger (say `product.added`) is one new module here; nothing else names it. A trigger
+is declared directly, `Trigger("activity.added", ACTIVITIES, "added", created_since_start,
+payload=payloads.ACTIVITY)`: its `payload` (default `payloads.PASSTHROUGH`, the API object
+itself) says how `data` is built, which lookups it needs and which schema it follows.
 """
 
 from __future__ import annotations

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
-
-from daemon.payloads import shapes
-from daemon.pipedrive import lookups
+from daemon import payloads
 from daemon.triggers.base import (
     FilterField,
     ObjectType,
@@ -42,22 +38,10 @@ def _done(obs: Observation) -> bool:
     return became(obs, "done", True, "marked_as_done_time")
 
 
-def _activity(
-    name: str, kind: Literal["added", "change"], fires: Callable[[Observation], bool]
-) -> Trigger:
-    return Trigger(
-        name=name,
-        object=ACTIVITIES,
-        kind=kind,
-        fires=fires,
-        mapper=shapes.activity,
-        needs=lookups.needed_for_activities,
-        schema="ActivityResponse",
-    )
-
-
 TRIGGERS = (
-    _activity("activity.added", "added", created_since_start),
-    _activity("activity.updated", "change", changed_since_start),
-    _activity("activity.done", "change", _done),
+    Trigger("activity.added", ACTIVITIES, "added", created_since_start, payload=payloads.ACTIVITY),
+    Trigger(
+        "activity.updated", ACTIVITIES, "change", changed_since_start, payload=payloads.ACTIVITY
+    ),
+    Trigger("activity.done", ACTIVITIES, "change", _done, payload=payloads.ACTIVITY),
 )

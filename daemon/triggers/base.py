@@ -1,4 +1,4 @@
-"""What a trigger is: the object it watches, when it fires, and how its payload is built.
+"""What a trigger is: the object it watches, when it fires, and the payload it sends.
 
 Every trigger is one `Trigger` value in one module of this package; the registry in
 `__init__` collects them, `config.py` validates names and filters against it, and the
@@ -8,18 +8,15 @@ poller knows no trigger by name.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from daemon import times
+from daemon import payloads, times
 from daemon.pipedrive import costs
-from daemon.pipedrive.lookups import LookupRequest, Lookups
 
 Item = Mapping[str, Any]
-Mapper = Callable[[Item, Lookups], dict[str, Any]]
-Needs = Callable[[Iterable[Item]], LookupRequest]
 
 MAX_ITEM_ID = 2**63 - 1  # ids are stored and sent as signed 64-bit integers
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -28,15 +25,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 class UnmappableItem(ValueError):
     """A listed object the daemon cannot reason about (no usable id, a broken timestamp):
     dead-lettered with its raw object, never allowed to stall its feed."""
-
-
-def _no_lookups(_items: Iterable[Item]) -> LookupRequest:
-    return LookupRequest()
-
-
-def passthrough(item: Item, _lookups: Lookups) -> dict[str, Any]:
-    """`data` is the API object itself (persons, organizations, notes, leads)."""
-    return dict(item)
 
 
 @dataclass(frozen=True)
@@ -86,9 +74,7 @@ class Trigger:
     object: ObjectType
     kind: Literal["added", "change"]  # "added" events carry no `previous`
     fires: Callable[[Observation], bool]
-    mapper: Mapper = passthrough
-    needs: Needs = _no_lookups
-    schema: str | None = None  # the connector schema `data` follows, when there is one
+    payload: payloads.Payload = payloads.PASSTHROUGH  # the shape of `data`
     always_previous: tuple[str, ...] = ()  # `previous` keys carried even when unchanged
 
 

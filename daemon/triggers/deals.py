@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
-
+from daemon import payloads
 from daemon.payloads import shapes
-from daemon.pipedrive import lookups
 from daemon.triggers.base import (
     FilterField,
     ObjectType,
@@ -79,38 +76,19 @@ def _became_deleted(obs: Observation) -> bool:
     return obs.previous.get("status") != "deleted" and obs.previous.get("is_deleted") is not True
 
 
-def _v2(
-    name: str,
-    kind: Literal["added", "change"],
-    fires: Callable[[Observation], bool],
-    always_previous: tuple[str, ...] = (),
-) -> Trigger:
-    return Trigger(
-        name=name,
-        object=DEALS,
-        kind=kind,
-        fires=fires,
-        mapper=shapes.deal_v2,
-        needs=lookups.needed_for_deals,
-        schema="DealResponseV2",
-        always_previous=always_previous,
-    )
-
-
 TRIGGERS = (
-    _v2("deal.added", "added", created_since_start),
+    Trigger("deal.added", DEALS, "added", created_since_start, payload=payloads.DEAL_V2),
+    Trigger("deal.added.legacy", DEALS, "added", created_since_start, payload=payloads.DEAL_LEGACY),
+    Trigger("deal.updated", DEALS, "change", _updated, payload=payloads.DEAL_V2),
     Trigger(
-        name="deal.added.legacy",
-        object=DEALS,
-        kind="added",
-        fires=created_since_start,
-        mapper=shapes.deal_legacy,
-        needs=lookups.needed_for_deals,
-        schema="DealResponse",
+        "deal.stage_changed",
+        DEALS,
+        "change",
+        _stage_changed,
+        payload=payloads.DEAL_V2,
+        always_previous=("stage_id",),
     ),
-    _v2("deal.updated", "change", _updated),
-    _v2("deal.stage_changed", "change", _stage_changed, always_previous=("stage_id",)),
-    _v2("deal.won", "change", _won),
-    _v2("deal.lost", "change", _lost),
-    _v2("deal.deleted", "change", _became_deleted),
+    Trigger("deal.won", DEALS, "change", _won, payload=payloads.DEAL_V2),
+    Trigger("deal.lost", DEALS, "change", _lost, payload=payloads.DEAL_V2),
+    Trigger("deal.deleted", DEALS, "change", _became_deleted, payload=payloads.DEAL_V2),
 )

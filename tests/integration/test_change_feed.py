@@ -499,7 +499,7 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
         problems = [f"{e.json_path}: {e.message}" for e in printed[body["type"]].iter_errors(body)]
         assert problems == [], f"{body['type']}: {problems}"
     for body in bodies:
-        schema = triggers.get(body["type"]).schema
+        schema = triggers.get(body["type"]).payload.schema
         if schema is not None:  # custom_fields is the one key added on request
             assert_matches_schema(
                 {k: v for k, v in body["data"].items() if k != "custom_fields"}, schema
