@@ -31,6 +31,22 @@ API_TOKEN = "0123456789abcdef0123456789abcdef01234567"
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"test-signing-secret-32-bytes-long").decode()
 
 
+MIN_WORKERS = 4
+MAX_WORKERS = 8
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`'s worker count. Most tests wait on a daemon's 1 s poll, not on the CPU: two
+    workers a core, at least four, at most eight (each has its own session fixtures and
+    PostgreSQL database). Tests named by node id (`file.py::test`) run in this process."""
+    given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if given:
+        return int(given)
+    if config.args and all("::" in arg for arg in config.args):
+        return 0
+    return min(max(MIN_WORKERS, 2 * (os.cpu_count() or 1)), MAX_WORKERS)
+
+
 # What systemd gives a unit's processes: a test run inside a unit must not inherit them.
 SYSTEMD_ENVIRONMENT = (
     "NOTIFY_SOCKET",
