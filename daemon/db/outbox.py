@@ -163,7 +163,8 @@ async def claim_due(
     candidates = (
         select(deliveries.c.id, deliveries.c.subscription)
         .where(due, deliveries.c.subscription.in_(open_subscriptions))
-        .order_by(deliveries.c.next_attempt_at)
+        # The id breaks ties, so a paused subscription probes the same event each time.
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(takeable * spread)
     )
     heads = (
@@ -204,6 +205,7 @@ async def claim_due(
                 deliveries.c.body,
                 deliveries.c.attempts,
                 deliveries.c.created_at,
+                deliveries.c.next_attempt_at,
             )
         )
         return [Claimed(*row) for row in claimed]

@@ -343,10 +343,9 @@ class Deliverer:
             )
             status, error, retry_after = None, f"delivery failed ({type(failure).__name__})", None
             reply = None
-        finally:
-            self._slots.finished(row.subscription)
-            self._start_ready()  # the freed slot takes a claimed row at once
-            self._wake.set()
+        except BaseException:
+            self._slots.finished(row.subscription)  # cancelled: stopping
+            raise
         duration_ms = int((time.monotonic() - started) * 1000)
         attempt = verdicts.Attempt(
             attempted_at, status, error, duration_ms, retry_after, reply, refused
@@ -365,9 +364,27 @@ class Deliverer:
                 row, attempted_at, status, error or "outcome undecided", duration_ms, "retry",
                 attempted_at + timedelta(seconds=UNDECIDED_RETRY_S), reply=reply,
             )  # fmt: skip
+        # The slot is freed once the outcome is decided: a paused subscription's next probe
+        # must wait for the pause this attempt extended.
+        self._slots.finished(row.subscription)
+        self._start_ready()  # the freed slot takes a claimed row at once
+        self._wake.set()
         self._metrics.delivery(outcome)
         self._outcomes.put_nowait(outcome)
+        if self._judge.state(row.subscription) == "paused":
+            self._release_claimed(row.subscription)
         await self._apply_health(row.subscription, attempted_at)
+
+    def _release_claimed(self, name: str) -> None:
+        """Paused: rows claimed ahead go back, so each probe is the oldest due event (the
+        same one until it gets through), not whichever row happened to be claimed."""
+        queue = self._ready.pop(name, None)
+        if not queue:
+            return
+        release = self._release([row.id for row, _ in queue])
+        task = asyncio.create_task(release, name="delivery-release")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _post(
         self, row: deliveries.Claimed, attempted_at: datetime

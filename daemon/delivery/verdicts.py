@@ -126,12 +126,19 @@ class Judge:
         if not attempt.refused:
             self.failures[name] += 1
         if state.state == "paused":
-            # A failed probe: the pause goes on, and the event's own schedule does not advance.
+            # A failed probe: the pause goes on, and the event keeps its due time, so the next
+            # probe is the same event (rotating would show a consumer each event once per
+            # thousands of probes). Its own schedule advances only when the consumer answers
+            # and rejects it: a poison event dies after its rejections, and the next is probed.
             if state.probe_at is None or at >= state.probe_at:
                 self.transition(name, endpoint_health.probe_failed(state, at), at, None)
+            rejected = verdict == "rejected"
+            limit = retry_policy.attempt_limit(self._policy, rejected=True)
+            if rejected and row.attempts + 1 >= limit:
+                return self._dead(row, attempt, verdict)
             return deliveries.Outcome(
-                row, at, status, error, attempt.duration_ms, "retry", at,
-                reply=attempt.reply, advance=False,
+                row, at, status, error, attempt.duration_ms, "retry", row.next_attempt_at or at,
+                reply=attempt.reply, advance=rejected,
             )  # fmt: skip
         # A reload may have removed the subscription while its POST was in flight.
         configured = self._subscriptions.get(name)
@@ -150,22 +157,7 @@ class Judge:
             rejected=verdict == "rejected",
         )
         if retry_at is None:
-            logger.error(
-                "subscription %r: %s; event %s dead-lettered after %d attempts",
-                name,
-                error,
-                row.event_id,
-                attempts_made,
-                extra={
-                    "action": "delivery.dead_lettered",
-                    **log_extra,
-                    "attempt": attempts_made,
-                    "status": status,
-                },
-            )
-            return deliveries.Outcome(
-                row, at, status, error, attempt.duration_ms, "dead", reply=attempt.reply
-            )
+            return self._dead(row, attempt, verdict)
         logger.warning(
             "subscription %r: %s; event %s attempt %d of %d, next at %s",
             name,
@@ -185,6 +177,27 @@ class Judge:
         return deliveries.Outcome(
             row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
         )
+
+    def _dead(self, row: deliveries.Claimed, attempt: Attempt, verdict: str) -> deliveries.Outcome:
+        attempts_made = row.attempts + 1
+        logger.error(
+            "subscription %r: %s; event %s dead-lettered after %d attempts",
+            row.subscription,
+            attempt.error,
+            row.event_id,
+            attempts_made,
+            extra={
+                "action": "delivery.dead_lettered",
+                "subscription": row.subscription,
+                "event_id": row.event_id,
+                "attempt": attempts_made,
+                "status": attempt.status,
+            },
+        )
+        return deliveries.Outcome(
+            row, attempt.at, attempt.status, attempt.error, attempt.duration_ms, "dead",
+            reply=attempt.reply,
+        )  # fmt: skip
 
     def transition(
         self, name: str, new: endpoint_health.Health, at: datetime, action: str | None

@@ -29,6 +29,8 @@ class Claimed:
     body: str
     attempts: int
     created_at: datetime  # when it was detected (delivery latency is counted from it)
+    # When it was due: a failed probe keeps it, so the same event is probed next time.
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)

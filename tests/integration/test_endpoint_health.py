@@ -5,13 +5,16 @@ event dead-lettered however long the consumer was down; rejected payloads; 410 G
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.config import DeliveryConfig
 from daemon.db import health_store
+from daemon.dev.local_server import serve
 from daemon.dev.receiver import WebhookReceiver
 from daemon.model import endpoint_health
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
@@ -104,3 +107,44 @@ async def test_a_rejected_payload_is_dead_lettered_after_three_attempts(
 
 async def _dead(engine: AsyncEngine, event_id: str) -> bool:
     return bool((await rows(engine))[event_id].state == "dead")
+
+
+class ThirdTimeLucky:
+    """A consumer that accepts an event only the third time it sees its webhook-id (it
+    dedupes on a store that needs two tries to warm up, say): 503 before."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.order: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        event_id = dict(scope["headers"]).get(b"webhook-id", b"").decode()
+        self.seen[event_id] += 1
+        self.order.append(event_id)
+        status = 200 if self.seen[event_id] >= 3 else 503
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_probes_stay_on_one_event_until_it_gets_through(engine: AsyncEngine) -> None:
+    """Rotating probes over 50 pending events would show each event to the consumer once per
+    50 probes, and it would never see one a third time: the pause would never end."""
+    consumer = ThirdTimeLucky()
+    settings = DeliveryConfig(
+        timeout=2, retry_schedule=(3600,), max_attempts=12, jitter=0, pause_after=2,
+        per_subscription_concurrency=1, probe_interval=0.5,
+    )  # fmt: skip
+    await queue(engine, "h", list(range(50)))
+    with serve(consumer) as server:
+        sub = subscription("h", f"{server.base_url}/h")
+        async with delivering(engine, [sub], settings):
+            await until(lambda: _paused(engine))
+            await until(lambda: _resumed(engine), timeout_s=20)
+    # Two failures paused it; then one event is probed until the consumer takes it.
+    probe = consumer.order[2]
+    assert consumer.order[2:5] == [probe] * 3, consumer.order[:10]
+    assert (await rows(engine))[probe].state == "delivered"
