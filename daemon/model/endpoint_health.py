@@ -57,3 +57,11 @@ def probe_failed(health: Health, now: datetime) -> Health:
     """The probe failed: wait twice as long for the next one, up to an hour."""
     interval = min((health.probe_interval_s or 0) * 2, MAX_PROBE_INTERVAL_S) or 60.0
     return replace(health, probe_at=now + timedelta(seconds=interval), probe_interval_s=interval)
+
+
+def next_attempt(health: Health | None, earliest_due: datetime | None) -> datetime | None:
+    """When a subscription's next POST may go out, given its earliest due pending event: for a
+    paused one, not before its next probe."""
+    if earliest_due is None or health is None or health.state != "paused":
+        return earliest_due
+    return max(earliest_due, health.probe_at) if health.probe_at else earliest_due

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import times
 from daemon.config import Config
 from daemon.db import feed_store, health_store, heartbeat, outbox
+from daemon.model import endpoint_health
 from daemon.model import subscription_state as state_model
 from daemon.pipedrive import account_usage
 from daemon.polling import change_feed, forecast, poller
@@ -116,7 +117,10 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                 "oldest_pending_age_seconds": _seconds(now - pending.oldest_created_at)
                 if pending.oldest_created_at
                 else None,
-                "next_attempt_at": _iso(pending.next_attempt_at),
+                # A paused subscription's next POST is its next probe, whatever is due.
+                "next_attempt_at": _iso(
+                    endpoint_health.next_attempt(healths.get(name), pending.next_attempt_at)
+                ),
                 "last_delivery_error": failing.get(name),
                 "daemon_running": liveness.running,
                 # Items of its feed dated ahead of now: delivered, but holding no watermark.

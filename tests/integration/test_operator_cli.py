@@ -273,6 +273,22 @@ def test_retry_now_ends_a_pause_and_leaves_a_disabled_subscription_alone(
     assert ok(config_path, "retry-now", "--subscription", "a") == "made 0 pending events due now\n"
 
 
+def test_status_json_of_a_paused_subscription_says_when_it_is_probed_next(
+    config_path: Path, database_url: str
+) -> None:
+    asyncio.run(_seed(database_url, {"a": [(1, timedelta(0))]}))
+    ok(config_path, "dead-letters", "replay", "--all")  # pending, due now
+    now = datetime.now(UTC)
+    paused = endpoint_health.paused("10 consecutive failures", now, 3600)
+    asyncio.run(_set_health(database_url, {"a": paused}))
+    rows = {row["subscription"]: row for row in json.loads(unwell(config_path, "status", "--json"))}
+    assert rows["a"]["state"] == "paused"
+    # `status` is the feed's own word (never polled here), `state` the subscription's.
+    assert rows["a"]["status"] == "not started"
+    assert rows["a"]["next_attempt_at"] is not None
+    assert datetime.fromisoformat(rows["a"]["next_attempt_at"]) == paused.probe_at
+
+
 def test_secrets_generate_prints_a_standard_webhooks_secret(config_path: Path) -> None:
     first = ok(config_path, "secrets", "generate").strip()
     second = ok(config_path, "secrets", "generate").strip()
