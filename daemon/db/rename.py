@@ -63,4 +63,12 @@ async def rename(engine: AsyncEngine, old: str, new: str) -> Renamed:
             await connection.execute(
                 update(table).where(table.c.subscription == old).values(subscription=new)
             )
+        # A pause judged the old name's endpoint: the renamed subscription starts unpaused
+        # (one still down is paused again after `pause_after` failures). A disable is the
+        # operator's (or a 410's) and stays until `subscriptions enable`.
+        await connection.execute(
+            update(subscription_health)
+            .where(subscription_health.c.subscription == new)
+            .values(paused_at=None, pause_reason=None, probe_at=None, probe_interval_s=None)
+        )
         return moved

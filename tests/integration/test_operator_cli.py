@@ -289,6 +289,24 @@ def test_status_json_of_a_paused_subscription_says_when_it_is_probed_next(
     assert datetime.fromisoformat(rows["a"]["next_attempt_at"]) == paused.probe_at
 
 
+def test_a_renamed_subscription_starts_unpaused_and_keeps_an_operators_disable(
+    config_path: Path, database_url: str
+) -> None:
+    """A pause belongs to the endpoint the old name delivered to; a disable is the operator's
+    and stays until `subscriptions enable`."""
+    asyncio.run(_seed(database_url, {"old-a": [(1, timedelta(0))], "old-b": [(2, timedelta(0))]}))
+    now = datetime.now(UTC)
+    paused = endpoint_health.paused("10 consecutive failures", now, 3600)
+    disabled = endpoint_health.disabled("disabled by an operator", now)
+    asyncio.run(_set_health(database_url, {"old-a": paused, "old-b": disabled}))
+    ok(config_path, "subscriptions", "rename", "old-a", "a")
+    ok(config_path, "subscriptions", "rename", "old-b", "b")
+    healths = asyncio.run(_healths(database_url))
+    assert healths["a"].state == "ok" and healths["a"].probe_at is None
+    assert healths["b"] == disabled
+    assert "old-a" not in healths and "old-b" not in healths
+
+
 def test_secrets_generate_prints_a_standard_webhooks_secret(config_path: Path) -> None:
     first = ok(config_path, "secrets", "generate").strip()
     second = ok(config_path, "secrets", "generate").strip()
