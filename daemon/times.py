@@ -168,6 +168,15 @@ def format_wall(moment: datetime) -> str:
     return f"{as_utc(moment):%Y-%m-%d %H:%M:%S}"
 
 
+def format_wall_short(moment: datetime, now: datetime) -> str:
+    """`12:00:00` when `moment` falls on `now`'s day (UTC), else `2026-01-01 12:00`: the
+    `status` table, where a column of full timestamps would crowd out the states."""
+    utc = as_utc(moment)
+    if utc.date() == as_utc(now).date():
+        return f"{utc:%H:%M:%S}"
+    return f"{utc:%Y-%m-%d %H:%M}"
+
+
 def format_wall_z(moment: datetime) -> str:
     """`2026-01-01 12:00:00Z`: `format_wall` where the zone is not said around it (`status`'s
     daemon line)."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import signal
 import sys
 from datetime import UTC, datetime
@@ -160,7 +161,9 @@ def status(ctx: click.Context, as_json: bool, accounts: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.subscriptions, indent=2))
     else:
-        click.echo(snapshot.render(report), nl=False)
+        # A terminal gets a table that fits it; a pipe every column, each row on one line.
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        click.echo(snapshot.render(report, width), nl=False)
     sys.exit(report.exit_code)
 
 

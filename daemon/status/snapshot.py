@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -138,9 +139,9 @@ def _age(seconds: float | None) -> str:
     return "-" if seconds is None else times.format_age(seconds)
 
 
-def _clock(iso: str | None) -> str:
-    # A row holds what `--json` prints; the table shows the same instant for people.
-    return times.format_wall(times.parse_rfc3339(iso)) if iso else "-"
+def _clock(iso: str | None, now: datetime) -> str:
+    # A row holds what `--json` prints; the table shows the same instant for people, briefly.
+    return times.format_wall_short(times.parse_rfc3339(iso), now) if iso else "-"
 
 
 _STYLE = {
@@ -149,39 +150,94 @@ _STYLE = {
     state_model.State.DISABLED: "red",
 }  # the others yellow
 
+_COLUMNS = (
+    "subscription", "trigger", "state", "last poll", "next poll", "lag", "pending",
+    "retrying", "oldest", "next attempt", "dead",
+)  # fmt: skip
+# A terminal too narrow for every column loses these first; never the name or the state.
+_DROPPABLE = (
+    "oldest", "next attempt", "retrying", "next poll", "lag", "trigger", "dead", "pending",
+    "last poll",
+)  # fmt: skip
+_UNLIMITED = 1_000_000  # a pipe's width: rich then neither wraps nor truncates
 
-def render(report: Report, width: int = 120) -> str:
-    """The table a person reads in a terminal (rich, plain text when not a terminal)."""
-    out = io.StringIO()
-    console = Console(file=out, width=width, highlight=False)
-    console.print(report.daemon.describe(report.now))
-    table = Table(title="subscriptions", title_justify="left", expand=False)
-    for column in (
-        "subscription", "trigger", "state", "last poll", "next poll", "lag", "pending",
-        "retrying", "oldest", "next attempt", "dead",
-    ):  # fmt: skip
-        table.add_column(column, no_wrap=column in ("subscription", "trigger"))
+
+def _cells(report: Report) -> list[dict[str, str]]:
+    rows = []
     for row, verdict in zip(report.subscriptions, report.verdicts, strict=True):
-        poll = _clock(row["last_poll_at"])
+        poll = _clock(row["last_poll_at"], report.now)
         if row["last_poll_at"]:
             poll += f" {verdict.feed.label}"
-        table.add_row(
-            row["subscription"],
-            row["trigger"] or "-",
-            f"[{_STYLE.get(verdict.state, 'yellow')}]{verdict.state.label}[/]",
-            poll,
-            _clock(row["next_poll_at"]),
-            _age(row["lag_seconds"]),
-            str(row["pending"]),
-            str(row["retrying"]),
-            _age(row["oldest_pending_age_seconds"]),
-            _clock(row["next_attempt_at"]),
-            str(row["dead_letters"]),
+        rows.append(
+            {
+                "subscription": row["subscription"],
+                "trigger": row["trigger"] or "-",
+                "state": f"[{_STYLE.get(verdict.state, 'yellow')}]{verdict.state.label}[/]",
+                "last poll": poll,
+                "next poll": _clock(row["next_poll_at"], report.now),
+                "lag": _age(row["lag_seconds"]),
+                "pending": str(row["pending"]),
+                "retrying": str(row["retrying"]),
+                "oldest": _age(row["oldest_pending_age_seconds"]),
+                "next attempt": _clock(row["next_attempt_at"], report.now),
+                "dead": str(row["dead_letters"]),
+            }
         )
+    return rows
+
+
+def _table(cells: list[dict[str, str]], columns: list[str]) -> Table:
+    # Every cell on one line: a cut state reads as another state, a cut name as another name.
+    table = Table(title="subscriptions (times UTC)", title_justify="left", expand=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True, overflow="fold")
+    for row in cells:
+        table.add_row(*(row[column] for column in columns))
+    return table
+
+
+def _natural_width(table: Table) -> int:
+    console = Console(file=io.StringIO(), width=_UNLIMITED)
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _fitted(cells: list[dict[str, str]], width: int) -> tuple[Table, list[str], int]:
+    """The table with as many columns as fit `width` (dropping the least needed first), the
+    columns left out, and the width to print it at: its own, when even the name and the
+    state alone are wider than the terminal (the terminal wraps; nothing is cut)."""
+    columns = list(_COLUMNS)
+    hidden: list[str] = []
+    table = _table(cells, columns)
+    for column in _DROPPABLE:
+        if _natural_width(table) <= width:
+            break
+        columns.remove(column)
+        hidden.append(column)
+        table = _table(cells, columns)
+    return table, hidden, max(width, _natural_width(table))
+
+
+def render(report: Report, width: int | None = None) -> str:
+    """The table a person reads: fitted to a terminal `width` columns wide, or, with None (a
+    pipe, a file), whole, each row on one line however long."""
+    out = io.StringIO()
+    cells = _cells(report)
+    hidden: list[str] = []
+    if width is None:
+        table, width = _table(cells, list(_COLUMNS)), _UNLIMITED
+    else:
+        table, hidden, width = _fitted(cells, width)
+    console = Console(file=out, width=width, highlight=False)
+    console.print(report.daemon.describe(report.now))
     console.print(table)
+    if hidden:
+        console.print(
+            f"  ({', '.join(hidden)} left out to fit the terminal: "
+            "`status | cat` or `status --json` shows every column)"
+        )
     for row, verdict in zip(report.subscriptions, report.verdicts, strict=True):
         if verdict.reason:
-            since = f" since {_clock(row['state_since'])}" if row["state_since"] else ""
+            since = f" since {_clock(row['state_since'], report.now)}" if row["state_since"] else ""
             console.print(
                 f"  {row['subscription']}: {verdict.state.label}{since}: {verdict.reason}"
             )

@@ -299,3 +299,34 @@ def test_standalone_sandbox_prints_url_and_token_and_serves_seeded_data() -> Non
         finally:
             sandbox.send_signal(signal.SIGINT)
             sandbox.wait(timeout=10)
+
+
+def test_status_in_a_pipe_prints_the_whole_table(tmp_path: Path) -> None:
+    """Piped (not a terminal), `status` prints every column, each row on one line, however
+    wide: nothing wrapped, nothing cut."""
+    names = ["deals", "emea-enterprise-deals-moved-by-the-field-sales-team-to-negotiation-stage"]
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[accounts]]\nname = "main"\napi_token = "t"\n'
+        + "".join(
+            f'[[subscriptions]]\nname = "{name}"\naccount = "main"\n'
+            'trigger = "deal.stage_changed"\ncallback_url = "http://x"\n'
+            for name in names
+        ),
+        encoding="utf-8",
+    )
+    assert cli("--config", str(path), "migrate").returncode == 0
+    status = cli("--config", str(path), "status", env={"COLUMNS": "80"})
+    assert status.returncode == 1, status.stderr  # never started
+    assert "…" not in status.stdout and "left out" not in status.stdout, status.stdout
+    header = next(line for line in status.stdout.splitlines() if "┃ subscription" in line)
+    cells = [cell.strip() for cell in header.split("┃")[1:-1]]
+    assert cells == [
+        "subscription", "trigger", "state", "last poll", "next poll", "lag", "pending",
+        "retrying", "oldest", "next attempt", "dead",
+    ], status.stdout  # fmt: skip
+    rows = [line for line in status.stdout.splitlines() if "deal.stage_changed" in line]
+    for name, row in zip(names, rows, strict=True):
+        assert [cell.strip() for cell in row.split("│")[1:4]] == [
+            name, "deal.stage_changed", "not started",
+        ], status.stdout  # fmt: skip

@@ -110,3 +110,66 @@ def test_json_log_lines_carry_the_figures_as_fields() -> None:
     assert (line["attempt"], line["status"], line["next_attempt_at"]) == (
         3, 503, "2026-12-01T12:30:00+00:00",
     )  # fmt: skip
+
+
+def subscriptions_table(text: str) -> list[dict[str, str]]:
+    """The subscriptions table's rows as {column: cell}."""
+    lines = text.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┃ subscription"))
+    end = next(i for i, line in enumerate(lines) if i > top and line.startswith("└"))
+    header = [cell.strip() for cell in lines[top].split("┃")[1:-1]]
+    return [
+        dict(zip(header, (cell.strip() for cell in line.split("│")[1:-1]), strict=True))
+        for line in lines[top + 2 : end]
+    ]
+
+
+LONG_NAME = "eu-enterprise-deals-won-by-the-field-sales-team-north"
+
+
+async def test_the_table_fits_a_terminal_and_a_pipe_gets_it_whole(
+    tmp_path: Path, database_url: str, engine: AsyncEngine
+) -> None:
+    """A terminal of any width shows each state and name whole, times compact; a pipe
+    (width None) gets every column on one line per row, however long."""
+    raw = {
+        "database": {"url": database_url},
+        "accounts": [{"name": "main", "api_token": "t"}],
+        "subscriptions": [
+            {"name": name, "account": "main", "trigger": trigger, "callback_url": "http://x/h"}
+            for name, trigger in (("deals", "deal.added"), (LONG_NAME, "deal.stage_changed"))
+        ],
+    }
+    cfg = config.parse(raw, "c.toml", tmp_path)
+    await heartbeat.beat(engine, NOW - timedelta(hours=1), NOW - timedelta(seconds=5))
+    await queue(
+        engine, "msg_1", attempts=1, next_attempt_at=NOW + timedelta(minutes=30),
+        last_error="callback returned 503",
+    )  # fmt: skip
+    report = await snapshot.gather(cfg, engine, NOW)
+    assert [verdict.state.label for verdict in report.verdicts] == ["failing", "not started"]
+
+    for width in (60, 80, 120, 200):
+        text = snapshot.render(report, width)
+        lines = text.splitlines()
+        # Below the name and state's own width (71), the terminal wraps; nothing is cut.
+        assert all(len(line) <= max(width, 71) for line in lines), (width, text)
+        assert "…" not in text and "..." not in text, text
+        shown = {row["subscription"]: row["state"] for row in subscriptions_table(text)}
+        assert shown == {"deals": "failing", LONG_NAME: "not started"}, text
+
+    wide = snapshot.render(report, 200)
+    assert "12:30:00" in wide and "2026-12-01" not in wide.split("daemon:")[1].split("\n", 1)[1]
+    assert "10m" in wide  # the oldest pending event's age
+    yesterday = await snapshot.gather(cfg, engine, NOW - timedelta(hours=13))
+    assert subscriptions_table(snapshot.render(yesterday, 200))[0]["next attempt"] == (
+        "2026-12-01 12:30"  # not today: the date too
+    )
+
+    whole = snapshot.render(report, None)
+    assert list(subscriptions_table(whole)[0]) == [
+        "subscription", "trigger", "state", "last poll", "next poll", "lag", "pending",
+        "retrying", "oldest", "next attempt", "dead",
+    ]  # fmt: skip
+    assert max(len(line) for line in whole.splitlines()) > 120  # no wrapping at any width
+    assert "left out" not in whole and "…" not in whole
