@@ -142,7 +142,7 @@ def _subscriptions(page: Page) -> str:
             if g.dead
             else ""
         )
-        error = f'<span class="muted">{_e(row.last_error)}</span>' if row.last_error else ""
+        error = f'<span class="muted">{_e(row.shown_error)}</span>' if row.shown_error else ""
         rows.append(
             f'<tr data-subscription="{_e(g.subscription)}"><td><b>{_e(g.subscription)}</b></td>'
             f"<td>{_e(info.trigger if info else '')}</td>"

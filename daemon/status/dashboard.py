@@ -38,8 +38,14 @@ class SubscriptionRow:
     gauges: SubscriptionGauges
     delivered: int | None = None  # counted for the page only: it reads every delivered row
     last_poll_at: datetime | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # the last poll's
     state_reason: str | None = None
+    delivery_error: str | None = None  # the newest of the events retrying
+
+    @property
+    def shown_error(self) -> str | None:
+        """The error a person sees, as `status` picks it: a delivery's, else a poll's."""
+        return self.delivery_error or self.last_error
 
 
 async def subscriptions(
@@ -158,6 +164,7 @@ async def subscriptions(
                 last_poll_at=entry.get("last_poll_at"),
                 last_error=entry.get("last_error"),
                 state_reason=verdict.reason,
+                delivery_error=entry.get("delivery_error"),
             )
         )
     return result
