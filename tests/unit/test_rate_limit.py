@@ -4,8 +4,13 @@ Time is a `FakeClock`: the waits happen in virtual time, so the test takes no re
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+
+import pytest
 
 from daemon.clock import FakeClock
+from daemon.errors import PipedriveRateLimited
+from daemon.pipedrive import rate_limit
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 
 
@@ -59,3 +64,61 @@ async def test_a_wait_is_reported_once_per_call() -> None:
     await limiter.acquire()
     await limiter.acquire()  # waits a whole window, reported once
     assert clock.monotonic() == 1060.0 and len(waits) == 1
+
+
+async def test_a_pause_longer_than_a_call_may_wait_fails_the_call_at_once_with_its_reason() -> None:
+    clock = FakeClock()
+    limiter = AccountRateLimiter(100, clock=clock)
+    limiter.pause(3600, "Pipedrive's daily token budget is spent")
+    started = clock.monotonic()
+    with pytest.raises(PipedriveRateLimited) as caught:
+        await limiter.acquire(max_wait_s=120)
+    assert clock.monotonic() == started  # no waiting out an hour
+    assert "daily token budget is spent" in str(caught.value)
+    assert rate_limit.parse_pause(str(caught.value)) == (
+        clock.now() + timedelta(seconds=3600),
+        "Pipedrive's daily token budget is spent",
+    )
+    await limiter.acquire(max_wait_s=7200)  # a caller who may wait that long does
+    assert clock.monotonic() - started >= 3600 - 1e-6
+
+
+DAILY = "Pipedrive's daily token budget is spent"
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "reset", "daily_left", "message", "seconds", "daily"),
+    [
+        # A Retry-After of 11 days, the burst window free in 2 s, budget left: 2 s.
+        (999999.0, 2.0, 5000, "Request over limit", 2.0, False),
+        # No burst header: the Retry-After, capped at a minute.
+        (999999.0, None, None, "Request over limit", rate_limit.MAX_BURST_PAUSE_S, False),
+        (5.0, None, None, "Request over limit", 5.0, False),
+        # Nothing said: the burst window.
+        (None, None, None, "Request over limit", rate_limit.DEFAULT_PAUSE_S, False),
+        (0.0, 0.0, 10, "Request over limit", rate_limit.MIN_PAUSE_S, False),
+        # The daily budget is spent (header 0, or the body says so): believed, to the reset.
+        (999999.0, 2.0, 0, "Request over limit", 7200.0, True),
+        (None, 2.0, 5, "Request over limit", 7200.0, True),  # less left than the call costs
+        (600.0, None, None, "Daily token limit reached", 600.0, True),
+        (None, None, 0, "Request over limit", 7200.0, True),
+    ],
+)
+def test_how_long_a_429_pauses_the_account(
+    retry_after: float | None,
+    reset: float | None,
+    daily_left: int | None,
+    message: str,
+    seconds: float,
+    daily: bool,
+) -> None:
+    pause = rate_limit.pause_after_429(
+        retry_after=retry_after,
+        window_reset=reset,
+        daily_remaining=daily_left,
+        message=message,
+        call_cost=10,
+        to_daily_reset=7200.0,
+    )
+    assert pause.seconds == seconds
+    assert (pause.reason.startswith(DAILY)) is daily

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import QueryParams
 
-from daemon.dev.sandbox import errors, faults, gateway, v1_records
+from daemon.dev.sandbox import errors, faults, gateway, pagination, v1_records
 
 
 def test_skip_lets_matching_calls_through_then_fires() -> None:
@@ -74,3 +74,17 @@ def test_offset_sort(sort: str, expected: list[int]) -> None:
 def test_offset_sort_refuses_unknown_fields(sort: str) -> None:
     with pytest.raises(errors.ApiError):
         v1_records.parse_sort(sort, v1_records.NOTE_SORTS, "id ASC")
+
+
+def test_a_fresh_cursor_is_new_on_every_page_and_names_the_first_page() -> None:
+    query = QueryParams({})
+    cursors = {
+        gateway.pin_next_page({"additional_data": {"next_cursor": None}}, query, fresh=True)[
+            "additional_data"
+        ]["next_cursor"]
+        for _ in range(3)
+    }
+    assert len(cursors) == 3
+    for cursor in cursors:
+        decoded = pagination.decode_cursor(cursor, ["id"])
+        assert decoded is not None and decoded.id <= 0  # after no real id: the first page

@@ -1,5 +1,6 @@
 """Fault injection for tests: the next N matching requests fail, stall, return broken JSON,
-carry a chosen Retry-After, or page forever on one repeated cursor."""
+carry a chosen Retry-After, or page forever on one repeated cursor (or on a fresh cursor that
+serves the same page)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Fault:
     repeat_cursor: bool = False  # the listing's next cursor is the same on every page
     skip: int = 0  # matching requests let through untouched before the fault fires
     path: str | None = None  # exact path, where `path_prefix` would match too much
+    fresh_cursor: bool = False  # a next cursor never seen before, that serves the same page
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method:
@@ -51,16 +53,21 @@ class Faults:
         repeat_cursor: bool = False,
         skip: int = 0,
         path: str | None = None,
+        fresh_cursor: bool = False,
     ) -> Fault:
         """Arm a fault for the next `count` requests matching method/path (after `skip`).
 
         `status=429, retry_after=999999` answers 429 with that `Retry-After`;
         `repeat_cursor=True` serves the real page but pins its next cursor (v2: `next_cursor`,
         v1: `next_start`) to the same value on every page; `skip=N` makes the fault hit the
-        (N+1)th matching call, e.g. a 5xx in the middle of paging.
+        (N+1)th matching call, e.g. a 5xx in the middle of paging; `fresh_cursor=True` serves
+        the real first page with a next cursor that is new on every page (v2 only), so a
+        client that only remembers cursors pages forever.
         """
-        if status is None and not delay_s and not malformed and not repeat_cursor:
-            raise ValueError("a fault needs a status, a delay_s, malformed=True or repeat_cursor")
+        if not (status or delay_s or malformed or repeat_cursor or fresh_cursor):
+            raise ValueError(
+                "a fault needs a status, a delay_s, malformed=True, repeat_cursor or fresh_cursor"
+            )
         if retry_after is not None and status is None:
             raise ValueError("retry_after goes with a status (e.g. 429)")
         if count < 1 or skip < 0:
@@ -76,6 +83,7 @@ class Faults:
             repeat_cursor,
             skip,
             path,
+            fresh_cursor,
         )
         with self._lock:
             self._armed.append(fault)

@@ -4,6 +4,7 @@ the token before routing, spend rate-limit budget, apply injected faults, stamp 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -123,9 +124,13 @@ class Gateway:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        if fault is not None and fault.repeat_cursor:
+        if fault is not None and (fault.repeat_cursor or fault.fresh_cursor):
             query = QueryParams(scope["query_string"])
-            await self.app(scope, receive, _pinning_cursor(stamped, query))
+            if fault.fresh_cursor:  # the first page again, whatever cursor was sent
+                query = QueryParams([(k, v) for k, v in query.multi_items() if k != "cursor"])
+                scope = {**scope, "query_string": str(query).encode()}
+            pinning = _pinning_cursor(stamped, query, fresh=fault.fresh_cursor)
+            await self.app(scope, receive, pinning)
             return
         await self.app(scope, receive, stamped)
 
@@ -134,13 +139,21 @@ class Gateway:
 STUCK_CURSOR = pagination.encode_cursor(pagination.Cursor("id", 0, "asc", 0))
 
 
-def pin_next_page(body: Any, query: QueryParams) -> Any:
+_fresh = itertools.count(1)
+
+
+def pin_next_page(body: Any, query: QueryParams, *, fresh: bool = False) -> Any:
     """A list body whose next page is the one just asked for: v2 gets the request's own cursor
-    back (or STUCK_CURSOR), v1 gets `next_start` = the request's `start`."""
+    back (or STUCK_CURSOR), v1 gets `next_start` = the request's `start`. `fresh`: a v2 cursor
+    never issued before, meaning "after id -n", so the first page (the gateway drops the
+    cursor it was sent, so each of them serves that page again)."""
     if not isinstance(body, dict) or not isinstance(body.get("additional_data"), dict):
         return body
     extra = body["additional_data"]
-    if isinstance(extra.get("pagination"), dict):
+    if fresh:
+        n = -next(_fresh)
+        extra["next_cursor"] = pagination.encode_cursor(pagination.Cursor("id", n, "asc", n))
+    elif isinstance(extra.get("pagination"), dict):
         start = int(query.get("start") or 0)
         extra["pagination"].update(more_items_in_collection=True, next_start=start)
     else:
@@ -148,7 +161,7 @@ def pin_next_page(body: Any, query: QueryParams) -> Any:
     return body
 
 
-def _pinning_cursor(send: Send, query: QueryParams) -> Send:
+def _pinning_cursor(send: Send, query: QueryParams, *, fresh: bool = False) -> Send:
     """Buffer the route's answer and rewrite its paging data before it goes out."""
     started: list[Message] = []
     chunks: list[bytes] = []
@@ -163,7 +176,7 @@ def _pinning_cursor(send: Send, query: QueryParams) -> Send:
         start = started[0]
         raw = b"".join(chunks)
         if start["status"] == 200:
-            raw = json.dumps(pin_next_page(json.loads(raw), query)).encode()
+            raw = json.dumps(pin_next_page(json.loads(raw), query, fresh=fresh)).encode()
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(raw)).encode()))
         await send({**start, "headers": headers})
