@@ -409,40 +409,74 @@ def _reason(error: dict[str, Any]) -> str:
     return f"{message} (got {value!r})"
 
 
-def _cross_checks(config: Config) -> list[str]:
-    """What pydantic cannot see field by field: names must be unique and refer to each other."""
+def _entries(raw: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    entries = raw.get(key)
+    if not isinstance(entries, list):
+        return []
+    return [entry if isinstance(entry, dict) else {} for entry in entries]
+
+
+def _valid(model: type[BaseModel], value: Any, base_dir: Path) -> Any:
+    """`value` validated as `model`, or None when a field of it is wrong (reported already)."""
+    try:
+        return model.model_validate(value, context={"base_dir": base_dir})
+    except ValidationError:
+        return None
+
+
+def _cross_checks(raw: dict[str, Any], base_dir: Path) -> list[str]:
+    """What pydantic cannot see field by field: names must be unique and refer to each other,
+    filter keys exist, token files serve. Read from the raw tables, so that these come in the
+    same report as any field's error, whatever else is wrong in the file."""
     problems: list[str] = []
-    account_names = [account.name for account in config.accounts]
-    for index, name in enumerate(account_names):
-        if name in account_names[:index]:
-            problems.append(f"accounts[{index}].name: duplicate account name (got {name!r})")
+    accounts = _entries(raw, "accounts")
+    account_names = [name for a in accounts if isinstance(name := a.get("name"), str)]
     names: set[str] = set()
-    for index, subscription in enumerate(config.subscriptions):
-        if subscription.name in names:
+    for index, name in enumerate(a.get("name") for a in accounts):
+        if isinstance(name, str) and name in names:
+            problems.append(f"accounts[{index}].name: duplicate account name (got {name!r})")
+        if isinstance(name, str):
+            names.add(name)
+    names = set()
+    for index, subscription in enumerate(_entries(raw, "subscriptions")):
+        name, trigger, account = (subscription.get(k) for k in ("name", "trigger", "account"))
+        if isinstance(name, str) and name in names:
             problems.append(
-                f"subscriptions[{index}].name: duplicate subscription name "
-                f"(got {subscription.name!r})"
+                f"subscriptions[{index}].name: duplicate subscription name (got {name!r})"
             )
-        names.add(subscription.name)
-        if subscription.trigger in triggers.REGISTRY:
+        if isinstance(name, str):
+            names.add(name)
+        conditions = subscription.get("filter", {})
+        if (
+            isinstance(trigger, str)
+            and trigger in triggers.REGISTRY
+            and isinstance(conditions, dict)
+        ):
             problems.extend(
                 f"subscriptions[{index}].filter.{key}: {reason}"
-                for key, reason in filters.problems(
-                    subscription.definition.object, subscription.filter
-                )
+                for key, reason in filters.problems(triggers.get(trigger).object, conditions)
             )
-        if subscription.account not in account_names:
+        if isinstance(account, str) and account not in account_names:
             problems.append(
                 f"subscriptions[{index}].account: no [[accounts]] entry has this name "
-                f"(got {subscription.account!r}; known: {', '.join(account_names) or 'none'})"
+                f"(got {account!r}; known: {', '.join(account_names) or 'none'})"
             )
-    problems.extend(_admin_problems(config.admin))
-    for index, account in enumerate(config.accounts):
-        if account.api_token_file is not None:
-            problem = _token_file_problem(account.api_token_file)
-            if problem:
-                problems.append(f"accounts[{index}].api_token_file: {problem}")
+    admin = _valid(AdminConfig, raw.get("admin", {}), base_dir)
+    if admin is not None:
+        problems.extend(_admin_problems(admin))
+    for index, entry in enumerate(accounts):
+        if "api_token_file" not in entry:
+            continue
+        found = _valid(_TokenFileOnly, {"api_token_file": entry["api_token_file"]}, base_dir)
+        if found is None or found.api_token_file is None:
+            continue
+        if problem := _token_file_problem(found.api_token_file):
+            problems.append(f"accounts[{index}].api_token_file: {problem}")
     return problems
+
+
+class _TokenFileOnly(_Frozen):
+    api_token_file: Annotated[Path | None, BeforeValidator(_token_file)] = None
 
 
 def _token_file_problem(path: Path) -> str | None:
@@ -528,9 +562,16 @@ def parse(
         problems += [
             f"{_dotted(e['loc']) or '(top level)'}: {_reason(dict(e))}" for e in error.errors()
         ]
-        raise ConfigError(path, [_with_names(p, raw) for p in problems]) from None
-    problems += _cross_checks(config)
-    if problems:
+        config = None
+    # Every problem in one report: a field's error does not hide a duplicate name. A key
+    # pydantic already faulted is not faulted twice.
+    faulted = {problem.partition(": ")[0] for problem in problems}
+    problems += [
+        problem
+        for problem in _cross_checks(_resolve_paths(raw, base_dir), base_dir)
+        if problem.partition(": ")[0] not in faulted
+    ]
+    if problems or config is None:
         raise ConfigError(path, [_with_names(p, raw) for p in problems])
     return config
 

@@ -330,3 +330,34 @@ def test_status_in_a_pipe_prints_the_whole_table(tmp_path: Path) -> None:
         assert [cell.strip() for cell in row.split("│")[1:4]] == [
             name, "deal.stage_changed", "not started",
         ], status.stdout  # fmt: skip
+
+
+def test_check_config_reports_every_kind_of_problem_in_one_run(tmp_path: Path) -> None:
+    """A field's error, a token's, a duplicate name, an unknown filter key and an unknown
+    account: one run of check-config names them all (no second round after a fix)."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[accounts]]\nname = "main"\napi_token_file = "missing-token"\n'
+        '[[accounts]]\nname = "other"\napi_token = ""\n'
+        '[[subscriptions]]\nname = "deals"\naccount = "main"\ntrigger = "deal.added"\n'
+        'callback_url = "http://x/h"\npoll_interval = 0\n'
+        '[[subscriptions]]\nname = "deals"\naccount = "main"\ntrigger = "deal.won"\n'
+        'callback_url = "http://x/h"\nfilter = { colour = "red" }\n'
+        '[[subscriptions]]\nname = "late"\naccount = "nobody"\ntrigger = "deal.lost"\n'
+        'callback_url = "http://x/h"\n',
+        encoding="utf-8",
+    )
+    result = cli("--config", str(path), "check-config")
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.splitlines()
+    expected = [
+        'accounts[1] ("other").api_token: is empty',
+        'subscriptions[0] ("deals").poll_interval: must be >= 1 (got 0)',
+        'subscriptions[1] ("deals").name: duplicate subscription name',
+        'subscriptions[1] ("deals").filter.colour: unknown filter key for deals',
+        'subscriptions[2] ("late").account: no [[accounts]] entry has this name',
+        f"accounts[0] (\"main\").api_token_file: file not found (got '{tmp_path}/missing-token')",
+    ]
+    for problem in expected:
+        assert any(line.startswith(f"{path}: {problem}") for line in lines), result.stderr
+    assert len(lines) == len(expected) and "Traceback" not in result.stderr, result.stderr

@@ -222,6 +222,8 @@ def test_several_problems_at_once_with_names_beside_indexes(tmp_path: Path) -> N
     found = problems(raw)
     assert sorted(found) == [
         'accounts[0] ("main").api_token: is empty',
+        f'accounts[1] ("file").api_token_file: is not a text file with one line: the API '
+        f"token (got '{binary}')",  # in the same report as the fields' errors
         "delivery.timeout: must be a finite duration (got inf)",
         'subscriptions[1] ("deals-eu").poll_interval: must be a finite duration (got inf)',
         'subscriptions[2] ("huge").poll_interval: must be <= 604800 (got 1e+300)',
