@@ -149,6 +149,11 @@ async def run(*, forever: bool, deals: int, activities: int) -> int:
         click.echo(
             f"daemon config {config_path}: 5 subscriptions, polling every {POLL_INTERVAL_S}s"
         )
+        click.echo(
+            f"  (polling every {POLL_INTERVAL_S}s on purpose, to show events within seconds: "
+            "the daemon's warning about it below is part of the demo; a real subscription "
+            f"polls every {config_module.DEFAULT_POLL_INTERVAL_S}s unless told otherwise)"
+        )
         stop = asyncio.Event()
         interrupted = asyncio.Event()  # Ctrl-C ends the demo with its summary
         loop = asyncio.get_running_loop()
@@ -162,8 +167,15 @@ async def run(*, forever: bool, deals: int, activities: int) -> int:
         try:
             while not interrupted.is_set():
                 # Refuse some deliveries once: the daemon retries them.
-                receiver.reply(503, times=max(1, deals // FAIL_EVERY))
+                refusals = max(1, deals // FAIL_EVERY)
+                receiver.reply(503, times=refusals)
                 click.echo(f"adding {deals} deals and {activities} activities in the sandbox")
+                click.echo(
+                    f"  (the receiver refuses {refusals} "
+                    f"{'delivery' if refusals == 1 else 'deliveries'} with 503 on purpose, to "
+                    "show a retry: the daemon's 'callback returned 503' warning is part of "
+                    "the demo, and the event arrives on the next attempt)"
+                )
                 added = _add_items(sandbox, deals, activities, counter)
                 counter += deals
                 expected += 2 * deals + activities  # two deal subscriptions

@@ -248,6 +248,11 @@ def test_demo_shows_events_flowing() -> None:
     assert "summary: 10 of 10 events delivered" in result.stdout
     assert result.stdout.count("[signature ok]") >= 10
     assert "deal.stage_changed" in result.stdout and "deal.won" in result.stdout
+    # What the daemon warns about on stderr is the demo's doing, and the demo says so.
+    assert "poll more often than the connector's" in result.stderr
+    assert "callback returned 503" in result.stderr
+    assert "polling every 2s on purpose" in result.stdout, result.stdout
+    assert "refuses 1 delivery with 503 on purpose" in result.stdout, result.stdout
 
 
 def test_sigterm_lets_in_flight_deliveries_finish(
