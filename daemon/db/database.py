@@ -14,14 +14,27 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import migrations
+from daemon import redact
 from daemon.errors import DatabaseError, SchemaOutOfDate, SchemaTooNew
 
 SQLITE_BUSY_TIMEOUT_S = 30
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 
+def parse_url(url: str) -> sqlalchemy.URL:
+    """The config's database URL parsed; one that is no URL is a DatabaseError saying what
+    one looks like (never a traceback from SQLAlchemy's parser)."""
+    try:
+        return make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise DatabaseError(
+            "database url: not a database URL such as sqlite:///path/to/file.db or "
+            f"postgresql+psycopg://user@host/dbname (got {redact.url(url)!r})"
+        ) from None
+
+
 def _driver_url(url: str, *, asynchronous: bool) -> str:
-    parsed = make_url(url)
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         driver = "aiosqlite" if asynchronous else "pysqlite"
@@ -93,7 +106,7 @@ def _alembic_config(url: str) -> Any:
 def describe(url: str) -> str:
     """The database as an operator knows it: the SQLite file, or PostgreSQL's host and name
     (never the password)."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         return parsed.database or "(in memory)"
     host = parsed.host or "local socket"
@@ -121,7 +134,7 @@ def opening(url: str) -> Iterator[None]:
         raise
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as error:
         reason = _reason(error)
-        if make_url(url).get_backend_name() == "sqlite" and "unable to open" in reason:
+        if parse_url(url).get_backend_name() == "sqlite" and "unable to open" in reason:
             reason += " (does the directory exist, and may this user write to it?)"
         raise DatabaseError(f"cannot open database {describe(url)}: {reason}") from None
 
@@ -130,7 +143,7 @@ def probe(url: str) -> None:
     """Open a SQLite file once, synchronously, so one that cannot be opened fails here as a
     DatabaseError, before aiosqlite's worker thread exists (its failure would otherwise race
     the closing event loop and print a thread traceback). Other databases pass through."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return
     engine = create_sync_engine(url)
@@ -167,8 +180,8 @@ def upgrade(url: str) -> None:
     import alembic.command
 
     with opening(url):
-        if make_url(url).get_backend_name() == "sqlite" and make_url(url).database:
-            Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
+        if parse_url(url).get_backend_name() == "sqlite" and parse_url(url).database:
+            Path(parse_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
         engine = create_sync_engine(url)
         try:
             with engine.connect() as connection:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import sqlalchemy
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from daemon.db import database
 from daemon.db.tables import heartbeat
@@ -40,7 +39,7 @@ KEEPALIVES = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keep
 
 def lock_path(url: str) -> Path | None:
     """The lock file for a SQLite file database, None for other databases."""
-    parsed = make_url(url)
+    parsed = database.parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(f"{parsed.database}{LOCK_SUFFIX}")
@@ -49,7 +48,7 @@ def lock_path(url: str) -> Path | None:
 @contextlib.contextmanager
 def hold(url: str) -> Iterator[None]:
     """Hold the database's lock until the block ends, or raise DatabaseInUse at once."""
-    if make_url(url).get_backend_name() == "postgresql":
+    if database.parse_url(url).get_backend_name() == "postgresql":
         with _advisory_lock(url):
             yield
         return
@@ -71,7 +70,7 @@ def hold(url: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
             raise DatabaseInUse(
-                str(make_url(url).database), f"lock {path}", f"pid {holder or 'unknown'}"
+                str(database.parse_url(url).database), f"lock {path}", f"pid {holder or 'unknown'}"
             ) from None
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)

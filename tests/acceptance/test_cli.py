@@ -366,3 +366,35 @@ def test_check_config_reports_every_kind_of_problem_in_one_run(tmp_path: Path) -
     for problem in expected:
         assert any(line.startswith(f"{path}: {problem}") for line in lines), result.stderr
     assert len(lines) == len(expected) and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            '[database]\nurl = "::::"\n',
+            "database url: not a database URL such as sqlite:///path/to/file.db or "
+            "postgresql+psycopg://user@host/dbname (got '::::')",
+        ),
+        (
+            "",
+            'subscriptions[0] ("s").callback_url: Input should be a valid URL, relative URL '
+            "without a base (got '::::')",
+        ),
+    ],
+)
+def test_check_config_names_a_url_that_is_no_url(
+    tmp_path: Path, section: str, expected: str
+) -> None:
+    path = tmp_path / "c.toml"
+    callback = "::::" if not section else "http://x/h"
+    path.write_text(
+        f'{section}[[accounts]]\nname = "main"\napi_token = "t"\n[[subscriptions]]\nname = "s"\n'
+        f'account = "main"\ntrigger = "deal.added"\ncallback_url = "{callback}"\n',
+        encoding="utf-8",
+    )
+    result = cli("--config", str(path), "check-config")
+    assert (result.returncode, result.stderr) == (3, f"{path}: {expected}\n")
+    if section:  # the commands that open the database say the same, as a database error
+        status = cli("--config", str(path), "status")
+        assert (status.returncode, status.stderr) == (4, f"pipedrive-triggers: {expected}\n")
