@@ -19,6 +19,7 @@ from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.model import deliveries
 from daemon.payloads import envelope
 from tests.conftest import SIGNING_SECRET
+from tests.waiting import HANG_S
 
 TRIGGER = "deal.added"
 ORIGIN = envelope.Origin(company_id=1, installation="delivery-harness")
@@ -86,7 +87,7 @@ async def delivering(
             await asyncio.wait_for(task, timeout=30)
 
 
-async def until(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+async def until(check: Callable[[], Any], timeout_s: float = HANG_S) -> Any:
     """Wait for `check()` (sync or async) to be truthy."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

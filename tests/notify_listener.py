@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.waiting import HANG_S
+
 
 @dataclass(frozen=True)
 class Notification:
@@ -49,7 +51,7 @@ class NotifyListener:
     def with_field(self, key: str) -> list[Notification]:
         return [n for n in self.received if key in n.fields]
 
-    def wait_for(self, key: str, timeout_s: float = 20, count: int = 1) -> list[Notification]:
+    def wait_for(self, key: str, timeout_s: float = HANG_S, count: int = 1) -> list[Notification]:
         """The messages carrying `key`, once there are `count` of them (or the timeout ends)."""
         deadline = time.monotonic() + timeout_s
         while len(self.with_field(key)) < count and time.monotonic() < deadline:

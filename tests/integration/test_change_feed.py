@@ -429,7 +429,8 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
 
     from daemon import triggers
     from daemon.service import lifecycle
-    from tests.integration.test_pipeline import FAST_RETRY, wait_for_events
+    from tests.integration.test_pipeline import FAST_RETRY, eventually, wait_for_events
+    from tests.waiting import HANG_S
 
     names = sorted(triggers.REGISTRY)
     subs = [{"name": n.replace(".", "-"), "trigger": n} for n in names]
@@ -452,12 +453,13 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
     task = asyncio.create_task(lifecycle.run(config, stop, FAST_RETRY))
     try:
         engine = database.create_engine(database_url)
+
+        async def all_polled() -> bool:
+            known = await feed_store.load_states(engine)
+            return len(known) == len(subs) and all(s.last_poll_at for s in known.values())
+
         try:
-            for _ in range(200):
-                known = await feed_store.load_states(engine)
-                if len(known) == len(subs) and all(s.last_poll_at for s in known.values()):
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(all_polled)
         finally:
             await engine.dispose()
         person = sandbox.add_person("Ada Lovelace")
@@ -480,10 +482,10 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
         await asyncio.sleep(1.5)
         sandbox.update_deal(won["id"], status="won")
         got = await asyncio.to_thread(
-            lambda: receiver.wait_for(len(receiver.event_ids()) + 1, 20) and receiver.received
+            lambda: receiver.wait_for(len(receiver.event_ids()) + 1, HANG_S) and receiver.received
         )
         assert got
-        deadline = asyncio.get_running_loop().time() + 20
+        deadline = asyncio.get_running_loop().time() + HANG_S
         while {item.json()["type"] for item in receiver.received} != set(names):
             assert asyncio.get_running_loop().time() < deadline, sorted(
                 set(names) - {item.json()["type"] for item in receiver.received}
@@ -491,7 +493,7 @@ async def test_every_trigger_end_to_end_to_a_real_receiver(
             await asyncio.sleep(0.1)
     finally:
         stop.set()
-        await asyncio.wait_for(task, timeout=15)
+        await asyncio.wait_for(task, timeout=HANG_S)
     bodies = [item.json() for item in receiver.received]
     printed = printed_schemas(tmp_path / "schemas")
     assert set(printed) == set(names)

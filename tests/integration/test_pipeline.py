@@ -26,6 +26,7 @@ from daemon.pipedrive.client import RetryOptions
 from daemon.service import lifecycle
 from tests.conftest import API_TOKEN, SIGNING_SECRET, config_text
 from tests.schema_check import assert_matches_schema
+from tests.waiting import HANG_S
 
 # Pipedrive errors are retried within a cycle; fast here so a test waits seconds, not minutes.
 FAST_RETRY = RetryOptions(attempts=3, backoff_s=0.05, max_backoff_s=0.2)
@@ -69,10 +70,10 @@ async def running(config: config_module.Config) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await asyncio.wait_for(task, timeout=15)
+        await asyncio.wait_for(task, timeout=HANG_S)
 
 
-async def eventually(check: Callable[[], Any], timeout_s: float = 15.0) -> Any:
+async def eventually(check: Callable[[], Any], timeout_s: float = HANG_S) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         result = check()
@@ -84,7 +85,7 @@ async def eventually(check: Callable[[], Any], timeout_s: float = 15.0) -> Any:
     raise AssertionError(f"not true within {timeout_s}s: {check}")
 
 
-async def wait_for_events(receiver: WebhookReceiver, count: int, timeout_s: float = 20) -> None:
+async def wait_for_events(receiver: WebhookReceiver, count: int, timeout_s: float = HANG_S) -> None:
     assert await asyncio.to_thread(receiver.wait_for, count, timeout_s), (
         f"{len(receiver.event_ids())} of {count} events arrived"
     )
@@ -132,6 +133,19 @@ async def count_dead(config: config_module.Config) -> int:
 
 async def count_attempts(config: config_module.Config, at_least: int) -> bool:
     return await count_rows(config, tables.delivery_attempts) >= at_least
+
+
+async def cycles_done(config: config_module.Config, name: str, cycles: int) -> None:
+    """Wait until subscription `name` has finished `cycles` more poll cycles."""
+    seen = [(await states(config))[name].last_poll_at]
+
+    async def another() -> bool:
+        polled = (await states(config))[name].last_poll_at
+        if polled != seen[-1]:
+            seen.append(polled)
+        return len(seen) > cycles
+
+    await eventually(another)
 
 
 def listing_calls(sandbox: Sandbox, path: str) -> int:
@@ -216,7 +230,7 @@ async def test_same_second_and_backdated_deals_are_all_delivered(
         ids = [sandbox.add_deal(title=f"twin {n}", add_time=same_second)["id"] for n in range(7)]
         ids.append(sandbox.add_deal(title="backdated", add_time="2019-01-01T00:00:00Z")["id"])
         await wait_for_events(receiver, len(ids))
-        await asyncio.sleep(1.5)  # another cycle must not deliver them again
+        await cycles_done(config, "d", 1)  # another cycle must not deliver them again
     delivered = sorted(item.json()["data"]["id"] for item in receiver.received)
     assert delivered == sorted(ids)
 
@@ -365,7 +379,7 @@ async def test_rate_limited_and_broken_answers_lose_nothing(
         sandbox.faults.add(status=429, count=1, path_prefix="/api/v2/deals")
         sandbox.faults.add(malformed=True, count=4, path_prefix="/api/v2/deals")
         ids = [sandbox.add_deal(title=f"deal {n}")["id"] for n in range(3)]
-        await wait_for_events(receiver, 3, timeout_s=30)
+        await wait_for_events(receiver, 3)
     assert sorted(item.json()["data"]["id"] for item in receiver.received) == ids
     statuses = [c.status for c in sandbox.calls if c.path == "/api/v2/deals"]
     assert 429 in statuses
@@ -384,7 +398,7 @@ async def test_subscriptions_of_one_account_share_one_listing(
             sandbox.add_deal(title=f"shared {n}")
         await wait_for_events(receiver, 4 * len(subs))
         polls_before = listing_calls(sandbox, "/api/v2/deals")
-        await asyncio.sleep(3.2)  # about three more cycles at poll_interval = 1 s
+        await cycles_done(config, "v2-0", 3)  # counted, not slept: a loaded machine polls late
         polls_after = listing_calls(sandbox, "/api/v2/deals")
     cycles = polls_after - polls_before
     assert 2 <= cycles <= 4, f"one listing per cycle for {len(subs)} subscriptions, got {cycles}"
@@ -405,7 +419,7 @@ async def test_secrets_never_reach_the_logs(
         await eventually(lambda: any("poll failed" in r.getMessage() for r in caplog.records))
         receiver.reply(500, times=2)
         sandbox.add_deal(title="logged")
-        await eventually(lambda: count_dead(config), timeout_s=30)
+        await eventually(lambda: count_dead(config))
     text = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.__dict__}" for r in caplog.records)
     assert "poll failed" in text and "dead-lettered" in text
     assert API_TOKEN not in text

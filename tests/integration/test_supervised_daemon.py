@@ -40,7 +40,8 @@ async def test_ready_then_status_only_when_the_counts_change(
         await asyncio.sleep(0.35)  # three reads of unchanged counts: nothing sent
         assert len(notify_listener.received) == 1
         await detect(engine, [2, 3], [4])
-        await asyncio.sleep(0.35)
+        await asyncio.to_thread(notify_listener.wait_for, "STATUS", count=2)  # however late
+        await asyncio.sleep(0.35)  # and the reads after it send nothing more
         assert [n.fields for n in notify_listener.with_field("STATUS")[1:]] == [
             {"STATUS": "3 subscriptions (3 not started), 3 pending, 1 dead"}
         ]
