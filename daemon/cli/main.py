@@ -118,9 +118,7 @@ def run(ctx: click.Context) -> None:
 
     try:
         plumbing.run_async(serve)
-    except SystemExit:
-        logger.error("crashed", extra={"action": "daemon.crashed"})
-        raise
+    # A SystemExit passes: a refusal (config, database, admin port) its one line explained.
     except Exception:
         logger.exception("crashed", extra={"action": "daemon.crashed"})
         sys.exit(plumbing.EXIT_CRASHED)

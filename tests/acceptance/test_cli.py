@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -398,3 +399,28 @@ def test_check_config_names_a_url_that_is_no_url(
     if section:  # the commands that open the database say the same, as a database error
         status = cli("--config", str(path), "status")
         assert (status.returncode, status.stderr) == (4, f"pipedrive-triggers: {expected}\n")
+
+
+def test_a_taken_admin_port_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    """`run` with `[admin] listen` on a port another process holds: the clear line, the
+    config's exit code, no traceback and no "crashed" (nothing crashed)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "c.toml"
+        path.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n'
+            f'[admin]\nlisten = "127.0.0.1:{port}"\n'
+            '[[accounts]]\nname = "main"\napi_token = "t"\nbase_url = "http://127.0.0.1:9"\n'
+            '[[subscriptions]]\nname = "s"\naccount = "main"\ntrigger = "deal.added"\n'
+            'callback_url = "http://x/h"\n',
+            encoding="utf-8",
+        )
+        result = cli("--config", str(path), "run")
+    assert result.returncode == 3, result.stderr
+    assert (
+        f"pipedrive-triggers: admin.listen: cannot listen on 127.0.0.1:{port} "
+        "(Address already in use)\n"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr and "crashed" not in result.stderr, result.stderr
