@@ -569,6 +569,19 @@ CASES = [
     Case("me", "GET", "/v1/users/me", 200),
     Case("me wrong token", "GET", "/v1/users/me", 401, headers={"x-api-token": "revoked"}),
     Case("me rate limited", "GET", "/v1/users/me", 429, prepare=_low_burst),
+    Case("user", "GET", "/v1/users/2", 200),
+    Case("user via /api/v1", "GET", "/api/v1/users/1", 200),
+    Case("user unknown", "GET", "/v1/users/999999", 404),
+    Case("user wrong token", "GET", "/v1/users/1", 401, headers={"x-api-token": "revoked"}),
+    Case("activity types", "GET", "/v1/activityTypes", 200),
+    Case("activity types via /api/v1", "GET", "/api/v1/activityTypes", 200),
+    Case(
+        "activity types wrong token",
+        "GET",
+        "/v1/activityTypes",
+        401,
+        headers={"x-api-token": "revoked"},
+    ),
 ]
 
 

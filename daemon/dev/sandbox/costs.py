@@ -31,6 +31,8 @@ TOKEN_COSTS: dict[tuple[str, str], int] = {
     ("GET", "/api/v2/activityFields"): 10,
     ("GET", "/v1/users"): 20,
     ("GET", "/v1/users/me"): 2,
+    ("GET", "/v1/users/{id}"): 2,
+    ("GET", "/v1/activityTypes"): 20,
     ("GET", "/v1/notes"): 20,
     ("POST", "/v1/notes"): 10,
     ("GET", "/v1/leads"): 20,

@@ -1,4 +1,5 @@
-"""The sandbox's v1 routes: users (v2 has none), notes and leads (v1 only, not deprecated).
+"""The sandbox's v1 routes: users and activity types (v2 has none), notes and leads (v1
+only, not deprecated).
 The gateway maps `/api/v1/...` onto these `/v1/...` paths."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from daemon.dev.sandbox import bodies, clock, envelope, errors, queries, render, v1_records
+from daemon.dev.sandbox import bodies, clock, envelope, errors, queries, render, seed, v1_records
 from daemon.dev.sandbox.envelope import Endpoint, ok_v1
 from daemon.dev.sandbox.state import Store
 
@@ -45,6 +46,36 @@ def table(store: Store) -> list[tuple[str, str, Endpoint]]:
         with store.lock:
             me = render.user_v1(store.users[store.me_id], store.me_id, with_company=True)
             return ok_v1({**me, "company_id": store.company_id})
+
+    async def get_user(request: Request) -> Response:
+        with store.lock:
+            user = store.users.get(request.path_params["id"])
+            if user is None:
+                raise errors.not_found("User not found or not accessible.")
+            return ok_v1(render.user_v1(user, store.me_id))
+
+    async def list_activity_types(request: Request) -> Response:
+        # The company's types exist since its first user did. The schema says date-time
+        # (its example shows the v1 "YYYY-MM-DD hh:mm:ss"): the schema is followed.
+        with store.lock:
+            since = clock.rfc3339(min(u["created"] for u in store.users.values()))
+        return ok_v1(
+            [
+                {
+                    "id": number,
+                    "order_nr": number,
+                    "name": label,
+                    "key_string": key,
+                    "icon_key": key,
+                    "active_flag": True,
+                    "color": "FFFFFF",
+                    "is_custom_flag": False,
+                    "add_time": since,
+                    "update_time": since,
+                }
+                for number, (key, label) in enumerate(seed.ACTIVITY_TYPES, start=1)
+            ]
+        )
 
     async def list_notes(request: Request) -> Response:
         params = envelope.params(request)
@@ -112,6 +143,8 @@ def table(store: Store) -> list[tuple[str, str, Endpoint]]:
     return [
         ("GET", "/v1/users", list_users),
         ("GET", "/v1/users/me", get_me),
+        ("GET", "/v1/users/{id:int}", get_user),
+        ("GET", "/v1/activityTypes", list_activity_types),
         ("GET", "/v1/notes", list_notes),
         ("POST", "/v1/notes", add_note),
         ("GET", "/v1/leads", list_leads),
