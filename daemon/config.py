@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -172,6 +172,25 @@ def _parse_start(value: Any) -> Any:
             moment = None
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise ValueError('must be "now" or an RFC 3339 time with a zone, e.g. 2026-01-01T00:00:00Z')
+    return _sane_time(moment)
+
+
+# Every time in the config lies here once in UTC, so no arithmetic on it (a look-back, a
+# listing's `updated_since`) can leave datetime's range: year 1 at +01:00 is year 0 in UTC.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _sane_time(moment: datetime) -> datetime:
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise ValueError(
+            f"must be between {times.format_rfc3339_z(EARLIEST_TIME)} and "
+            f"{times.format_rfc3339_z(LATEST_TIME)} after conversion to UTC"
+        )
     return moment
 
 

@@ -67,7 +67,8 @@ def check_config(ctx: click.Context) -> None:
             f"{account.calls_per_minute} calls/min"
         )
         click.echo(f"  {forecast.prediction_line(config, account.name)}")
-    for warning in config_module.startup_warnings(config):
+        click.echo(f"  {forecast.calls_line(config, account.name)}")
+    for warning in [*config_module.startup_warnings(config), *forecast.startup_warnings(config)]:
         click.echo(f"warning: {warning}", err=True)
     for sub in config.subscriptions:
         signed = "signed" if sub.secret else "unsigned"

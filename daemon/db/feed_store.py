@@ -290,6 +290,41 @@ async def commit_page(
     return queued
 
 
+NOT_STARTED_TRIGGER = ""
+"""The trigger of a row written for a subscription refused before it ever started: any real
+trigger differs from it, so once the subscription can be served it starts afresh."""
+
+
+async def record_refused(
+    engine: AsyncEngine, *, account: str, name: str, error: str, now: datetime
+) -> None:
+    """One subscription of a feed cannot be served (its siblings go on): failing, with why."""
+    values = {"status": STATUS_FAILING, "last_error": error, "last_poll_at": now}
+    async with write_lock.begin(engine) as connection:
+        updated = await connection.execute(
+            update(subscription_state)
+            .where(subscription_state.c.subscription == name)
+            .values({**values, "updated_at": now})
+        )
+        if updated.rowcount:
+            return
+        await connection.execute(
+            database.dialect_insert(connection, subscription_state)
+            .values(
+                subscription=name,
+                account=account,
+                trigger=NOT_STARTED_TRIGGER,
+                start_at=now,
+                id_floor=None,
+                position=now,
+                started_at=now,
+                updated_at=now,
+                **values,
+            )
+            .on_conflict_do_nothing(index_elements=["subscription"])
+        )
+
+
 async def record_cycle(
     engine: AsyncEngine,
     *,

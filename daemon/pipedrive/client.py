@@ -7,6 +7,7 @@ lines and exception messages, headers it does not.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
@@ -34,7 +35,7 @@ from daemon.errors import (
     PipedriveRateLimited,
     PipedriveUnavailable,
 )
-from daemon.pipedrive import account_usage
+from daemon.pipedrive import account_usage, costs, rate_limit
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,25 @@ def _raise_for(response: httpx.Response, where: str) -> None:
     if status >= 500:
         raise PipedriveUnavailable(message, status=status, path=path)
     raise PipedriveError(message, status=status, path=path)
+
+
+def _header_int(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _pause_after(
+    response: httpx.Response, method: str, path: str, message: str, now: datetime
+) -> rate_limit.Pause:
+    """How long this 429 holds the account (see `rate_limit.pause_after_429`)."""
+    return rate_limit.pause_after_429(
+        retry_after=times.parse_retry_after(response.headers.get("retry-after"), now),
+        window_reset=times.parse_retry_after(response.headers.get("x-ratelimit-reset"), now),
+        daily_remaining=_header_int(response, "x-daily-ratelimit-token-remaining"),
+        message=message,
+        call_cost=costs.path_cost(method, path),
+        to_daily_reset=seconds_to_daily_reset(now),
+    )
 
 
 def _envelope(response: httpx.Response, where: str) -> dict[str, Any]:
@@ -255,7 +275,14 @@ class PipedriveClient:
     ) -> _Reply:
         where = f"account {self.account!r}: {method} {path}"
         asked, after_429 = time.monotonic(), self._limiter.paused
-        await self._limiter.acquire()
+        try:
+            # A pause longer than a poll cycle fails the call (and so the cycle) at once,
+            # saying until when and why, instead of holding the feed for hours.
+            await self._limiter.acquire(self._max_wait_in_call_s)
+        except PipedriveRateLimited as paused:
+            raise PipedriveRateLimited(
+                f"{where}: {paused}", retry_after=paused.retry_after, path=path
+            ) from None
         answered = "error"
         if self._usage is not None:
             # A wait for our own budget counts; one for a 429's pause was counted at the 429.
@@ -279,14 +306,15 @@ class PipedriveClient:
             try:
                 _raise_for(response, where)
             except PipedriveRateLimited as limited:
-                # A Retry-After past the daily reset is not believed (one of 999999 s would
-                # freeze the account for 11 days).
-                wait = min(limited.retry_after, seconds_to_daily_reset(datetime.now(UTC)))
-                self._limiter.pause(wait)
+                now = datetime.now(UTC)
+                pause = _pause_after(response, method, path, str(limited), now)
+                until = self._limiter.pause(pause.seconds, pause.reason)
                 if self._usage is not None:
                     self._usage.waited()
                 raise PipedriveRateLimited(
-                    f"{limited}; waiting {wait:.0f}s", retry_after=wait, path=limited.path
+                    f"{limited}; {rate_limit.describe_pause(until, pause.reason)}",
+                    retry_after=pause.seconds,
+                    path=limited.path,
                 ) from None
         _raise_for(response, where)
         return _Reply(_envelope(response, where), _served_at(response))
@@ -363,9 +391,13 @@ class PipedriveClient:
         raise PipedriveUnavailable(f"{where}: the listing did not end after {MAX_PAGES} pages")
 
     async def list_pages(self, path: str, params: Mapping[str, Any]) -> list[Item]:
-        """Every item of a listing (lookups: short lists)."""
+        """Every item of a listing (lookups: short lists). A page made only of what the page
+        before held means a cursor that is new each time but goes nowhere: stopped, as the
+        poller stops its listings, before it spends the account's budget."""
         collected: list[Item] = []
+        previous: set[tuple[Any, str]] = set()
         async for page in self.pages(path, params):
+            previous = _check_advances(page, previous, f"account {self.account!r}: GET {path}")
             collected.extend(page)
         return collected
 
@@ -387,7 +419,10 @@ class PipedriveClient:
             if resource == "deals":
                 # Deleted deals still own activities; their titles are wanted too.
                 params["status"] = "open,won,lost,deleted"
-            found.extend(await self.list_pages(f"/api/v2/{resource}", params))
+            # At most 100 ids fit one page of 500: whatever cursor comes back, one call.
+            async for page in self.pages(f"/api/v2/{resource}", params):
+                found.extend(page)
+                break
         return found
 
     async def company_id(self) -> int:
@@ -414,6 +449,18 @@ class PipedriveClient:
     async def send(self, method: str, path: str, body: Mapping[str, Any]) -> Item:
         answer = await self.call(method, path, body=dict(body))
         return _object(answer, f"account {self.account!r}: {method} {path}")
+
+
+def _check_advances(
+    page: Sequence[Item], previous: set[tuple[Any, str]], where: str
+) -> set[tuple[Any, str]]:
+    """The page's (id, content) versions; an error when they all were on the previous page."""
+    versions = {(item.get("id"), json.dumps(item, sort_keys=True, default=str)) for item in page}
+    if versions and versions <= previous:
+        raise PipedriveUnavailable(
+            f"{where}: Pipedrive served the same page again; the listing was stopped"
+        )
+    return versions
 
 
 def _object(body: Mapping[str, Any], where: str) -> Item:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import errors, times
 from daemon import metrics as metrics_module
-from daemon.config import Config, SubscriptionConfig
+from daemon.config import EARLIEST_TIME, LATEST_TIME, Config, SubscriptionConfig
 from daemon.db import feed_store, installation, outbox
 from daemon.errors import PipedriveError
 from daemon.model import deliveries
@@ -94,6 +94,22 @@ class Poller:
         """One cycle. Any failure is recorded on the feed's subscriptions, never only logged;
         what earlier pages committed stays committed."""
         now = self._clock()
+        refused = unservable(feed)
+        for name, reason in refused.items():
+            logger.error(
+                "subscription %r: %s",
+                name,
+                reason,
+                extra={"action": "poll.refused", "subscription": name},
+            )
+            await feed_store.record_refused(
+                self._engine, account=feed.account, name=name, error=reason, now=now
+            )
+        if refused:  # one subscription's value never stalls its siblings
+            served = tuple(s for s in feed.subscriptions if s.name not in refused)
+            if not served:
+                return
+            feed = replace(feed, subscriptions=served)
         message: str | None = None
         try:
             await self._cycle(feed, now)
@@ -318,6 +334,29 @@ class Poller:
                 count,
                 extra={"action": "poll.detected", "subscription": name, "count": count},
             )
+
+
+def unservable(feed: Feed) -> dict[str, str]:
+    """Subscriptions whose `start` this feed cannot read from (by name, with why): outside
+    the config's bounds once in UTC, or so early that the look-back leaves datetime's range.
+    The config refuses such values; this keeps one that slips through from stalling a feed."""
+    refused: dict[str, str] = {}
+    look_back = timedelta(seconds=feed.look_back_s)
+    for sub in feed.subscriptions:
+        if not isinstance(sub.start, datetime):
+            continue
+        try:
+            utc = sub.start.astimezone(UTC)
+            fits = EARLIEST_TIME <= utc <= LATEST_TIME and utc - look_back < utc
+        except OverflowError:
+            fits = False
+        if not fits:
+            refused[sub.name] = (
+                f"start {sub.start.isoformat()} cannot be served: it must be between "
+                f"{times.format_rfc3339_z(EARLIEST_TIME)} and "
+                f"{times.format_rfc3339_z(LATEST_TIME)} in UTC; fix the config"
+            )
+    return refused
 
 
 def _check_advances(

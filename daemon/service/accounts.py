@@ -12,7 +12,12 @@ import httpx
 from daemon import metrics as metrics_module
 from daemon.config import AccountConfig, Config
 from daemon.pipedrive import account_usage, lookups
-from daemon.pipedrive.client import DEFAULT_RETRY, PipedriveClient, RetryOptions
+from daemon.pipedrive.client import (
+    DEFAULT_MAX_WAIT_IN_CALL_S,
+    DEFAULT_RETRY,
+    PipedriveClient,
+    RetryOptions,
+)
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 
 
@@ -24,12 +29,21 @@ class Accounts:
     caches: dict[str, lookups.LookupCache]
 
 
+def max_wait_in_call_s(config: Config, account: str) -> float:
+    """How long a call may wait for a 429's pause: one cycle of the account's fastest feed
+    (a longer pause fails the cycle with its reason, and the next cycle asks again)."""
+    intervals = [s.poll_interval for s in config.subscriptions if s.account == account]
+    return min([DEFAULT_MAX_WAIT_IN_CALL_S, *intervals])
+
+
 def _client(
     http: httpx.AsyncClient,
     account: AccountConfig,
     retry: RetryOptions,
     metrics: metrics_module.Metrics,
     usage: account_usage.Usage | None = None,
+    *,
+    max_wait_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
 ) -> PipedriveClient:
     return PipedriveClient(
         http,
@@ -39,6 +53,7 @@ def _client(
             on_wait=functools.partial(metrics.rate_limit_wait, account.name),
         ),
         retry=retry,
+        max_wait_in_call_s=max_wait_s,
         metrics=metrics,
         usage=usage,
     )
@@ -56,7 +71,8 @@ async def open_accounts(
             http = await stack.enter_async_context(
                 PipedriveClient.http_client(account.api_root, account.token)
             )
-            clients[account.name] = _client(http, account, retry, metrics)
+            wait = max_wait_in_call_s(config, account.name)
+            clients[account.name] = _client(http, account, retry, metrics, max_wait_s=wait)
         yield Accounts(clients, {name: lookups.LookupCache() for name in clients})
 
 
@@ -97,7 +113,10 @@ class AccountPool:
                 PipedriveClient.http_client(account.api_root, account.token)
             )
             usage = self.usages.setdefault(name, account_usage.Usage(name))
-            self.clients[name] = _client(http, account, self._retry, self._metrics, usage)
+            wait = max_wait_in_call_s(config, name)
+            self.clients[name] = _client(
+                http, account, self._retry, self._metrics, usage, max_wait_s=wait
+            )
             self.caches[name] = lookups.LookupCache()
             if name in self._stacks:
                 self._retired.append(self._stacks[name])

@@ -203,6 +203,7 @@ async def run(
         scheduler_log.addFilter(_SKIPPED_TICKS)
         stack.callback(scheduler_log.removeFilter, _SKIPPED_TICKS)
         config_module.log_startup_warnings(config)
+        forecast.log_startup_warnings(config)  # budget and calls a minute: once, at start
         await drift.warn(engine, config)  # before the first poll acts on a changed trigger
         running = _Running(config, engine, pool, deliverer, poll, scheduler, polls)
         scheduler.add_job(
@@ -213,7 +214,8 @@ async def run(
             max_instances=1,
             coalesce=True,
         )
-        # Bound before any poll starts: a taken port is one clear error with nothing to cancel.
+        scheduler.start()
+        stack.callback(_shutdown, scheduler)
         running.admin = await stack.enter_async_context(
             listener.serving(
                 config,
@@ -224,8 +226,6 @@ async def run(
                 pool.usages,
             )
         )
-        scheduler.start()
-        stack.callback(_shutdown, scheduler)
         logger.info(
             "started: %d subscriptions on %d accounts",
             len(subscriptions),

@@ -5,6 +5,7 @@ an exit status that says the same: 0 all well, 1 something needs a look."""
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from daemon.config import Config
 from daemon.db import feed_store, health_store, heartbeat, outbox
 from daemon.model import endpoint_health
 from daemon.model import subscription_state as state_model
-from daemon.pipedrive import account_usage
+from daemon.pipedrive import account_usage, rate_limit
 from daemon.polling import change_feed, forecast, poller
 from daemon.status import drift
 
@@ -69,6 +70,7 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     # Not in the config but with queued events or dead letters: kept, not delivered.
     orphans = {o.subscription: o for o in drift.orphans(set(configured), counts, states)}
     by_name = {sub.name: sub for sub in config.subscriptions}
+    pauses = _pauses(config, states, now)
     rows = []
     verdicts = []
     for name in [*configured, *sorted(orphans)]:
@@ -88,6 +90,7 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
         )
         verdicts.append(verdict)
         interval = intervals.get(name)
+        pause = pauses.get(sub_config.account) if sub_config else None
         rows.append(
             {
                 "subscription": name,
@@ -124,6 +127,9 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                 ),
                 "last_delivery_error": failing.get(name),
                 "daemon_running": liveness.running,
+                # Pipedrive's 429 holds every call of the account until then, and why.
+                "paused_until": _iso(pause[0]) if pause else None,
+                "pause_reason": pause[1] if pause else None,
                 # Items of its feed dated ahead of now: delivered, but holding no watermark.
                 "future_dated_items": future.get(
                     (sub_config.account, sub_config.definition.object.name), 0
@@ -133,6 +139,23 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
             }
         )
     return Report(now, liveness, rows, accounts, verdicts)
+
+
+def _pauses(
+    config: Config, states: Mapping[str, feed_store.SubscriptionState], now: datetime
+) -> dict[str, tuple[datetime, str]]:
+    """Per account, the 429 pause still running that a feed's last error names (the daemon
+    holds it in memory; a cycle it fails says until when and why): shown on every feed of
+    the account, also those whose cycle has not come round yet."""
+    found: dict[str, tuple[datetime, str]] = {}
+    for sub in config.subscriptions:
+        state = states.get(sub.name)
+        pause = rate_limit.parse_pause(state.last_error) if state else None
+        if pause is None or pause[0] <= now:
+            continue
+        if sub.account not in found or pause[0] > found[sub.account][0]:
+            found[sub.account] = pause
+    return found
 
 
 def _age(seconds: float | None) -> str:
@@ -240,6 +263,11 @@ def render(report: Report, width: int | None = None) -> str:
             since = f" since {_clock(row['state_since'], report.now)}" if row["state_since"] else ""
             console.print(
                 f"  {row['subscription']}: {verdict.state.label}{since}: {verdict.reason}"
+            )
+        if row["paused_until"]:
+            console.print(
+                f"  {row['subscription']}: Pipedrive calls paused until "
+                f"{_clock(row['paused_until'], report.now)}: {row['pause_reason']}"
             )
         if row["last_delivery_error"]:
             console.print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from daemon import metrics as metrics_module
 from daemon.cli import main
 from daemon.db import database, feed_store, outbox_admin, tables
 from daemon.dev.sandbox import Sandbox
+from daemon.pipedrive import rate_limit
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
@@ -410,15 +411,54 @@ async def test_a_huge_retry_after_fails_the_cycle_instead_of_freezing(
     async with harness(
         [{"name": "d", "trigger": "deal.added"}], retry=RetryOptions(attempts=3)
     ) as h:
+        await h.cycle()
+        # Budget left: the Retry-After of 11 days is not believed; the burst window's is.
         sandbox.faults.add(status=429, retry_after=999999, path="/api/v2/deals")
+        started = datetime.now(UTC)
+        await h.cycle()
+        assert (datetime.now(UTC) - started).total_seconds() < 30
+        assert (await h.state("d")).status == feed_store.STATUS_OK
+        # The daily budget spent: believed, until the reset at UTC midnight at most; each
+        # cycle fails at once with the reason, and no call goes out into the spent budget.
+        sandbox.set_limits(daily_tokens=1)
+        await h.cycle()
+        sandbox.clear_calls()
         started = datetime.now(UTC)
         await h.cycle()
         took = (datetime.now(UTC) - started).total_seconds()
         state = await h.state("d")
-    assert took < 5
-    assert state.status == feed_store.STATUS_FAILING and "429" in (state.last_error or "")
-    waited = float((state.last_error or "").rsplit("waiting ", 1)[1].rstrip("s"))
-    assert waited <= 86400  # capped at Pipedrive's daily reset, not 11.6 days
+    assert took < 5 and sandbox.calls == []
+    error = state.last_error or ""
+    assert state.status == feed_store.STATUS_FAILING and "daily token budget" in error
+    pause = rate_limit.parse_pause(error)
+    assert pause is not None
+    assert pause[0] - datetime.now(UTC) <= timedelta(days=1)  # not 11.6 days
+
+
+async def test_a_start_that_cannot_be_served_fails_its_subscription_alone(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    subs = [{"name": "bad", "trigger": "deal.added"}, {"name": "good", "trigger": "deal.added"}]
+    async with harness(subs) as h:
+        # check-config refuses it now; a value that still slips through (an older daemon's
+        # config, a bound that moves) must not stall the feed for the siblings.
+        broken = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+        h.config = h.config.model_copy(
+            update={
+                "subscriptions": [
+                    s.model_copy(update={"start": broken}) if s.name == "bad" else s
+                    for s in h.config.subscriptions
+                ]
+            }
+        )
+        await h.cycle()
+        created = sandbox.add_deal("after the start")["id"]
+        await h.cycle()
+        assert [e["data"]["id"] for e in await h.events("good")] == [created]
+        good, bad = await h.state("good"), await h.state("bad")
+    assert good.status == feed_store.STATUS_OK
+    assert bad.status == feed_store.STATUS_FAILING
+    assert "start" in (bad.last_error or "") and "0001-01-01" in (bad.last_error or "")
 
 
 async def test_every_trigger_end_to_end_to_a_real_receiver(

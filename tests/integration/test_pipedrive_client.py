@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from daemon.dev.sandbox import Sandbox
+from daemon.dev.sandbox import Sandbox, faults
 from daemon.errors import PipedriveAuthError, PipedriveUnavailable
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
+from daemon.pipedrive.lookups import LookupCache, LookupRequest
 from daemon.pipedrive.rate_limit import AccountRateLimiter
 from tests.conftest import API_TOKEN
 
@@ -66,3 +67,25 @@ async def test_a_refused_token_is_not_retried_and_not_quoted(
     assert sandbox.calls_to("GET", "/api/v2/deals") == 1
     assert API_TOKEN not in str(caught.value)
     assert "401" in str(caught.value)
+
+
+async def test_an_ids_lookup_is_one_page_whatever_cursor_comes_back(
+    client: PipedriveClient, sandbox: Sandbox
+) -> None:
+    people = [sandbox.add_person(f"p{n}")["id"] for n in range(3)]
+    # Each page carries a cursor never seen before and the same people again.
+    sandbox.faults.add(fresh_cursor=True, path="/api/v2/persons", count=faults.FOREVER)
+    sandbox.clear_calls()
+    found = await LookupCache().resolve(client, LookupRequest(persons=frozenset(people)))
+    assert sorted(found.persons) == sorted(people)
+    assert sandbox.calls_to("GET", "/api/v2/persons") == 1  # <= 100 ids: one page
+
+
+async def test_a_lookup_listing_that_serves_the_same_page_again_is_stopped(
+    client: PipedriveClient, sandbox: Sandbox
+) -> None:
+    sandbox.faults.add(fresh_cursor=True, path="/api/v2/stages", count=faults.FOREVER)
+    sandbox.clear_calls()
+    with pytest.raises(PipedriveUnavailable, match="same page again"):
+        await LookupCache().resolve(client, LookupRequest(stages=frozenset({1})))
+    assert sandbox.calls_to("GET", "/api/v2/stages") == 2  # the repeat is the last call

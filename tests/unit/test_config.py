@@ -56,6 +56,13 @@ def test_defaults() -> None:
         (with_sub(secret="whsec_%%%"), 'subscriptions[0] ("s").secret: is not valid base64'),
         (with_sub(start="2026-01-01T00:00:00"), 'subscriptions[0] ("s").start: '),
         (with_sub(start="yesterday"), 'subscriptions[0] ("s").start: '),
+        (
+            with_sub(start="0001-01-01T00:00:00+01:00"),
+            'subscriptions[0] ("s").start: must be between 2000-01-01T00:00:00Z and '
+            "9999-12-31T23:59:59Z after conversion to UTC (got '0001-01-01T00:00:00+01:00')",
+        ),
+        (with_sub(start="9999-12-31T23:00:00-02:00"), 'subscriptions[0] ("s").start: must be'),
+        (with_sub(start="1999-12-31T23:59:59Z"), 'subscriptions[0] ("s").start: must be'),
         (with_sub(colour="blue"), 'subscriptions[0] ("s").colour: unknown key'),
         ({**BASE, "accounts": [{"name": "main"}]}, 'accounts[0] ("main"): give exactly one of'),
         ({**BASE, "delivery": {"max_attempts": 0}}, "delivery.max_attempts: must be >= 1 (got 0)"),
