@@ -214,8 +214,7 @@ async def run(
             max_instances=1,
             coalesce=True,
         )
-        scheduler.start()
-        stack.callback(_shutdown, scheduler)
+        # Bound before any poll starts: a taken port is one clear error with nothing to cancel.
         running.admin = await stack.enter_async_context(
             listener.serving(
                 config,
@@ -226,6 +225,8 @@ async def run(
                 pool.usages,
             )
         )
+        scheduler.start()
+        stack.callback(_shutdown, scheduler)
         logger.info(
             "started: %d subscriptions on %d accounts",
             len(subscriptions),
