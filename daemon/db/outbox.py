@@ -97,11 +97,14 @@ def pick_claims(
     *,
     shared: int | None = None,
     newcomers: Collection[str] = (),
+    answering: Collection[str] = (),
 ) -> list[int]:
     """From due rows (oldest first), the ids to claim: at most `limit`, no subscription past
     its remaining `capacity`, taken round-robin by subscription so one backlog does not fill
-    a claim. With `shared`, only that many may go to subscriptions that already have POSTs
-    in flight; each of the `newcomers` (nothing in flight) may also take one reserved slot."""
+    a claim. With `shared`, only that many may go to subscriptions not `answering` (whose
+    consumers did not answer lately: `slots` explains why), but each of the `newcomers`
+    (nothing in flight) gets one row when `shared` is used up (a reserved slot); `capacity`
+    alone bounds the `answering` ones."""
     queues: dict[str, list[int]] = {}
     for row_id, subscription in candidates:
         if capacity.get(subscription, 0) > 0:
@@ -114,13 +117,14 @@ def pick_claims(
         for subscription in list(queues):
             if len(chosen) >= limit:
                 break
-            if subscription in reserve_unused:
-                reserve_unused.discard(subscription)
-            elif shared_left is not None and shared_left <= 0:
-                del queues[subscription]
-                continue
-            elif shared_left is not None:
-                shared_left -= 1
+            newcomer = subscription in reserve_unused
+            if shared_left is not None and subscription not in answering:
+                if shared_left > 0:
+                    shared_left -= 1
+                elif not newcomer:
+                    del queues[subscription]
+                    continue
+            reserve_unused.discard(subscription)
             chosen.append(queues[subscription].pop(0))
             left[subscription] -= 1
             if left[subscription] <= 0 or not queues[subscription]:

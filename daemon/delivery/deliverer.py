@@ -263,7 +263,12 @@ class Deliverer:
         ]
         chosen = set(
             outbox.pick_claims(
-                candidates, plan.capacity, free, shared=plan.shared, newcomers=plan.newcomers
+                candidates,
+                plan.capacity,
+                free,
+                shared=plan.shared,
+                newcomers=plan.newcomers,
+                answering=plan.answering,
             )
         )
         for name, queue in list(self._ready.items()):
@@ -310,7 +315,7 @@ class Deliverer:
         started = time.monotonic()
         size = len(row.body.encode())
         if size > self._settings.max_body_bytes:
-            self._slots.finished(row.subscription)
+            self._slots.finished(row.subscription, time.monotonic(), answered=False)
             oversize = (
                 f"body is {size} bytes, above [delivery] max_body_bytes "
                 f"({self._settings.max_body_bytes}); not sent"
@@ -344,7 +349,8 @@ class Deliverer:
             status, error, retry_after = None, f"delivery failed ({type(failure).__name__})", None
             reply = None
         except BaseException:
-            self._slots.finished(row.subscription)  # cancelled: stopping
+            moment = time.monotonic()
+            self._slots.finished(row.subscription, moment, answered=False)  # cancelled: stopping
             raise
         duration_ms = int((time.monotonic() - started) * 1000)
         attempt = verdicts.Attempt(
@@ -366,7 +372,7 @@ class Deliverer:
             )  # fmt: skip
         # The slot is freed once the outcome is decided: a paused subscription's next probe
         # must wait for the pause this attempt extended.
-        self._slots.finished(row.subscription)
+        self._slots.finished(row.subscription, time.monotonic(), answered=status is not None)
         self._start_ready()  # the freed slot takes a claimed row at once
         self._wake.set()
         self._metrics.delivery(outcome)

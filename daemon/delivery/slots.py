@@ -5,15 +5,25 @@ Limits, all per subscription: `per_subscription_concurrency` in flight (1 when `
 probe at a time, when due, while paused. `Slots` keeps the counts; the Deliverer asks it
 before each claim and tells it what started and finished.
 
-Sharing between subscriptions is a reserve: `reserve` of the process's slots can only be
-taken by a subscription that has nothing in flight, one slot at a time. A consumer that
-hangs, or answers slowly, always has POSTs in flight, so however many such subscriptions
-there are they can hold at most `concurrency - reserve` slots together, and the general
-slots are split evenly among the busy subscriptions. A healthy subscription's POSTs finish in
-milliseconds, so its next event nearly always finds it with nothing in flight and starts at
-once from the reserve. (Round-robin alone would not do: a hanging POST holds its slot for the
-whole timeout whatever the order of claims; shorter timeouts would punish slow consumers
-that do answer.)
+Sharing between subscriptions turns on whether a consumer answers. A subscription is
+*answering* when its consumer answered a POST (any HTTP status) within `RESPONSIVE_S`;
+otherwise, with POSTs in flight, it is *stalled*: its consumer hangs, or has not been heard
+from yet. A hanging POST holds its slot for the whole timeout whatever the order of claims
+(round-robin alone would not do), and shorter timeouts would punish slow consumers that do
+answer, so:
+
+- Stalled subscriptions start POSTs only within the general slots (`concurrency -
+  reserve`), each up to an even share of them among the busy subscriptions (those with POSTs
+  in flight), and never into the last `NEWCOMER_ROOM` free slots: however many hang, the
+  `reserve` stays out of their reach.
+- An answering subscription may take any slot the stalled ones do not hold, the reserve
+  included, up to its own cap: the busy answering ones split `concurrency - stalled in
+  flight - NEWCOMER_ROOM` evenly (never less than the even share above). So a slow consumer
+  that keeps answering is not divided by the number of hanging ones beside it.
+- A subscription with nothing in flight may always start one POST, from the reserve if need
+  be; answering ones leave `NEWCOMER_ROOM` of it free for that. A healthy consumer's POST
+  holds its slot for milliseconds, so its next event nearly always finds it idle and starts
+  at once, however busy the others are.
 """
 
 from __future__ import annotations
@@ -27,6 +37,13 @@ from daemon.model import endpoint_health
 
 WINDOW_S = 1.0  # `max_per_second` counts starts in any window this long
 RATE_SPAN_MIN_S = 0.1  # `start_rate` never divides by less
+# An answer this recent makes a subscription answering. Shorter than the default POST timeout
+# (15 s), so a consumer that starts hanging loses its wider share before its first timeout;
+# long enough that a consumer answering in seconds, in waves, keeps it between waves.
+RESPONSIVE_S = 10.0
+# Slots answering subscriptions leave to idle ones: a healthy POST holds one for
+# milliseconds, so a few serve any number of subscriptions waking at once.
+NEWCOMER_ROOM = 4
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,9 @@ class Limits:
 @dataclass(frozen=True)
 class Plan:
     capacity: dict[str, int]  # at most this many more POSTs per subscription
-    shared: int  # of which at most this many for subscriptions with POSTs in flight
-    newcomers: frozenset[str]  # nothing in flight: may take one reserved slot
+    shared: int  # of which at most this many for subscriptions not `answering`
+    newcomers: frozenset[str]  # nothing in flight: one more even when `shared` is 0
+    answering: frozenset[str]  # answered lately: bound by `capacity` alone
 
 
 def reserve_for(concurrency: int) -> int:
@@ -58,6 +76,7 @@ class Slots:
         self._concurrency = concurrency
         self._reserve = reserve_for(concurrency)
         self.in_flight: Counter[str] = Counter()
+        self._answered: dict[str, float] = {}  # when each consumer last answered (monotonic)
         self._starts: dict[str, deque[float]] = {name: deque() for name in limits}
 
     def reconfigure(self, limits: Mapping[str, Limits]) -> None:
@@ -65,6 +84,7 @@ class Slots:
         subscription no longer configured gets no capacity at all."""
         self._limits = dict(limits)
         self._starts = {name: self._starts.get(name, deque()) for name in limits}
+        self._answered = {n: at for n, at in self._answered.items() if n in limits}
 
     def _window(self, name: str, moment: float) -> deque[float]:
         starts = self._starts[name]
@@ -92,18 +112,37 @@ class Slots:
     def plan(
         self, states: Mapping[str, endpoint_health.Health], now: datetime, moment: float
     ) -> Plan:
-        """`capacity`, with the even share of the general slots and who may use the reserve."""
+        """`capacity`, with each busy subscription's share, how many more slots the stalled
+        ones may take, and who may use the reserve (see the module's docstring)."""
         capacity = self.capacity(states, now, moment)
+        answering = frozenset(name for name in self._limits if self.answered_lately(name, moment))
         busy = [name for name in self._limits if self.in_flight[name] > 0]
+        stalled = [name for name in busy if name not in answering]
         general = self._concurrency - self._reserve
         share = max(1, general // max(1, len(busy)))
-        for name in busy:
-            capacity[name] = max(0, min(capacity[name], share - self.in_flight[name]))
-        total = sum(self.in_flight.values())
+        stalled_in_flight = sum(self.in_flight[name] for name in stalled)
+        room = min(NEWCOMER_ROOM, self._reserve)
+        lendable = self._concurrency - room - stalled_in_flight
+        answering_share = max(share, lendable // max(1, len(busy) - len(stalled)))
+        for name in self._limits:
+            if name in answering:
+                limit = answering_share
+            elif self.in_flight[name] > 0:
+                limit = share
+            else:
+                continue  # idle, not answering: bound by `shared` (or its one reserved slot)
+            capacity[name] = max(0, min(capacity[name], limit - self.in_flight[name]))
         newcomers = frozenset(
             name for name in self._limits if self.in_flight[name] == 0 and capacity[name] > 0
         )
-        return Plan(capacity, max(0, general - total), newcomers)
+        free = self._concurrency - room - sum(self.in_flight.values())
+        shared = max(0, min(general - stalled_in_flight, free))
+        return Plan(capacity, shared, newcomers, answering)
+
+    def answered_lately(self, name: str, moment: float) -> bool:
+        """Whether this subscription's consumer answered within the last `RESPONSIVE_S`."""
+        answered = self._answered.get(name)
+        return answered is not None and moment - answered <= RESPONSIVE_S
 
     def started(self, name: str, moment: float) -> None:
         self.in_flight[name] += 1
@@ -119,8 +158,12 @@ class Slots:
         starts = self._window(name, moment)
         return len(starts) / max(RATE_SPAN_MIN_S, moment - starts[0]) if starts else 0.0
 
-    def finished(self, name: str) -> None:
+    def finished(self, name: str, moment: float, *, answered: bool) -> None:
+        """A POST ended at `moment`; `answered`: its consumer sent a reply (any status), where
+        a timeout, a refused connection or a POST never sent is no answer."""
         self.in_flight[name] -= 1
+        if answered:
+            self._answered[name] = moment
 
     def next_window_opening(self, moment: float) -> float | None:
         """Seconds until a rate-capped subscription may start again, if one is waiting."""

@@ -140,6 +140,35 @@ def test_pick_claims(
     assert outbox.pick_claims(candidates, capacity, limit) == chosen
 
 
+HANG_AND_SLOW = [(1, "hang"), (2, "slow"), (3, "hang"), (4, "slow"), (5, "slow")]
+
+
+@pytest.mark.parametrize(
+    ("candidates", "shared", "newcomers", "answering", "chosen"),
+    [
+        pytest.param(HANG_AND_SLOW, 1, (), {"slow"}, [1, 2, 4, 5], id="shared bounds stalled"),
+        pytest.param(HANG_AND_SLOW, 1, (), (), [1], id="none answering: shared bounds all"),
+        pytest.param([(1, "new"), (2, "new")], 0, {"new"}, (), [1], id="a newcomer gets one"),
+        pytest.param(
+            [(1, "new"), (2, "new"), (3, "new")], 2, {"new"}, (), [1, 2],
+            id="from shared first: no reserved slot beyond it",
+        ),
+    ],
+)  # fmt: skip
+def test_pick_claims_shares_only_what_stalled_subscriptions_take(
+    candidates: list[tuple[int, str]],
+    shared: int,
+    newcomers: set[str],
+    answering: set[str],
+    chosen: list[int],
+) -> None:
+    capacity = {"hang": 5, "slow": 5, "new": 5}
+    picked = outbox.pick_claims(
+        candidates, capacity, 10, shared=shared, newcomers=newcomers, answering=answering
+    )
+    assert picked == chosen
+
+
 async def test_a_dead_letter_stays_in_the_outbox_with_its_detection_time(
     engine: AsyncEngine,
 ) -> None:
