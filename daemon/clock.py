@@ -7,8 +7,9 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 # How many turns of the event loop a fake sleep waits before time jumps: enough for every
 # task made runnable by the same step to run and go to sleep too, so concurrent sleepers wake
@@ -42,6 +43,31 @@ class SystemClock:
 
 
 SYSTEM = SystemClock()
+
+
+async def wait(
+    clock: Clock,
+    futures: Collection[asyncio.Future[Any]],
+    seconds: float,
+    *,
+    first: bool = False,
+) -> set[asyncio.Future[Any]]:
+    """`asyncio.wait` with its timeout on `clock`: until all of `futures` are done (or the
+    first of them, with `first`) or `seconds` have passed. Returns those still pending."""
+    waiting = set(futures)
+    pending = {future for future in waiting if not future.done()}
+    if not pending or (first and pending != waiting):
+        return pending
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        while pending and not timer.done():
+            await asyncio.wait({*pending, timer}, return_when=asyncio.FIRST_COMPLETED)
+            pending = {future for future in pending if not future.done()}
+            if first and pending != waiting:
+                break
+    finally:
+        timer.cancel()
+    return pending
 
 
 class FakeClock:

@@ -10,9 +10,8 @@ templates: bounded by the config, never an item id.
 
 from __future__ import annotations
 
-import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from daemon import clock as clock_module
 from daemon.model import deliveries, subscription_state
 from daemon.pipedrive import costs
 
@@ -74,8 +74,8 @@ class PrometheusMetrics(Metrics):
     """Counters in a registry of their own; also, for `/readyz`, since when each feed has been
     failing."""
 
-    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
+    def __init__(self, *, clock: clock_module.Clock = clock_module.SYSTEM) -> None:
+        self._monotonic = clock.monotonic  # how long a feed has failed is an interval
         self.registry = CollectorRegistry(auto_describe=True)
         self._polls = Counter(
             PREFIX + "polls_total",

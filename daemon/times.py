@@ -63,8 +63,9 @@ def parse_pipedrive(text: str) -> datetime:
 
 
 def parse_date_time(text: str) -> datetime:
-    """A date-time field of a Pipedrive object: ISO 8601 down to at least minutes, in UTC (a
-    zoneless one is UTC, as Pipedrive documents its times). Looser than `parse_pipedrive`."""
+    """A date-time field of a Pipedrive object, or one SQLite hands back as text: ISO 8601 down
+    to at least minutes, in UTC (a zoneless one is UTC, as Pipedrive documents its times and
+    SQLite stores ours). Looser than `parse_pipedrive`."""
     if _DATE_TIME_PREFIX.match(text):
         try:
             return as_utc(datetime.fromisoformat(text))
@@ -111,6 +112,16 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP date (a reply's `Date`, a Retry-After date) in UTC; None if absent, bad or
+    without a zone: a header is advice, not a contract."""
+    try:
+        moment = parsedate_to_datetime(value or "")
+    except (TypeError, ValueError):
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or bad."""
     if not value:
@@ -118,11 +129,8 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
+    when = parse_http_date(value)
+    if when is None:
         return None
     return max(0.0, (when - now).total_seconds())
 

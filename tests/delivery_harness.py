@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import outbox, tables
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
@@ -72,13 +73,12 @@ async def delivering(
     subs: Sequence[SubscriptionConfig],
     settings: DeliveryConfig,
     *,
-    clock: Callable[[], datetime] | None = None,
+    clock: clock_module.Clock = clock_module.SYSTEM,
     grace_s: float | None = None,
 ) -> AsyncIterator[Deliverer]:
     stop = asyncio.Event()
     async with delivery_http_client(settings.timeout) as http:
-        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        deliverer = Deliverer(engine, http, {s.name: s for s in subs}, settings, **extra)
+        deliverer = Deliverer(engine, http, {s.name: s for s in subs}, settings, clock=clock)
         task = asyncio.create_task(deliverer.run(stop, grace_s))
         try:
             yield deliverer

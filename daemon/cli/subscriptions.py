@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from daemon import config as config_module
-from daemon import triggers
+from daemon import times, triggers
 from daemon.cli import plumbing
 from daemon.db import health_store, instance_lock
 from daemon.db import rename as rename_module
@@ -48,7 +48,7 @@ def subscriptions() -> None:
 def disable(ctx: click.Context, name: str) -> None:
     """Stop delivering NAME's events; they keep queueing and are sent after `enable`."""
     now = datetime.now(UTC)
-    state = _switch(ctx, name, f"disabled by an operator at {now.isoformat(timespec='seconds')}")
+    state = _switch(ctx, name, f"disabled by an operator at {times.format_iso_seconds(now)}")
     click.echo(f"subscription {name!r} disabled: {state.disabled_reason}")
 
 

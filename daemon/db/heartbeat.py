@@ -3,16 +3,16 @@ or killed one, on this host or another, without signals or pid files."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
 from daemon import times
 from daemon.db import database, write_lock
 from daemon.db.tables import heartbeat
@@ -94,13 +94,17 @@ async def read(engine: AsyncEngine, now: datetime) -> Liveness:
     )
 
 
-async def keep_beating(engine: AsyncEngine, interval_s: float = INTERVAL_S) -> None:
+async def keep_beating(
+    engine: AsyncEngine,
+    interval_s: float = INTERVAL_S,
+    clock: clock_module.Clock = clock_module.SYSTEM,
+) -> None:
     """Beat until cancelled; a beat the database refuses is logged once and tried again."""
-    started_at = datetime.now(UTC)
+    started_at = clock.now()
     failing = False
     while True:
         try:
-            await beat(engine, started_at, datetime.now(UTC))
+            await beat(engine, started_at, clock.now())
             failing = False
         except Exception as error:
             if not failing:
@@ -110,4 +114,4 @@ async def keep_beating(engine: AsyncEngine, interval_s: float = INTERVAL_S) -> N
                     extra={"action": "heartbeat.failed"},
                 )
             failing = True
-        await asyncio.sleep(interval_s)
+        await clock.sleep(interval_s)

@@ -355,7 +355,7 @@ def _aware(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
+        return times.parse_date_time(moment)
     return times.as_utc(moment)
 
 

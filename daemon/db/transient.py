@@ -4,13 +4,14 @@ database call the loop makes, and one log line when an outage begins and one whe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+
+from daemon import clock as clock_module
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ async def retrying(
     what: str,
     outage: Outage,
     give_up: Callable[[], bool] = lambda: False,
+    clock: clock_module.Clock = clock_module.SYSTEM,
 ) -> T:
     """Run `operation` until it succeeds, backing off on database errors; raises the last one
     only when `give_up()` says so (e.g. shutting down past the grace)."""
@@ -63,7 +65,7 @@ async def retrying(
         wait=wait_exponential(multiplier=FIRST_WAIT_S, max=MAX_WAIT_S),
         stop=stop,
         before_sleep=before_sleep,
-        sleep=asyncio.sleep,
+        sleep=clock.sleep,
         reraise=True,
     ):
         with attempt:

@@ -7,14 +7,14 @@ import contextlib
 import itertools
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
 from daemon import metrics as metrics_module
 from daemon import times
 from daemon.config import DeliveryConfig, SubscriptionConfig
@@ -42,10 +42,6 @@ MAX_CLAIM_AHEAD = 256
 MAX_READY = 1024  # rows claimed ahead over all subscriptions
 
 UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event is retried then
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def delivery_http_client(timeout_s: float) -> httpx.AsyncClient:
@@ -78,7 +74,7 @@ class Deliverer:
         subscriptions: Mapping[str, SubscriptionConfig],
         settings: DeliveryConfig,
         *,
-        clock: Callable[[], datetime] = _now,
+        clock: clock_module.Clock = clock_module.SYSTEM,
         random_unit: Callable[[], float] = random.random,
         metrics: metrics_module.Metrics = metrics_module.NONE,
     ) -> None:
@@ -141,9 +137,9 @@ class Deliverer:
         """Sleep until a POST finishes, the poller finds rows, `stop`, or the idle poll."""
         waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
         try:
-            opening = self._slots.next_window_opening(time.monotonic())
+            opening = self._slots.next_window_opening(self._clock.monotonic())
             timeout = IDLE_POLL_S if opening is None else min(IDLE_POLL_S, opening)
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await clock_module.wait(self._clock, waiters, timeout, first=True)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -173,17 +169,20 @@ class Deliverer:
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
         """In-flight POSTs get `grace_s`; recording their outcomes gets what is left of it (at
         least `FLUSH_MIN_S`), so the stop is bounded even when the database is not writable."""
-        deadline = time.monotonic() + grace_s
+        deadline = self._clock.monotonic() + grace_s
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            pending = await clock_module.wait(self._clock, set(self._tasks), grace_s)
             for task in pending:
                 task.cancel()  # its row stays claimed until the lease ends, then is retried
             await asyncio.gather(*pending, return_exceptions=True)
-        self._flush_deadline = max(deadline, time.monotonic() + FLUSH_MIN_S)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                self._outcomes.join(), timeout=self._flush_deadline - time.monotonic() + 1
+        self._flush_deadline = max(deadline, self._clock.monotonic() + FLUSH_MIN_S)
+        recorded = asyncio.ensure_future(self._outcomes.join())
+        try:
+            await clock_module.wait(
+                self._clock, {recorded}, self._flush_deadline - self._clock.monotonic() + 1
             )
+        finally:
+            recorded.cancel()
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
@@ -197,7 +196,7 @@ class Deliverer:
         if room <= 0:
             return self._start_ready()
         await self._refresh_health()
-        now, moment = self._clock(), time.monotonic()
+        now, moment = self._clock.now(), self._clock.monotonic()
         plan = self._slots.plan(self._judge.health, now, moment)
         capacity: dict[str, int] = {}
         for name, free in plan.capacity.items():
@@ -224,13 +223,17 @@ class Deliverer:
 
         try:
             rows = await transient.retrying(
-                claim, what="claiming due events", outage=self._outage, give_up=self._stop.is_set
+                claim,
+                what="claiming due events",
+                outage=self._outage,
+                give_up=self._stop.is_set,
+                clock=self._clock,
             )
         except Exception:
             if self._stop.is_set():
                 return 0  # stopping while the database is down: nothing more to start
             raise
-        moment = time.monotonic()
+        moment = self._clock.monotonic()
         for row in rows:
             if row.id in self._busy_ids:
                 continue  # our own earlier claim whose outcome is still being written
@@ -253,9 +256,9 @@ class Deliverer:
         free = self._settings.concurrency - len(self._tasks)
         if free <= 0 or not self._ready:
             return 0
-        moment = time.monotonic()
+        moment = self._clock.monotonic()
         self._release_stale(moment)
-        plan = self._slots.plan(self._judge.health, self._clock(), moment)
+        plan = self._slots.plan(self._judge.health, self._clock.now(), moment)
         candidates = [
             (row.id, name)
             for name, queue in self._ready.items()
@@ -298,7 +301,7 @@ class Deliverer:
 
     async def _refresh_health(self) -> None:
         """Read the operator's switches (and what another process decided) now and then."""
-        moment = time.monotonic()
+        moment = self._clock.monotonic()
         if self._health_read_at is not None and moment - self._health_read_at < HEALTH_REFRESH_S:
             return
         self._health_read_at = moment
@@ -311,11 +314,11 @@ class Deliverer:
         self._judge.refresh(stored)
 
     async def _attempt(self, row: deliveries.Claimed) -> None:
-        attempted_at = self._clock()
-        started = time.monotonic()
+        attempted_at = self._clock.now()
+        started = self._clock.monotonic()
         size = len(row.body.encode())
         if size > self._settings.max_body_bytes:
-            self._slots.finished(row.subscription, time.monotonic(), answered=False)
+            self._slots.finished(row.subscription, self._clock.monotonic(), answered=False)
             oversize = (
                 f"body is {size} bytes, above [delivery] max_body_bytes "
                 f"({self._settings.max_body_bytes}); not sent"
@@ -349,10 +352,10 @@ class Deliverer:
             status, error, retry_after = None, f"delivery failed ({type(failure).__name__})", None
             reply = None
         except BaseException:
-            moment = time.monotonic()
+            moment = self._clock.monotonic()
             self._slots.finished(row.subscription, moment, answered=False)  # cancelled: stopping
             raise
-        duration_ms = int((time.monotonic() - started) * 1000)
+        duration_ms = int((self._clock.monotonic() - started) * 1000)
         attempt = verdicts.Attempt(
             attempted_at, status, error, duration_ms, retry_after, reply, refused
         )
@@ -372,7 +375,7 @@ class Deliverer:
             )  # fmt: skip
         # The slot is freed once the outcome is decided: a paused subscription's next probe
         # must wait for the pause this attempt extended.
-        self._slots.finished(row.subscription, time.monotonic(), answered=status is not None)
+        self._slots.finished(row.subscription, self._clock.monotonic(), answered=status is not None)
         self._start_ready()  # the freed slot takes a claimed row at once
         self._wake.set()
         self._metrics.delivery(outcome)
@@ -448,7 +451,7 @@ class Deliverer:
             batch = [await self._outcomes.get()]
             if len(self._tasks) > 1:
                 # POSTs are finishing: a moment's wait makes one transaction of many.
-                await asyncio.sleep(OUTCOME_GATHER_S)
+                await self._clock.sleep(OUTCOME_GATHER_S)
             while len(batch) < MAX_OUTCOMES_PER_WRITE and not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
             try:
@@ -468,11 +471,16 @@ class Deliverer:
             await outbox.record_outcomes(self._engine, batch)
 
         def give_up() -> bool:
-            return self._flush_deadline is not None and time.monotonic() >= self._flush_deadline
+            deadline = self._flush_deadline
+            return deadline is not None and self._clock.monotonic() >= deadline
 
         try:
             await transient.retrying(
-                record, what="recording delivery outcomes", outage=self._outage, give_up=give_up
+                record,
+                what="recording delivery outcomes",
+                outage=self._outage,
+                give_up=give_up,
+                clock=self._clock,
             )
         except Exception:
             logger.error(

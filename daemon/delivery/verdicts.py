@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from daemon import times
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.delivery import retry_policy
 from daemon.delivery.retry_policy import RetryPolicy, next_attempt
@@ -117,7 +118,7 @@ class Judge:
         if verdict == "gone":
             # The consumer asks us to stop: disable, and keep the event for after `enable`.
             if state.state != "disabled":
-                reason = f"410 Gone at {at.isoformat(timespec='seconds')}"
+                reason = f"410 Gone at {times.format_iso_seconds(at)}"
                 self.transition(name, endpoint_health.disabled(reason, at, state), at, "disabled")
             return deliveries.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", at,
@@ -165,13 +166,13 @@ class Judge:
             row.event_id,
             attempts_made,
             retry_policy.attempt_limit(self._policy, rejected=verdict == "rejected"),
-            retry_at.isoformat(timespec="seconds"),
+            times.format_iso_seconds(retry_at),
             extra={
                 "action": "delivery.failed",
                 **log_extra,
                 "attempt": attempts_made,
                 "status": status,
-                "next_attempt_at": retry_at.isoformat(timespec="seconds"),
+                "next_attempt_at": times.format_iso_seconds(retry_at),
             },
         )
         return deliveries.Outcome(

@@ -8,7 +8,6 @@ Rows add up: a restart continues the day's totals instead of starting them again
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
+from daemon import times
 from daemon.db import database, write_lock
 from daemon.db.tables import account_usage
 from daemon.pipedrive import costs
@@ -27,7 +28,7 @@ FLUSH_INTERVAL_S = 5.0
 
 
 def today(now: datetime) -> str:
-    return now.astimezone(UTC).date().isoformat()
+    return times.format_date(now.astimezone(UTC).date())
 
 
 @dataclass
@@ -101,14 +102,17 @@ async def flush(engine: AsyncEngine, usages: Iterable[Usage], now: datetime) -> 
 
 
 async def flush_forever(
-    engine: AsyncEngine, usages: Iterable[Usage], interval_s: float = FLUSH_INTERVAL_S
+    engine: AsyncEngine,
+    usages: Iterable[Usage],
+    interval_s: float = FLUSH_INTERVAL_S,
+    clock: clock_module.Clock = clock_module.SYSTEM,
 ) -> None:
     """Flush every `interval_s` until cancelled, then once more."""
     try:
         while True:
-            await asyncio.sleep(interval_s)
+            await clock.sleep(interval_s)
             try:
-                await flush(engine, list(usages), datetime.now(UTC))
+                await flush(engine, list(usages), clock.now())
             except Exception:
                 logger.warning(
                     "cannot record the accounts' API usage; trying again",
@@ -116,7 +120,7 @@ async def flush_forever(
                     extra={"action": "account_usage.flush_failed"},
                 )
     finally:
-        await flush(engine, list(usages), datetime.now(UTC))
+        await flush(engine, list(usages), clock.now())
 
 
 async def counts_today(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from daemon import clock as clock_module
 from daemon.pipedrive.custom_fields import FieldCatalog, parse_field_definitions
 
 LOOKUP_CACHE_TTL_S = 3600
@@ -228,14 +228,15 @@ class LookupCache:
         *,
         ttl_s: float = LOOKUP_CACHE_TTL_S,
         related_ttl_s: float = RELATED_CACHE_TTL_S,
-        clock: Callable[[], float] = time.monotonic,
+        clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
         self._ttl_s = ttl_s
-        self._clock = clock
-        self._users = _WholeList(ttl_s, clock)
-        self._stages = _WholeList(ttl_s, clock)
+        self._clock = monotonic = clock.monotonic  # ages are intervals
+        self._users = _WholeList(ttl_s, monotonic)
+        self._stages = _WholeList(ttl_s, monotonic)
         self._related = {
-            resource: _Recent(related_ttl_s, clock, RELATED_CACHE_MAX) for resource in REUSED_FIELDS
+            resource: _Recent(related_ttl_s, monotonic, RELATED_CACHE_MAX)
+            for resource in REUSED_FIELDS
         }
         self._fields: dict[str, tuple[float, FieldCatalog]] = {}
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
 from daemon import errors, times
 from daemon import metrics as metrics_module
 from daemon.config import EARLIEST_TIME, LATEST_TIME, Config, SubscriptionConfig
@@ -79,7 +80,7 @@ class Poller:
         caches: Mapping[str, lookups.LookupCache],
         *,
         on_new_events: Callable[[], None] = lambda: None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: clock_module.Clock = clock_module.SYSTEM,
         metrics: metrics_module.Metrics = metrics_module.NONE,
     ) -> None:
         self._engine = engine
@@ -87,7 +88,7 @@ class Poller:
         self._clients = clients
         self._caches = caches
         self._on_new_events = on_new_events
-        self._clock = clock
+        self._clock = clock.now  # a poll reads wall time only; its waits are the client's
         self._installation: str | None = None
 
     async def poll(self, feed: Feed) -> None:
@@ -302,7 +303,7 @@ class Poller:
                 "time): delivered, but the feed reads on from the listing's time",
                 feed.key,
                 item.item_id,
-                item.update_time.isoformat(),
+                times.format_iso(item.update_time),
                 extra={
                     "action": "poll.future_dated",
                     "account": feed.account,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from daemon import clock as clock_module
 from daemon import metrics as metrics_module
 from daemon.config import AccountConfig, Config
 from daemon.pipedrive import account_usage, lookups
@@ -42,6 +43,7 @@ def _client(
     retry: RetryOptions,
     metrics: metrics_module.Metrics,
     usage: account_usage.Usage | None = None,
+    clock: clock_module.Clock = clock_module.SYSTEM,
     *,
     max_wait_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
 ) -> PipedriveClient:
@@ -51,11 +53,13 @@ def _client(
         limiter=AccountRateLimiter(
             account.calls_per_minute,
             on_wait=functools.partial(metrics.rate_limit_wait, account.name),
+            clock=clock,
         ),
         retry=retry,
         max_wait_in_call_s=max_wait_s,
         metrics=metrics,
         usage=usage,
+        clock=clock,
     )
 
 
@@ -86,8 +90,10 @@ class AccountPool:
         self,
         retry: RetryOptions = DEFAULT_RETRY,
         metrics: metrics_module.Metrics = metrics_module.NONE,
+        clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
         self._metrics = metrics
+        self._clock = clock
         self.clients: dict[str, PipedriveClient] = {}
         self.caches: dict[str, lookups.LookupCache] = {}
         self._retry = retry
@@ -115,9 +121,9 @@ class AccountPool:
             usage = self.usages.setdefault(name, account_usage.Usage(name))
             wait = max_wait_in_call_s(config, name)
             self.clients[name] = _client(
-                http, account, self._retry, self._metrics, usage, max_wait_s=wait
+                http, account, self._retry, self._metrics, usage, self._clock, max_wait_s=wait
             )
-            self.caches[name] = lookups.LookupCache()
+            self.caches[name] = lookups.LookupCache(clock=self._clock)
             if name in self._stacks:
                 self._retired.append(self._stacks[name])
             self._stacks[name] = stack

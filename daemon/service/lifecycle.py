@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
 from daemon import config as config_module
 from daemon.config import Config
 from daemon.db import database, heartbeat
@@ -30,7 +30,8 @@ class _Polls:
     """The polls in progress, so shutdown can await them, and which feeds are behind (a poll
     that outlasts its interval), said once instead of APScheduler's line per skipped tick."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: clock_module.Clock) -> None:
+        self.clock = clock
         self.running: set[asyncio.Task[object]] = set()
         self._behind: set[str] = set()
 
@@ -38,7 +39,7 @@ class _Polls:
         task = asyncio.current_task()
         assert task is not None
         self.running.add(task)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             await poll.poll(feed)
         except asyncio.CancelledError:
@@ -59,7 +60,7 @@ class _Polls:
             )
         finally:
             self.running.discard(task)
-        self._note_duration(feed, time.monotonic() - started)
+        self._note_duration(feed, self.clock.monotonic() - started)
 
     def _note_duration(self, feed: poller.Feed, took_s: float) -> None:
         if took_s > feed.interval_s and feed.key not in self._behind:
@@ -87,7 +88,7 @@ class _Polls:
         """Let polls in progress end within `grace_s`, then cancel what is left."""
         if not self.running:
             return
-        _, late = await asyncio.wait(set(self.running), timeout=grace_s)
+        late = await clock_module.wait(self.clock, set(self.running), grace_s)
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
@@ -104,9 +105,9 @@ class _SkippedTicks(logging.Filter):
 _SKIPPED_TICKS = _SkippedTicks()
 
 
-async def _prune(engine: AsyncEngine, running: _Running) -> None:
+async def _prune(engine: AsyncEngine, running: _Running, clock: clock_module.Clock) -> None:
     # The running config: a reload may have changed `[retention]`.
-    await retention.prune(engine, running.config.retention, datetime.now(UTC))
+    await retention.prune(engine, running.config.retention, clock.now())
 
 
 def _shutdown(scheduler: AsyncIOScheduler) -> None:
@@ -122,7 +123,9 @@ def _schedule(
         IntervalTrigger(seconds=feed.interval_s),
         args=[poll, feed],
         id=feed.key,
-        next_run_time=datetime.now(UTC),  # first poll right away
+        # First poll right away, in APScheduler's time: it runs its intervals on the system
+        # clock, not on ours.
+        next_run_time=datetime.now(UTC),
         max_instances=1,
         coalesce=True,
         misfire_grace_time=None,
@@ -182,23 +185,32 @@ async def run(
     stop: asyncio.Event,
     api_retry: RetryOptions = DEFAULT_RETRY,
     reloads: reload.Reloads | None = None,
+    clock: clock_module.Clock = clock_module.SYSTEM,
 ) -> None:
     """Poll and deliver until `stop` is set, applying reloads as `reloads` asks. The caller
-    has applied migrations."""
+    has applied migrations. The rate limiters, polls, delivery and the service's ticks read
+    time and wait on `clock`; APScheduler runs the poll and retention intervals on its own."""
     async with contextlib.AsyncExitStack() as stack:
         engine = await stack.enter_async_context(database.open_engine(config.database.url))
         metrics = listener.metrics_for(config)
-        pool = AccountPool(api_retry, metrics)
+        pool = AccountPool(api_retry, metrics, clock)
         stack.push_async_callback(pool.aclose)
         await pool.apply(config)
         http = await stack.enter_async_context(delivery_http_client(config.delivery.timeout))
         subscriptions = {s.name: s for s in config.subscriptions}
-        deliverer = Deliverer(engine, http, subscriptions, config.delivery, metrics=metrics)
+        deliverer = Deliverer(
+            engine, http, subscriptions, config.delivery, clock=clock, metrics=metrics
+        )
         poll = poller.Poller(
-            engine, pool.clients, pool.caches, on_new_events=deliverer.wake, metrics=metrics
+            engine,
+            pool.clients,
+            pool.caches,
+            on_new_events=deliverer.wake,
+            clock=clock,
+            metrics=metrics,
         )
         scheduler = AsyncIOScheduler()
-        polls = _Polls()
+        polls = _Polls(clock)
         scheduler_log = logging.getLogger("apscheduler.scheduler")
         scheduler_log.addFilter(_SKIPPED_TICKS)
         stack.callback(scheduler_log.removeFilter, _SKIPPED_TICKS)
@@ -209,7 +221,7 @@ async def run(
         scheduler.add_job(
             _prune,
             IntervalTrigger(seconds=config.retention.interval),
-            args=[engine, running],
+            args=[engine, running, clock],
             id="retention",
             max_instances=1,
             coalesce=True,
@@ -223,6 +235,7 @@ async def run(
                 running.feeds,
                 lambda: bool(scheduler.running),
                 pool.usages,
+                clock,
             )
         )
         scheduler.start()
@@ -234,13 +247,16 @@ async def run(
             extra={"action": "daemon.started"},
         )
         # READY=1 (migrations applied, first polls scheduled), STATUS= lines, WATCHDOG=1 pings.
-        supervisor = await stack.enter_async_context(supervision.supervised(engine, subscriptions))
+        supervisor = await stack.enter_async_context(
+            supervision.supervised(engine, subscriptions, clock=clock)
+        )
         background: set[asyncio.Task[None]] = {
-            asyncio.create_task(heartbeat.keep_beating(engine), name="heartbeat")
+            asyncio.create_task(heartbeat.keep_beating(engine, clock=clock), name="heartbeat")
         }
         # Flushed last: the usage of polls that end during shutdown is counted too.
         usage_flusher = asyncio.create_task(
-            account_usage.flush_forever(engine, pool.usages.values()), name="account-usage"
+            account_usage.flush_forever(engine, pool.usages.values(), clock=clock),
+            name="account-usage",
         )
         if reloads is not None:
 
@@ -263,4 +279,4 @@ async def run(
             usage_flusher.cancel()
             await asyncio.gather(usage_flusher, return_exceptions=True)
             with contextlib.suppress(Exception):  # status then says "stopped", not "killed"
-                await asyncio.wait_for(heartbeat.stopped(engine, datetime.now(UTC)), 2)
+                await asyncio.wait_for(heartbeat.stopped(engine, clock.now()), 2)

@@ -7,12 +7,13 @@ A failed send is logged and never raised: the daemon's work matters more than it
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 import time
 from collections.abc import Mapping
+
+from daemon import clock as clock_module
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +118,10 @@ def watchdog_interval() -> float | None:
     return timeout_us / 1_000_000 * WATCHDOG_PING_FRACTION
 
 
-async def keep_alive(interval_s: float) -> None:
+async def keep_alive(interval_s: float, clock: clock_module.Clock = clock_module.SYSTEM) -> None:
     """Ping the watchdog every `interval_s` until cancelled. It runs as a task on the event
     loop, not in a thread, so a loop that stops turning stops the pings and systemd restarts
     the daemon."""
     while True:
         watchdog_ping()
-        await asyncio.sleep(interval_s)
+        await clock.sleep(interval_s)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
 from daemon.db import outbox
 from daemon.model.subscription_state import State
 from daemon.service import sd_notify
@@ -44,9 +45,14 @@ class Supervisor:
     """Reports to systemd (see `supervised`); `stopping()` when shutdown begins."""
 
     def __init__(
-        self, engine: AsyncEngine, subscriptions: Collection[str], status_interval_s: float
+        self,
+        engine: AsyncEngine,
+        subscriptions: Collection[str],
+        status_interval_s: float,
+        clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
         self._engine = engine
+        self._clock = clock
         self._subscriptions = frozenset(subscriptions)
         self._status_interval_s = status_interval_s
         self._last_status: str | None = None
@@ -77,7 +83,7 @@ class Supervisor:
 
     async def _report_status(self) -> None:
         while True:
-            await asyncio.sleep(self._status_interval_s)
+            await self._clock.sleep(self._status_interval_s)
             line = await self._read_status()
             if line is not None and line != self._last_status:
                 sd_notify.status(line)
@@ -88,7 +94,9 @@ class Supervisor:
         sd_notify.ready(self._last_status)
         interval = sd_notify.watchdog_interval()
         if interval is not None:
-            self._watchdog = asyncio.create_task(sd_notify.keep_alive(interval), name="watchdog")
+            self._watchdog = asyncio.create_task(
+                sd_notify.keep_alive(interval, self._clock), name="watchdog"
+            )
         self._status = asyncio.create_task(self._report_status(), name="status")
 
     async def reloaded(self, subscriptions: Collection[str], rejected: bool = False) -> None:
@@ -121,11 +129,12 @@ async def supervised(
     engine: AsyncEngine,
     subscriptions: Collection[str],
     status_interval_s: float = STATUS_INTERVAL_S,
+    clock: clock_module.Clock = clock_module.SYSTEM,
 ) -> AsyncIterator[Supervisor]:
     """Send READY=1 with the first status line, then ping the watchdog at half `WATCHDOG_USEC`
     and send the status again when it changes. Enter it once everything is running;
     `subscriptions` are the names the config gives."""
-    supervisor = Supervisor(engine, subscriptions, status_interval_s)
+    supervisor = Supervisor(engine, subscriptions, status_interval_s, clock)
     await supervisor.start()
     try:
         yield supervisor

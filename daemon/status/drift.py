@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import times
 from daemon.config import Config
 from daemon.db import feed_store, outbox
 
@@ -72,7 +73,7 @@ def findings(
             now_is = f"{sub.trigger} on {sub.account!r}"
             if isinstance(sub.start, datetime):
                 plan = (
-                    f"fires {sub.trigger} for what changed since {sub.start.isoformat()} "
+                    f"fires {sub.trigger} for what changed since {times.format_iso(sub.start)} "
                     '(a backfill; set start = "now" to fire only what happens from now on)'
                 )
             else:
@@ -90,8 +91,9 @@ def findings(
                 Finding(
                     sub.name,
                     "config.start_ignored",
-                    f"subscription {sub.name!r}: start changed to {sub.start.isoformat()}, but "
-                    f"it started at {state.start_at.isoformat()} and reads on from there; "
+                    f"subscription {sub.name!r}: start changed to "
+                    f"{times.format_iso(sub.start)}, but it started at "
+                    f"{times.format_iso(state.start_at)} and reads on from there; "
                     "`start` only applies to a new subscription (give it a new name to "
                     "start again)",
                 )

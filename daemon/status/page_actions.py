@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock
 from daemon.db import outbox_admin
 
 
@@ -26,4 +27,4 @@ async def replay(
     if ids is not None and not ids:
         return 0  # an empty selection is not "all of them"
     selection = outbox_admin.Selection(ids=sorted(ids or ()), subscription=subscription)
-    return await outbox_admin.replay(engine, selection, now or datetime.now(UTC))
+    return await outbox_admin.replay(engine, selection, now or clock.SYSTEM.now())

@@ -1,4 +1,4 @@
-"""Endpoint health against a real receiver, with a fake clock for the schedules: pause after
+"""Endpoint health against a real receiver, with a stepped wall clock for the schedules: pause after
 `pause_after` failures, probe on a growing interval, resume on the first success, and no
 event dead-lettered however long the consumer was down; rejected payloads; 410 Gone."""
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon.clock import SystemClock
 from daemon.config import DeliveryConfig
 from daemon.db import health_store
 from daemon.dev.local_server import serve
@@ -20,15 +21,20 @@ from daemon.model import endpoint_health
 from tests.delivery_harness import attempts, delivering, queue, rows, subscription, until
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+class SteppedWall(SystemClock):
+    """Wall time moves only when the test says; intervals and sleeps stay real. Not
+    `daemon.clock.FakeClock`: its sleeps move time by themselves whenever the loop settles, so
+    the deliverer's idle polls would age the schedules between the test's steps (extra
+    probes), while this test means to say exactly when an hour has passed."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    def __init__(self) -> None:
+        self.wall = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.wall
 
     def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+        self.wall += timedelta(**delta)
 
 
 def actions(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
@@ -39,7 +45,7 @@ async def test_pause_probe_and_resume_lose_nothing_after_a_long_outage(
     engine: AsyncEngine, consumer: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    clock = FakeClock()
+    clock = SteppedWall()
     url = f"{consumer.base_url}/hooks/h"  # type: ignore[attr-defined]
     # The plain schedule would dead-letter every event within two hours.
     settings = DeliveryConfig(
@@ -47,7 +53,7 @@ async def test_pause_probe_and_resume_lose_nothing_after_a_long_outage(
         probe_interval=60,
     )  # fmt: skip
     consumer.reply(503, times=1000)
-    ids = await queue(engine, "h", [1, 2, 3, 4, 5], at=clock.now)
+    ids = await queue(engine, "h", [1, 2, 3, 4, 5], at=clock.now())
     async with delivering(engine, [subscription("h", url)], settings, clock=clock) as deliverer:
         await until(lambda: len(consumer.attempts) == 5)
         await until(lambda: _paused(engine))

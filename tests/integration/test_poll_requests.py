@@ -10,6 +10,7 @@ from openapi_core import OpenAPI
 from pydantic import SecretStr
 
 from daemon import config as config_module
+from daemon.clock import FakeClock
 from daemon.db import database
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
@@ -52,18 +53,16 @@ async def test_poll_cycles_send_only_requests_the_spec_allows(
     engine = database.create_engine(url)
     http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
     http.event_hooks["request"].append(capture)
-    clock = [datetime(2026, 11, 24, 12, 0, tzinfo=UTC)]
+    clock = FakeClock(datetime(2026, 11, 24, 12, 0, tzinfo=UTC))
     try:
         client = PipedriveClient(http, account="main", limiter=AccountRateLimiter(1000))
-        poll = poller.Poller(
-            engine, {"main": client}, {"main": LookupCache()}, clock=lambda: clock[0]
-        )
+        poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()}, clock=clock)
         feeds = poller.feeds(config)
         for feed in feeds:
             await poll.poll(feed)  # first run: the id probe, then the listing from the start
         deal = sandbox.add_deal(title="new", person_id=person["id"])
         sandbox.add_activity(subject="call", type="call", deal_id=deal["id"])
-        clock[0] = clock[0].replace(minute=5)
+        clock.advance(5 * 60)
         for feed in feeds:
             await poll.poll(feed)  # listings from the watermarks, then lookups by ids
     finally:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from daemon import clock as clock_module
 from daemon.clock import SYSTEM, FakeClock
 
 START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -51,3 +52,21 @@ async def test_a_cancelled_sleeper_does_not_hold_time_back() -> None:
 async def test_the_system_clock_is_aware_utc() -> None:
     assert SYSTEM.now().tzinfo is UTC
     assert SYSTEM.monotonic() <= SYSTEM.monotonic()
+
+
+async def test_wait_times_out_on_the_clock() -> None:
+    clock = FakeClock(START, monotonic=0.0)
+    never = asyncio.get_running_loop().create_future()
+    pending = await clock_module.wait(clock, {never}, 30)
+    assert pending == {never}
+    assert clock.monotonic() == 30.0
+
+
+async def test_wait_returns_when_all_or_the_first_are_done() -> None:
+    clock = FakeClock(START, monotonic=0.0)
+    quick = asyncio.ensure_future(clock.sleep(1))
+    slow = asyncio.ensure_future(clock.sleep(5))
+    assert await clock_module.wait(clock, {quick, slow}, 60, first=True) == {slow}
+    assert clock.monotonic() == 1.0
+    assert await clock_module.wait(clock, {quick, slow}, 60) == set()
+    assert clock.monotonic() == 5.0

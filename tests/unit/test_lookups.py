@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from daemon.clock import FakeClock
 from daemon.dev.sandbox import Sandbox
 from daemon.payloads import shapes
 from daemon.pipedrive import lookups
@@ -53,14 +54,6 @@ class FakeSource:
 
     def count(self, name: str) -> int:
         return sum(1 for call in self.calls if call[0] == name)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 DEALS: list[dict[str, Any]] = [
@@ -200,12 +193,12 @@ async def test_resolve_skips_resources_with_no_ids() -> None:
 
 async def test_nothing_is_fetched_when_nothing_is_needed_even_past_the_ttl() -> None:
     source = FakeSource()
-    now = [0.0]
-    cache = LookupCache(ttl_s=10, clock=lambda: now[0])
+    clock = FakeClock()
+    cache = LookupCache(ttl_s=10, clock=clock)
     await cache.resolve(source, LookupRequest(users=frozenset({1}), stages=frozenset({3})))
     source.calls.clear()
     for _ in range(30):  # an idle hour of polls: no batch needs a name
-        now[0] += 120
+        clock.advance(120)
         await cache.resolve(source, LookupRequest())
     assert source.calls == []
 
@@ -223,7 +216,7 @@ async def test_users_and_stages_are_cached_within_the_ttl() -> None:
     cache = LookupCache(clock=clock)
     request = LookupRequest(users=frozenset({1, 2}), stages=frozenset({3}), persons=frozenset({7}))
     await cache.resolve(source, request)
-    clock.now += lookups.LOOKUP_CACHE_TTL_S - 1
+    clock.advance(lookups.LOOKUP_CACHE_TTL_S - 1)
     second = await cache.resolve(source, request)
     assert source.count("list_users") == 1
     assert source.count("list_stages") == 1
@@ -236,11 +229,11 @@ async def test_related_objects_are_reused_for_one_poll_interval() -> None:
     source, clock = FakeSource(), FakeClock()
     cache = LookupCache(clock=clock)
     await cache.resolve(source, LookupRequest(persons=frozenset(range(1, 151))))
-    clock.now += lookups.RELATED_CACHE_TTL_S - 1
+    clock.advance(lookups.RELATED_CACHE_TTL_S - 1)
     second = await cache.resolve(source, LookupRequest(persons=frozenset(range(100, 251))))
     assert source.calls[-1] == ("get_many", "persons", tuple(range(151, 251)))  # only the new
     assert set(second.persons) == set(range(100, 251))
-    clock.now += 1  # the first batch's are a poll interval old now
+    clock.advance(1)  # the first batch's are a poll interval old now
     await cache.resolve(source, LookupRequest(persons=frozenset({1, 200})))
     assert source.calls[-1] == ("get_many", "persons", (1,))
 
@@ -258,9 +251,9 @@ async def test_expired_objects_are_forgotten_not_only_ignored() -> None:
     source, clock = FakeSource(), FakeClock()
     cache = LookupCache(clock=clock)
     await cache.resolve(source, LookupRequest(persons=frozenset(range(1, 101))))
-    clock.now += lookups.RELATED_CACHE_TTL_S / 2
+    clock.advance(lookups.RELATED_CACHE_TTL_S / 2)
     await cache.resolve(source, LookupRequest(persons=frozenset({200})))
-    clock.now += lookups.RELATED_CACHE_TTL_S / 2
+    clock.advance(lookups.RELATED_CACHE_TTL_S / 2)
     cache.forget_expired()  # the poller does, after every cycle
     assert list(cache._related["persons"]._items) == [200]
 
@@ -282,7 +275,7 @@ async def test_users_and_stages_are_refetched_after_the_ttl() -> None:
     request = LookupRequest(users=frozenset({1}), stages=frozenset({3}))
     await cache.resolve(source, request)
     source.users[0] = {"id": 1, "name": "John Renamed", "email": "john@example.com"}
-    clock.now += lookups.LOOKUP_CACHE_TTL_S
+    clock.advance(lookups.LOOKUP_CACHE_TTL_S)
     result = await cache.resolve(source, request)
     assert source.count("list_users") == 2
     assert source.count("list_stages") == 2
@@ -293,10 +286,10 @@ async def test_ttl_is_configurable() -> None:
     source, clock = FakeSource(), FakeClock()
     cache = LookupCache(ttl_s=10, clock=clock)
     await cache.resolve(source, LookupRequest(users=frozenset({1})))
-    clock.now += 9
+    clock.advance(9)
     await cache.resolve(source, LookupRequest(users=frozenset({1})))
     assert source.count("list_users") == 1
-    clock.now += 1
+    clock.advance(1)
     await cache.resolve(source, LookupRequest(users=frozenset({1})))
     assert source.count("list_users") == 2
 
@@ -307,7 +300,7 @@ async def test_a_new_user_or_stage_refreshes_the_cache_early() -> None:
     await cache.resolve(source, LookupRequest(users=frozenset({1}), stages=frozenset({3})))
     source.users.append({"id": 3, "name": "New Hire", "email": "new@example.com"})
     source.stages.append({"id": 4, "name": "Negotiation", "pipeline_id": 1})
-    clock.now += 1
+    clock.advance(1)
     result = await cache.resolve(source, LookupRequest(users=frozenset({3}), stages=frozenset({4})))
     assert result.users[3]["name"] == "New Hire"
     assert result.stages[4]["name"] == "Negotiation"
@@ -325,7 +318,7 @@ async def test_an_id_still_missing_after_a_refresh_does_not_refetch_every_batch(
     await cache.resolve(source, LookupRequest(users=frozenset({78})))  # another new id: refresh
     await cache.resolve(source, gone)  # 77 is still remembered as missing
     assert source.count("list_users") == 3
-    clock.now += lookups.LOOKUP_CACHE_TTL_S
+    clock.advance(lookups.LOOKUP_CACHE_TTL_S)
     await cache.resolve(source, gone)  # the TTL forgets what was missing
     await cache.resolve(source, gone)
     assert source.count("list_users") == 4

@@ -138,10 +138,10 @@ def test_a_feed_is_stuck_after_three_intervals(failing_for: float | None, stuck:
 
 
 def test_failing_since_is_the_first_failure_and_ends_with_a_good_poll() -> None:
-    clock = [100.0]
-    recorder = metrics.PrometheusMetrics(monotonic=lambda: clock[0])
+    clock = FakeClock()
+    recorder = metrics.PrometheusMetrics(clock=clock)
     recorder.poll("main", "deals", ok=False)
-    clock[0] = 150.0
+    clock.advance(50)
     recorder.poll("main", "deals", ok=False)
     assert recorder.failing_for("main", "deals") == 50.0
     recorder.poll("main", "deals", ok=True)

@@ -193,6 +193,23 @@ def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("header", "moment"),
+    [
+        ("Tue, 24 Nov 2026 12:00:00 GMT", datetime(2026, 11, 24, 12, 0, tzinfo=UTC)),
+        ("Tue, 24 Nov 2026 13:00:00 +0100", datetime(2026, 11, 24, 12, 0, tzinfo=UTC)),
+        ("Tue, 24 Nov 2026 12:00:00 -0000", None),  # no zone said
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_http_date(header: str | None, moment: datetime | None) -> None:
+    parsed = times.parse_http_date(header)
+    assert parsed == moment
+    assert parsed is None or parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
     ("moment", "text"),
     [
         (datetime(2026, 1, 2, 3, 4, 5, 999_999, tzinfo=UTC), "2026-01-02T03:04:05Z"),
