@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 
+from daemon import times
 from daemon.db import write_lock
 from daemon.db.tables import STATE_DEAD, STATE_PENDING, deliveries, delivery_attempts
 
@@ -54,8 +55,8 @@ class DeadLetter:
             "type": self.type,
             "item_id": self.item_id,
             "webhook_id": self.webhook_id,
-            "detected_at": self.detected_at.isoformat(),
-            "dead_at": self.dead_at.isoformat() if self.dead_at else None,
+            "detected_at": times.format_iso(self.detected_at),
+            "dead_at": times.format_iso(self.dead_at) if self.dead_at else None,
             "attempts": self.attempts,
             "last_status": self.last_status,
             "last_error": self.last_error,
@@ -76,7 +77,7 @@ class Attempt:
     def as_json(self) -> dict[str, Any]:
         return {
             "attempt": self.attempt,
-            "at": self.at.isoformat(),
+            "at": times.format_iso(self.at),
             "status": self.status,
             "duration_ms": self.duration_ms,
             "error": self.error,

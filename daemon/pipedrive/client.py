@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -25,6 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from daemon import clock as clock_module
 from daemon import times
 from daemon.errors import (
     PipedriveAuthError,
@@ -93,14 +92,6 @@ class _Reply:
     served_at: datetime | None
 
 
-def _served_at(response: httpx.Response) -> datetime | None:
-    try:
-        moment = parsedate_to_datetime(response.headers.get("date", ""))
-    except (TypeError, ValueError):
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
-
-
 def _error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -111,7 +102,7 @@ def _error_message(response: httpx.Response) -> str:
     return response.reason_phrase or "no message"
 
 
-def _raise_for(response: httpx.Response, where: str) -> None:
+def _raise_for(response: httpx.Response, where: str, now: datetime) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
@@ -131,7 +122,6 @@ def _raise_for(response: httpx.Response, where: str) -> None:
     if status == 404:
         raise PipedriveNotFound(message, status=status, path=path)
     if status == 429:
-        now = datetime.now(UTC)
         retry_after = times.parse_retry_after(response.headers.get("retry-after"), now)
         if retry_after is None:
             retry_after = times.parse_retry_after(response.headers.get("x-ratelimit-reset"), now)
@@ -239,8 +229,10 @@ class PipedriveClient:
         max_wait_in_call_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
         metrics: CallRecorder = UNRECORDED,
         usage: account_usage.Usage | None = None,
+        clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
         self.account = account
+        self._clock = clock
         self._metrics = metrics
         self._usage = usage
         self._max_wait_in_call_s = max_wait_in_call_s
@@ -274,7 +266,7 @@ class PipedriveClient:
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> _Reply:
         where = f"account {self.account!r}: {method} {path}"
-        asked, after_429 = time.monotonic(), self._limiter.paused
+        asked, after_429 = self._clock.monotonic(), self._limiter.paused
         try:
             # A pause longer than a poll cycle fails the call (and so the cycle) at once,
             # saying until when and why, instead of holding the feed for hours.
@@ -286,7 +278,7 @@ class PipedriveClient:
         answered = "error"
         if self._usage is not None:
             # A wait for our own budget counts; one for a 429's pause was counted at the 429.
-            if time.monotonic() - asked > RATE_LIMIT_WAIT_S and not after_429:
+            if self._clock.monotonic() - asked > RATE_LIMIT_WAIT_S and not after_429:
                 self._usage.waited()
         try:
             response = await self._http.request(method, path, params=params, json=body)
@@ -302,11 +294,11 @@ class PipedriveClient:
             self._metrics.api_call(self.account, method, path, answered)
             if self._usage is not None:
                 self._usage.call(method, path, answered)
+        now = self._clock.now()
         if response.status_code == 429:
             try:
-                _raise_for(response, where)
+                _raise_for(response, where, now)
             except PipedriveRateLimited as limited:
-                now = datetime.now(UTC)
                 pause = _pause_after(response, method, path, str(limited), now)
                 until = self._limiter.pause(pause.seconds, pause.reason)
                 if self._usage is not None:
@@ -316,8 +308,9 @@ class PipedriveClient:
                     retry_after=pause.seconds,
                     path=limited.path,
                 ) from None
-        _raise_for(response, where)
-        return _Reply(_envelope(response, where), _served_at(response))
+        _raise_for(response, where, now)
+        served_at = times.parse_http_date(response.headers.get("date"))
+        return _Reply(_envelope(response, where), served_at)
 
     async def call(
         self,
@@ -355,6 +348,7 @@ class PipedriveClient:
             retry=worth_retrying,
             stop=stop_after_attempt(self._retry.attempts),
             wait=self._wait,
+            sleep=self._clock.sleep,
             reraise=True,
         )
         async for attempt in retrying:

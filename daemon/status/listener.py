@@ -15,7 +15,6 @@ import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import uvicorn
@@ -27,6 +26,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from daemon import clock as clock_module
 from daemon import metrics as metrics_module
 from daemon.config import Config
 from daemon.errors import AdminListenError
@@ -100,13 +100,13 @@ class Admin:
         scheduler_running: Callable[[], bool],
         *,
         usages: Mapping[str, account_usage.Usage] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
         self._engine = engine
         self._usages = usages  # the running daemon's, live: what it has not recorded yet
         self._metrics = metrics
         self._scheduler_running = scheduler_running
-        self._clock = clock
+        self._clock = clock.now
         self.reconfigure(config, feeds)
         self.csrf_token = secrets.token_urlsafe(32)
 
@@ -227,6 +227,7 @@ class Admin:
             self._engine,
             ids=[int(letter)] if letter is not None else None,
             subscription=subscription,
+            now=self._clock(),
         )
         logger.info(
             "admin page: %d dead letters queued again", moved,
@@ -252,6 +253,7 @@ async def serving(
     feeds: Sequence[Feed],
     scheduler_running: Callable[[], bool],
     usages: Mapping[str, account_usage.Usage] | None = None,
+    clock: clock_module.Clock = clock_module.SYSTEM,
 ) -> AsyncIterator[Admin | None]:
     """Serve the admin app on `[admin] listen` for the duration of the block (nothing when
     it is not set); yields the app's state, for reloads."""
@@ -260,7 +262,7 @@ async def serving(
         yield None
         return
     host, port = address
-    state = Admin(config, engine, metrics, feeds, scheduler_running, usages=usages)
+    state = Admin(config, engine, metrics, feeds, scheduler_running, usages=usages, clock=clock)
     app = state.app(config.admin.token())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

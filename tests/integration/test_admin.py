@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from daemon import config as config_module
 from daemon import metrics
+from daemon.clock import FakeClock
 from daemon.db import database, outbox, tables
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
@@ -240,8 +241,8 @@ async def test_readyz_says_why_it_is_not_ready(scratch_postgres: str) -> None:
 
 async def test_readyz_fails_when_a_feed_fails_past_three_intervals(database_url: str) -> None:
     config = admin_config(database_url)
-    clock = [0.0]
-    recorder = metrics.PrometheusMetrics(monotonic=lambda: clock[0])
+    clock = FakeClock()
+    recorder = metrics.PrometheusMetrics(clock=clock)
     engine = database.create_engine(database_url)
     app = listener.Admin(config, engine, recorder, poller.feeds(config), lambda: True).app()
     try:
@@ -249,9 +250,9 @@ async def test_readyz_fails_when_a_feed_fails_past_three_intervals(database_url:
             transport=httpx.ASGITransport(app), base_url="http://admin"
         ) as client:
             recorder.poll("main", "deals", ok=False)
-            clock[0] = 3 * 120
+            clock.advance(3 * 120)
             assert (await client.get("/readyz")).status_code == 200
-            clock[0] = 3 * 120 + 1
+            clock.advance(1)
             answer = await client.get("/readyz")
             assert answer.status_code == 503
             assert "subscription 'won': polls failing for 361s" in answer.text
