@@ -353,7 +353,7 @@ def unservable(feed: Feed) -> dict[str, str]:
             fits = False
         if not fits:
             refused[sub.name] = (
-                f"start {sub.start.isoformat()} cannot be served: it must be between "
+                f"start {times.format_iso(sub.start)} cannot be served: it must be between "
                 f"{times.format_rfc3339_z(EARLIEST_TIME)} and "
                 f"{times.format_rfc3339_z(LATEST_TIME)} in UTC; fix the config"
             )
