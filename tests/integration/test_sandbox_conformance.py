@@ -25,7 +25,7 @@ from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 from daemon.dev.local_server import serve
-from daemon.dev.sandbox import Sandbox, costs, gateway
+from daemon.dev.sandbox import Sandbox, costs, gateway, seed
 from tests.openapi_check import SPEC_HOST, V1_FILE, V2_FILE, each_object
 
 TOKEN = "conformance-token"
@@ -64,6 +64,11 @@ DEAL_PRIORITY = "d" * 40
 DEAL_BUDGET = "b" * 40
 PERSON_TIER = "e" * 40
 ORG_REGION = "f" * 40
+# Option ids are account-wide and in creation order: the seed's own fields take the first ones.
+_SEEDED_OPTIONS = sum(len(o) for fs in seed.CUSTOM_FIELDS.values() for _, _, o in fs)
+PRIORITY_LOW, PRIORITY_HIGH, TIER_GOLD, TIER_SILVER = range(
+    _SEEDED_OPTIONS + 1, _SEEDED_OPTIONS + 5
+)
 BORROWED_STATUSES = ("400", "401", "404", "429", "500")
 
 
@@ -151,12 +156,16 @@ def specs() -> Specs:
 @pytest.fixture(scope="module")
 def sandbox() -> Sandbox:
     made = Sandbox(token=TOKEN, seed=42)
-    made.define_field("deal", "Priority", "enum", ["Low", "High"], field_code=DEAL_PRIORITY)
+    priority = made.define_field(
+        "deal", "Priority", "enum", ["Low", "High"], field_code=DEAL_PRIORITY
+    )
     made.define_field("deal", "Budget", "monetary", field_code=DEAL_BUDGET)
-    made.define_field("person", "Tier", "set", ["Gold", "Silver"], field_code=PERSON_TIER)
+    tier = made.define_field("person", "Tier", "set", ["Gold", "Silver"], field_code=PERSON_TIER)
+    ids = [option["id"] for option in priority["options"] + tier["options"]]
+    assert ids == [PRIORITY_LOW, PRIORITY_HIGH, TIER_GOLD, TIER_SILVER]
     made.define_field("organization", "Region", "varchar", field_code=ORG_REGION)
     made.define_field("activity", "Outcome", "varchar")
-    made.set_custom_field("deal", 1, DEAL_PRIORITY, 2)
+    made.set_custom_field("deal", 1, DEAL_PRIORITY, PRIORITY_HIGH)
     made.set_custom_field("deal", 1, DEAL_BUDGET, {"value": 2300, "currency": "EUR"})
     made.add_note("Called, <b>keen</b>", deal_id=1, person_id=1, pinned_to_deal_flag=1)
     made.add_note("Lead follow-up", org_id=2)
@@ -385,7 +394,12 @@ CASES = [
         "PATCH",
         "/api/v2/deals/1",
         200,
-        body={"custom_fields": {DEAL_PRIORITY: 1, DEAL_BUDGET: {"value": 10, "currency": "USD"}}},
+        body={
+            "custom_fields": {
+                DEAL_PRIORITY: PRIORITY_LOW,
+                DEAL_BUDGET: {"value": 10, "currency": "USD"},
+            }
+        },
     ),
     Case(
         "deal update unknown custom field",
@@ -438,7 +452,7 @@ CASES = [
             "org_id": 1,
             "emails": [{"value": "mari@example.ee", "primary": True, "label": "work"}],
             "job_title": "CTO",
-            "custom_fields": {PERSON_TIER: [3, 4]},
+            "custom_fields": {PERSON_TIER: [TIER_GOLD, TIER_SILVER]},
         },
     ),
     Case("person add without name", "POST", "/api/v2/persons", 400, body={"org_id": 1}),

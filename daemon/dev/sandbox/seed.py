@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from daemon.dev.sandbox import bodies, clock
+from daemon.dev.sandbox import bodies, clock, custom_fields
 from daemon.dev.sandbox.state import Store
 
 # Fixed, in the past: seeded times must not depend on when the sandbox starts.
@@ -33,6 +35,39 @@ COMPANIES = [
 ]
 DEAL_TOPICS = ["annual licence", "pilot", "support renewal", "expansion", "onboarding package"]
 ACTIVITY_TYPES = [("call", "Call"), ("meeting", "Meeting"), ("email", "Email"), ("task", "Task")]
+# Custom fields of the kinds accounts use most: (name, field_type, option labels). Activities
+# get none: API v2 activities carry no `custom_fields` (absent from the v2 spec's activity).
+CUSTOM_FIELDS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    "deal": (
+        ("Purchase order", "varchar", ()),
+        ("Discount %", "double", ()),
+        ("Lead source", "enum", ("Website", "Referral", "Trade fair", "Cold call")),
+        ("Modules", "set", ("CRM", "Analytics", "Integrations", "Training")),
+        ("Contract start", "date", ()),
+        ("Technical contact", "people", ()),
+    ),
+    "person": (
+        ("LinkedIn profile", "varchar", ()),
+        ("Satisfaction score", "double", ()),
+        ("Preferred language", "enum", ("English", "Estonian", "Finnish", "German")),
+        ("Interests", "set", ("Newsletter", "Webinars", "Events", "Case studies")),
+        ("First met", "date", ()),
+        ("Referred by", "people", ()),
+    ),
+    "organization": (
+        ("Account notes", "text", ()),
+        ("Credit limit", "double", ()),
+        ("Segment", "enum", ("SMB", "Mid-market", "Enterprise")),
+        ("Regions", "set", ("Baltics", "Nordics", "DACH", "UK & Ireland")),
+        ("Customer since", "date", ()),
+        ("Main contact", "people", ()),
+    ),
+}
+ACCOUNT_NOTES = [
+    "Pays on time.\nPrefers one invoice a quarter.",
+    "Procurement signs off on anything above 10k.",
+    "Asked for a reference call with a customer in their sector.",
+]
 
 
 def seed_minimum(store: Store, owner_name: str, owner_email: str) -> None:
@@ -56,6 +91,7 @@ def seed_demo(store: Store, seed: int) -> None:
         for first, last in [("Peeter", "Mets"), ("Anna", "Lind"), ("Samuel", "Okafor")]:
             store.add_user(f"{first} {last}", f"{first.lower()}@sandbox-trading.example")
         store.add_pipeline("Partnerships", list(PARTNER_STAGES))
+        codes = _define_custom_fields(store)
         user_ids = sorted(store.users)
         orgs = []
         for name, domain in COMPANIES:
@@ -122,8 +158,86 @@ def seed_demo(store: Store, seed: int) -> None:
                 "done": due < moment[0].date(),
             }
             store.create_activity(bodies.validate(fields, bodies.ACTIVITY_FIELDS))
+        _fill_custom_fields(store, codes, random.Random(f"custom fields {seed}"))
     finally:
         store.now = real_now
+
+
+def _define_custom_fields(store: Store) -> dict[str, dict[str, dict[str, Any]]]:
+    """`CUSTOM_FIELDS`, defined: entity -> field name -> definition."""
+    return {
+        entity: {
+            name: custom_fields.define(store, entity, name, field_type, options)
+            for name, field_type, options in fields
+        }
+        for entity, fields in CUSTOM_FIELDS.items()
+    }
+
+
+def _fill_custom_fields(
+    store: Store, codes: dict[str, dict[str, dict[str, Any]]], rng: random.Random
+) -> None:
+    """Of each three records by id, the first gets every field (a people field stays null when
+    no other person fits), the second about half of them, the third none.
+
+    `rng` is a stream of its own, so the records above are what they were before custom fields
+    were seeded. The values count as entered with the record: its update_time stays.
+    """
+    members: dict[int, list[int]] = {}
+    for person in store.persons.values():
+        members.setdefault(person["org_id"], []).append(person["id"])
+
+    def contact(org_id: int | None, besides: int | None) -> int | None:
+        choices = [p for p in members.get(org_id or 0, []) if p != besides]
+        return rng.choice(choices) if choices else None
+
+    def days(record: dict[str, Any], low: int, high: int) -> str:
+        start = clock.parse_any(record["add_time"]).date()
+        return (start + timedelta(days=rng.randint(low, high))).isoformat()
+
+    makers: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
+        "deal": {
+            "Purchase order": lambda deal: f"PO-{rng.randint(10_000, 99_999)}",
+            "Discount %": lambda deal: rng.choice([2.5, 5.0, 7.5, 10.0, 12.5]),
+            "Contract start": lambda deal: days(deal, 30, 120),
+            "Technical contact": lambda deal: contact(deal["org_id"], deal["person_id"]),
+        },
+        "person": {
+            "LinkedIn profile": lambda person: (
+                "https://www.linkedin.com/in/" + person["name"].lower().replace(" ", "-")
+            ),
+            "Satisfaction score": lambda person: round(rng.uniform(6.0, 10.0), 1),
+            "First met": lambda person: days(person, -400, -1),
+            "Referred by": lambda person: contact(person["org_id"], person["id"]),
+        },
+        "organization": {
+            "Account notes": lambda org: rng.choice(ACCOUNT_NOTES),
+            "Credit limit": lambda org: float(rng.randrange(5_000, 100_000, 2_500)),
+            "Customer since": lambda org: days(org, -2_000, -30),
+            "Main contact": lambda org: contact(org["id"], None),
+        },
+    }
+    for entity, fields in codes.items():
+        table = store.table(entity)
+        for position, record_id in enumerate(sorted(table)):
+            record = table[record_id]
+            if position % 3 == 2:
+                continue
+            values: dict[str, Any] = {}
+            for name, field in fields.items():
+                if position % 3 == 1 and rng.random() < 0.5:
+                    continue
+                option_ids = [option["id"] for option in field["options"] or ()]
+                if field["field_type"] == "enum":
+                    values[field["field_code"]] = rng.choice(option_ids)
+                elif field["field_type"] == "set":
+                    picked = set(rng.sample(option_ids, rng.randint(1, 3)))
+                    values[field["field_code"]] = [i for i in option_ids if i in picked]
+                else:
+                    values[field["field_code"]] = makers[entity][name](record)
+            record["custom_fields"] = custom_fields.merged(
+                store, entity, record["custom_fields"], values
+            )
 
 
 def describe(store: Store) -> str:
@@ -132,5 +246,7 @@ def describe(store: Store) -> str:
             f"{len(store.users)} users, {len(store.pipelines)} pipelines, "
             f"{len(store.stages)} stages, {len(store.persons)} persons, "
             f"{len(store.organizations)} organizations, {len(store.deals)} deals, "
-            f"{len(store.activities)} activities (seed times from {clock.rfc3339(SEED_EPOCH)})"
+            f"{len(store.activities)} activities, "
+            f"{sum(map(len, store.custom_fields.values()))} custom fields "
+            f"(seed times from {clock.rfc3339(SEED_EPOCH)})"
         )
