@@ -129,6 +129,38 @@ def _check_name(value: str) -> str:
     return value
 
 
+_CONTROL_NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
+
+
+def control_character(text: str) -> str | None:
+    """Where `text` holds a control character and which ("a newline at its end"), or None.
+    Says nothing else of the text: it may be a token."""
+    for index, char in enumerate(text):
+        if unicodedata.category(char) == "Cc":
+            name = _CONTROL_NAMES.get(char, f"a control character (U+{ord(char):04X})")
+            return f"{name} {'at its end' if index == len(text) - 1 else 'inside it'}"
+    return None
+
+
+def token_text(file_text: str) -> str:
+    """A token file's token: the text without the one line ending an editor or `echo` adds
+    (LF or CRLF), and without surrounding spaces. Anything else stays, to be refused."""
+    return file_text.removesuffix("\n").removesuffix("\r").strip(" ")
+
+
+def _token_value(value: Any) -> Any:
+    """`api_token` as given or from `${VAR}`: one line of text. A control character (a newline
+    from `$(cat file)`, a tab) would only fail every request later, as a protocol error."""
+    if not isinstance(value, str):
+        return value
+    token = _expand_env(value)
+    if (found := control_character(token)) is not None:
+        match = _ENV_REF.match(value.strip())
+        source = f"environment variable {match.group(1)}" if match else "the token"
+        raise ValueError(f"{source} contains {found}; an API token is one line of text")
+    return token
+
+
 def _check_token(value: SecretStr | None) -> SecretStr | None:
     if value is not None and not value.get_secret_value().strip():
         raise ValueError("is empty")
@@ -213,7 +245,6 @@ RetryDelay = Annotated[Duration, Field(le=MAX_RETRY_DELAY_S)]
 PollInterval = Annotated[
     float, BeforeValidator(times.parse_duration), Field(ge=1, le=MAX_POLL_INTERVAL_S)
 ]
-EnvSecret = Annotated[SecretStr, BeforeValidator(_expand_env)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_check_name)]
 
 
@@ -227,7 +258,9 @@ class DatabaseConfig(_Frozen):
 
 class AccountConfig(_Frozen):
     name: Name
-    api_token: Annotated[EnvSecret | None, AfterValidator(_check_token)] = None
+    api_token: Annotated[
+        SecretStr | None, BeforeValidator(_token_value), AfterValidator(_check_token)
+    ] = None
     api_token_file: Annotated[Path | None, BeforeValidator(_token_file)] = None
     base_url: HttpUrl = HttpUrl(DEFAULT_BASE_URL)
     calls_per_minute: Annotated[int, Field(ge=1, le=MAX_CALLS_PER_MINUTE)] = (
@@ -246,11 +279,18 @@ class AccountConfig(_Frozen):
         return self
 
     def token(self) -> SecretStr:
-        """The API token, read from the file each time so a rotated file is picked up."""
+        """The API token, read from the file each time so a rotated file is picked up. A file
+        that can no longer serve raises OSError or ValueError, naming the file, never the
+        token."""
         if self.api_token is not None:
             return self.api_token
         assert self.api_token_file is not None
-        return SecretStr(self.api_token_file.read_text(encoding="utf-8").strip())
+        text = token_text(self.api_token_file.read_text(encoding="utf-8"))
+        if (found := control_character(text)) is not None:
+            raise ValueError(
+                f"api_token_file: the token contains {found} (got '{self.api_token_file}')"
+            )
+        return SecretStr(text)
 
     @property
     def api_root(self) -> str:
@@ -355,7 +395,7 @@ class AdminConfig(_Frozen):
         """The bearer token requests need, when `token_file` is set."""
         if self.token_file is None:
             return None
-        return SecretStr(self.token_file.read_text(encoding="utf-8").strip())
+        return SecretStr(token_text(self.token_file.read_text(encoding="utf-8")))
 
 
 def _admin_problems(admin: AdminConfig) -> list[str]:
@@ -375,7 +415,13 @@ def _admin_problems(admin: AdminConfig) -> list[str]:
                 f"admin.token_file: cannot read it ({reason}; got '{admin.token_file}')"
             )
         else:
-            if token is not None and len(token.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+            found = None if token is None else control_character(token.get_secret_value())
+            if found is not None:
+                problems.append(
+                    f"admin.token_file: the token contains {found}; the file must hold one "
+                    f"line, the token (got '{admin.token_file}')"
+                )
+            elif token is not None and len(token.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
                 problems.append(
                     f"admin.token_file: the token must be at least {MIN_ADMIN_TOKEN_LENGTH} "
                     f"characters (got '{admin.token_file}')"
@@ -507,11 +553,14 @@ def _token_file_problem(path: Path) -> str | None:
     except OSError as error:
         return f"cannot read the file ({error.strerror}) (got '{path}')"
     try:
-        text = data.decode("utf-8")
+        text = token_text(data.decode("utf-8"))
     except UnicodeDecodeError:
-        text = "\0"
-    if any(unicodedata.category(char) == "Cc" for char in text.strip()):
         return f"is not a text file with one line: the API token (got '{path}')"
+    if (found := control_character(text)) is not None:
+        return (
+            f"the token contains {found}; the file must hold one line, the API token "
+            f"(a single line ending is fine) (got '{path}')"
+        )
     if not text.strip():
         return f"is empty (got '{path}')"
     return None

@@ -26,6 +26,23 @@ JSON_INDENT = 2
 ERROR_WIDTH = 60  # of `last_error` in the table; `--json` and `show` print it whole
 
 
+def _letter_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """ID arguments as dead letters' ids (`outbox_admin.parse_id`): a usage error, not a
+    traceback, for "²", "١٢" or a number the database cannot hold."""
+    given = value if isinstance(value, tuple) else (value,)
+    ids = []
+    for text in given:
+        found = outbox_admin.parse_id(text)
+        if found is None:
+            raise click.BadParameter(
+                f"{text!r} is not a dead letter's id: 1 to {outbox_admin.MAX_ID}, in ASCII digits",
+                ctx,
+                param,
+            )
+        ids.append(found)
+    return tuple(ids) if isinstance(value, tuple) else ids[0]
+
+
 def parse_moment(option: str, value: str | None, now: datetime) -> datetime | None:
     """An RFC 3339 time with a zone, or an age back from `now` ("2h", "3d")."""
     if value is None:
@@ -113,7 +130,7 @@ def list_letters(
 
 
 @dead_letters.command("show")
-@click.argument("letter_id", metavar="ID", type=int)
+@click.argument("letter_id", metavar="ID", callback=_letter_ids)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def show_letter(ctx: click.Context, letter_id: int, as_json: bool) -> None:
@@ -188,7 +205,7 @@ def _say_replayed(done: reread.Replayed) -> None:
 
 
 @dead_letters.command("replay")
-@click.argument("letter_ids", metavar="ID...", nargs=-1, type=int)
+@click.argument("letter_ids", metavar="ID...", nargs=-1, callback=_letter_ids)
 @subscription_option
 @since_option
 @until_option

@@ -19,6 +19,18 @@ from daemon import times
 from daemon.db import write_lock
 from daemon.db.tables import STATE_DEAD, STATE_PENDING, deliveries, delivery_attempts
 
+MAX_ID = 2**63 - 1  # ids are BIGINT on PostgreSQL, 64-bit INTEGER on SQLite
+
+
+def parse_id(text: str) -> int | None:
+    """A dead letter's id as an operator or a form gives it, or None when it cannot be one:
+    ASCII digits only (`str.isdigit` also takes "²", and `int` reads "١٢" as 12), 1 to
+    `MAX_ID` (a larger one cannot even be asked of the database)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ID else None
+
 
 @dataclass(frozen=True)
 class DeadLetter:

@@ -61,7 +61,18 @@ class TokenAuth(httpx.Auth):
         self._token = token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["x-api-token"] = self._token().get_secret_value()
+        try:
+            token = self._token()
+        except (OSError, ValueError) as error:
+            # The token file was rotated into something unusable (gone, or more than a line):
+            # the call fails as refused credentials would, saying why, not with a traceback.
+            reason = (
+                f"{error.strerror} (got '{error.filename}')"
+                if isinstance(error, OSError)
+                else str(error)
+            )
+            raise PipedriveAuthError(f"the API token cannot be used: {reason}") from None
+        request.headers["x-api-token"] = token.get_secret_value()
         yield request
 
 
@@ -290,6 +301,8 @@ class PipedriveClient:
             raise PipedriveUnavailable(
                 f"{where}: cannot reach Pipedrive ({type(error).__name__})"
             ) from None
+        except PipedriveAuthError as error:  # from TokenAuth: no request was sent
+            raise PipedriveAuthError(f"{where}: {error}") from None
         finally:
             self._metrics.api_call(self.account, method, path, answered)
             if self._usage is not None:

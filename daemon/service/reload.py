@@ -1,8 +1,9 @@
 """SIGHUP: re-read the config file and apply it to the running daemon, or reject it whole.
 
 A valid new config takes effect without a restart: subscriptions and accounts added, removed
-or changed (a changed `secret` signs the next attempt). An invalid one is refused with the
-same lines `check-config` prints, logged once, and the running config keeps going. systemd
+or changed (a changed `secret` signs the next attempt), and `[admin] token_file`, read again.
+An invalid one is refused with the same lines `check-config` prints, logged once, and the
+running config keeps going. `RESTART_ONLY` keys are said to need a restart. systemd
 hears `RELOADING=1` (with `MONOTONIC_USEC`) when a reload begins and `READY=1` when it ends,
 either way (`Type=notify-reload` waits for that pair).
 """
@@ -24,7 +25,7 @@ from daemon.service import sd_notify
 logger = logging.getLogger(__name__)
 
 # Keys read once at start: a reload that changes them says so, and a restart applies them.
-RESTART_ONLY = ("database.url", "delivery.timeout")
+RESTART_ONLY = ("database.url", "delivery.timeout", "admin.listen")
 
 
 def read_config(path: str | Path) -> Config:
@@ -64,6 +65,8 @@ def changes(old: Config, new: Config) -> Changes:
         restart_only.append("database.url")
     if old.delivery.timeout != new.delivery.timeout:
         restart_only.append("delivery.timeout")
+    if old.admin.listen != new.admin.listen:  # `[admin]` added or removed too
+        restart_only.append("admin.listen")
     return Changes(
         added=[n for n in new_subs if n not in old_subs],
         removed=[n for n in old_subs if n not in new_subs],

@@ -1,9 +1,11 @@
 """The admin listener: `/healthz`, `/readyz`, `/metrics` and the admin page, one Starlette app
 served by uvicorn on the daemon's own event loop.
 
-Off loopback every request but `/healthz` needs `Authorization: Bearer <token>` (the config
-refuses to listen there without `[admin] token_file`). The replay form is a POST carrying a
+With `[admin] token_file` every request but `/healthz` needs `Authorization: Bearer <token>`
+(the config refuses to listen off loopback without one); without it, every request must name
+the listener in `Host`, against DNS rebinding (`access`). The replay form is a POST carrying a
 per-process CSRF token, and a browser's `Origin`, when sent, must be this listener.
+Connections are bounded in number and in time (`connections`).
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from daemon import clock as clock_module
+from daemon import config as config_module
 from daemon import metrics as metrics_module
 from daemon.config import Config
+from daemon.db import outbox_admin
 from daemon.errors import AdminListenError
 from daemon.pipedrive import account_usage
 from daemon.polling.poller import Feed
-from daemon.status import admin_page, dashboard, page_actions
+from daemon.status import access, admin_page, connections, dashboard, page_actions
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +44,6 @@ STUCK_AFTER_INTERVALS = 3  # /readyz fails once a feed has failed this many inte
 DATABASE_CHECK_TIMEOUT_S = 2.0
 MAX_FORM_BYTES = 4096
 SHUTDOWN_TIMEOUT_S = 5.0
-UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
 
 
 def metrics_for(config: Config) -> metrics_module.Metrics:
@@ -67,27 +70,6 @@ def stuck_feeds(
     return reasons
 
 
-class BearerAuth:
-    """Every path but `/healthz` needs the token, compared in constant time."""
-
-    def __init__(self, app: ASGIApp, token: SecretStr) -> None:
-        self._app = app
-        self._expected = f"Bearer {token.get_secret_value()}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in UNAUTHENTICATED_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                response = PlainTextResponse(
-                    "a bearer token is required\n",
-                    status_code=401,
-                    headers={"www-authenticate": 'Bearer realm="pipedrive-triggers"'},
-                )
-                await response(scope, receive, send)
-                return
-        await self._app(scope, receive, send)
-
-
 class Admin:
     """The app's state: what it reads and the one thing it changes."""
 
@@ -99,6 +81,7 @@ class Admin:
         feeds: Sequence[Feed],
         scheduler_running: Callable[[], bool],
         *,
+        listening_on: tuple[str, int],
         usages: Mapping[str, account_usage.Usage] | None = None,
         clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
@@ -107,18 +90,56 @@ class Admin:
         self._metrics = metrics
         self._scheduler_running = scheduler_running
         self._clock = clock.now
-        self.reconfigure(config, feeds)
+        # The address as bound (port 0 is a real port by then); it stays until a restart.
+        self.address = listening_on
+        self.access = access.Access(config.admin.token(), access.allowed_hosts(*listening_on))
+        self._follow(config, feeds)
         self.csrf_token = secrets.token_urlsafe(32)
 
-    def reconfigure(self, config: Config, feeds: Sequence[Feed]) -> None:
-        """A reload: the page and readiness follow the new subscriptions and feeds."""
+    def _follow(self, config: Config, feeds: Sequence[Feed]) -> None:
         self._feeds = list(feeds)
         self._configured = {
             s.name: admin_page.SubscriptionInfo(s.trigger, s.account) for s in config.subscriptions
         }
         self._accounts = [account.name for account in config.accounts]
 
-    def app(self, token: SecretStr | None = None) -> ASGIApp:
+    def reconfigure(self, config: Config, feeds: Sequence[Feed]) -> None:
+        """A reload: the page and readiness follow the new subscriptions and feeds, and
+        requests need the token `token_file` holds now (`listen` waits for a restart)."""
+        self._follow(config, feeds)
+        self._reread_token(config)
+
+    def _reread_token(self, config: Config) -> None:
+        try:
+            token = config.admin.token()
+        except (OSError, UnicodeDecodeError) as error:  # it could be read a moment ago
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            logger.error(
+                "reload: admin.token_file cannot be read (%s); the admin listener keeps the "
+                "token it had", reason,
+                extra={"action": "reload.admin_token_kept"},
+            )  # fmt: skip
+            return
+        old = self.access.token
+        host = self.address[0]
+        if token is None and old is not None and not config_module.is_loopback(host):
+            logger.warning(
+                "reload: admin.token_file removed, but the admin listener is still on %s, not "
+                "loopback: it keeps requiring the token it had until a restart",
+                host,
+                extra={"action": "reload.admin_token_kept"},
+            )
+            return
+        if _same_token(old, token):
+            return
+        self.access = access.Access(token, self.access.hosts)
+        change = "changed" if old and token else ("set" if token else "removed")
+        logger.info(
+            "reload: admin token %s; it applies from the next request", change,
+            extra={"action": "reload.admin_token_changed"},
+        )  # fmt: skip
+
+    def app(self) -> ASGIApp:
         app = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
@@ -128,7 +149,7 @@ class Admin:
                 Route("/replay", self.replay, methods=["POST"]),
             ]
         )
-        return app if token is None else BearerAuth(app, token)
+        return access.Guard(app, lambda: self.access)
 
     async def healthz(self, request: Request) -> Response:
         # Answering at all proves the event loop turns: the app runs on the daemon's loop.
@@ -177,7 +198,7 @@ class Admin:
     async def page(self, request: Request) -> Response:
         replayed = request.query_params.get("replayed", "")
         flash = None
-        if replayed.isdigit():
+        if replayed == "0" or outbox_admin.parse_id(replayed) is not None:
             noun = "dead letter" if replayed == "1" else "dead letters"
             flash = f"{replayed} {noun} queued for delivery again."
         headers = {"cache-control": "no-store", "x-frame-options": "DENY"}
@@ -209,7 +230,10 @@ class Admin:
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
             return PlainTextResponse("cross-origin request refused\n", status_code=403)
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # gone, or closed for sending it too slowly: nothing done
+            return Response(status_code=400)
         if len(body) > MAX_FORM_BYTES:
             return PlainTextResponse("form too large\n", status_code=413)
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
@@ -219,13 +243,17 @@ class Admin:
             return PlainTextResponse("missing or stale form token: reload the page\n", 403)
         subscription = form.get("subscription") or None
         letter = form.get("id")
-        if letter is not None and not letter.isdigit():
-            return PlainTextResponse("id: must be a dead letter's number\n", status_code=400)
-        if subscription is None and letter is None:
+        letter_id = outbox_admin.parse_id(letter) if letter is not None else None
+        if letter is not None and letter_id is None:
+            return PlainTextResponse(
+                f"id: must be a dead letter's number, 1 to {outbox_admin.MAX_ID} in ASCII digits\n",
+                status_code=400,
+            )
+        if subscription is None and letter_id is None:
             return PlainTextResponse("give a subscription or an id\n", status_code=400)
         moved = await page_actions.replay(
             self._engine,
-            ids=[int(letter)] if letter is not None else None,
+            ids=[letter_id] if letter_id is not None else None,
             subscription=subscription,
             now=self._clock(),
         )
@@ -254,6 +282,7 @@ async def serving(
     scheduler_running: Callable[[], bool],
     usages: Mapping[str, account_usage.Usage] | None = None,
     clock: clock_module.Clock = clock_module.SYSTEM,
+    limits: connections.Limits = connections.DEFAULT_LIMITS,
 ) -> AsyncIterator[Admin | None]:
     """Serve the admin app on `[admin] listen` for the duration of the block (nothing when
     it is not set); yields the app's state, for reloads."""
@@ -262,38 +291,54 @@ async def serving(
         yield None
         return
     host, port = address
-    state = Admin(config, engine, metrics, feeds, scheduler_running, usages=usages, clock=clock)
-    app = state.app(config.admin.token())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(limits.backlog)  # connections queue from now on, before uvicorn starts
     except OSError as error:
         sock.close()
         raise AdminListenError(
             f"admin.listen: cannot listen on {config.admin.listen} ({error.strerror})"
         ) from None
+    bound = (host, int(sock.getsockname()[1]))
+    try:
+        state = Admin(
+            config, engine, metrics, feeds, scheduler_running,
+            listening_on=bound, usages=usages, clock=clock,
+        )  # fmt: skip
+    except BaseException:
+        sock.close()
+        raise
     server = _Server(
         uvicorn.Config(
-            app,
+            state.app(),
             log_config=None,
             access_log=False,
             lifespan="off",
             loop="asyncio",
             log_level="warning",
+            **limits.uvicorn_options(),
         )
     )
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="admin")
-    logger.info(
-        "admin: listening on http://%s:%d", host, sock.getsockname()[1],
-        extra={"action": "admin.listening"},
-    )  # fmt: skip
-    try:
-        yield state
-    finally:
-        server.should_exit = True
+    with connections.AcceptFailures(sock).installed(asyncio.get_running_loop()):
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="admin")
+        logger.info(
+            "admin: listening on http://%s:%d", *bound,
+            extra={"action": "admin.listening"},
+        )  # fmt: skip
         try:
-            await asyncio.wait_for(task, SHUTDOWN_TIMEOUT_S)
+            yield state
         finally:
-            sock.close()
+            server.should_exit = True
+            try:
+                await asyncio.wait_for(task, SHUTDOWN_TIMEOUT_S)
+            finally:
+                sock.close()
+
+
+def _same_token(one: SecretStr | None, other: SecretStr | None) -> bool:
+    if one is None or other is None:
+        return one is other
+    return hmac.compare_digest(one.get_secret_value().encode(), other.get_secret_value().encode())

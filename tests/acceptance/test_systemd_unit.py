@@ -17,6 +17,7 @@ UNIT = REPO / "systemd" / "pipedrive-triggers.service"
 INSTALLED_EXEC = "/opt/pipedrive-triggers/.venv/bin/pipedrive-triggers"
 ACCEPTABLE_EXPOSURE = ("PERFECT", "SAFE", "OK")  # systemd-analyze security's best levels
 STOP_MARGIN_S = 10  # after the delivery grace: the last outcomes' writes, the engine's close
+MIN_OPEN_FILES = 16 * 1024  # LimitNOFILE=: well above systemd's default soft limit of 1024
 
 
 def systemd_analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -86,3 +87,6 @@ def test_unit_matches_what_the_daemon_does() -> None:
     assert unit["LoadCredential"] == ["pipedrive-token:/etc/pipedrive-triggers/pipedrive-token"]
     assert unit["Environment"] == [f"{config.CONFIG_ENV_VAR}=/etc/pipedrive-triggers/config.toml"]
     assert unit["MemoryDenyWriteExecute"] == ["yes"], "test_systemd_notify runs it under MDWE"
+    # Deliveries, the database and the admin listener's connections share the descriptors.
+    (files,) = unit["LimitNOFILE"]
+    assert int(files) >= MIN_OPEN_FILES

@@ -31,6 +31,9 @@ from tests.conftest import API_TOKEN, POSTGRES_ADMIN_URL, SIGNING_SECRET, config
 from tests.integration.test_pipeline import all_polled, eventually, opened, running
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+# Where an in-process app says it listens: requests without a token must name it in Host.
+LISTENING_ON = ("127.0.0.1", 9465)
+ADMIN_URL = "http://127.0.0.1:9465"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -210,10 +213,12 @@ async def test_readyz_says_why_it_is_not_ready(scratch_postgres: str) -> None:
     scheduler = [True]
     engine = database.create_engine(scratch_postgres)
     feeds = poller.feeds(config)
-    app = listener.Admin(config, engine, recorder, feeds, lambda: scheduler[0]).app()
+    app = listener.Admin(
+        config, engine, recorder, feeds, lambda: scheduler[0], listening_on=LISTENING_ON
+    ).app()
     try:
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://admin"
+            transport=httpx.ASGITransport(app), base_url=ADMIN_URL
         ) as client:
             assert (await client.get("/readyz")).status_code == 200
             scheduler[0] = False
@@ -244,10 +249,12 @@ async def test_readyz_fails_when_a_feed_fails_past_three_intervals(database_url:
     clock = FakeClock()
     recorder = metrics.PrometheusMetrics(clock=clock)
     engine = database.create_engine(database_url)
-    app = listener.Admin(config, engine, recorder, poller.feeds(config), lambda: True).app()
+    app = listener.Admin(
+        config, engine, recorder, poller.feeds(config), lambda: True, listening_on=LISTENING_ON
+    ).app()
     try:
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://admin"
+            transport=httpx.ASGITransport(app), base_url=ADMIN_URL
         ) as client:
             recorder.poll("main", "deals", ok=False)
             clock.advance(3 * 120)
@@ -266,12 +273,14 @@ async def test_the_bearer_token_guards_everything_but_healthz(
     (tmp_path / "admin-token").write_text(ADMIN_TOKEN + "\n")
     config = admin_config(database_url, token_file=str(tmp_path / "admin-token"))
     engine = database.create_engine(database_url)
-    state = listener.Admin(config, engine, metrics.PrometheusMetrics(), [], lambda: True)
-    app = state.app(config.admin.token())
+    state = listener.Admin(
+        config, engine, metrics.PrometheusMetrics(), [], lambda: True, listening_on=LISTENING_ON
+    )
+    app = state.app()
     good = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     try:
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://admin"
+            transport=httpx.ASGITransport(app), base_url=ADMIN_URL
         ) as client:
             assert (await client.get("/healthz")).status_code == 200
             for path in ("/readyz", "/metrics", "/"):
@@ -298,10 +307,12 @@ async def test_the_bearer_token_guards_everything_but_healthz(
 async def test_replay_refuses_cross_site_posts(database_url: str) -> None:
     config = admin_config(database_url)
     engine = database.create_engine(database_url)
-    state = listener.Admin(config, engine, metrics.PrometheusMetrics(), [], lambda: True)
+    state = listener.Admin(
+        config, engine, metrics.PrometheusMetrics(), [], lambda: True, listening_on=LISTENING_ON
+    )
     try:
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(state.app()), base_url="http://admin"
+            transport=httpx.ASGITransport(state.app()), base_url=ADMIN_URL
         ) as client:
             form = {"subscription": "won"}
             assert (await client.post("/replay", data=form)).status_code == 403, "no CSRF token"
@@ -310,7 +321,7 @@ async def test_replay_refuses_cross_site_posts(database_url: str) -> None:
             right = {**form, admin_page.CSRF_FIELD: state.csrf_token}
             elsewhere = {"origin": "https://evil.example"}
             assert (await client.post("/replay", data=right, headers=elsewhere)).status_code == 403
-            same = {"origin": "http://admin"}
+            same = {"origin": ADMIN_URL}
             assert (await client.post("/replay", data=right, headers=same)).status_code == 303
             assert (await client.get("/replay")).status_code == 405, "GET changes nothing"
     finally:

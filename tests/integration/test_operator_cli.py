@@ -221,6 +221,18 @@ def test_replay_names_unknown_ids_and_still_replays_the_known_ones(
     assert alone.exit_code == 2 and "9999" in alone.stderr, alone.output
 
 
+@pytest.mark.parametrize("given", ["²", "١٢", "12345678901234567890", "0", "-1"])
+def test_an_id_that_is_no_id_is_a_usage_error(
+    config_path: Path, database_url: str, given: str
+) -> None:
+    asyncio.run(_seed(database_url, {"a": [(12, timedelta(0))]}))
+    for command in ("replay", "show"):
+        result = invoke(config_path, "dead-letters", command, "--", given)
+        assert result.exit_code == 2, result.output
+        assert f"{given!r} is not a dead letter's id: 1 to 9223372036854775807" in result.stderr
+    assert len(letters(config_path)) == 1, "nothing replayed"
+
+
 def test_retry_now_makes_waiting_events_due(config_path: Path, database_url: str) -> None:
     asyncio.run(_seed(database_url, {"a": [(1, timedelta(0))], "b": [(2, timedelta(0))]}))
     ok(config_path, "dead-letters", "replay", "--all")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from daemon import config
 from daemon.dev.sandbox import Sandbox, faults
 from daemon.errors import PipedriveAuthError, PipedriveUnavailable
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
@@ -89,3 +91,38 @@ async def test_a_lookup_listing_that_serves_the_same_page_again_is_stopped(
     with pytest.raises(PipedriveUnavailable, match="same page again"):
         await LookupCache().resolve(client, LookupRequest(stages=frozenset({1})))
     assert sandbox.calls_to("GET", "/api/v2/stages") == 2  # the repeat is the last call
+
+
+async def test_a_token_file_rotated_into_two_lines_fails_the_call_before_sending(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "pd-token"
+    token_file.write_text(API_TOKEN + "\n")
+    account = config.parse(
+        {
+            "database": {"url": "sqlite://"},
+            "accounts": [
+                {"name": "main", "api_token_file": str(token_file), "base_url": sandbox.base_url}
+            ],
+        },
+        "c.toml",
+        tmp_path,
+    ).accounts[0]
+    async with PipedriveClient.http_client(account.api_root, account.token) as http:
+        client = PipedriveClient(http, account="main", limiter=AccountRateLimiter(1000))
+        await client.call("GET", "/v1/users/me")
+        token_file.write_text(f"{API_TOKEN}\n{API_TOKEN}\n")  # a rotation gone wrong
+        with pytest.raises(PipedriveAuthError) as caught:
+            await client.call("GET", "/v1/users/me")
+        token_file.unlink()
+        with pytest.raises(PipedriveAuthError) as gone:
+            await client.call("GET", "/v1/users/me")
+    assert str(caught.value) == (
+        "account 'main': GET /v1/users/me: the API token cannot be used: api_token_file: the "
+        f"token contains a newline inside it (got '{token_file}')"
+    )
+    assert str(gone.value) == (
+        "account 'main': GET /v1/users/me: the API token cannot be used: No such file or "
+        f"directory (got '{token_file}')"
+    )
+    assert sandbox.calls_to("GET", "/v1/users/me") == 1, "no request without a usable token"

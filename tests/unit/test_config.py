@@ -290,3 +290,85 @@ def test_example_config_documents_every_key_with_its_default() -> None:
             ):
                 undocumented.append(f"{section}.{key}: default not given")
     assert undocumented == []
+
+
+TOKEN = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        (TOKEN + "\n", "the token contains a newline at its end"),
+        (TOKEN[:20] + "\n" + TOKEN[20:], "the token contains a newline inside it"),
+        (TOKEN + "\r", "the token contains a carriage return at its end"),
+        ("\t" + TOKEN, "the token contains a tab inside it"),
+        (TOKEN + "\x00", "the token contains a NUL at its end"),
+        (TOKEN + "\x7f", "the token contains a control character (U+007F) at its end"),
+        (TOKEN + "\x85", "the token contains a control character (U+0085) at its end"),
+    ],
+)
+def test_an_api_token_is_one_line(given: str, problem: str) -> None:
+    found = problems({**BASE, "accounts": [{"name": "main", "api_token": given}]})
+    assert found == [f'accounts[0] ("main").api_token: {problem}; an API token is one line of text']
+    assert not any(TOKEN[:20] in p or TOKEN[20:] in p for p in found)
+
+
+def test_an_api_token_from_the_environment_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PD_TOKEN", f"{TOKEN}\n")  # `export PD_TOKEN="$(cat file; echo)"`
+    found = problems({**BASE, "accounts": [{"name": "main", "api_token": "${PD_TOKEN}"}]})
+    assert found == [
+        'accounts[0] ("main").api_token: environment variable PD_TOKEN contains a newline at '
+        "its end; an API token is one line of text"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (f"{TOKEN}\n".encode(), None),
+        (f"{TOKEN}\r\n".encode(), None),
+        (f"  {TOKEN}  \n".encode(), None),
+        (TOKEN.encode(), None),
+        (f"{TOKEN}\n\n".encode(), "the token contains a newline at its end"),
+        (f"{TOKEN}\nsecond line\n".encode(), "the token contains a newline inside it"),
+        (f"{TOKEN}\x00\n".encode(), "the token contains a NUL at its end"),
+    ],
+)
+def test_an_api_token_file_holds_one_line(
+    content: bytes, problem: str | None, tmp_path: Path
+) -> None:
+    path = tmp_path / "pd-token"
+    path.write_bytes(content)
+    raw = {**BASE, "accounts": [{"name": "main", "api_token_file": str(path)}]}
+    if problem is None:
+        loaded = config.parse(raw, "c.toml", tmp_path)
+        assert loaded.accounts[0].token().get_secret_value() == TOKEN
+        return
+    assert problems(raw) == [
+        f'accounts[0] ("main").api_token_file: {problem}; the file must hold one line, the API '
+        f"token (a single line ending is fine) (got '{path}')"
+    ]
+
+
+def test_a_token_file_rotated_into_two_lines_fails_its_use(tmp_path: Path) -> None:
+    path = tmp_path / "pd-token"
+    path.write_text(TOKEN + "\n")
+    loaded = config.parse(
+        {**BASE, "accounts": [{"name": "main", "api_token_file": str(path)}]}, "c.toml", tmp_path
+    )
+    path.write_text(f"{TOKEN}\n{TOKEN}\n")
+    with pytest.raises(ValueError) as caught:
+        loaded.accounts[0].token()
+    assert str(caught.value) == (
+        f"api_token_file: the token contains a newline inside it (got '{path}')"
+    )
+
+
+def test_an_admin_token_file_holds_one_line(tmp_path: Path) -> None:
+    (tmp_path / "admin-token").write_text("admin-token-0123456789\nmore\n")
+    token_file = str(tmp_path / "admin-token")
+    raw = {**BASE, "admin": {"listen": "127.0.0.1:9465", "token_file": token_file}}
+    assert problems(raw) == [
+        "admin.token_file: the token contains a newline inside it; the file must hold one "
+        f"line, the token (got '{tmp_path / 'admin-token'}')"
+    ]
