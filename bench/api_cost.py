@@ -45,7 +45,7 @@ from daemon.dev.sandbox import Sandbox, calls, costs
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller
+from daemon.polling import plan, poller
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # the first cycle; seed data is older
@@ -238,7 +238,7 @@ async def run_scenario(
 
         engine = database.create_engine(url)
         https = []
-        pollers: list[tuple[poller.Poller, list[poller.Feed]]] = []
+        pollers: list[tuple[poller.Poller, list[plan.Feed]]] = []
         try:
             for cfg in configs:
                 clients = {}
@@ -252,7 +252,7 @@ async def run_scenario(
                     )
                 caches = {name: lookups.LookupCache(clock=fake_monotonic) for name in clients}
                 poll = poller.Poller(engine, clients, caches, clock=lambda: now[0])
-                pollers.append((poll, poller.feeds(cfg)))
+                pollers.append((poll, plan.feeds(cfg)))
             watched = sorted({f.object.name for _, fs in pollers for f in fs})
             scenario = Scenario(
                 label=label,

@@ -3,7 +3,7 @@
 N deals sit behind the feed's watermark: a `deal.added` subscription whose `start` is 8 days
 back, and deals whose add/update times are spread over the 7 days after it. The daemon's own
 code does the work: `accounts.open_accounts` (the default `AccountRateLimiter`, at the
-account's `calls_per_minute`, 100 unless `--calls-per-minute`), `poller.feeds` and
+account's `calls_per_minute`, 100 unless `--calls-per-minute`), `plan.feeds` and
 `Poller.poll`, cycle after cycle (at most `--timeout` seconds) until every deal is an outbox
 row in `deliveries`.
 
@@ -59,7 +59,7 @@ from daemon import config as config_module
 from daemon.db import database, feed_store, tables
 from daemon.dev.sandbox import Sandbox, costs
 from daemon.pipedrive.client import MAX_PAGE_SIZE
-from daemon.polling import poller
+from daemon.polling import plan, poller
 from daemon.service import accounts
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
@@ -263,7 +263,7 @@ async def run_daemon(args: argparse.Namespace, url: str, run: DaemonRun) -> None
         ],
     }
     config = config_module.parse(raw, "<catch_up>", Path.cwd())
-    (feed,) = poller.feeds(config)
+    (feed,) = plan.feeds(config)
     engine = database.create_engine(url)
     original_commit = feed_store.commit_page
 

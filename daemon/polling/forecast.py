@@ -9,7 +9,7 @@ import math
 
 from daemon.config import Config
 from daemon.pipedrive import rate_limit, token_budget
-from daemon.polling import poller
+from daemon.polling import plan
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 def plans(config: Config, account: str) -> list[token_budget.FeedPlan]:
     return [
         token_budget.FeedPlan(feed.object.name, feed.interval_s, feed.object.page_cost)
-        for feed in poller.feeds(config)
+        for feed in plan.feeds(config)
         if feed.account == account
     ]
 
@@ -88,7 +88,7 @@ def calls_per_minute(config: Config, account: str) -> float:
     one page per feed per cycle. Lookups come on top, only when events are built."""
     return sum(
         60 / feed.interval_s
-        for feed in poller.feeds(config, fitted_intervals(config))
+        for feed in plan.feeds(config, fitted_intervals(config))
         if feed.account == account
     )
 
@@ -99,7 +99,7 @@ def _per_minute(value: float) -> str:
 
 def calls_line(config: Config, account: str) -> str:
     """check-config's line: predicted calls a minute against the account's limits."""
-    feeds = [f for f in poller.feeds(config) if f.account == account]
+    feeds = [f for f in plan.feeds(config) if f.account == account]
     limit = config.account(account).calls_per_minute
     return (
         f"predicted calls/min: {_per_minute(calls_per_minute(config, account))} listings "
@@ -118,7 +118,7 @@ def _calls_warnings(config: Config) -> list[str]:
         if needed <= limit:
             continue
         intervals = fitted_intervals(config)
-        feeds = [f for f in poller.feeds(config, intervals) if f.account == account.name]
+        feeds = [f for f in plan.feeds(config, intervals) if f.account == account.name]
         fitting = math.ceil(60 * len(feeds) / limit)  # every feed at this interval fits
         names = ", ".join(
             f"{s.name!r} ({s.poll_interval:g}s)"

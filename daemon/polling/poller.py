@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import clock as clock_module
 from daemon import errors, times
 from daemon import metrics as metrics_module
-from daemon.config import EARLIEST_TIME, LATEST_TIME, Config, SubscriptionConfig
+from daemon.config import EARLIEST_TIME, LATEST_TIME
 from daemon.db import feed_store, installation, outbox
 from daemon.errors import PipedriveError
 from daemon.model import deliveries
@@ -22,47 +22,10 @@ from daemon.payloads import envelope
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.polling import change_feed, events
+from daemon.polling.plan import Feed
 from daemon.triggers.base import Item, ObjectType
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Feed:
-    """Subscriptions that watch one object type of one account: they share one listing."""
-
-    account: str
-    object: ObjectType
-    subscriptions: tuple[SubscriptionConfig, ...]
-    interval_s: float
-    look_back_s: float
-
-    @property
-    def key(self) -> str:
-        return f"{self.account}/{self.object.name}"
-
-    @property
-    def names(self) -> list[str]:
-        return [s.name for s in self.subscriptions]
-
-
-def feeds(config: Config, intervals: Mapping[tuple[str, str], float] | None = None) -> list[Feed]:
-    """One feed per watched (account, object type); an object nobody subscribes to is never
-    listed. A feed polls at its fastest subscription's interval unless `intervals` says."""
-    grouped: dict[tuple[str, str], list[SubscriptionConfig]] = {}
-    objects: dict[str, ObjectType] = {}
-    for subscription in config.subscriptions:
-        obj = subscription.definition.object
-        objects[obj.name] = obj
-        grouped.setdefault((subscription.account, obj.name), []).append(subscription)
-    result = []
-    for (account, object_name), subs in grouped.items():
-        interval = min(s.poll_interval for s in subs)
-        if intervals is not None:
-            interval = intervals.get((account, object_name), interval)
-        look_back = config.account(account).look_back
-        result.append(Feed(account, objects[object_name], tuple(subs), interval, look_back))
-    return result
 
 
 def _listing_params(obj: ObjectType, since: datetime) -> dict[str, Any]:

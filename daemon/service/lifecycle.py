@@ -18,7 +18,7 @@ from daemon.db import database, heartbeat
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
-from daemon.polling import forecast, poller
+from daemon.polling import forecast, plan, poller
 from daemon.service import reload, retention, supervision
 from daemon.service.accounts import AccountPool
 from daemon.status import drift, listener
@@ -35,7 +35,7 @@ class _Polls:
         self.running: set[asyncio.Task[object]] = set()
         self._behind: set[str] = set()
 
-    async def poll(self, poll: poller.Poller, feed: poller.Feed) -> None:
+    async def poll(self, poll: poller.Poller, feed: plan.Feed) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.running.add(task)
@@ -62,7 +62,7 @@ class _Polls:
             self.running.discard(task)
         self._note_duration(feed, self.clock.monotonic() - started)
 
-    def _note_duration(self, feed: poller.Feed, took_s: float) -> None:
+    def _note_duration(self, feed: plan.Feed, took_s: float) -> None:
         if took_s > feed.interval_s and feed.key not in self._behind:
             self._behind.add(feed.key)
             logger.warning(
@@ -116,7 +116,7 @@ def _shutdown(scheduler: AsyncIOScheduler) -> None:
 
 
 def _schedule(
-    scheduler: AsyncIOScheduler, polls: _Polls, poll: poller.Poller, feed: poller.Feed
+    scheduler: AsyncIOScheduler, polls: _Polls, poll: poller.Poller, feed: plan.Feed
 ) -> None:
     scheduler.add_job(
         polls.poll,
@@ -154,12 +154,12 @@ class _Running:
         self._poll = poll
         self._scheduler = scheduler
         self.admin: listener.Admin | None = None  # set once the admin listener is up
-        self._feeds = {f.key: f for f in poller.feeds(config, forecast.fitted_intervals(config))}
+        self._feeds = {f.key: f for f in plan.feeds(config, forecast.fitted_intervals(config))}
         for feed in self._feeds.values():
             _schedule(scheduler, polls, poll, feed)
 
     @property
-    def feeds(self) -> list[poller.Feed]:
+    def feeds(self) -> list[plan.Feed]:
         return list(self._feeds.values())
 
     async def apply(self, new: Config) -> None:
@@ -167,7 +167,7 @@ class _Running:
         await drift.warn(self._engine, new)  # before a changed trigger's first poll
         await self._pool.apply(new)
         self._deliverer.reconfigure({s.name: s for s in new.subscriptions}, new.delivery)
-        feeds = {f.key: f for f in poller.feeds(new, forecast.fitted_intervals(new))}
+        feeds = {f.key: f for f in plan.feeds(new, forecast.fitted_intervals(new))}
         for key in self._feeds.keys() - feeds.keys():
             self._scheduler.remove_job(key)  # a poll in progress finishes; no new one starts
         for key, feed in feeds.items():

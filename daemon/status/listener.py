@@ -35,7 +35,7 @@ from daemon.config import Config
 from daemon.db import outbox_admin
 from daemon.errors import AdminListenError
 from daemon.pipedrive import account_usage
-from daemon.polling.poller import Feed
+from daemon.polling.plan import Feed
 from daemon.status import access, admin_page, connections, dashboard, page_actions
 
 logger = logging.getLogger(__name__)

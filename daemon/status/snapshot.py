@@ -21,7 +21,7 @@ from daemon.db import feed_store, health_store, heartbeat, outbox
 from daemon.model import endpoint_health
 from daemon.model import subscription_state as state_model
 from daemon.pipedrive import account_usage, rate_limit
-from daemon.polling import change_feed, forecast, poller
+from daemon.polling import change_feed, forecast, plan
 from daemon.status import drift
 
 EXIT_OK = 0
@@ -63,7 +63,7 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     accounts = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
     intervals = {
         sub.name: feed.interval_s
-        for feed in poller.feeds(config, forecast.fitted_intervals(config))
+        for feed in plan.feeds(config, forecast.fitted_intervals(config))
         for sub in feed.subscriptions
     }
     configured = [sub.name for sub in config.subscriptions]

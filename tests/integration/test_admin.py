@@ -25,7 +25,7 @@ from daemon.db import database, outbox, tables
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
 from daemon.errors import AdminListenError
-from daemon.polling import poller
+from daemon.polling import plan
 from daemon.status import admin_page, listener, page_actions
 from tests.conftest import API_TOKEN, POSTGRES_ADMIN_URL, SIGNING_SECRET, config_text
 from tests.integration.test_pipeline import all_polled, eventually, opened, running
@@ -212,7 +212,7 @@ async def test_readyz_says_why_it_is_not_ready(scratch_postgres: str) -> None:
     recorder = metrics.PrometheusMetrics()
     scheduler = [True]
     engine = database.create_engine(scratch_postgres)
-    feeds = poller.feeds(config)
+    feeds = plan.feeds(config)
     app = listener.Admin(
         config, engine, recorder, feeds, lambda: scheduler[0], listening_on=LISTENING_ON
     ).app()
@@ -250,7 +250,7 @@ async def test_readyz_fails_when_a_feed_fails_past_three_intervals(database_url:
     recorder = metrics.PrometheusMetrics(clock=clock)
     engine = database.create_engine(database_url)
     app = listener.Admin(
-        config, engine, recorder, poller.feeds(config), lambda: True, listening_on=LISTENING_ON
+        config, engine, recorder, plan.feeds(config), lambda: True, listening_on=LISTENING_ON
     ).app()
     try:
         async with httpx.AsyncClient(

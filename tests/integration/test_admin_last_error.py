@@ -10,7 +10,7 @@ import httpx
 
 from daemon import metrics
 from daemon.db import database, tables
-from daemon.polling import poller
+from daemon.polling import plan
 from daemon.status import listener, snapshot
 from tests.integration.test_admin import admin_config, free_port, letter
 
@@ -41,7 +41,7 @@ async def test_the_page_shows_the_delivery_error_status_shows(database_url: str)
         row = (await snapshot.gather(config, engine, now)).subscriptions[0]
         assert row["last_delivery_error"] == ERROR
         recorder = metrics.PrometheusMetrics()
-        async with listener.serving(config, engine, recorder, poller.feeds(config), lambda: True):
+        async with listener.serving(config, engine, recorder, plan.feeds(config), lambda: True):
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
                 page = await client.get("/")
         assert page.status_code == 200, page.text

@@ -28,7 +28,7 @@ from daemon.pipedrive import rate_limit
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller, reread
+from daemon.polling import plan, poller, reread
 from daemon.status import snapshot
 from tests.conftest import API_TOKEN, config_text
 from tests.schema_check import assert_matches_schema
@@ -61,7 +61,7 @@ class Harness:
         self.caches: dict[str, LookupCache] = {}
 
     async def cycle(self) -> None:
-        for feed in poller.feeds(self.config):
+        for feed in plan.feeds(self.config):
             await self.poll.poll(feed)
 
     async def events(self, subscription: str | None = None) -> list[dict[str, Any]]:

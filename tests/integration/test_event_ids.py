@@ -28,7 +28,7 @@ from daemon.dev.sandbox import Sandbox
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller
+from daemon.polling import plan, poller
 from tests.conftest import API_TOKEN, config_text, scratch_postgres
 
 UPDATED = [{"name": "orgs", "trigger": "organization.updated"}]
@@ -44,7 +44,7 @@ class Run:
     engine: AsyncEngine
 
     async def cycle(self) -> None:
-        for feed in poller.feeds(self.config):
+        for feed in plan.feeds(self.config):
             await self.poll.poll(feed)
 
     async def ids(self, trigger: str) -> list[str]:

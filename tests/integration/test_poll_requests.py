@@ -17,7 +17,7 @@ from daemon.dev.sandbox import Sandbox
 from daemon.pipedrive.client import PipedriveClient
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller
+from daemon.polling import plan, poller
 from tests.conftest import API_TOKEN, config_text
 from tests.openapi_check import assert_requests_match_spec
 
@@ -57,7 +57,7 @@ async def test_poll_cycles_send_only_requests_the_spec_allows(
     try:
         client = PipedriveClient(http, account="main", limiter=AccountRateLimiter(1000))
         poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()}, clock=clock)
-        feeds = poller.feeds(config)
+        feeds = plan.feeds(config)
         for feed in feeds:
             await poll.poll(feed)  # first run: the id probe, then the listing from the start
         deal = sandbox.add_deal(title="new", person_id=person["id"])

@@ -21,7 +21,7 @@ from daemon.dev.sandbox import Sandbox, seed
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller
+from daemon.polling import plan, poller
 from tests.conftest import API_TOKEN, config_text
 
 SEED = 7  # the demo's seed
@@ -64,7 +64,7 @@ async def delivered_data(
     try:
         poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()})
         for _ in range(3):  # a backfill may take more than one cycle
-            for feed in poller.feeds(config):
+            for feed in plan.feeds(config):
                 await poll.poll(feed)
         async with engine.connect() as connection:
             rows = (await connection.execute(select(tables.deliveries))).all()

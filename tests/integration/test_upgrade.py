@@ -19,7 +19,7 @@ from daemon.dev.sandbox import Sandbox
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller
+from daemon.polling import plan, poller
 from tests.conftest import API_TOKEN, config_text, scratch_postgres
 
 
@@ -110,7 +110,7 @@ async def test_upgrade_from_the_id_mark_release(
         state = (await feed_store.load_states(async_engine))["deals"]
         assert state.id_floor == delivered[-1]["id"]
         for _ in range(2):
-            for feed in poller.feeds(config):
+            for feed in plan.feeds(config):
                 await poll.poll(feed)
         async with async_engine.connect() as connection:
             rows = (await connection.execute(sqlalchemy.select(tables.deliveries))).all()

@@ -15,7 +15,7 @@ from daemon.model import deliveries
 from daemon.model.subscription_state import State
 from daemon.pipedrive import account_usage, costs
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import poller
+from daemon.polling import plan
 from daemon.status import admin_page, dashboard, listener
 from daemon.triggers import get as trigger
 
@@ -121,9 +121,9 @@ def test_openmetrics_when_the_scraper_asks() -> None:
     )
 
 
-def feed(interval_s: float) -> poller.Feed:
+def feed(interval_s: float) -> plan.Feed:
     sub: Any = type("S", (), {"name": "won-deals"})()
-    return poller.Feed("main", trigger("deal.added").object, (sub,), interval_s, 60)
+    return plan.Feed("main", trigger("deal.added").object, (sub,), interval_s, 60)
 
 
 @pytest.mark.parametrize(
