@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 
 from daemon.dev.local_server import LocalServer, serve
 from daemon.dev.sandbox import Sandbox
+from tests import processes
 from tests.schema_check import assert_matches_schema
 
 pytestmark = pytest.mark.slow
@@ -100,15 +99,7 @@ class Outcome:
 def run_cli(config: Path, *args: str) -> Outcome:
     env = {k: v for k, v in os.environ.items() if not k.startswith(PROJECT_ENV_PREFIX)}
     env["PYTHONPATH"] = str(REPO_ROOT)
-    done = subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        env=env,
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    done = processes.run(["--config", str(config), *args], env=env, timeout=CLI_TIMEOUT_S)
     outcome = Outcome(done.returncode, done.stdout, done.stderr)
     for secret in (TOKEN, WRONG_TOKEN):
         assert secret not in outcome.stdout + outcome.stderr

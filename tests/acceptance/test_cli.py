@@ -18,6 +18,7 @@ import pytest
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
 from daemon.payloads import envelope
+from tests import processes
 from tests.conftest import API_TOKEN, config_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,23 +27,15 @@ REPO = Path(__file__).resolve().parents[2]
 def cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
+    """`python -m daemon ARGS` as a process of its own (forked from a zygote that imported the
+    package once: see tests/processes.py; the demo and sandbox tests start a new interpreter)."""
+    return processes.run(list(args), env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(config: Path, log: Path) -> processes.Child:
     with log.open("ab") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon", "--config", str(config), "run"],
-            stdout=sink,
-            stderr=sink,
-            cwd=REPO,
+        return processes.start(
+            ["--config", str(config), "run"], stdout=sink.fileno(), stderr=sink.fileno()
         )
 
 
