@@ -30,6 +30,7 @@ from standardwebhooks.webhooks import Webhook
 
 from daemon import redact, times, triggers
 from daemon.errors import ConfigError
+from daemon.model import endpoint_health
 from daemon.triggers import filters
 
 logger = logging.getLogger(__name__)
@@ -317,6 +318,11 @@ class SubscriptionConfig(_Frozen):
     def secrets(self) -> tuple[SecretStr, ...]:
         """The signing secrets, newest first as written; empty when unsigned."""
         return self.secret or ()
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's fingerprint, which its health in the database is recorded with."""
+        return endpoint_health.fingerprint(str(self.callback_url))
 
     @property
     def definition(self) -> triggers.Trigger:

@@ -3,6 +3,7 @@ start and written whenever `delivery.verdicts` changes it (rules in `model.endpo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -24,6 +25,7 @@ async def load(engine: AsyncEngine) -> dict[str, Health]:
                 pause_reason=row.pause_reason,
                 probe_at=row.probe_at,
                 probe_interval_s=row.probe_interval_s,
+                endpoint=row.endpoint,
             )
             for row in rows
         }
@@ -39,6 +41,7 @@ async def save_in(
         "pause_reason": health.pause_reason,
         "probe_at": health.probe_at,
         "probe_interval_s": health.probe_interval_s,
+        "endpoint": health.endpoint,
         "updated_at": now,
     }
     await connection.execute(
@@ -60,7 +63,7 @@ async def set_disabled(
     a disabled subscription keeps its first reason and time."""
     current = (await load(engine)).get(subscription, HEALTHY)
     if reason is None:
-        health = HEALTHY
+        health = replace(HEALTHY, endpoint=current.endpoint)
     elif current.disabled_at is not None:
         return current
     else:

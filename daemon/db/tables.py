@@ -189,6 +189,8 @@ delivery_attempts = Table(
 # A subscription's delivery switch and health, as the operator and the daemon set them. No row
 # means enabled and healthy. `disabled_at` is set by `subscriptions disable` or a 410 Gone;
 # `paused_at` after `pause_after` consecutive failures, with the next probe at `probe_at`.
+# `endpoint`: the sha256 of the callback_url it was judged on (never the URL: it may hold a
+# token); a pause or a 410 recorded for another URL does not hold a new one back.
 subscription_health = Table(
     "subscription_health",
     metadata,
@@ -200,6 +202,7 @@ subscription_health = Table(
     Column("probe_at", Timestamp(), nullable=True),
     Column("probe_interval_s", Float, nullable=True),
     Column("updated_at", Timestamp(), nullable=False),
+    Column("endpoint", String(64), nullable=True),  # None: recorded before revision 0009
 )
 
 # Per account and UTC day: Pipedrive calls, their tokens (the spec's x-token-cost) and the

@@ -112,6 +112,7 @@ class Deliverer:
         self._slots.reconfigure(_limits(subscriptions, settings))
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         self._judge.reconfigure(subscriptions, settings)
+        self._health_read_at = None  # a new callback_url's health is read at the next claim
 
     def wake(self) -> None:
         """New rows are in the outbox: look now rather than at the next idle poll."""
@@ -312,6 +313,8 @@ class Deliverer:
             self._outage.failed("reading subscription health", error)
             return
         self._judge.refresh(stored)
+        for name in sorted(self._judge.unsaved):  # e.g. a pause of a URL no longer configured
+            await self._apply_health(name, self._clock.now())
 
     async def _attempt(self, row: deliveries.Claimed) -> None:
         attempted_at = self._clock.now()

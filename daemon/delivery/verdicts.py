@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from daemon import times
@@ -59,10 +59,21 @@ class Judge:
     def reconfigure(
         self, subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
     ) -> None:
-        """A reload: new settings for the next outcome; health and failure counts stay."""
+        """A reload: new settings for the next outcome; health and failure counts stay, but
+        for a new `callback_url`: a new endpoint starts healthy (`endpoint_health.for_endpoint`)."""
+        for name, sub in subscriptions.items():
+            if name not in self._subscriptions or sub.endpoint == self._endpoint(name):
+                continue
+            self.failures[name] = 0
+            if name in self.health:  # saved when `refresh` reads the row (or ours, if newer)
+                self.health[name] = endpoint_health.for_endpoint(self.health[name], sub.endpoint)
         self._subscriptions = dict(subscriptions)
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
+
+    def _endpoint(self, name: str) -> str | None:
+        configured = self._subscriptions.get(name)
+        return configured.endpoint if configured else None
 
     def state(self, name: str) -> str:
         return self.health.get(name, endpoint_health.HEALTHY).state
@@ -74,10 +85,17 @@ class Judge:
             if name in self.unsaved:
                 continue  # ours is newer
             before = self.health.get(name, endpoint_health.HEALTHY)
-            after = stored.get(name, endpoint_health.HEALTHY)
+            recorded = stored.get(name)
+            after = endpoint_health.for_endpoint(
+                recorded or endpoint_health.HEALTHY, self._endpoint(name)
+            )
             if before.state != "ok" and after.state == "ok":
-                self.failures[name] = 0  # an operator switched it back on
+                self.failures[name] = 0  # an operator switched it back on, or a new URL
             self.health[name] = after
+            if recorded is not None and after != recorded:
+                # Recorded for another URL (or before URLs were): saved as this URL's, so
+                # every reader sees it, and going back to the old URL starts healthy too.
+                self.unsaved.add(name)
 
     def outcome(self, row: deliveries.Claimed, attempt: Attempt) -> deliveries.Outcome:
         """Decide what the attempt means for the event, and for the subscription's health."""
@@ -118,8 +136,7 @@ class Judge:
         if verdict == "gone":
             # The consumer asks us to stop: disable, and keep the event for after `enable`.
             if state.state != "disabled":
-                reason = f"410 Gone at {times.format_iso_seconds(at)}"
-                self.transition(name, endpoint_health.disabled(reason, at, state), at, "disabled")
+                self.transition(name, endpoint_health.gone(at, state), at, "disabled")
             return deliveries.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", at,
                 reply=attempt.reply, advance=False,
@@ -205,7 +222,8 @@ class Judge:
     ) -> None:
         """Change a subscription's health now (the next claim obeys it) and log it once; the
         database copy is written by `_apply_health` right after."""
-        self.health[name] = new
+        endpoint = self._endpoint(name)
+        self.health[name] = new if endpoint is None else replace(new, endpoint=endpoint)
         self.unsaved.add(name)
         if action == "paused":
             logger.error(

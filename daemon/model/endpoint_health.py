@@ -6,14 +6,28 @@ consecutive failed attempts: then only one probe (the oldest due event) is sent 
 `probe_interval`, doubling up to `MAX_PROBE_INTERVAL_S`, and the first success resumes it.
 While paused, events' own retry schedules do not advance, so a consumer that is down for a
 week dead-letters nothing. These rules are pure; `db.health_store` keeps the result.
+
+Health is the endpoint's: it is recorded with a fingerprint of the `callback_url` it was
+judged on, and a subscription given a new URL starts healthy (`for_endpoint`). A pause, and a
+410 Gone, were said by the old endpoint; an operator's disable stays, whatever the URL.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from daemon import times
+
 MAX_PROBE_INTERVAL_S = 3600.0  # the probe interval doubles up to an hour
+GONE_REASON_PREFIX = "410 Gone"  # a disable with this reason is the consumer's, not an operator's
+
+
+def fingerprint(callback_url: str) -> str:
+    """What identifies an endpoint in the database: a digest, never the URL (it may hold a
+    token)."""
+    return hashlib.sha256(callback_url.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -24,6 +38,7 @@ class Health:
     pause_reason: str | None = None
     probe_at: datetime | None = None  # when a paused subscription may send its next probe
     probe_interval_s: float | None = None
+    endpoint: str | None = None  # the `fingerprint` it was judged on; None: not recorded
 
     @property
     def state(self) -> str:
@@ -36,12 +51,38 @@ class Health:
     def may_probe(self, now: datetime) -> bool:
         return self.probe_at is None or self.probe_at <= now
 
+    @property
+    def gone(self) -> bool:
+        """Disabled by the consumer's 410 Gone (not by an operator)."""
+        return self.disabled_at is not None and (self.disabled_reason or "").startswith(
+            GONE_REASON_PREFIX
+        )
+
 
 HEALTHY = Health()
 
 
 def disabled(reason: str, now: datetime, health: Health = HEALTHY) -> Health:
     return replace(health, disabled_at=now, disabled_reason=reason)
+
+
+def gone(now: datetime, health: Health = HEALTHY) -> Health:
+    """The consumer answered 410 Gone: disabled until an operator enables it, or a new URL."""
+    return disabled(f"{GONE_REASON_PREFIX} at {times.format_iso_seconds(now)}", now, health)
+
+
+def for_endpoint(health: Health, endpoint: str | None) -> Health:
+    """`health` as it applies to the endpoint `endpoint` (a `fingerprint`; None: unknown, as
+    for a subscription no longer configured), stamped with it. Health recorded for another
+    endpoint keeps only an operator's disable; health recorded before endpoints were (no
+    fingerprint) is taken to be this endpoint's."""
+    if endpoint is None:
+        return health
+    if health.endpoint in (None, endpoint):
+        return replace(health, endpoint=endpoint)
+    if health.disabled_at is not None and not health.gone:
+        return Health(health.disabled_at, health.disabled_reason, endpoint=endpoint)
+    return Health(endpoint=endpoint)
 
 
 def paused(reason: str, now: datetime, probe_interval_s: float) -> Health:

@@ -52,7 +52,8 @@ class _Polls:
             )
             return
         except Exception:
-            # The database itself failed while recording the failure: next tick tries again.
+            # A bug outside the cycle (the poller logs and records its own failures, and a
+            # database outage once): next tick tries again.
             logger.exception(
                 "poll of %s failed unexpectedly; retrying next cycle",
                 feed.key,
@@ -180,6 +181,10 @@ class _Running:
         self._deliverer.wake()
 
 
+def _endpoints(config: Config) -> dict[str, str]:
+    return {s.name: s.endpoint for s in config.subscriptions}
+
+
 async def run(
     config: Config,
     stop: asyncio.Event,
@@ -248,7 +253,7 @@ async def run(
         )
         # READY=1 (migrations applied, first polls scheduled), STATUS= lines, WATCHDOG=1 pings.
         supervisor = await stack.enter_async_context(
-            supervision.supervised(engine, subscriptions, clock=clock)
+            supervision.supervised(engine, subscriptions, clock=clock, endpoints=_endpoints(config))
         )
         background: set[asyncio.Task[None]] = {
             asyncio.create_task(heartbeat.keep_beating(engine, clock=clock), name="heartbeat")
@@ -261,7 +266,10 @@ async def run(
         if reloads is not None:
 
             async def reloaded(rejected: bool) -> None:
-                await supervisor.reloaded([s.name for s in running.config.subscriptions], rejected)
+                current = running.config
+                await supervisor.reloaded(
+                    [s.name for s in current.subscriptions], rejected, _endpoints(current)
+                )
 
             background.add(asyncio.create_task(reloads.serve(running.apply, reloaded)))
         delivering = asyncio.create_task(deliverer.run(stop), name="delivery")

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -50,10 +50,12 @@ class Supervisor:
         subscriptions: Collection[str],
         status_interval_s: float,
         clock: clock_module.Clock = clock_module.SYSTEM,
+        endpoints: Mapping[str, str] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._subscriptions = frozenset(subscriptions)
+        self._endpoints = dict(endpoints or {})  # see `dashboard.subscriptions`
         self._status_interval_s = status_interval_s
         self._last_status: str | None = None
         self._database_down = False
@@ -62,7 +64,9 @@ class Supervisor:
 
     async def _read_status(self) -> str | None:
         try:
-            rows = await dashboard.subscriptions(self._engine, self._subscriptions)
+            rows = await dashboard.subscriptions(
+                self._engine, self._subscriptions, endpoints=self._endpoints
+            )
         except Exception:
             # A database outage must not stop the daemon; the counts return with the database.
             # Said once per outage, in the log and in systemd's status line.
@@ -99,10 +103,16 @@ class Supervisor:
             )
         self._status = asyncio.create_task(self._report_status(), name="status")
 
-    async def reloaded(self, subscriptions: Collection[str], rejected: bool = False) -> None:
+    async def reloaded(
+        self,
+        subscriptions: Collection[str],
+        rejected: bool = False,
+        endpoints: Mapping[str, str] | None = None,
+    ) -> None:
         """A reload has ended (`sd_notify.reloading()` began it): READY=1 again, with the new
         status line, or one saying the new config was rejected and the old one runs on."""
         self._subscriptions = frozenset(subscriptions)
+        self._endpoints = dict(endpoints or {})
         line = await self._read_status()
         if rejected:
             prefix = "reload rejected (invalid config); running the previous config"
@@ -130,11 +140,13 @@ async def supervised(
     subscriptions: Collection[str],
     status_interval_s: float = STATUS_INTERVAL_S,
     clock: clock_module.Clock = clock_module.SYSTEM,
+    endpoints: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Send READY=1 with the first status line, then ping the watchdog at half `WATCHDOG_USEC`
     and send the status again when it changes. Enter it once everything is running;
-    `subscriptions` are the names the config gives."""
-    supervisor = Supervisor(engine, subscriptions, status_interval_s, clock)
+    `subscriptions` are the names the config gives, `endpoints` their callback_urls'
+    fingerprints (`SubscriptionConfig.endpoint`)."""
+    supervisor = Supervisor(engine, subscriptions, status_interval_s, clock, endpoints)
     await supervisor.start()
     try:
         yield supervisor

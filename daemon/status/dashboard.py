@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,11 +49,17 @@ class SubscriptionRow:
 
 
 async def subscriptions(
-    engine: AsyncEngine, configured: Collection[str], *, count_delivered: bool = False
+    engine: AsyncEngine,
+    configured: Collection[str],
+    *,
+    count_delivered: bool = False,
+    endpoints: Mapping[str, str] | None = None,
 ) -> list[SubscriptionRow]:
     """Every subscription in the config or the database, with its outbox counts and its state,
     in one statement: pending rows (the partial index of undelivered rows) and the newest error
-    of those that failed an attempt, dead letters, feed states, endpoint health."""
+    of those that failed an attempt, dead letters, feed states, endpoint health. `endpoints`
+    (name to `SubscriptionConfig.endpoint`): health recorded for another callback_url is not
+    the configured endpoint's."""
     pending = (
         select(
             deliveries.c.subscription.label("name"),
@@ -92,7 +98,7 @@ async def subscriptions(
                 literal(kind),
                 cast(literal(0), Integer),
                 at,
-                cast(null(), String),
+                cast(subscription_health.c.endpoint, String),  # in the feed status's place
                 reason,
             ).where(at.is_not(None))
             for kind, at, reason in (
@@ -124,7 +130,9 @@ async def subscriptions(
     health: dict[str, dict[str, Any]] = {}
     for name, kind, count, at, status, error in rows:
         if kind in ("disabled", "paused"):  # lists no subscription that nothing else lists
-            health.setdefault(name, {}).update({f"{kind}_at": at, f"{kind}_reason": error})
+            health.setdefault(name, {}).update(
+                {f"{kind}_at": at, f"{kind}_reason": error, "endpoint": status}
+            )
             continue
         entry = found.setdefault(name, {})
         if kind == "pending":
@@ -143,11 +151,15 @@ async def subscriptions(
             poll_status=entry.get("status"),
             poll_error=entry.get("last_error"),
             polled_at=entry.get("last_poll_at"),
-            health=endpoint_health.Health(
-                disabled_at=switches.get("disabled_at"),
-                disabled_reason=switches.get("disabled_reason"),
-                paused_at=switches.get("paused_at"),
-                pause_reason=switches.get("paused_reason"),
+            health=endpoint_health.for_endpoint(
+                endpoint_health.Health(
+                    disabled_at=switches.get("disabled_at"),
+                    disabled_reason=switches.get("disabled_reason"),
+                    paused_at=switches.get("paused_at"),
+                    pause_reason=switches.get("paused_reason"),
+                    endpoint=switches.get("endpoint"),
+                ),
+                (endpoints or {}).get(name),
             ),
             delivery_error=entry.get("delivery_error"),
         )

@@ -102,6 +102,7 @@ class Admin:
             s.name: admin_page.SubscriptionInfo(s.trigger, s.account) for s in config.subscriptions
         }
         self._accounts = [account.name for account in config.accounts]
+        self._endpoints = {s.name: s.endpoint for s in config.subscriptions}
 
     def reconfigure(self, config: Config, feeds: Sequence[Feed]) -> None:
         """A reload: the page and readiness follow the new subscriptions and feeds, and
@@ -192,7 +193,10 @@ class Admin:
 
     async def _subscriptions(self, *, count_delivered: bool) -> list[dashboard.SubscriptionRow]:
         return await dashboard.subscriptions(
-            self._engine, self._configured, count_delivered=count_delivered
+            self._engine,
+            self._configured,
+            count_delivered=count_delivered,
+            endpoints=self._endpoints,
         )
 
     async def page(self, request: Request) -> Response:

@@ -55,7 +55,12 @@ def _seconds(delta: timedelta | None) -> float | None:
 async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     states = await feed_store.load_states(engine)
     counts = await outbox.counts(engine)
-    healths = await health_store.load(engine)
+    # Health recorded for another callback_url than the config's is not this endpoint's.
+    endpoints = {sub.name: sub.endpoint for sub in config.subscriptions}
+    healths = {
+        name: endpoint_health.for_endpoint(health, endpoints.get(name))
+        for name, health in (await health_store.load(engine)).items()
+    }
     waiting = await outbox.pending_stats(engine)
     future = await feed_store.future_dated(engine, change_feed.listing_time(None, now))
     failing = {name: w.last_error for name, w in waiting.items() if w.last_error}

@@ -14,8 +14,9 @@ import sqlalchemy
 from pydantic import SecretStr
 
 from daemon import config as config_module
-from daemon.db import database, feed_store, tables
+from daemon.db import database, feed_store, health_store, tables
 from daemon.dev.sandbox import Sandbox
+from daemon.model import endpoint_health
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
@@ -194,3 +195,45 @@ def test_dead_letters_move_into_the_outbox_with_their_times(database_at_0003: st
         died.replace(tzinfo=UTC),
     )
     assert (letter.attempts, letter.last_status, letter.last_error) == (12, 500, "boom")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_at_0008(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database at revision 0008: health rows without the endpoint they judged."""
+    yield from _at_revision(request.param, tmp_path, "0008")
+
+
+async def test_health_recorded_before_endpoints_is_the_configured_endpoints(
+    database_at_0008: str,
+) -> None:
+    paused_at = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    old_health = sqlalchemy.table(
+        "subscription_health",
+        *(sqlalchemy.column(c) for c in ("subscription", "paused_at", "pause_reason")),
+        *(sqlalchemy.column(c) for c in ("probe_at", "probe_interval_s", "updated_at")),
+    )
+    engine = database.create_sync_engine(database_at_0008)
+    with engine.begin() as connection:
+        connection.execute(
+            old_health.insert().values(
+                subscription="h", paused_at=paused_at, pause_reason="3 consecutive failures",
+                probe_at=paused_at + timedelta(minutes=1), probe_interval_s=60.0,
+                updated_at=paused_at,
+            )
+        )  # fmt: skip
+    engine.dispose()
+
+    database.upgrade(database_at_0008)
+
+    async_engine = database.create_engine(database_at_0008)
+    try:
+        (name, health), *_ = (await health_store.load(async_engine)).items()
+        assert (name, health.state, health.endpoint) == ("h", "paused", None)
+        # No fingerprint: the pause holds for whatever URL is configured until it is stamped.
+        url = endpoint_health.fingerprint("https://consumer.example/hook")
+        stamped = endpoint_health.for_endpoint(health, url)
+        assert (stamped.state, stamped.endpoint) == ("paused", url)
+        await health_store.save(async_engine, "h", stamped, paused_at)
+        assert (await health_store.load(async_engine))["h"].endpoint == url
+    finally:
+        await async_engine.dispose()
