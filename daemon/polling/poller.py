@@ -15,7 +15,7 @@ from daemon import clock as clock_module
 from daemon import errors, times
 from daemon import metrics as metrics_module
 from daemon.config import EARLIEST_TIME, LATEST_TIME
-from daemon.db import feed_store, installation, outbox
+from daemon.db import feed_store, installation, outbox, transient
 from daemon.errors import PipedriveError
 from daemon.model import deliveries
 from daemon.payloads import envelope
@@ -53,11 +53,52 @@ class Poller:
         self._on_new_events = on_new_events
         self._clock = clock.now  # a poll reads wall time only; its waits are the client's
         self._installation: str | None = None
+        # One outage line for every feed (they share the database), apart from delivery's.
+        self._outage = transient.Outage()
+        # Per feed, the unexpected errors already logged with their traceback since its last
+        # good cycle: a bug that fails every poll is shown once, not every interval.
+        self._crashes: dict[str, set[tuple[str, str]]] = {}
 
     async def poll(self, feed: Feed) -> None:
         """One cycle. Any failure is recorded on the feed's subscriptions, never only logged;
-        what earlier pages committed stays committed."""
+        what earlier pages committed stays committed. A database outage is logged once, when
+        it begins (and once when it ends), not at every poll; nothing is raised."""
         now = self._clock()
+        try:
+            feed = await self._refuse_unservable(feed, now)
+        except Exception as error:
+            self._database_failed(feed, "recording refused subscriptions", error)
+            return
+        if not feed.subscriptions:
+            return
+        message: str | None = None
+        try:
+            await self._cycle(feed, now)
+        except Exception as error:  # a bug or an outage: recorded, and the next cycle retries
+            message = errors.describe(error)
+            self._cycle_failed(feed, error, message)
+        else:
+            self._crashes.pop(feed.key, None)
+        try:
+            await feed_store.record_cycle(
+                self._engine,
+                account=feed.account,
+                object_type=feed.object.name,
+                names=feed.names,
+                error=message,
+                now=now,
+            )
+        except Exception as error:  # the database is down (the cycle's failure said so)
+            self._database_failed(feed, "recording the poll", error)
+        else:
+            self._outage.recovered()
+        self._metrics.poll(feed.account, feed.object.name, ok=message is None)
+        cache = self._caches.get(feed.account)  # gone if a reload removed the account
+        if cache is not None:
+            cache.forget_expired()
+
+    async def _refuse_unservable(self, feed: Feed, now: datetime) -> Feed:
+        """The feed without the subscriptions it cannot serve, each recorded as refused."""
         refused = unservable(feed)
         for name, reason in refused.items():
             logger.error(
@@ -69,39 +110,47 @@ class Poller:
             await feed_store.record_refused(
                 self._engine, account=feed.account, name=name, error=reason, now=now
             )
-        if refused:  # one subscription's value never stalls its siblings
-            served = tuple(s for s in feed.subscriptions if s.name not in refused)
-            if not served:
-                return
-            feed = replace(feed, subscriptions=served)
-        message: str | None = None
-        try:
-            await self._cycle(feed, now)
-        except Exception as error:  # a bug or an outage: recorded, and the next cycle retries
-            message = errors.describe(error)
-            if not isinstance(error, PipedriveError):
-                logger.exception(
-                    "feed %s: poll crashed", feed.key, extra={"action": "poll.crashed"}
-                )
-            for name in feed.names:
-                logger.warning(
-                    "subscription %r: poll failed, will retry next cycle: %s",
-                    name,
-                    message,
-                    extra={"action": "poll.failed", "subscription": name},
-                )
-        await feed_store.record_cycle(
-            self._engine,
-            account=feed.account,
-            object_type=feed.object.name,
-            names=feed.names,
-            error=message,
-            now=now,
+        if not refused:  # one subscription's value never stalls its siblings
+            return feed
+        return replace(
+            feed, subscriptions=tuple(s for s in feed.subscriptions if s.name not in refused)
         )
-        self._metrics.poll(feed.account, feed.object.name, ok=message is None)
-        cache = self._caches.get(feed.account)  # gone if a reload removed the account
-        if cache is not None:
-            cache.forget_expired()
+
+    def _cycle_failed(self, feed: Feed, error: Exception, message: str) -> None:
+        if transient.known(error) is not None:
+            self._outage.failed(f"polling {feed.key}", error)
+            return
+        if not isinstance(error, PipedriveError):
+            self._crashed(feed, "poll crashed", error)
+        for name in feed.names:
+            logger.warning(
+                "subscription %r: poll failed, will retry next cycle: %s",
+                name,
+                message,
+                extra={"action": "poll.failed", "subscription": name},
+            )
+
+    def _database_failed(self, feed: Feed, what: str, error: Exception) -> None:
+        if transient.known(error) is not None:
+            self._outage.failed(f"{what} of {feed.key}", error)
+        else:
+            self._crashed(feed, f"{what} failed", error)
+
+    def _crashed(self, feed: Feed, what: str, error: Exception) -> None:
+        """A traceback, once per distinct error per feed until the feed polls cleanly."""
+        seen = self._crashes.setdefault(feed.key, set())
+        original = getattr(error, "orig", None) or error  # SQLAlchemy's text holds parameters
+        key = (type(original).__qualname__, str(original))
+        if key in seen:
+            return
+        seen.add(key)
+        logger.error(
+            "feed %s: %s; retrying each cycle (said again only for a different error)",
+            feed.key,
+            what,
+            exc_info=error,
+            extra={"action": "poll.crashed"},
+        )
 
     async def _cycle(self, feed: Feed, now: datetime) -> None:
         obj = feed.object

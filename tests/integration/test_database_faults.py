@@ -5,6 +5,7 @@ back, and a stop while outcomes cannot be written ends within the grace. Also re
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +49,7 @@ async def test_claims_and_writes_wait_out_a_read_only_database(
 ) -> None:
     from tests.conftest import _empty_tables
 
+    caplog.set_level(logging.INFO)  # the outage begins with a warning and ends with an info line
     _empty_tables(postgres_url)
     engine = database.create_engine(postgres_url)
     url = f"{consumer.base_url}/hooks/f"  # type: ignore[attr-defined]
@@ -67,7 +69,9 @@ async def test_claims_and_writes_wait_out_a_read_only_database(
             r for r in caplog.records if getattr(r, "action", "") == "database.unavailable"
         ]
         assert len(unavailable) == 1, "an outage is logged once"
-        assert any(getattr(r, "action", "") == "database.recovered" for r in caplog.records)
+        recovered = [r for r in caplog.records if getattr(r, "action", "") == "database.recovered"]
+        assert len(recovered) == 1 and recovered[0].levelno == logging.INFO
+        assert unavailable[0].levelno == logging.WARNING and "read-only" in unavailable[0].message
     finally:
         await asyncio.to_thread(read_only, postgres_url, False)
         await engine.dispose()

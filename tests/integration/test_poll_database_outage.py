@@ -1,0 +1,126 @@
+"""Polls while the database refuses writes (a read-only SQLite file, PostgreSQL switched to
+read-only with its connections cut): one line when the outage begins, none per poll while it
+lasts, one when the database is back, no tracebacks, and the polls pick up where they were."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon import config as config_module
+from daemon.db import database, tables
+from daemon.dev.sandbox import Sandbox
+from daemon.pipedrive.client import PipedriveClient, RetryOptions
+from daemon.pipedrive.lookups import LookupCache
+from daemon.pipedrive.rate_limit import AccountRateLimiter
+from daemon.polling import plan, poller
+from tests.conftest import API_TOKEN, config_text
+from tests.integration.test_database_faults import read_only
+
+OUTAGE_CYCLES = 4
+
+
+@contextlib.asynccontextmanager
+async def polling(
+    tmp_path: Path, database_url: str, sandbox: Sandbox
+) -> AsyncIterator[tuple[Callable[[], Any], AsyncEngine]]:
+    """The real poller on `database_url` against the sandbox; yields (one cycle, engine)."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        config_text(
+            database_url=database_url,
+            api_url=sandbox.base_url,
+            callback_url="http://127.0.0.1:9",
+            subscriptions=[{"name": "d", "trigger": "deal.added"}],
+            calls_per_minute=1000,
+        ),
+        encoding="utf-8",
+    )
+    config = config_module.load(path)
+    engine = database.create_engine(database_url)
+    http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
+    client = PipedriveClient(
+        http, account="main", limiter=AccountRateLimiter(1000), retry=RetryOptions(attempts=1)
+    )
+    poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()})
+
+    async def cycle() -> None:
+        for feed in plan.feeds(config):
+            await poll.poll(feed)  # as the scheduler runs it: an outage is no exception here
+
+    try:
+        yield cycle, engine
+    finally:
+        await http.aclose()
+        await engine.dispose()
+
+
+def sqlite_read_only(engine: AsyncEngine) -> Callable[[bool], None]:
+    """A read-only open of the SQLite file, connection by connection (root writes through
+    chmod): every write fails with SQLITE_READONLY, as on a read-only file or mount."""
+    state = {"on": False}
+
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA query_only = {int(state['on'])}")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "checkout", checkout)
+    return lambda on: state.update(on=on)
+
+
+async def queued_items(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(tables.deliveries.c.item_id))
+        return [row.item_id for row in rows]
+
+
+async def test_a_database_outage_is_one_line_when_it_begins_and_one_when_it_ends(
+    tmp_path: Path, database_url: str, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    sqlite = database_url.startswith("sqlite")
+    async with polling(tmp_path, database_url, sandbox) as (cycle, engine):
+        switch = sqlite_read_only(engine) if sqlite else None
+
+        async def set_read_only(on: bool) -> None:
+            if switch is not None:
+                switch(on)
+            else:
+                await asyncio.to_thread(read_only, database_url, on)
+
+        await cycle()  # the subscription starts now
+        try:
+            await set_read_only(True)
+            during = sandbox.add_deal("added during the outage")["id"]
+            outage_starts = len(caplog.records)
+            for _ in range(OUTAGE_CYCLES):
+                await cycle()
+            during_outage = caplog.records[outage_starts:]
+        finally:
+            await set_read_only(False)
+        await cycle()
+        assert await queued_items(engine) == [str(during)], "the polls picked up again"
+        after = sandbox.add_deal("added after the outage")["id"]
+        await cycle()
+        assert sorted(await queued_items(engine)) == sorted([str(during), str(after)])
+
+    said = [r for r in caplog.records if r.name.startswith("daemon")]
+    began = [r for r in said if getattr(r, "action", "") == "database.unavailable"]
+    ended = [r for r in said if getattr(r, "action", "") == "database.recovered"]
+    assert len(began) == 1, caplog.text
+    assert len(ended) == 1, caplog.text
+    assert began[0].levelno == logging.WARNING and ended[0].levelno == logging.INFO
+    assert "read-only" in began[0].getMessage(), began[0].getMessage()
+    assert [r for r in during_outage if r.name.startswith("daemon")] == began, caplog.text
+    assert not [r for r in said if r.exc_info], "no tracebacks for a known outage"
+    assert "Traceback" not in caplog.text
