@@ -27,12 +27,19 @@ class PipedriveTriggersError(Exception):
 
 
 class ConfigError(PipedriveTriggersError):
-    """The config file is missing, unreadable or invalid; `problems` lists each one."""
+    """The config file is missing, unreadable or invalid; `problems` lists each one, and
+    `files` the file each is in when it is an included one (None: the main file, `path`)."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
+    def __init__(
+        self, path: str, problems: list[str], files: list[str | None] | None = None
+    ) -> None:
         self.path = path
         self.problems = problems
-        super().__init__("\n".join(f"{path}: {problem}" for problem in problems))
+        self.files = files or [None] * len(problems)
+        self.lines = [
+            f"{file or path}: {problem}" for file, problem in zip(self.files, problems, strict=True)
+        ]
+        super().__init__("\n".join(self.lines))
 
 
 class DatabaseError(PipedriveTriggersError):

@@ -40,8 +40,8 @@ def abort(error: PipedriveTriggersError) -> NoReturn:
     """Exit with the error's line(s) and its exit code: a config error lists every problem
     (exit 3), a database error exits 4, the others carry their own code (1 if none)."""
     if isinstance(error, ConfigError):
-        for problem in error.problems:
-            click.echo(f"{error.path}: {problem}", err=True)
+        for line in error.lines:
+            click.echo(line, err=True)
         sys.exit(EXIT_CONFIG)
     if isinstance(error, DatabaseError):
         fail(str(error), EXIT_DATABASE)

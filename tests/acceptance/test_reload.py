@@ -187,3 +187,46 @@ def test_invalid_reload_is_rejected_once_and_the_old_config_keeps_running(
     assert text.count("reload rejected") == 1, "logged once"
     for problem in problems:
         assert text.count(problem) == 1, problem
+
+
+def test_sighup_reads_a_new_included_file(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    receiver: WebhookReceiver,
+    notify_listener: NotifyListener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_listener.address)
+    config = tmp_path / "config.toml"
+    _write(config, sandbox, receiver, [{"name": "deals", "trigger": "deal.added"}])
+    config.write_text(
+        'include = ["accounts.d/*.toml"]\n' + config.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    (tmp_path / "accounts.d").mkdir()  # empty: a glob that matches nothing is fine
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config, log)
+    try:
+        assert notify_listener.wait_for("READY"), log.read_text()
+        deal = sandbox.add_deal(title="seen by both")["id"]
+        (tmp_path / "accounts.d" / "acme.toml").write_text(
+            f'[[accounts]]\nname = "acme"\napi_token = "{API_TOKEN}"\n'
+            f'base_url = "{sandbox.base_url}"\n\n[[subscriptions]]\nname = "acme-deals"\n'
+            'account = "acme"\ntrigger = "deal.added"\nstart = "2000-01-01T00:00:00Z"\n'
+            f'callback_url = "{receiver.base_url}/hooks/acme"\n'  # type: ignore[attr-defined]
+            "poll_interval = 1\nallow_private_targets = true\n",
+            encoding="utf-8",
+        )
+        daemon.send_signal(signal.SIGHUP)
+        ready = notify_listener.wait_for("READY", count=2)
+        assert len(ready) == 2, log.read_text()
+        origin = envelope.Origin(sandbox.store.company_id, installation="")
+        added = origin.addition("acme-deals", "deal.added", deal)
+        assert _wait(lambda: added in receiver.event_ids()), log.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    text = log.read_text()
+    assert "reload: subscription 'acme-deals' added" in text
+    assert "reload: account 'acme' added" in text

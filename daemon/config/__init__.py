@@ -1,4 +1,5 @@
-"""The config file: one TOML file, validated once into frozen pydantic models."""
+"""The config file: one TOML file (and the files it includes), validated once into frozen
+pydantic models."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -29,6 +31,7 @@ from pydantic import (
 from standardwebhooks.webhooks import Webhook
 
 from daemon import redact, times, triggers
+from daemon.config import includes
 from daemon.errors import ConfigError
 from daemon.model import endpoint_health
 from daemon.triggers import filters
@@ -443,8 +446,16 @@ class Config(_Frozen):
     accounts: list[AccountConfig]
     subscriptions: list[SubscriptionConfig] = []
 
+    _by_name: dict[str, AccountConfig] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # A lookup a feed makes for each subscription: by name, so 1,000 accounts stay fast.
+        self._by_name = {}
+        for account in self.accounts:
+            self._by_name.setdefault(account.name, account)
+
     def account(self, name: str) -> AccountConfig:
-        return next(account for account in self.accounts if account.name == name)
+        return self._by_name[name]
 
 
 def _dotted(location: tuple[int | str, ...]) -> str:
@@ -495,28 +506,34 @@ def _valid(model: type[BaseModel], value: Any, base_dir: Path) -> Any:
         return None
 
 
-def _cross_checks(raw: dict[str, Any], base_dir: Path) -> list[str]:
+def _cross_checks(
+    raw: dict[str, Any], base_dir: Path, origins: includes.Origins | None = None
+) -> list[str]:
     """What pydantic cannot see field by field: names must be unique and refer to each other,
     filter keys exist, token files serve. Read from the raw tables, so that these come in the
     same report as any field's error, whatever else is wrong in the file."""
     problems: list[str] = []
+    origins = origins or includes.Origins()
     accounts = _entries(raw, "accounts")
     account_names = [name for a in accounts if isinstance(name := a.get("name"), str)]
-    names: set[str] = set()
+    known_accounts = set(account_names)
+    first: dict[str, int] = {}
     for index, name in enumerate(a.get("name") for a in accounts):
-        if isinstance(name, str) and name in names:
-            problems.append(f"accounts[{index}].name: duplicate account name (got {name!r})")
+        if isinstance(name, str) and name in first:
+            also = origins.elsewhere("accounts", index, first[name])
+            problems.append(f"accounts[{index}].name: duplicate account name (got {name!r}{also})")
         if isinstance(name, str):
-            names.add(name)
-    names = set()
+            first.setdefault(name, index)
+    first = {}
     for index, subscription in enumerate(_entries(raw, "subscriptions")):
         name, trigger, account = (subscription.get(k) for k in ("name", "trigger", "account"))
-        if isinstance(name, str) and name in names:
+        if isinstance(name, str) and name in first:
+            also = origins.elsewhere("subscriptions", index, first[name])
             problems.append(
-                f"subscriptions[{index}].name: duplicate subscription name (got {name!r})"
+                f"subscriptions[{index}].name: duplicate subscription name (got {name!r}{also})"
             )
         if isinstance(name, str):
-            names.add(name)
+            first.setdefault(name, index)
         conditions = subscription.get("filter", {})
         if (
             isinstance(trigger, str)
@@ -527,7 +544,7 @@ def _cross_checks(raw: dict[str, Any], base_dir: Path) -> list[str]:
                 f"subscriptions[{index}].filter.{key}: {reason}"
                 for key, reason in filters.problems(triggers.get(trigger).object, conditions)
             )
-        if isinstance(account, str) and account not in account_names:
+        if isinstance(account, str) and account not in known_accounts:
             problems.append(
                 f"subscriptions[{index}].account: no [[accounts]] entry has this name "
                 f"(got {account!r}; known: {', '.join(account_names) or 'none'})"
@@ -623,10 +640,17 @@ NO_SUBSCRIPTIONS = "subscriptions: none configured; add a [[subscriptions]] tabl
 
 
 def parse(
-    raw: dict[str, Any], path: str, base_dir: Path, *, require_subscriptions: bool = False
+    raw: dict[str, Any],
+    path: str,
+    base_dir: Path,
+    *,
+    require_subscriptions: bool = False,
+    origins: includes.Origins | None = None,
 ) -> Config:
     """Validate, reporting every problem at once. `run` requires a subscription (it would
-    poll nothing); the action commands do not."""
+    poll nothing); the action commands do not. `origins` (from `includes.merge`) says which
+    included file each entry of `raw` came from, so a problem names that file."""
+    origins = origins or includes.Origins()
     problems = [NO_SUBSCRIPTIONS] if require_subscriptions and not raw.get("subscriptions") else []
     try:
         config = Config.model_validate(
@@ -642,11 +666,12 @@ def parse(
     faulted = {problem.partition(": ")[0] for problem in problems}
     problems += [
         problem
-        for problem in _cross_checks(_resolve_paths(raw, base_dir), base_dir)
+        for problem in _cross_checks(_resolve_paths(raw, base_dir), base_dir, origins)
         if problem.partition(": ")[0] not in faulted
     ]
-    if problems or config is None:
-        raise ConfigError(path, [_with_names(p, raw) for p in problems])
+    if problems or origins.problems or config is None:
+        located = origins.problems + [origins.locate(_with_names(p, raw)) for p in problems]
+        raise ConfigError(path, [p for _, p in located], [file for file, _ in located])
     return config
 
 
@@ -696,9 +721,16 @@ def load(path: str | Path, *, secrets: bool = True, require_subscriptions: bool 
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(file), [f"not valid TOML: {error}"]) from None
+    raw, origins = includes.merge(raw, file)
     if not secrets:
         raw = _without_secrets(raw)
-    return parse(raw, str(file), file.resolve().parent, require_subscriptions=require_subscriptions)
+    return parse(
+        raw,
+        str(file),
+        file.resolve().parent,
+        require_subscriptions=require_subscriptions,
+        origins=origins,
+    )
 
 
 def startup_warnings(config: Config) -> list[str]:
