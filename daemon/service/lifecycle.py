@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -18,7 +18,7 @@ from daemon.db import database, heartbeat
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
-from daemon.polling import forecast, plan, poller
+from daemon.polling import forecast, plan, poller, schedule
 from daemon.service import reload, retention, supervision
 from daemon.service.accounts import AccountPool
 from daemon.status import drift, listener
@@ -117,16 +117,19 @@ def _shutdown(scheduler: AsyncIOScheduler) -> None:
 
 
 def _schedule(
-    scheduler: AsyncIOScheduler, polls: _Polls, poll: poller.Poller, feed: plan.Feed
+    scheduler: AsyncIOScheduler, polls: _Polls, poll: poller.Poller, feed: plan.Feed, feeds: int
 ) -> None:
+    """Lists `feed` every interval, first after its offset (`schedule.first_delay`): with
+    thousands of feeds the listings spread over the interval instead of all at second 0, and
+    keep that phase; a handful of feeds still list within a fraction of a second."""
+    delay = schedule.first_delay(feed.key, feed.interval_s, feeds)
     scheduler.add_job(
         polls.poll,
         IntervalTrigger(seconds=feed.interval_s),
         args=[poll, feed],
         id=feed.key,
-        # First poll right away, in APScheduler's time: it runs its intervals on the system
-        # clock, not on ours.
-        next_run_time=datetime.now(UTC),
+        # In APScheduler's time: it runs its intervals on the system clock, not on ours.
+        next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
         max_instances=1,
         coalesce=True,
         misfire_grace_time=None,
@@ -157,7 +160,7 @@ class _Running:
         self.admin: listener.Admin | None = None  # set once the admin listener is up
         self._feeds = {f.key: f for f in plan.feeds(config, forecast.fitted_intervals(config))}
         for feed in self._feeds.values():
-            _schedule(scheduler, polls, poll, feed)
+            _schedule(scheduler, polls, poll, feed, len(self._feeds))
 
     @property
     def feeds(self) -> list[plan.Feed]:
@@ -172,8 +175,8 @@ class _Running:
         for key in self._feeds.keys() - feeds.keys():
             self._scheduler.remove_job(key)  # a poll in progress finishes; no new one starts
         for key, feed in feeds.items():
-            if self._feeds.get(key) != feed:  # an added subscription: poll now
-                _schedule(self._scheduler, self._polls, self._poll, feed)
+            if self._feeds.get(key) != feed:  # an added subscription: poll soon
+                _schedule(self._scheduler, self._polls, self._poll, feed, len(feeds))
         self._feeds = feeds
         self.config = new
         if self.admin is not None:

@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 # Pure deciders: table-tested without sockets or a database, so they must not reach I/O.
 DECIDERS = (
     "daemon.polling.change_feed",
+    "daemon.polling.schedule",
     "daemon.delivery.slots",
     "daemon.delivery.verdicts",
     "daemon.delivery.retry_policy",
