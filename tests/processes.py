@@ -79,6 +79,9 @@ class Child:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
+    def __del__(self) -> None:
+        self._connection.close()  # a test that never waited for it: no ResourceWarning
+
     def __enter__(self) -> Child:
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import signal
 import socket
 import sqlite3
@@ -140,6 +141,12 @@ def test_valid_reload_adds_removes_and_rotates_without_losing_the_queue(
     assert API_TOKEN not in text and NEW_SECRET not in text and SIGNING_SECRET not in text
 
 
+def _polled(config: Path, name: str) -> bool:
+    """`status --json` shows the subscription's first poll recorded."""
+    rows = json.loads(cli("--config", str(config), "status", "--json").stdout or "[]")
+    return any(row["subscription"] == name and row["status"] == "ok" for row in rows)
+
+
 def test_invalid_reload_is_rejected_once_and_the_old_config_keeps_running(
     tmp_path: Path,
     sandbox: Sandbox,
@@ -154,6 +161,8 @@ def test_invalid_reload_is_rejected_once_and_the_old_config_keeps_running(
     daemon = start_daemon(config, log)
     try:
         assert notify_listener.wait_for("READY"), log.read_text()
+        # The first poll has been recorded (its feed is spread a few ms into the interval).
+        assert _wait(lambda: _polled(config, "deals")), log.read_text()
         good = config.read_text(encoding="utf-8")
         config.write_text(
             good.replace("poll_interval = 1", 'poll_interval = 0\ncolour = "blue"'),
