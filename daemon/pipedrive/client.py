@@ -404,7 +404,10 @@ class PipedriveClient:
         collected: list[Item] = []
         previous: set[tuple[Any, str]] = set()
         async for page in self.pages(path, params):
-            previous = _check_advances(page, previous, f"account {self.account!r}: GET {path}")
+            versions = {
+                (item.get("id"), json.dumps(item, sort_keys=True, default=str)) for item in page
+            }
+            previous = check_advances(versions, previous, f"account {self.account!r}: GET {path}")
             collected.extend(page)
         return collected
 
@@ -458,11 +461,13 @@ class PipedriveClient:
         return _object(answer, f"account {self.account!r}: {method} {path}")
 
 
-def _check_advances(
-    page: Sequence[Item], previous: set[tuple[Any, str]], where: str
+def check_advances(
+    versions: set[tuple[Any, str]], previous: set[tuple[Any, str]], where: str
 ) -> set[tuple[Any, str]]:
-    """The page's (id, content) versions; an error when they all were on the previous page."""
-    versions = {(item.get("id"), json.dumps(item, sort_keys=True, default=str)) for item in page}
+    """A page's (id, content) versions, all of which the previous page held, mean the listing
+    goes round in circles (a broken cursor): stop it rather than spend the account's budget.
+    Only one page is remembered, so a catch-up's memory stays bounded by a page. Returns
+    `versions`, the next call's `previous`."""
     if versions and versions <= previous:
         raise PipedriveUnavailable(
             f"{where}: Pipedrive served the same page again; the listing was stopped"

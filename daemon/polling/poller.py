@@ -19,11 +19,12 @@ from daemon.db import feed_store, installation, outbox, transient
 from daemon.errors import PipedriveError
 from daemon.model import deliveries
 from daemon.payloads import envelope
+from daemon.pipedrive import client as client_module
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.polling import change_feed, events
 from daemon.polling.plan import Feed
-from daemon.triggers.base import Item, ObjectType
+from daemon.triggers.base import ObjectType
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,11 @@ class Poller:
             obj.path, _listing_params(obj, since), offset=obj.paging == "offset"
         ):
             digests = [change_feed.content_hash(item) for item in page]
-            last_page = _check_advances(page, digests, last_page, feed)
+            last_page = client_module.check_advances(
+                {(item.get("id"), digest) for item, digest in zip(page, digests, strict=True)},
+                last_page,
+                f"account {feed.account!r}: GET {obj.path}",
+            )
             stored = await feed_store.load_items(
                 self._engine,
                 account=feed.account,
@@ -370,18 +375,3 @@ def unservable(feed: Feed) -> dict[str, str]:
                 f"{times.format_rfc3339_z(LATEST_TIME)} in UTC; fix the config"
             )
     return refused
-
-
-def _check_advances(
-    page: Sequence[Item], digests: Sequence[str], previous: set[tuple[Any, str]], feed: Feed
-) -> set[tuple[Any, str]]:
-    """A page made only of the versions the previous page held means the listing is going
-    round in circles (a broken cursor): stop it rather than spend the account's budget.
-    (Only one page is remembered, so a catch-up's memory stays bounded by a page.)"""
-    versions = {(item.get("id"), digest) for item, digest in zip(page, digests, strict=True)}
-    if versions and versions <= previous:
-        raise PipedriveError(
-            f"account {feed.account!r}: GET {feed.object.path}: Pipedrive served the same "
-            "page again; the listing was stopped"
-        )
-    return versions

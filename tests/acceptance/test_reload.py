@@ -20,6 +20,7 @@ from daemon.payloads import envelope
 from tests.acceptance.test_cli import cli, start_daemon
 from tests.conftest import API_TOKEN, SIGNING_SECRET, config_text
 from tests.notify_listener import NotifyListener
+from tests.waiting import HANG_S
 
 NEW_SECRET = "whsec_" + base64.b64encode(b"the-rotated-signing-secret-of-32b").decode()
 
@@ -54,7 +55,7 @@ def _write(
     path.write_text(text, encoding="utf-8")
 
 
-def _wait(condition: object, timeout_s: float = 20) -> bool:
+def _wait(condition: object, timeout_s: float = HANG_S) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if callable(condition) and condition():
