@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import compileall
 import contextlib
 import os
 import shutil
@@ -34,15 +33,6 @@ SIGNING_SECRET = "whsec_" + base64.b64encode(b"test-signing-secret-32-bytes-long
 
 MIN_WORKERS = 4
 MAX_WORKERS = 8
-PACKAGE_DIR = Path(__file__).resolve().parents[1] / "daemon"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """The tests start the CLI as a process well over a hundred times; with bytecode writing
-    off (PYTHONDONTWRITEBYTECODE, as on this machine) each would compile the package afresh.
-    Compile it once, in the controller (compileall writes whatever that setting says)."""
-    if not hasattr(config, "workerinput"):
-        compileall.compile_dir(PACKAGE_DIR, quiet=1)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
