@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import tomllib
 import unicodedata
 from datetime import UTC, datetime
@@ -362,6 +363,25 @@ class RetentionConfig(_Frozen):
     )
 
 
+MIN_LEASE_S = 3.0
+MAX_LEASE_S = 300.0
+DEFAULT_LEASE_S = 10.0
+
+
+def _default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"[:MAX_NAME_LENGTH]
+
+
+class ClusterConfig(_Frozen):
+    """Replicas on one PostgreSQL database: each account is polled by the replica holding its
+    lease (see `service.leases`)."""
+
+    # How long an account's lease lasts without renewal; renewed at a third of it.
+    lease: Annotated[Duration, Field(ge=MIN_LEASE_S, le=MAX_LEASE_S)] = DEFAULT_LEASE_S
+    # The replica's name in status, logs and metrics: unique among the replicas.
+    instance: Annotated[Name, Field(default_factory=_default_instance)]
+
+
 MIN_ADMIN_TOKEN_LENGTH = 16  # characters in `[admin] token_file`
 
 
@@ -443,6 +463,7 @@ class Config(_Frozen):
     delivery: DeliveryConfig = DeliveryConfig()
     retention: RetentionConfig = RetentionConfig()
     admin: AdminConfig = AdminConfig()
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     accounts: list[AccountConfig]
     subscriptions: list[SubscriptionConfig] = []
 

@@ -25,7 +25,13 @@ from daemon.service import sd_notify
 logger = logging.getLogger(__name__)
 
 # Keys read once at start: a reload that changes them says so, and a restart applies them.
-RESTART_ONLY = ("database.url", "delivery.timeout", "admin.listen")
+RESTART_ONLY = (
+    "database.url",
+    "delivery.timeout",
+    "admin.listen",
+    "cluster.lease",
+    "cluster.instance",
+)
 
 
 def read_config(path: str | Path) -> Config:
@@ -67,6 +73,12 @@ def changes(old: Config, new: Config) -> Changes:
         restart_only.append("delivery.timeout")
     if old.admin.listen != new.admin.listen:  # `[admin]` added or removed too
         restart_only.append("admin.listen")
+    # A replica keeps its name and lease for its life.
+    restart_only.extend(
+        f"cluster.{key}"
+        for key in ("lease", "instance")
+        if getattr(old.cluster, key) != getattr(new.cluster, key)
+    )
     return Changes(
         added=[n for n in new_subs if n not in old_subs],
         removed=[n for n in old_subs if n not in new_subs],

@@ -275,6 +275,7 @@ def test_example_config_documents_every_key_with_its_default() -> None:
         "delivery": config.DeliveryConfig,
         "retention": config.RetentionConfig,
         "admin": config.AdminConfig,
+        "cluster": config.ClusterConfig,
         "accounts": config.AccountConfig,
         "subscriptions": config.SubscriptionConfig,
     }
