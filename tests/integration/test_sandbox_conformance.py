@@ -215,6 +215,16 @@ def _delete_deal_3(sandbox: Sandbox) -> None:
     sandbox.delete_deal(3)
 
 
+def _a_webhook(sandbox: Sandbox) -> None:
+    """Cases may run on another worker than the one that POSTed: each makes what it needs."""
+    sandbox.add_webhook("https://hooks.example.com/pd", event_object="deal", http_auth_user="u")
+
+
+def _webhook_3(sandbox: Sandbox) -> None:
+    while not any(hook["id"] == 3 for hook in sandbox.webhooks):
+        sandbox.add_webhook("https://hooks.example.com/pd")
+
+
 NEW_DEAL = {
     "title": "Conformance deal",
     "value": 1200.5,
@@ -577,6 +587,45 @@ CASES = [
         body={"title": "x", "person_id": 1, "visible_to": 3},
         request_valid=False,
     ),
+    Case(
+        "webhook add",
+        "POST",
+        "/v1/webhooks",
+        201,
+        body={
+            "subscription_url": "https://hooks.example.com/pd",
+            "event_action": "*",
+            "event_object": "deal",
+            "name": "Instant mode",
+            "http_auth_user": "pd",
+            "http_auth_password": "secret",
+            "version": "2.0",
+        },
+    ),
+    Case(
+        "webhook add via /api/v1, v1 action",
+        "POST",
+        "/api/v1/webhooks",
+        400,
+        body={"subscription_url": "https://hooks.example.com/pd", "event_action": "added"},
+        request_valid=False,
+    ),
+    Case(
+        "webhook add without name",
+        "POST",
+        "/v1/webhooks",
+        400,
+        body={
+            "subscription_url": "https://hooks.example.com/pd",
+            "event_action": "change",
+            "event_object": "person",
+        },
+        request_valid=False,
+    ),
+    Case("webhooks", "GET", "/v1/webhooks", 200, prepare=_a_webhook),
+    Case("webhooks wrong token", "GET", "/v1/webhooks", 401, headers={"x-api-token": "revoked"}),
+    Case("webhook delete", "DELETE", "/v1/webhooks/3", 200, prepare=_webhook_3),
+    Case("webhook delete unknown", "DELETE", "/v1/webhooks/999999", 404),
     Case("users", "GET", "/v1/users", 200),
     Case("users via /api/v1", "GET", "/api/v1/users", 200),
     Case("users wrong token", "GET", "/v1/users", 401, headers={"x-api-token": "revoked"}),
@@ -607,7 +656,10 @@ def _documented_keys(
     content = responses[str(status)]["content"]["application/json"]
     schema, example = content["schema"], content["example"]
     parts = schema.get("allOf", [schema])
-    data_schema = next(p["properties"]["data"] for p in parts if "data" in p.get("properties", {}))
+    with_data = [p["properties"]["data"] for p in parts if "data" in p.get("properties", {})]
+    if not with_data:  # e.g. DELETE /v1/webhooks/{id}: `{status, success}` only
+        return set(), set()
+    data_schema = with_data[0]
     if data_schema.get("type") == "array":
         data_schema = data_schema["items"]
     if "allOf" in data_schema:  # v1 /users/me: the user plus company fields
@@ -622,6 +674,9 @@ def _check_keys(specs: Specs, case: Case, body: dict[str, Any]) -> None:
     """Same keys as the spec: every schema property served, nothing undocumented added."""
     _, raw, spec_path = specs.pick(case.template)
     schema_keys, known = _documented_keys(raw, spec_path, case.method.lower(), case.status)
+    if not known:
+        assert "data" not in body, case.name
+        return
     collection = spec_path.split("/{")[0]
     include_only = INCLUDE_ONLY.get(collection, set())
     requested = set(str(case.params.get("include_fields", "")).split(",")) - {""}

@@ -34,6 +34,8 @@ from daemon.dev.sandbox import (
     v1_records,
 )
 from daemon.dev.sandbox import seed as seeding
+from daemon.dev.sandbox.webhooks import registry as webhook_registry
+from daemon.dev.sandbox.webhooks import routes as webhook_routes
 
 __all__ = ["DEFAULT_TOKEN", "Sandbox", "run_standalone"]
 
@@ -46,7 +48,8 @@ def _refusals_as_value_errors() -> Iterator[None]:
     try:
         yield
     except errors.ApiError as exc:
-        raise ValueError(exc.body["error"]) from exc
+        # v1 webhooks answer `errors` keyed by field, everything else one `error` text.
+        raise ValueError(str(exc.body.get("error") or exc.body.get("errors"))) from exc
 
 
 class Sandbox:
@@ -72,7 +75,8 @@ class Sandbox:
         self.faults = faults.Faults()
         self.limiter = rate_limit.RateLimiter(limits)
         self._log = calls.CallLog()
-        self.routes = routes.build_routes(self.store)
+        self.webhook_registry = webhook_registry.Registry(self.store)
+        self.routes = routes.build_routes(self.store, webhook_routes.table(self.webhook_registry))
         self.app: ASGIApp = gateway.Gateway(
             routes.build_app(self.routes),
             self.routes,
@@ -322,6 +326,31 @@ class Sandbox:
     def add_pipeline(self, name: str, stage_names: list[str]) -> dict[str, Any]:
         pipeline = self.store.add_pipeline(name, stage_names)
         return self._copy(self.store.pipelines, pipeline["id"])
+
+    # -- Pipedrive's webhooks ----------------------------------------------------------------
+
+    def add_webhook(self, subscription_url: str, **body: Any) -> dict[str, Any]:
+        """A webhook as `POST /v1/webhooks` makes it (defaults: `*.*`, a name); a body the API
+        would refuse is a ValueError."""
+        body = {"event_action": "*", "event_object": "*", "name": "sandbox webhook", **body}
+        with _refusals_as_value_errors():
+            return self.webhook_registry.add({"subscription_url": subscription_url, **body})
+
+    @property
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook ever added, removed ones too (`remove_time`, `remove_reason` set);
+        `GET /v1/webhooks` lists only those not removed."""
+        return self.webhook_registry.everything()
+
+    def deactivate_webhook(self, webhook_id: int) -> None:
+        """Pipedrive turns the webhook off: still listed, `is_active` 0, nothing sent."""
+        with _refusals_as_value_errors():
+            self.webhook_registry.deactivate(webhook_id)
+
+    def delete_webhook(self, webhook_id: int, reason: str = "deleted by Pipedrive") -> None:
+        """Pipedrive removes the webhook: gone from the list, nothing more sent."""
+        with _refusals_as_value_errors():
+            self.webhook_registry.remove(webhook_id, reason)
 
     # -- snapshots -------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ v1 routes live in `v1_routes`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +50,9 @@ def _visible(
     return [record for record in records if store.visible(kind, record["id"], now)]
 
 
-def build_routes(store: Store) -> list[Route]:
+def build_routes(store: Store, more: Sequence[tuple[str, str, Endpoint]] = ()) -> list[Route]:
+    """Every served route; `more`: tables kept apart from the account's records (webhooks)."""
+
     def values_view(entity: str, params: Mapping[str, str]) -> Callable[[Any], dict[str, Any]]:
         """How custom_fields are served for this request (`custom_fields`,
         `include_option_labels`)."""
@@ -305,6 +307,7 @@ def build_routes(store: Store) -> list[Route]:
         ("GET", "/api/v2/organizationFields", list_fields("organization")),
         ("GET", "/api/v2/activityFields", list_fields("activity")),
         *v1_routes.table(store),
+        *more,
     ]
     return [
         Route(path, _guarded(endpoint), methods=[method], name=f"{method} {path}")

@@ -37,6 +37,9 @@ TOKEN_COSTS: dict[tuple[str, str], int] = {
     ("POST", "/v1/notes"): 10,
     ("GET", "/v1/leads"): 20,
     ("POST", "/v1/leads"): 10,
+    ("GET", "/v1/webhooks"): 10,
+    ("POST", "/v1/webhooks"): 10,
+    ("DELETE", "/v1/webhooks/{id}"): 6,
 }
 # Unrouted requests still pass the gateway; charge them like the cheapest read.
 UNKNOWN_ROUTE_COST = 1
