@@ -34,8 +34,11 @@ from daemon.dev.sandbox import (
     v1_records,
 )
 from daemon.dev.sandbox import seed as seeding
+from daemon.dev.sandbox.webhooks import faults as webhook_faults
+from daemon.dev.sandbox.webhooks import policy as webhook_policy
 from daemon.dev.sandbox.webhooks import registry as webhook_registry
 from daemon.dev.sandbox.webhooks import routes as webhook_routes
+from daemon.dev.sandbox.webhooks import sender as webhook_sender
 
 __all__ = ["DEFAULT_TOKEN", "Sandbox", "run_standalone"]
 
@@ -62,7 +65,11 @@ class Sandbox:
         limits: rate_limit.Limits | None = None,
         now: Callable[[], datetime] = clock.utc_now,
         company_id: int | None = None,
+        webhook_time_scale: float = 1.0,
+        webhook_timings: webhook_policy.Timings | None = None,
     ) -> None:
+        """`webhook_time_scale` multiplies Pipedrive's webhook delays (retries after 3/30/150 s,
+        10 s timeout, 30 min ban, deletion after 3 days); `webhook_timings` sets each."""
         self._token = token
         self.clock = clock.SandboxClock(now)
         self.store = state.Store(self.clock)
@@ -76,6 +83,12 @@ class Sandbox:
         self.limiter = rate_limit.RateLimiter(limits)
         self._log = calls.CallLog()
         self.webhook_registry = webhook_registry.Registry(self.store)
+        self.webhooks_faults = webhook_faults.DeliveryFaults()
+        timings = webhook_timings or webhook_policy.Timings().scaled(webhook_time_scale)
+        self.webhook_sender = webhook_sender.Sender(
+            self.webhook_registry, timings, self.webhooks_faults
+        )
+        self.webhook_registry.listener = self.webhook_sender.on_change
         self.routes = routes.build_routes(self.store, webhook_routes.table(self.webhook_registry))
         self.app: ASGIApp = gateway.Gateway(
             routes.build_app(self.routes),
@@ -85,6 +98,16 @@ class Sandbox:
             self.faults,
             self._log,
         )
+
+    def close(self) -> None:
+        """Stop the webhook sender's thread (if a webhook ever started it)."""
+        self.webhook_sender.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # -- auth, limits, call log ---------------------------------------------------------------
 
@@ -342,6 +365,20 @@ class Sandbox:
         `GET /v1/webhooks` lists only those not removed."""
         return self.webhook_registry.everything()
 
+    @property
+    def webhook_deliveries(self) -> list[webhook_sender.Delivery]:
+        """Every delivery attempt so far, sent or dropped, in the order they happened."""
+        return self.webhook_sender.deliveries
+
+    @property
+    def webhook_timings(self) -> webhook_policy.Timings:
+        return self.webhook_sender.timings
+
+    @webhook_timings.setter
+    def webhook_timings(self, timings: webhook_policy.Timings) -> None:
+        """New delays for attempts from now on (retries already waiting keep theirs)."""
+        self.webhook_sender.timings = timings
+
     def deactivate_webhook(self, webhook_id: int) -> None:
         """Pipedrive turns the webhook off: still listed, `is_active` 0, nothing sent."""
         with _refusals_as_value_errors():
@@ -453,4 +490,5 @@ def run_standalone(port: int, seed: int) -> None:
         pass  # uvicorn re-raises the Ctrl-C it handled; stopping is the expected outcome
     finally:
         sock.close()
+        sandbox.close()
     print(f"Sandbox stopped after {time.monotonic() - started:.0f} s.")

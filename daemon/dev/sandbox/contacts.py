@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from daemon.dev.sandbox import clock, custom_fields, errors
+from daemon.dev.sandbox import changes, clock, custom_fields, errors
 from daemon.dev.sandbox.state import Store
 
 _PERSON_KEYS = (
@@ -57,6 +57,7 @@ def create_person(
                 person[key] = fields[key]
         person["custom_fields"] = values
         person["update_time"] = clock.rfc3339(update_time or fields.get("add_time") or store.now())
+        store.emit(changes.CREATE, "person", person)
         return person
 
 
@@ -69,6 +70,7 @@ def update_person(
             raise errors.not_found("Person not found")
         name = _name(fields, required=False)
         _check_links(store, fields)
+        before = store.snapshot(person)
         values = custom_fields.merged(
             store, "person", person["custom_fields"], fields.get("custom_fields")
         )
@@ -79,6 +81,7 @@ def update_person(
                 person[key] = fields[key]
         person["custom_fields"] = values
         person["update_time"] = clock.rfc3339(at or store.now())
+        store.emit(changes.CHANGE, "person", person, before)
         return person
 
 
@@ -98,6 +101,7 @@ def create_organization(
                 org[key] = fields[key]
         org["custom_fields"] = values
         org["update_time"] = clock.rfc3339(update_time or fields.get("add_time") or store.now())
+        store.emit(changes.CREATE, "organization", org)
         return org
 
 
@@ -110,6 +114,7 @@ def update_organization(
             raise errors.not_found("Organization not found")
         name = _name(fields, required=False)
         _check_links(store, fields)
+        before = store.snapshot(org)
         values = custom_fields.merged(
             store, "organization", org["custom_fields"], fields.get("custom_fields")
         )
@@ -120,4 +125,5 @@ def update_organization(
                 org[key] = fields[key]
         org["custom_fields"] = values
         org["update_time"] = clock.rfc3339(at or store.now())
+        store.emit(changes.CHANGE, "organization", org, before)
         return org

@@ -7,12 +7,13 @@ lock, because the app runs in a uvicorn thread while tests read and mutate from 
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from daemon.dev.sandbox import bodies, clock, custom_fields, errors, render
+from daemon.dev.sandbox import bodies, changes, clock, custom_fields, errors, render
 
 DEFAULT_CURRENCY = "EUR"
 DEFAULT_VISIBLE_TO = 3
@@ -55,6 +56,8 @@ class Store:
         # The account's company, as `GET /v1/users/me` names it; a second sandbox may differ.
         self.company_id = render.COMPANY_ID
         self._last_id = dict.fromkeys(KINDS, 0)
+        # Told of every write of a record, under the lock (the webhook sender).
+        self.listeners: list[changes.Listener] = []
 
     def _next_id(self, kind: str) -> int:
         # Monotonic per resource, never reused, like Pipedrive's autoincrement ids.
@@ -63,6 +66,36 @@ class Store:
 
     def _stamp(self, at: datetime | None) -> str:
         return clock.rfc3339(at or self.now())
+
+    # -- change notices -------------------------------------------------------------------------
+
+    def snapshot(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """A record's state before a write, kept only when someone listens."""
+        return copy.deepcopy(record) if self.listeners else None
+
+    def emit(
+        self,
+        action: str,
+        kind: str,
+        record: dict[str, Any],
+        before: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Tell the listeners of a write (call with the lock held, after the write)."""
+        if not self.listeners:
+            return
+        change = changes.Change(
+            action,
+            kind,
+            copy.deepcopy(record),
+            before,
+            at or clock.parse_any(record["update_time"]),
+            self.me_id,
+            self.company_id,
+            tuple(sorted(u["id"] for u in self.users.values() if u["active_flag"])),
+        )
+        for listener in self.listeners:
+            listener(change)
 
     def next_id(self, kind: str) -> int:
         with self.lock:
@@ -327,6 +360,7 @@ class Store:
                 deal["archive_time"] = clock.rfc3339(fields.get("archive_time") or now)
             self._apply_status(deal, fields, added)
             self.deals[deal["id"]] = deal
+            self.emit(changes.CREATE, "deal", deal)
             return deal
 
     def update_deal(
@@ -343,6 +377,7 @@ class Store:
             if deal["is_archived"] and fields.get("is_archived") is not False:
                 raise errors.bad_request("Archived deals cannot be edited")
             self._check_links(fields)
+            before = self.snapshot(deal)
             now = at or self.now()
             changed_fields = custom_fields.merged(
                 self, "deal", deal["custom_fields"], fields.get("custom_fields")
@@ -367,14 +402,17 @@ class Store:
                 deal["archive_time"] = clock.rfc3339(archived_at) if deal["is_archived"] else None
             self._apply_status(deal, fields, now)
             deal["update_time"] = clock.rfc3339(now)
+            self.emit(changes.CHANGE, "deal", deal, before)
             return deal
 
     def archive_deal(self, deal_id: int) -> dict[str, Any]:
         with self.lock:
             deal = self.deals[deal_id]
+            before = self.snapshot(deal)
             now = self.now()
             deal.update(is_archived=True, archive_time=clock.rfc3339(now))
             deal["update_time"] = clock.rfc3339(now)
+            self.emit(changes.CHANGE, "deal", deal, before)
             return deal
 
     def delete_deal(
@@ -385,9 +423,11 @@ class Store:
             deal = self.deals.get(deal_id)
             if deal is None or (strict and deal["is_deleted"]):
                 raise errors.not_found("Deal not found")
+            before = self.snapshot(deal)
             moment = at or self.now()
             deal.update(is_deleted=True, status="deleted", update_time=clock.rfc3339(moment))
             self.deal_deleted_at[deal_id] = moment
+            self.emit(changes.DELETE, "deal", deal, before, moment)
             return deal
 
     # -- activities ---------------------------------------------------------------------------
@@ -457,6 +497,7 @@ class Store:
                 "note": fields.get("note"),
             }
             self.activities[activity["id"]] = activity
+            self.emit(changes.CREATE, "activity", activity)
             return activity
 
     def update_activity(
@@ -469,6 +510,7 @@ class Store:
             if activity is None or activity["is_deleted"]:
                 raise errors.not_found("Activity not found")
             person_id, participants = self._activity_links(fields, activity)
+            before = self.snapshot(activity)
             now = at or self.now()
             for key in (
                 "subject", "type", "owner_id", "deal_id", "lead_id", "org_id", "project_id",
@@ -484,6 +526,7 @@ class Store:
                 activity["done"] = fields["done"]
                 activity["marked_as_done_time"] = clock.rfc3339(now) if fields["done"] else None
             activity["update_time"] = clock.rfc3339(now)
+            self.emit(changes.CHANGE, "activity", activity, before)
             return activity
 
 

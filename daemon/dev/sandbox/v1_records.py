@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from daemon.dev.sandbox import clock, errors, queries
+from daemon.dev.sandbox import changes, clock, errors, queries
 from daemon.dev.sandbox.state import Store
 
 DEFAULT_LIMIT = 100
@@ -73,6 +73,7 @@ def add_note(
             "user_id": user_id,
         }
         store.notes[note["id"]] = note
+        store.emit(changes.CREATE, "note", note)
         return note
 
 
@@ -153,6 +154,7 @@ def add_lead(
             "cc_email": f"sandbox+lead{lead_id[:8]}@pipedrivemail.com",
         }
         store.leads[lead_id] = lead
+        store.emit(changes.CREATE, "lead", lead)
         return lead
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from daemon.dev.sandbox import clock, errors
+from daemon.dev.sandbox import changes, clock, errors
 from daemon.dev.sandbox.state import Store
 
 LIMIT_PER_USER = 40  # "The maximum limit of webhooks is 40 different webhooks per user."
@@ -93,8 +93,11 @@ def _problems(body: Mapping[str, Any], store: Store) -> dict[str, list[str]]:
 class Registry:
     """Webhooks by id. Removed ones stay here (for `Sandbox.webhooks`) but leave the API's list."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, listener: changes.Listener | None = None) -> None:
         self.store = store
+        # Told of the account's writes from the first webhook on (until then the store
+        # copies nothing for anyone).
+        self.listener = listener
         self._records: dict[int, dict[str, Any]] = {}
         self._last_id = 0
 
@@ -136,6 +139,8 @@ class Registry:
                 "name": body["name"],
             }
             self._records[record["id"]] = record
+            if self.listener is not None and self.listener not in self.store.listeners:
+                self.store.listeners.append(self.listener)
             return copy.deepcopy(record)
 
     def listed(self) -> list[dict[str, Any]]:
