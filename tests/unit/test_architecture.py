@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("daemon.payloads",),
     ("daemon.triggers",),
     ("daemon.config",),
-    ("daemon.polling", "daemon.delivery", "daemon.actions"),
+    ("daemon.polling", "daemon.delivery", "daemon.actions", "daemon.instant"),
     ("daemon.status",),
     ("daemon.service",),
     ("daemon.dev",),
@@ -41,6 +41,7 @@ DECIDERS = (
     "daemon.delivery.retry_policy",
     "daemon.pipedrive.token_budget",
     "daemon.triggers.filters",
+    "daemon.instant.decide",
 )
 
 # A module that imports one of these talks to the outside world.
