@@ -47,6 +47,10 @@ DEFAULT_MAX_WAIT_IN_CALL_S = 120.0  # one poll cycle: a longer Retry-After fails
 MAX_IDS_PER_CALL = 100  # Pipedrive's maximum for the `ids` filter
 DEFAULT_API_TIMEOUT_S = 30.0
 DEFAULT_RATE_LIMIT_WAIT_S = 2.0
+HEADERS = {"accept": "application/json", "user-agent": "pipedrive-triggers"}
+# The shared client's pool: every account's calls are already paced by its own rate limiter;
+# the bound only keeps a flood of slow answers from opening sockets without end.
+SHARED_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 IDEMPOTENT_METHODS = frozenset(
     {"GET", "HEAD"}
 )  # Pipedrive's burst window, when it names no Retry-After
@@ -236,6 +240,8 @@ class PipedriveClient:
         *,
         account: str,
         limiter: AccountRateLimiter,
+        api_root: str = "",
+        token: Callable[[], SecretStr] | None = None,
         retry: RetryOptions = DEFAULT_RETRY,
         max_wait_in_call_s: float = DEFAULT_MAX_WAIT_IN_CALL_S,
         metrics: CallRecorder = UNRECORDED,
@@ -243,6 +249,10 @@ class PipedriveClient:
         clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
         self.account = account
+        # On a shared client (`shared_http_client`), each request names its account's root
+        # and token; on a one-account client (`http_client`), the client's own are used.
+        self._api_root = api_root
+        self._auth = TokenAuth(token) if token is not None else httpx.USE_CLIENT_DEFAULT
         self._clock = clock
         self._metrics = metrics
         self._usage = usage
@@ -260,12 +270,17 @@ class PipedriveClient:
     def http_client(
         base_url: str, token: Callable[[], SecretStr], timeout_s: float = DEFAULT_API_TIMEOUT_S
     ) -> httpx.AsyncClient:
+        """A client for one account (tests, tools): its root and token are the client's."""
         return httpx.AsyncClient(
-            base_url=base_url,
-            auth=TokenAuth(token),
-            timeout=timeout_s,
-            headers={"accept": "application/json", "user-agent": "pipedrive-triggers"},
+            base_url=base_url, auth=TokenAuth(token), timeout=timeout_s, headers=HEADERS
         )
+
+    @staticmethod
+    def shared_http_client(timeout_s: float = DEFAULT_API_TIMEOUT_S) -> httpx.AsyncClient:
+        """One client for every account: one connection pool and one TLS context (certifi's
+        store is about a megabyte each), not one per account. Each `PipedriveClient` on it
+        passes `api_root` and `token`, so its requests carry its own root and token."""
+        return httpx.AsyncClient(timeout=timeout_s, headers=HEADERS, limits=SHARED_LIMITS)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -292,7 +307,9 @@ class PipedriveClient:
             if self._clock.monotonic() - asked > RATE_LIMIT_WAIT_S and not after_429:
                 self._usage.waited()
         try:
-            response = await self._http.request(method, path, params=params, json=body)
+            response = await self._http.request(
+                method, self._api_root + path, params=params, json=body, auth=self._auth
+            )
             answered = str(response.status_code)
         except httpx.TimeoutException:
             answered = "timeout"

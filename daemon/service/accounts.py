@@ -30,11 +30,17 @@ class Accounts:
     caches: dict[str, lookups.LookupCache]
 
 
-def max_wait_in_call_s(config: Config, account: str) -> float:
-    """How long a call may wait for a 429's pause: one cycle of the account's fastest feed
-    (a longer pause fails the cycle with its reason, and the next cycle asks again)."""
-    intervals = [s.poll_interval for s in config.subscriptions if s.account == account]
-    return min([DEFAULT_MAX_WAIT_IN_CALL_S, *intervals])
+def max_wait_in_call_s(config: Config) -> dict[str, float]:
+    """How long each account's calls may wait for a 429's pause: one cycle of the account's
+    fastest feed (a longer pause fails the cycle with its reason, and the next cycle asks
+    again). Worked out for all accounts in one pass over the subscriptions."""
+    waits = {account.name: DEFAULT_MAX_WAIT_IN_CALL_S for account in config.accounts}
+    for subscription in config.subscriptions:
+        if subscription.account in waits:
+            waits[subscription.account] = min(
+                waits[subscription.account], subscription.poll_interval
+            )
+    return waits
 
 
 def _client(
@@ -50,6 +56,8 @@ def _client(
     return PipedriveClient(
         http,
         account=account.name,
+        api_root=account.api_root,
+        token=account.token,
         limiter=AccountRateLimiter(
             account.calls_per_minute,
             on_wait=functools.partial(metrics.rate_limit_wait, account.name),
@@ -69,22 +77,21 @@ async def open_accounts(
     retry: RetryOptions = DEFAULT_RETRY,
     metrics: metrics_module.Metrics = metrics_module.NONE,
 ) -> AsyncIterator[Accounts]:
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {}
-        for account in config.accounts:
-            http = await stack.enter_async_context(
-                PipedriveClient.http_client(account.api_root, account.token)
-            )
-            wait = max_wait_in_call_s(config, account.name)
-            clients[account.name] = _client(http, account, retry, metrics, max_wait_s=wait)
+    async with PipedriveClient.shared_http_client() as http:
+        waits = max_wait_in_call_s(config)
+        clients = {
+            account.name: _client(http, account, retry, metrics, max_wait_s=waits[account.name])
+            for account in config.accounts
+        }
         yield Accounts(clients, {name: lookups.LookupCache() for name in clients})
 
 
 class AccountPool:
-    """The running daemon's accounts, re-opened by `apply` when a reload changes them. The
+    """The running daemon's accounts, re-made by `apply` when a reload changes them. The
     `clients` and `caches` dicts are updated in place, so the poller sees the new ones at its
-    next cycle; a replaced client is closed at the next `apply` or at `aclose`, so a poll that
-    is using it when the reload comes finishes with it."""
+    next cycle. Every client sends on one shared HTTP client (one connection pool, one TLS
+    context), closed by `aclose`; a replaced client needs no closing, so a poll that is using
+    it when the reload comes finishes with it."""
 
     def __init__(
         self,
@@ -94,42 +101,34 @@ class AccountPool:
     ) -> None:
         self._metrics = metrics
         self._clock = clock
+        self._http = PipedriveClient.shared_http_client()
         self.clients: dict[str, PipedriveClient] = {}
         self.caches: dict[str, lookups.LookupCache] = {}
         self._retry = retry
         self._settings: dict[str, AccountConfig] = {}
-        self._stacks: dict[str, contextlib.AsyncExitStack] = {}
-        self._retired: list[contextlib.AsyncExitStack] = []
         # Counts outlive a client replaced by a reload, so nothing counted is lost.
         self.usages: dict[str, account_usage.Usage] = {}
 
     async def apply(self, config: Config) -> None:
-        for stack in self._retired:
-            await stack.aclose()
-        self._retired = []
         wanted = {account.name: account for account in config.accounts}
+        waits = max_wait_in_call_s(config)
         for name in [n for n in self._settings if n not in wanted]:
             del self.clients[name], self.caches[name], self._settings[name]
-            self._retired.append(self._stacks.pop(name))
         for name, account in wanted.items():
             if self._settings.get(name) == account:
                 continue  # unchanged: keeps its rate limiter's history and its cache
-            stack = contextlib.AsyncExitStack()
-            http = await stack.enter_async_context(
-                PipedriveClient.http_client(account.api_root, account.token)
-            )
             usage = self.usages.setdefault(name, account_usage.Usage(name))
-            wait = max_wait_in_call_s(config, name)
             self.clients[name] = _client(
-                http, account, self._retry, self._metrics, usage, self._clock, max_wait_s=wait
+                self._http,
+                account,
+                self._retry,
+                self._metrics,
+                usage,
+                self._clock,
+                max_wait_s=waits[name],
             )
             self.caches[name] = lookups.LookupCache(clock=self._clock)
-            if name in self._stacks:
-                self._retired.append(self._stacks[name])
-            self._stacks[name] = stack
             self._settings[name] = account
 
     async def aclose(self) -> None:
-        for stack in [*self._retired, *self._stacks.values()]:
-            await stack.aclose()
-        self._retired, self._stacks = [], {}
+        await self._http.aclose()
