@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -52,18 +53,32 @@ TRIGGERS = (
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 
 
-def generate(accounts: int, per_account: int, directory: Path) -> Path:
-    """A config of `accounts` accounts, each with `per_account` subscriptions."""
-    lines = [f'[database]\nurl = "sqlite:///{directory / "scale.db"}"\n']
-    lines += (
-        f'[[accounts]]\nname = "acct-{a:05d}"\napi_token = "{TOKEN}"\n' for a in range(accounts)
-    )
+def generate(
+    accounts: int,
+    per_account: int,
+    directory: Path,
+    *,
+    database_url: str | None = None,
+    base_url: Callable[[int], str] | None = None,
+    token: str = TOKEN,
+    interval_s: int | None = None,
+) -> Path:
+    """A config of `accounts` accounts, each with `per_account` subscriptions. `base_url(a)`
+    points account `a` at an API root (Pipedrive's by default); `interval_s` sets every
+    subscription's poll_interval (the default, 120 s, when None)."""
+    url = database_url or f"sqlite:///{directory / 'scale.db'}"
+    lines = [f'[database]\nurl = "{url}"\n']
+    for a in range(accounts):
+        root = f'base_url = "{base_url(a)}"\n' if base_url else ""
+        lines.append(f'[[accounts]]\nname = "acct-{a:05d}"\napi_token = "{token}"\n{root}')
+    interval = f"poll_interval = {interval_s}\n" if interval_s else ""
     for a in range(accounts):
         for s in range(per_account):
             trigger = TRIGGERS[s % len(TRIGGERS)]
             lines.append(
                 f'[[subscriptions]]\nname = "acct-{a:05d}-{s:02d}"\naccount = "acct-{a:05d}"\n'
                 f'trigger = "{trigger}"\ncallback_url = "https://hooks.example.com/{a}/{s}"\n'
+                f"{interval}"
             )
     path = directory / "scale.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
