@@ -9,9 +9,10 @@ Rows add up: a restart continues the day's totals instead of starting them again
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,8 @@ from daemon.pipedrive import costs
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 5.0
+# Accounts per INSERT: 6 parameters each stays far below SQLite's and PostgreSQL's limits.
+ROWS_PER_STATEMENT = 500
 
 
 def today(now: datetime) -> str:
@@ -61,6 +64,33 @@ class Usage:
         return taken
 
 
+def _upsert(connection: Any, rows: Sequence[tuple[Usage, Counts]], now: datetime) -> Any:
+    """Add each row's counts to its account's row of today (inserted if absent)."""
+    statement = database.dialect_insert(connection, account_usage).values(
+        [
+            {
+                "account": usage.account,
+                "day": today(now),
+                "calls": counts.calls,
+                "tokens": counts.tokens,
+                "rate_limit_waits": counts.rate_limit_waits,
+                "updated_at": now,
+            }
+            for usage, counts in rows
+        ]
+    )
+    table, added = account_usage.c, statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["account", "day"],
+        set_={
+            "calls": table.calls + added.calls,
+            "tokens": table.tokens + added.tokens,
+            "rate_limit_waits": table.rate_limit_waits + added.rate_limit_waits,
+            "updated_at": added.updated_at,
+        },
+    )
+
+
 async def flush(engine: AsyncEngine, usages: Iterable[Usage], now: datetime) -> None:
     """Add each account's unflushed counts to today's row."""
     rows = []
@@ -72,26 +102,11 @@ async def flush(engine: AsyncEngine, usages: Iterable[Usage], now: datetime) -> 
         return
     try:
         async with write_lock.begin(engine) as connection:
-            for usage, counts in rows:
-                statement = database.dialect_insert(connection, account_usage).values(
-                    account=usage.account,
-                    day=today(now),
-                    calls=counts.calls,
-                    tokens=counts.tokens,
-                    rate_limit_waits=counts.rate_limit_waits,
-                    updated_at=now,
-                )
-                table = account_usage.c
+            # One statement per chunk, not one per account: a thousand accounts that each
+            # made a call in the last seconds are one round trip.
+            for start in range(0, len(rows), ROWS_PER_STATEMENT):
                 await connection.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["account", "day"],
-                        set_={
-                            "calls": table.calls + counts.calls,
-                            "tokens": table.tokens + counts.tokens,
-                            "rate_limit_waits": table.rate_limit_waits + counts.rate_limit_waits,
-                            "updated_at": now,
-                        },
-                    )
+                    _upsert(connection, rows[start : start + ROWS_PER_STATEMENT], now)
                 )
     except Exception:
         for usage, counts in rows:  # kept for the next flush, not lost
