@@ -377,7 +377,7 @@ def main() -> None:
                         interval_s=args.interval,
                         database_url=url,
                         token=scale.TOKEN,
-                        wrap=args.wrap,
+                        wrap=str(Path(args.wrap).resolve()) if args.wrap else None,
                         keep=args.keep,
                     )
                 results.append(result)
