@@ -158,3 +158,23 @@ def describe(error: BaseException) -> str:
     if isinstance(error, PipedriveError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+class LeaseLost(DatabaseError):
+    """A write made under a lease that another replica has taken since (fencing)."""
+
+    def __init__(self, lease: str, epoch: int) -> None:
+        self.lease = lease
+        self.epoch = epoch
+        super().__init__(
+            f"lease {lease!r} (epoch {epoch}) is no longer held by this replica, so this "
+            "write was refused"
+        )
+
+
+class InstanceNameInUse(DatabaseError):
+    def __init__(self, instance: str, holder: str) -> None:
+        super().__init__(
+            f"[cluster] instance {instance!r} is the name of a replica that is running ({holder}):"
+            " give each replica its own name, or leave `instance` unset for <hostname>-<pid>"
+        )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
 from daemon import logs, redact
@@ -138,25 +139,43 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 @click.option(
     "--accounts", is_flag=True, help="Per account: Pipedrive calls, tokens and waits today (UTC)."
 )
+@click.option(
+    "--instances",
+    is_flag=True,
+    help="The replicas: instance, host, pid, started, heartbeat, accounts held, state.",
+)
 @click.pass_context
-def status(ctx: click.Context, as_json: bool, accounts: bool) -> None:
+def status(ctx: click.Context, as_json: bool, accounts: bool, instances: bool) -> None:
     """Whether the daemon runs, and each subscription's state, polls and queue. Exit status:
     0 all well; 1 the daemon is not running, or a subscription is failing, paused,
     disabled or orphaned, or has dead letters."""
     config = plumbing.load_config(ctx, config_module.load_without_secrets)
     if accounts:
         names = [account.name for account in config.accounts]
-        rows = plumbing.with_engine(
-            config, lambda engine: account_usage.load_today(engine, names, datetime.now(UTC))
-        )
+
+        async def usage(engine: AsyncEngine) -> list[dict[str, object]]:
+            now = datetime.now(UTC)
+            rows = await account_usage.load_today(engine, names, now)
+            holders = await snapshot.account_holders(engine, now)
+            return [{**row, "polled_by": holders.get(str(row["account"]))} for row in rows]
+
+        rows = plumbing.with_engine(config, usage)
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         else:
-            _print_table(rows, ["account", "calls_today", "tokens_today", "rate_limit_waits"])
+            columns = ["account", "polled_by", "calls_today", "tokens_today", "rate_limit_waits"]
+            _print_table([{**row, "polled_by": row["polled_by"] or "-"} for row in rows], columns)
         return
     report = plumbing.with_engine(
         config, lambda engine: snapshot.gather(config, engine, datetime.now(UTC))
     )
+    if instances:
+        if as_json:
+            click.echo(json.dumps(report.replicas, indent=2))
+        else:
+            columns = ["instance", "host", "pid", "started_at", "heartbeat_at", "accounts", "state"]
+            _print_table(report.replicas, columns)
+        sys.exit(report.exit_code)
     if as_json:
         click.echo(json.dumps(report.subscriptions, indent=2))
     else:

@@ -4,12 +4,13 @@ pydantic models."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import logging
 import os
+import platform
 import re
-import socket
 import tomllib
 import unicodedata
 from datetime import UTC, datetime
@@ -369,7 +370,7 @@ DEFAULT_LEASE_S = 10.0
 
 
 def _default_instance() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"[:MAX_NAME_LENGTH]
+    return f"{platform.node()}-{os.getpid()}"[:MAX_NAME_LENGTH]
 
 
 class ClusterConfig(_Frozen):
@@ -379,7 +380,7 @@ class ClusterConfig(_Frozen):
     # How long an account's lease lasts without renewal; renewed at a third of it.
     lease: Annotated[Duration, Field(ge=MIN_LEASE_S, le=MAX_LEASE_S)] = DEFAULT_LEASE_S
     # The replica's name in status, logs and metrics: unique among the replicas.
-    instance: Annotated[Name, Field(default_factory=_default_instance)]
+    instance: Name = Field(default_factory=_default_instance)
 
 
 MIN_ADMIN_TOKEN_LENGTH = 16  # characters in `[admin] token_file`
@@ -752,6 +753,15 @@ def load(path: str | Path, *, secrets: bool = True, require_subscriptions: bool 
         require_subscriptions=require_subscriptions,
         origins=origins,
     )
+
+
+def fingerprint(config: Config) -> str:
+    """A short digest of what the config asks for, the same in every replica that reads the
+    same files (its own `[cluster] instance` aside): replicas compare it to show a rollout
+    half done. Secrets count only as present, never by value."""
+    shape = config.model_dump(mode="json", exclude={"cluster": {"instance"}})
+    text = json.dumps(shape, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def startup_warnings(config: Config) -> list[str]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -174,6 +175,13 @@ def _refuse_downgrade(current: str | None) -> None:
         raise SchemaTooNew(current, head_revision())
 
 
+# pg_advisory_lock's key for migrations: the first 8 bytes of sha256("pipedrive-triggers
+# migrate"), signed.
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"pipedrive-triggers migrate").digest()[:8], signed=True
+)
+
+
 def upgrade(url: str) -> None:
     """Bring the database to the newest revision (idempotent); refuse one that a newer
     release wrote."""
@@ -182,13 +190,24 @@ def upgrade(url: str) -> None:
     with opening(url):
         if parse_url(url).get_backend_name() == "sqlite" and parse_url(url).database:
             Path(parse_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
-        engine = create_sync_engine(url)
+        engine = create_sync_engine(url, pooled=False)
         try:
             with engine.connect() as connection:
-                _refuse_downgrade(_current_revision(connection))
+                # Replicas starting at once: one migrates, the others wait here, then find
+                # nothing left to do. (SQLite has one `run` at a time; see instance_lock.)
+                if connection.dialect.name == "postgresql":
+                    connection.execute(select(func.pg_advisory_lock(MIGRATION_LOCK_KEY)))
+                    connection.commit()
+                try:
+                    _refuse_downgrade(_current_revision(connection))
+                    connection.commit()
+                    alembic.command.upgrade(_alembic_config(url), "head")
+                finally:
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK_KEY)))
+                        connection.commit()
         finally:
             engine.dispose()
-        alembic.command.upgrade(_alembic_config(url), "head")
 
 
 def _current_revision(connection: sqlalchemy.Connection) -> str | None:

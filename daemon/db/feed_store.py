@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.db import database, outbox, write_lock
+from daemon.db import database, leases, outbox, write_lock
 from daemon.db.tables import feeds, item_states, subscription_state
 from daemon.model import deliveries
 from daemon.model.items import ItemStateRow, StoredItem
@@ -98,6 +98,23 @@ async def load_states(
         return {row.subscription: _subscription(row) for row in await connection.execute(query)}
 
 
+async def last_polls(
+    engine: AsyncEngine, accounts: Collection[str]
+) -> dict[tuple[str, str], datetime]:
+    """When each feed of `accounts` last listed, by (account, object type): a replica that
+    takes an account over continues its schedule from there."""
+    if not accounts:
+        return {}
+    query = select(feeds.c.account, feeds.c.object_type, feeds.c.last_poll_at).where(
+        feeds.c.account.in_(list(accounts)), feeds.c.last_poll_at.is_not(None)
+    )
+    async with engine.connect() as connection:
+        return {
+            (row.account, row.object_type): row.last_poll_at
+            for row in await connection.execute(query)
+        }
+
+
 async def open_feed(
     engine: AsyncEngine,
     *,
@@ -174,10 +191,19 @@ async def open_feed(
 
 
 async def set_max_id(
-    engine: AsyncEngine, *, account: str, object_type: str, max_id: int, names: Collection[str]
+    engine: AsyncEngine,
+    *,
+    account: str,
+    object_type: str,
+    max_id: int,
+    names: Collection[str],
+    fence: leases.Fence | None = None,
 ) -> None:
-    """The feed's first look at the highest id; subscriptions without a floor take it."""
+    """The feed's first look at the highest id; subscriptions without a floor take it.
+    Refused (LeaseLost) unless `fence` still holds."""
     async with write_lock.begin(engine) as connection:
+        if fence is not None:
+            await leases.fence(connection, fence)
         await connection.execute(
             update(feeds)
             .where(feeds.c.account == account, feeds.c.object_type == object_type)
@@ -241,10 +267,14 @@ async def commit_page(
     max_id: int | None,
     positions: Mapping[str, datetime],
     now: datetime,
+    fence: leases.Fence | None = None,
 ) -> set[str]:
     """One page's outcome, atomically: item states, events, watermark and positions. Returns
-    the `event_id`s queued now (not those queued by an earlier read of the same versions)."""
+    the `event_id`s queued now (not those queued by an earlier read of the same versions).
+    Refused (LeaseLost), with nothing written, unless `fence` still holds."""
     async with write_lock.begin(engine) as connection:
+        if fence is not None:
+            await leases.fence(connection, fence)
         if items:
             statement = database.dialect_insert(connection, item_states)
             await connection.execute(

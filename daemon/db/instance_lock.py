@@ -1,40 +1,31 @@
-"""One `run` per database: a second daemon would poll everything twice (doubling the API
-spend), and on SQLite fight over its single writer.
+"""One `run` per SQLite database: a second daemon would fight the first over SQLite's single
+writer. (On PostgreSQL, replicas share the database: each account is polled by the holder of
+its lease, see `db.leases`; nothing here applies.)
 
-SQLite: `flock(2)` on `<database>.lock` beside the file, held for the process's life. The
-kernel releases it when the process ends however it ends (SIGKILL, a crash), so no stale lock
-is ever left to clean by hand, and `status` and other readers are not blocked, as an
-exclusive SQLite locking mode would block them. The file holds the holder's pid for the
-message.
-
-PostgreSQL: a session advisory lock on a connection of its own, held for the process's life.
-The server drops it with the session; server-side TCP keepalives of 10 s (3 probes 5 s apart)
-make that happen within half a minute when the daemon's host is gone, not after the kernel's
-two hours. (Replicas sharing one database by leases per feed would replace this lock.)
+`flock(2)` on `<database>.lock` beside the file, held for the process's life. The kernel
+releases it when the process ends however it ends (SIGKILL, a crash), so no stale lock is ever
+left to clean by hand, and `status` and other readers are not blocked, as an exclusive SQLite
+locking mode would block them. The file holds the holder's pid for the message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from daemon import times
 from daemon.db import database
-from daemon.db.tables import heartbeat
+from daemon.db.tables import instances
 from daemon.errors import DatabaseError, DatabaseInUse
 
 LOCK_SUFFIX = ".lock"
-
-
-# pg_advisory_lock's key: the first 8 bytes of sha256("pipedrive-triggers run"), signed.
-ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"pipedrive-triggers run").digest()[:8], signed=True)
-KEEPALIVES = {"tcp_keepalives_idle": 10, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
 
 
 def lock_path(url: str) -> Path | None:
@@ -47,11 +38,8 @@ def lock_path(url: str) -> Path | None:
 
 @contextlib.contextmanager
 def hold(url: str) -> Iterator[None]:
-    """Hold the database's lock until the block ends, or raise DatabaseInUse at once."""
-    if database.parse_url(url).get_backend_name() == "postgresql":
-        with _advisory_lock(url):
-            yield
-        return
+    """Hold a SQLite database's lock until the block ends, or raise DatabaseInUse at once;
+    nothing to hold on other databases."""
     path = lock_path(url)
     if path is None:
         yield
@@ -79,48 +67,31 @@ def hold(url: str) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
-@contextlib.contextmanager
-def _advisory_lock(url: str) -> Iterator[None]:
+def is_held(url: str) -> bool:
+    """Whether a `run` works on the database now (for commands that must not run beside
+    one): the SQLite lock is held, or a replica's heartbeat in the database is fresh."""
+    if lock_path(url) is not None:
+        try:
+            with hold(url):
+                return False
+        except DatabaseInUse:
+            return True
+    return bool(_running_replicas(url))
+
+
+def _running_replicas(url: str) -> list[str]:
     engine = database.create_sync_engine(url, pooled=False)
     try:
-        with database.opening(url):
-            connection = engine.connect()
-        try:
-            with database.opening(url):
-                for name, value in KEEPALIVES.items():
-                    connection.exec_driver_sql(f"SET {name} = {value}")
-                held = connection.scalar(select(func.pg_try_advisory_lock(ADVISORY_KEY)))
-                connection.commit()
-            if not held:
-                raise DatabaseInUse(
-                    database.describe(url),
-                    f"PostgreSQL advisory lock {ADVISORY_KEY}",
-                    _heartbeat_holder(connection),
-                )
-            yield
-        finally:
-            connection.close()  # ends the session, and so the lock
+        with database.opening(url), engine.connect() as connection:
+            rows = connection.execute(select(instances)).all()
+    except sqlalchemy.exc.ProgrammingError:  # not migrated yet: nothing ever ran on it
+        return []
     finally:
         engine.dispose()
-
-
-def _heartbeat_holder(connection: sqlalchemy.Connection) -> str:
-    """Who holds it, as its last heartbeat says (see `heartbeat`)."""
-    try:
-        row = connection.execute(
-            select(heartbeat.c.pid, heartbeat.c.host).where(heartbeat.c.name == "daemon")
-        ).first()
-    except sqlalchemy.exc.DBAPIError:
-        connection.rollback()
-        row = None
-    return f"pid {row.pid} on {row.host}" if row else "pid unknown"
-
-
-def is_held(url: str) -> bool:
-    """Whether a `run` holds the database's lock now (for commands that must not run beside
-    one)."""
-    try:
-        with hold(url):
-            return False
-    except DatabaseInUse:
-        return True
+    now = datetime.now(UTC)
+    return [
+        row.instance
+        for row in rows
+        if row.stopped_at is None
+        and now - times.as_utc(row.heartbeat_at) <= timedelta(seconds=2 * row.lease_s)
+    ]

@@ -220,15 +220,31 @@ account_usage = Table(
 )
 
 
-# The running daemon's sign of life, so `status` can tell a stopped or killed one: one row per
-# process name ("daemon"), beaten every few seconds, marked stopped on a clean exit.
-heartbeat = Table(
-    "heartbeat",
+# The running replicas: one row per `run` process, beaten every third of its lease (see
+# `db.instances`), marked stopped on a clean exit. `status` tells running from gone by age.
+instances = Table(
+    "instances",
     metadata,
-    Column("name", String(50), primary_key=True),
-    Column("pid", Integer, nullable=False),
+    Column("instance", String(200), primary_key=True),  # [cluster] instance
     Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
     Column("started_at", Timestamp(), nullable=False),
-    Column("beat_at", Timestamp(), nullable=False),
+    Column("heartbeat_at", Timestamp(), nullable=False),
     Column("stopped_at", Timestamp(), nullable=True),
+    Column("lease_s", Float, nullable=False),  # its [cluster] lease: gone after two
+    Column("config_fingerprint", String(64), nullable=True),  # a rollout half done shows
+    Column("code_revision", String(32), nullable=True),  # the newest migration it knows
+)
+
+# Who polls an account (`account:<name>`), or runs the singleton jobs (`singleton`), until
+# when. `epoch` grows with every change of holder: a page commit made under an older epoch is
+# refused (see `db.leases`), so a replica that lost a lease can no longer move a feed.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("holder", String(200), nullable=True),  # None: released
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_at", Timestamp(), nullable=True),
+    Column("acquired_at", Timestamp(), nullable=True),
 )

@@ -15,8 +15,8 @@ from daemon import clock as clock_module
 from daemon import errors, times
 from daemon import metrics as metrics_module
 from daemon.config import EARLIEST_TIME, LATEST_TIME
-from daemon.db import feed_store, installation, outbox, transient
-from daemon.errors import PipedriveError
+from daemon.db import feed_store, installation, leases, outbox, transient
+from daemon.errors import LeaseLost, PipedriveError
 from daemon.model import deliveries
 from daemon.payloads import envelope
 from daemon.pipedrive import client as client_module
@@ -46,8 +46,12 @@ class Poller:
         on_new_events: Callable[[], None] = lambda: None,
         clock: clock_module.Clock = clock_module.SYSTEM,
         metrics: metrics_module.Metrics = metrics_module.NONE,
+        fence_for: Callable[[str], leases.Fence | None] = lambda account: None,
     ) -> None:
         self._engine = engine
+        # The lease a feed's marks are written under (see `db.leases`): None writes unfenced.
+        self._fence_for = fence_for
+        self._fenced_off: set[tuple[str, int]] = set()  # (feed, epoch) already logged
         self._metrics = metrics
         self._clients = clients
         self._caches = caches
@@ -75,6 +79,10 @@ class Poller:
         message: str | None = None
         try:
             await self._cycle(feed, now)
+        except LeaseLost as lost:
+            # Another replica took the account over: its holder records the feed's state.
+            self._fenced(feed, lost)
+            return
         except Exception as error:  # a bug or an outage: recorded, and the next cycle retries
             message = errors.describe(error)
             self._cycle_failed(feed, error, message)
@@ -115,6 +123,20 @@ class Poller:
             return feed
         return replace(
             feed, subscriptions=tuple(s for s in feed.subscriptions if s.name not in refused)
+        )
+
+    def _fenced(self, feed: Feed, lost: LeaseLost) -> None:
+        """Once per lease epoch: a stale write refused is expected after a takeover."""
+        if (feed.key, lost.epoch) in self._fenced_off:
+            return
+        self._fenced_off.add((feed.key, lost.epoch))
+        logger.warning(
+            "feed %s: this replica no longer holds account %r (it gave the lease up, or another "
+            "replica took it over); the page it listed was not written (%s)",
+            feed.key,
+            feed.account,
+            lost,
+            extra={"action": "poll.fenced", "account": feed.account},
         )
 
     def _cycle_failed(self, feed: Feed, error: Exception, message: str) -> None:
@@ -168,6 +190,7 @@ class Poller:
             now=now,
         )
         client = self._clients[feed.account]
+        fence = self._fence_for(feed.account)
         max_id = state.max_id
         if max_id is None and not obj.string_ids:
             max_id = await self._highest_id(client, obj)
@@ -177,6 +200,7 @@ class Poller:
                 object_type=obj.name,
                 max_id=max_id,
                 names=feed.names,
+                fence=fence,
             )
         readers = [
             change_feed.Reader(
@@ -236,6 +260,7 @@ class Poller:
                 max_id=max_id,
                 positions={r.name: r.position for r in readers},
                 now=now,
+                fence=fence,
             )
             # Only what was queued now: a look-back re-reads versions already queued (an
             # unreadable item's dead letter among them), and those are not news.

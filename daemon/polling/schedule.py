@@ -26,3 +26,14 @@ def first_delay(key: str, interval_s: float, feeds: int) -> float:
     window = min(interval_s, max(feeds, 1) * SPACING_S)
     # The product may round up to the window itself; the interval stays out of reach.
     return min(phase(key) * window, math.nextafter(interval_s, 0))
+
+
+def continue_after(
+    last_listed_s_ago: float | None, key: str, interval_s: float, feeds: int
+) -> float:
+    """Seconds until a feed's next listing when this process takes it up (at start, or from
+    another replica): one interval after its last listing, so a hand-over makes no extra
+    listing; a feed never listed, or overdue, lists after its offset (`first_delay`)."""
+    if last_listed_s_ago is None or last_listed_s_ago >= interval_s:
+        return first_delay(key, interval_s, feeds)
+    return interval_s - max(last_listed_s_ago, 0.0)

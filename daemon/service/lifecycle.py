@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import clock as clock_module
 from daemon import config as config_module
 from daemon.config import Config
-from daemon.db import database, heartbeat
+from daemon.db import database, feed_store, instances
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
 from daemon.polling import forecast, plan, poller, schedule
-from daemon.service import reload, retention, supervision
+from daemon.service import leases, reload, retention, supervision
 from daemon.service.accounts import AccountPool
 from daemon.status import drift, listener
 
@@ -34,8 +36,13 @@ class _Polls:
         self.clock = clock
         self.running: set[asyncio.Task[object]] = set()
         self._behind: set[str] = set()
+        # Whether this replica holds an account's lease now (a tick may come between losing
+        # a lease and its feeds leaving the schedule).
+        self.holds: Callable[[str], bool] = lambda account: True
 
     async def poll(self, poll: poller.Poller, feed: plan.Feed) -> None:
+        if not self.holds(feed.account):
+            return
         task = asyncio.current_task()
         assert task is not None
         self.running.add(task)
@@ -107,8 +114,11 @@ _SKIPPED_TICKS = _SkippedTicks()
 
 
 async def _prune(engine: AsyncEngine, running: _Running, clock: clock_module.Clock) -> None:
-    # The running config: a reload may have changed `[retention]`.
-    await retention.prune(engine, running.config.retention, clock.now())
+    # Once per database, by the singleton's holder; the running config: a reload may have
+    # changed `[retention]`.
+    if running.keeper is not None and running.keeper.holds_singleton:
+        await retention.prune(engine, running.config.retention, clock.now())
+        await instances.prune(engine, clock.now())
 
 
 def _shutdown(scheduler: AsyncIOScheduler) -> None:
@@ -117,12 +127,15 @@ def _shutdown(scheduler: AsyncIOScheduler) -> None:
 
 
 def _schedule(
-    scheduler: AsyncIOScheduler, polls: _Polls, poll: poller.Poller, feed: plan.Feed, feeds: int
+    scheduler: AsyncIOScheduler,
+    polls: _Polls,
+    poll: poller.Poller,
+    feed: plan.Feed,
+    delay: float,
 ) -> None:
-    """Lists `feed` every interval, first after its offset (`schedule.first_delay`): with
+    """Lists `feed` every interval, first after `delay` (see `schedule.continue_after`): with
     thousands of feeds the listings spread over the interval instead of all at second 0, and
     keep that phase; a handful of feeds still list within a fraction of a second."""
-    delay = schedule.first_delay(feed.key, feed.interval_s, feeds)
     scheduler.add_job(
         polls.poll,
         IntervalTrigger(seconds=feed.interval_s),
@@ -138,7 +151,8 @@ def _schedule(
 
 
 class _Running:
-    """What a reload changes in the running daemon: accounts, delivery, the poll schedule."""
+    """What a reload changes in the running daemon: accounts, delivery, the poll schedule.
+    Only the feeds of accounts this replica holds (see `service.leases`) are scheduled."""
 
     def __init__(
         self,
@@ -149,6 +163,7 @@ class _Running:
         poll: poller.Poller,
         scheduler: AsyncIOScheduler,
         polls: _Polls,
+        clock: clock_module.Clock,
     ) -> None:
         self.config = config
         self._polls = polls
@@ -157,14 +172,43 @@ class _Running:
         self._deliverer = deliverer
         self._poll = poll
         self._scheduler = scheduler
+        self._clock = clock
         self.admin: listener.Admin | None = None  # set once the admin listener is up
+        self.keeper: leases.LeaseKeeper | None = None  # set once made
+        self._held: set[str] = set()
         self._feeds = {f.key: f for f in plan.feeds(config, forecast.fitted_intervals(config))}
-        for feed in self._feeds.values():
-            _schedule(scheduler, polls, poll, feed, len(self._feeds))
 
     @property
     def feeds(self) -> list[plan.Feed]:
         return list(self._feeds.values())
+
+    async def gained(self, accounts: Mapping[str, int]) -> None:
+        """Schedule the feeds of accounts just taken, each continuing its schedule."""
+        self._held |= set(accounts)
+        await self._start([f for f in self._feeds.values() if f.account in accounts])
+
+    async def _start(self, feeds: list[plan.Feed], *, continuing: bool = True) -> None:
+        if not feeds:
+            return
+        last = await feed_store.last_polls(self._engine, {f.account for f in feeds})
+        now = self._clock.now()
+        for feed in feeds:
+            listed = last.get((feed.account, feed.object.name)) if continuing else None
+            ago = (now - listed).total_seconds() if listed is not None else None
+            delay = schedule.continue_after(ago, feed.key, feed.interval_s, len(feeds))
+            _schedule(self._scheduler, self._polls, self._poll, feed, delay)
+
+    def lost(self, accounts: set[str]) -> None:
+        """Stop scheduling the feeds of accounts given up or taken over; a poll in progress
+        finishes, and its commits are refused if another replica took the account."""
+        self._held -= accounts
+        for feed in self._feeds.values():
+            if feed.account in accounts:
+                self._unschedule(feed.key)
+
+    def _unschedule(self, key: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(key)  # a poll in progress finishes; no new one starts
 
     async def apply(self, new: Config) -> None:
         reload.log_changes(reload.changes(self.config, new))
@@ -173,11 +217,16 @@ class _Running:
         self._deliverer.reconfigure({s.name: s for s in new.subscriptions}, new.delivery)
         feeds = {f.key: f for f in plan.feeds(new, forecast.fitted_intervals(new))}
         for key in self._feeds.keys() - feeds.keys():
-            self._scheduler.remove_job(key)  # a poll in progress finishes; no new one starts
-        for key, feed in feeds.items():
-            if self._feeds.get(key) != feed:  # an added subscription: poll soon
-                _schedule(self._scheduler, self._polls, self._poll, feed, len(feeds))
+            self._unschedule(key)
+        changed = [
+            feed
+            for key, feed in feeds.items()
+            if self._feeds.get(key) != feed and feed.account in self._held
+        ]
         self._feeds = feeds
+        await self._start(changed, continuing=False)  # an added subscription: poll soon
+        if self.keeper is not None:
+            self.keeper.set_accounts([a.name for a in new.accounts])
         self.config = new
         if self.admin is not None:
             self.admin.reconfigure(new, self.feeds)
@@ -209,6 +258,7 @@ async def run(
         deliverer = Deliverer(
             engine, http, subscriptions, config.delivery, clock=clock, metrics=metrics
         )
+        keeper: leases.LeaseKeeper | None = None
         poll = poller.Poller(
             engine,
             pool.clients,
@@ -216,6 +266,7 @@ async def run(
             on_new_events=deliverer.wake,
             clock=clock,
             metrics=metrics,
+            fence_for=lambda account: keeper.fence(account) if keeper is not None else None,
         )
         scheduler = AsyncIOScheduler()
         polls = _Polls(clock)
@@ -225,7 +276,25 @@ async def run(
         config_module.log_startup_warnings(config)
         forecast.log_startup_warnings(config)  # budget and calls a minute: once, at start
         await drift.warn(engine, config)  # before the first poll acts on a changed trigger
-        running = _Running(config, engine, pool, deliverer, poll, scheduler, polls)
+        running = _Running(config, engine, pool, deliverer, poll, scheduler, polls, clock)
+        me = instances.Me(
+            instance=config.cluster.instance,
+            lease_s=config.cluster.lease,
+            started_at=clock.now(),
+            config_fingerprint=config_module.fingerprint(config),
+            code_revision=database.head_revision(),
+        )
+        await instances.refuse_name_in_use(engine, me, clock.now())
+        keeper = leases.LeaseKeeper(
+            engine,
+            me,
+            [a.name for a in config.accounts],
+            on_gained=running.gained,
+            on_lost=running.lost,
+            clock=clock,
+        )
+        running.keeper = keeper
+        polls.holds = keeper.holds
         scheduler.add_job(
             _prune,
             IntervalTrigger(seconds=config.retention.interval),
@@ -258,9 +327,8 @@ async def run(
         supervisor = await stack.enter_async_context(
             supervision.supervised(engine, subscriptions, clock=clock, endpoints=_endpoints(config))
         )
-        background: set[asyncio.Task[None]] = {
-            asyncio.create_task(heartbeat.keep_beating(engine, clock=clock), name="heartbeat")
-        }
+        keeping = asyncio.create_task(keeper.run(), name="leases")
+        background: set[asyncio.Task[None]] = set()
         # Flushed last: the usage of polls that end during shutdown is counted too.
         usage_flusher = asyncio.create_task(
             account_usage.flush_forever(engine, pool.usages.values(), clock=clock),
@@ -285,9 +353,15 @@ async def run(
         supervisor.stopping()
         scheduler.pause()  # stop polling first; polls and deliveries in flight get the grace
         try:
-            await asyncio.gather(polls.finish(config.delivery.timeout), delivering)
-        finally:
-            usage_flusher.cancel()
-            await asyncio.gather(usage_flusher, return_exceptions=True)
+            await polls.finish(config.delivery.timeout)
+            # Polls are over: the leases go at once, so the other replicas take this one's
+            # accounts within a second, while deliveries in flight get their grace.
+            keeping.cancel()
+            await asyncio.gather(keeping, return_exceptions=True)
             with contextlib.suppress(Exception):  # status then says "stopped", not "killed"
-                await asyncio.wait_for(heartbeat.stopped(engine, clock.now()), 2)
+                await asyncio.wait_for(keeper.stop(), 2)
+            await delivering
+        finally:
+            keeping.cancel()
+            usage_flusher.cancel()
+            await asyncio.gather(keeping, usage_flusher, return_exceptions=True)

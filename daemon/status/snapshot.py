@@ -4,6 +4,7 @@ an exit status that says the same: 0 all well, 1 something needs a look."""
 
 from __future__ import annotations
 
+import collections
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import times
 from daemon.config import Config
-from daemon.db import feed_store, health_store, heartbeat, outbox
+from daemon.db import feed_store, health_store, instances, leases, outbox
 from daemon.model import endpoint_health
 from daemon.model import subscription_state as state_model
 from daemon.pipedrive import account_usage, rate_limit
@@ -31,9 +32,12 @@ EXIT_NEEDS_ATTENTION = 1  # not running, or a subscription failing, paused, disa
 @dataclass(frozen=True)
 class Report:
     now: datetime
-    daemon: heartbeat.Liveness
+    daemon: instances.Liveness
     subscriptions: list[dict[str, Any]]  # what `status --json` prints
     accounts: list[dict[str, Any]]
+    replicas: list[dict[str, Any]] = field(default_factory=list)  # `status --json --instances`
+    # Replicas that run another config than the others, by the fingerprint each reported.
+    config_differs: dict[str, str] = field(default_factory=dict)
     verdicts: list[state_model.Verdict] = field(default_factory=list)  # one per subscription
 
     @property
@@ -64,8 +68,11 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     waiting = await outbox.pending_stats(engine)
     future = await feed_store.future_dated(engine, change_feed.listing_time(None, now))
     failing = {name: w.last_error for name, w in waiting.items() if w.last_error}
-    liveness = await heartbeat.read(engine, now)
+    liveness = await instances.liveness(engine, now)
+    holders = await account_holders(engine, now)
     accounts = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
+    for account in accounts:
+        account["polled_by"] = holders.get(str(account["account"]))
     intervals = {
         sub.name: feed.interval_s
         for feed in plan.feeds(config, forecast.fitted_intervals(config))
@@ -132,6 +139,8 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                 ),
                 "last_delivery_error": failing.get(name),
                 "daemon_running": liveness.running,
+                # The replica holding the account's lease: the one that polls it now.
+                "polled_by": holders.get(sub_config.account) if sub_config else None,
                 # Pipedrive's 429 holds every call of the account until then, and why.
                 "paused_until": _iso(pause[0]) if pause else None,
                 "pause_reason": pause[1] if pause else None,
@@ -143,7 +152,44 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
                 else 0,
             }
         )
-    return Report(now, liveness, rows, accounts, verdicts)
+    held = collections.Counter(holders.values())
+    replicas = [r.as_json(now, held.get(r.instance, 0)) for r in liveness.replicas]
+    return Report(
+        now,
+        liveness,
+        rows,
+        accounts,
+        verdicts=verdicts,
+        replicas=replicas,
+        config_differs=_config_differs(liveness),
+    )
+
+
+async def account_holders(engine: AsyncEngine, now: datetime) -> dict[str, str]:
+    """Per account, the replica whose lease on it has not run out."""
+    return {
+        account: row.holder
+        for row in await leases.read_all(engine)
+        if row.held(now)
+        and row.holder is not None
+        and (account := leases.lease_account(row.name)) is not None
+    }
+
+
+def _config_differs(liveness: instances.Liveness) -> dict[str, str]:
+    """The running replicas whose config is not the one most of them run (all of them when
+    there is no majority), with the fingerprint each reported."""
+    running = [r for r in liveness.live if r.config_fingerprint is not None]
+    counts = collections.Counter(r.config_fingerprint for r in running)
+    if len(counts) < 2:
+        return {}
+    [(common, times_seen)] = counts.most_common(1)
+    has_majority = list(counts.values()).count(times_seen) == 1
+    return {
+        r.instance: r.config_fingerprint or ""
+        for r in running
+        if not has_majority or r.config_fingerprint != common
+    }
 
 
 def _pauses(
@@ -245,6 +291,23 @@ def _fitted(cells: list[dict[str, str]], width: int) -> tuple[Table, list[str], 
     return table, hidden, max(width, _natural_width(table))
 
 
+def _replicas_table(report: Report) -> Table:
+    table = Table(title="replicas", title_justify="left")
+    for column in ("instance", "host", "pid", "started", "heartbeat", "accounts", "state"):
+        table.add_column(column, no_wrap=True)
+    for replica in report.replicas:
+        table.add_row(
+            replica["instance"],
+            replica["host"],
+            str(replica["pid"]),
+            _clock(replica["started_at"], report.now),
+            _clock(replica["heartbeat_at"], report.now),
+            str(replica["accounts"]),
+            replica["state"],
+        )
+    return table
+
+
 def render(report: Report, width: int | None = None) -> str:
     """The table a person reads: fitted to a terminal `width` columns wide, or, with None (a
     pipe, a file), whole, each row on one line however long."""
@@ -256,7 +319,14 @@ def render(report: Report, width: int | None = None) -> str:
     else:
         table, hidden, width = _fitted(cells, width)
     console = Console(file=out, width=width, highlight=False)
-    console.print(report.daemon.describe(report.now))
+    console.print(report.daemon.describe())
+    if report.replicas:
+        console.print(_replicas_table(report))
+    if report.config_differs:
+        console.print(
+            "  replicas running another config (finish the rollout): "
+            + ", ".join(f"{name} ({digest})" for name, digest in report.config_differs.items())
+        )
     console.print(table)
     if hidden:
         console.print(
@@ -287,11 +357,12 @@ def render(report: Report, width: int | None = None) -> str:
                 "from the listing's time"
             )
     accounts = Table(title="accounts, today (UTC)", title_justify="left")
-    for column in ("account", "calls", "tokens", "rate-limit waits"):
+    for column in ("account", "polled by", "calls", "tokens", "rate-limit waits"):
         accounts.add_column(column)
     for account in report.accounts:
         accounts.add_row(
             account["account"],
+            account["polled_by"] or "-",
             str(account["calls_today"]),
             str(account["tokens_today"]),
             str(account["rate_limit_waits"]),

@@ -49,6 +49,7 @@ def test_status_accounts_shows_calls_tokens_and_waits_of_today(
             "calls_today": len(calls),
             "tokens_today": expected_tokens,
             "rate_limit_waits": 1,  # the 429: its Retry-After was waited out
+            "polled_by": None,  # the daemon stopped: it gave its lease up
         }
     ]
     plain = cli("--config", str(config), "status")

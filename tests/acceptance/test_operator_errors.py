@@ -15,7 +15,6 @@ import pytest
 from daemon.dev.receiver import WebhookReceiver
 from daemon.dev.sandbox import Sandbox
 from tests.acceptance.test_cli import cli, start_daemon, write_daemon_config
-from tests.conftest import scratch_postgres
 
 ACCOUNT = '[[accounts]]\nname = "main"\napi_token = "${PDT_TEST_TOKEN}"\n'
 SUBSCRIPTION = (
@@ -166,45 +165,3 @@ def test_a_second_run_on_the_same_sqlite_database_refuses(
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
     assert cli("--config", str(config), "subscriptions", "rename", "deals", "x").returncode == 0
-
-
-def test_a_second_run_on_the_same_postgresql_database_refuses(
-    tmp_path: Path, sandbox: Sandbox, receiver: WebhookReceiver
-) -> None:
-    with scratch_postgres("pdt_lock") as url:
-        config = write_daemon_config(
-            tmp_path,
-            sandbox,
-            receiver,
-            [{"name": "deals", "trigger": "deal.added"}],
-            {},
-            database_url=url,
-        )
-        log = tmp_path / "daemon.log"
-        daemon = start_daemon(config, log)
-        try:
-            deadline = time.monotonic() + 20
-            while "started:" not in log.read_text() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.2)  # its first heartbeat names it
-            second = cli("--config", str(config), "run", timeout=20)
-            assert second.returncode == 4, second.stderr
-            line = _one_line(second.stderr, "text")
-            assert f"database postgresql 127.0.0.1:5432/{url.rsplit('/', 1)[1]} " in line
-            assert f"is in use by another `pipedrive-triggers run` (pid {daemon.pid} on " in line
-            assert "PostgreSQL advisory lock" in line
-            reader = cli("--config", str(config), "status")
-            assert "daemon: running" in reader.stdout, "readers are not locked"
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(timeout=20) == 0
-        # The lock went with the daemon's session: a new run may start.
-        again = start_daemon(config, log)
-        try:
-            deadline = time.monotonic() + 20
-            while log.read_text().count("started:") < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert log.read_text().count("started:") == 2
-        finally:
-            again.send_signal(signal.SIGTERM)
-            assert again.wait(timeout=20) == 0

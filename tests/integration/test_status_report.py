@@ -12,11 +12,13 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config, logs
-from daemon.db import heartbeat, outbox, tables
+from daemon.db import instances, outbox, tables
 from daemon.model import deliveries
 from daemon.status import snapshot
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+LEASE_S = 10.0
+ME = instances.Me("host-1", LEASE_S, NOW - timedelta(hours=1), host="host", pid=123)
 
 
 def settings(tmp_path: Path, database_url: str) -> config.Config:
@@ -53,7 +55,7 @@ async def test_liveness_queue_and_exit_status(
     never = await snapshot.gather(cfg, engine, NOW)
     assert never.exit_code == 1 and "never started" in snapshot.render(never)
 
-    await heartbeat.beat(engine, NOW - timedelta(hours=1), NOW - timedelta(seconds=5))
+    await instances.beat(engine, ME, NOW - timedelta(seconds=5))
     running = await snapshot.gather(cfg, engine, NOW)
     assert running.daemon.running and running.exit_code == 0
     text = snapshot.render(running)
@@ -76,7 +78,7 @@ async def test_liveness_queue_and_exit_status(
     dead = await snapshot.gather(cfg, engine, NOW)
     assert dead.subscriptions[0]["dead_letters"] == 1 and dead.exit_code == 1
 
-    await heartbeat.stopped(engine, NOW)
+    await instances.mark_stopped(engine, ME, NOW)
     stopped = await snapshot.gather(cfg, engine, NOW)
     assert not stopped.daemon.running
     assert "not running (stopped at 2026-12-01 12:00:00Z" in snapshot.render(stopped)
@@ -86,11 +88,11 @@ async def test_a_killed_daemon_shows_its_last_heartbeat(
     tmp_path: Path, database_url: str, engine: AsyncEngine
 ) -> None:
     cfg = settings(tmp_path, database_url)
-    last = NOW - timedelta(seconds=heartbeat.STALE_AFTER_S + 1)
-    await heartbeat.beat(engine, NOW - timedelta(hours=1), last)  # then SIGKILL: no more beats
+    last = NOW - timedelta(seconds=instances.GONE_AFTER_LEASES * LEASE_S + 1)
+    await instances.beat(engine, ME, last)  # then SIGKILL: no more beats
     report = await snapshot.gather(cfg, engine, NOW)
     assert not report.daemon.running and report.exit_code == 1
-    assert "not running (last heartbeat at 2026-12-01 11:59:29Z" in snapshot.render(report)
+    assert "not running (last heartbeat at 2026-12-01 11:59:39Z" in snapshot.render(report)
 
 
 def test_json_log_lines_carry_the_figures_as_fields() -> None:
@@ -141,7 +143,7 @@ async def test_the_table_fits_a_terminal_and_a_pipe_gets_it_whole(
         ],
     }
     cfg = config.parse(raw, "c.toml", tmp_path)
-    await heartbeat.beat(engine, NOW - timedelta(hours=1), NOW - timedelta(seconds=5))
+    await instances.beat(engine, ME, NOW - timedelta(seconds=5))
     await queue(
         engine, "msg_1", attempts=1, next_attempt_at=NOW + timedelta(minutes=30),
         last_error="callback returned 503",

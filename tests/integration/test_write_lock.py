@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import write_lock
-from daemon.db.tables import heartbeat
+from daemon.db.tables import leases
 
 
 async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:
@@ -19,7 +19,7 @@ async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:
     async def write(hold_s: float) -> None:
         async with write_lock.begin(engine) as connection:
             began = time.monotonic()  # entered: on SQLite, only once the other is committed
-            await connection.execute(update(heartbeat).values(pid=1))
+            await connection.execute(update(leases).values(epoch=1))
             await asyncio.sleep(hold_s)  # a long page commit
             spans.append((began, time.monotonic()))
 

@@ -82,8 +82,9 @@ def test_the_daemon_first_lists_each_feed_after_its_offset(tmp_path: Path) -> No
     before = datetime.now(UTC)
     polls = lifecycle._Polls(clock.SYSTEM)
     no_poller = cast(poller.Poller, None)  # the jobs never run here
-    for feed in feeds:
-        lifecycle._schedule(scheduler, polls, no_poller, feed, len(feeds))
+    for feed in feeds:  # never listed: each after its offset
+        delay = schedule.continue_after(None, feed.key, feed.interval_s, len(feeds))
+        lifecycle._schedule(scheduler, polls, no_poller, feed, delay)
     after = datetime.now(UTC)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert len(jobs) == 100
@@ -92,3 +93,23 @@ def test_the_daemon_first_lists_each_feed_after_its_offset(tmp_path: Path) -> No
         assert before + delay <= jobs[feed.key].next_run_time <= after + delay
     # 100 feeds spread over 5 s (100 x SPACING_S), not all at once
     assert len({job.next_run_time for job in jobs.values()}) == 100
+
+
+@pytest.mark.parametrize(
+    ("ago_s", "expected_s"),
+    [
+        (0.0, 120.0),  # just listed (by the replica that held it): a whole interval on
+        (30.0, 90.0),  # the schedule continues where it was
+        (119.5, 0.5),
+        (-5.0, 120.0),  # a clock a little behind the last listing's: not beyond one interval
+    ],
+)
+def test_a_feed_taken_over_continues_its_schedule(ago_s: float, expected_s: float) -> None:
+    assert schedule.continue_after(ago_s, "a/deals", 120, 4000) == pytest.approx(expected_s)
+
+
+@pytest.mark.parametrize("ago_s", [None, 120.0, 86_400.0])
+def test_a_feed_never_listed_or_overdue_lists_after_its_offset(ago_s: float | None) -> None:
+    assert schedule.continue_after(ago_s, "a/deals", 120, 4000) == schedule.first_delay(
+        "a/deals", 120, 4000
+    )
