@@ -315,6 +315,8 @@ async def run(
                 clock,
             )
         )
+        if running.admin is not None:
+            running.admin.exports_database_gauges = lambda: keeper.holds_singleton
         scheduler.start()
         stack.callback(_shutdown, scheduler)
         logger.info(

@@ -93,6 +93,9 @@ class Admin:
         # The address as bound (port 0 is a real port by then); it stays until a restart.
         self.address = listening_on
         self.access = access.Access(config.admin.token(), access.allowed_hosts(*listening_on))
+        # The database's gauges (outbox depth, oldest pending) come from one replica only,
+        # the singleton's holder, so sums over replicas do not double; set by the daemon.
+        self.exports_database_gauges: Callable[[], bool] = lambda: True
         self._follow(config, feeds)
         self.csrf_token = secrets.token_urlsafe(32)
 
@@ -178,8 +181,10 @@ class Admin:
         return PlainTextResponse("ready\n")
 
     async def metrics(self, request: Request) -> Response:
+        gauges: list[metrics_module.SubscriptionGauges] | None = None
         try:
-            gauges = [row.gauges for row in await self._subscriptions(count_delivered=False)]
+            if self.exports_database_gauges():
+                gauges = [row.gauges for row in await self._subscriptions(count_delivered=False)]
         except Exception:
             logger.warning(
                 "/metrics: cannot read the outbox gauges", exc_info=True,
