@@ -219,6 +219,35 @@ account_usage = Table(
     Column("updated_at", Timestamp(), nullable=False),
 )
 
+# Instant mode (see `daemon.instant`): per account, the webhook the daemon registered at
+# Pipedrive (`webhook_id`, None when there is none), the URL and basic-auth credentials it was
+# registered with (here, so every replica's ingress checks the same ones; the password is a
+# secret, never logged or shown), how the last registration went (`state`: one of
+# INSTANT_STATES, `last_error` why not), and the nudges the ingress received today (UTC).
+INSTANT_PENDING = "pending"  # credentials made, not registered yet
+INSTANT_REGISTERED = "registered"
+INSTANT_FAILED = "failed"
+INSTANT_REMOVED = "removed"  # the account no longer wants one, and ours was deleted
+INSTANT_STATES = (INSTANT_PENDING, INSTANT_REGISTERED, INSTANT_FAILED, INSTANT_REMOVED)
+
+instant_webhooks = Table(
+    "instant_webhooks",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("webhook_id", BigInteger, nullable=True),
+    Column("subscription_url", Text, nullable=True),
+    Column("http_auth_user", String(100), nullable=False),
+    Column("http_auth_password", String(100), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("registered_at", Timestamp(), nullable=True),
+    Column("checked_at", Timestamp(), nullable=True),
+    Column("last_nudge_at", Timestamp(), nullable=True),
+    Column("nudges_day", String(10), nullable=True),  # YYYY-MM-DD, UTC: the day counted
+    Column("nudges_today", BigInteger, nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
+)
+
 
 # The running replicas: one row per `run` process, beaten every third of its lease (see
 # `db.instances`), marked stopped on a clean exit. `status` tells running from gone by age.
