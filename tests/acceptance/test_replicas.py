@@ -319,3 +319,31 @@ def test_replicas_ride_out_every_backend_killed(tmp_path: Path, receiver: Webhoo
             assert c.log(name).read_text().count("Traceback") == 0
         stop(first)
         stop(second)
+
+
+def test_rolling_upgrade_old_replicas_run_on_and_a_new_old_one_is_refused(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """The upgrade procedure (docs/replicas.md): start a replica of the new release (it
+    migrates under the lock), then stop the old ones. Old replicas already running go on; an
+    old one started after the migration refuses, naming both revisions."""
+    with cluster(tmp_path, receiver, accounts=2) as c:
+        old = c.start("old")
+        until(lambda: c.held() == {old.pid: 2}, HANG_S, "the old replica did not start")
+        engine = sqlalchemy.create_engine(c.url)
+        with engine.begin() as connection:  # what the new release's migration leaves
+            connection.execute(
+                sqlalchemy.text("UPDATE alembic_version SET version_num = '0099_new'")
+            )
+        engine.dispose()
+        late = c.start("late")
+        assert late.wait(timeout=HANG_S) == 4
+        line = c.log("late").read_text().strip().splitlines()[-1]
+        assert "database is at revision 0099_new, written by a newer release" in line
+        assert "which knows up to 00" in line
+        before = {account: len(c.listings(account)) for account in c.sandboxes}
+        time.sleep(LEASE_S)
+        assert old.poll() is None, "the replica already running goes on"
+        for account, count in before.items():
+            assert len(c.listings(account)) > count, f"{account} is still polled"
+        stop(old)
