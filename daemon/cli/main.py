@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
 from daemon import logs, redact
-from daemon.cli import actions, outbox, plumbing, subscriptions
+from daemon.cli import actions, outbox, plumbing, subscriptions, webhooks
 from daemon.db import database, instance_lock
 from daemon.delivery import targets
 from daemon.pipedrive import account_usage
@@ -220,3 +220,4 @@ main.add_command(outbox.retry_now)
 main.add_command(subscriptions.subscriptions)
 main.add_command(subscriptions.secrets_group)
 main.add_command(subscriptions.schema)
+main.add_command(webhooks.webhooks)

@@ -16,6 +16,7 @@ import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -277,6 +278,7 @@ class AccountConfig(_Frozen):
     ] = DEFAULT_LOOK_BACK_S
     daily_token_budget: Annotated[int, Field(ge=1, le=MAX_DAILY_TOKEN_BUDGET)] | None = None
     budget_share: Annotated[float, Field(gt=0, le=1)] = DEFAULT_BUDGET_SHARE
+    instant: bool = True  # with [instant] set: false opts this account out
 
     @model_validator(mode="after")
     def _one_token_source(self) -> AccountConfig:
@@ -459,12 +461,71 @@ def _admin_problems(admin: AdminConfig) -> list[str]:
     return problems
 
 
+DEFAULT_INSTANT_RECONCILE_S = 600.0  # a nudged account is also polled at least this often
+DEFAULT_INSTANT_REPAIR_S = 3600.0  # how often each account's webhook at Pipedrive is checked
+DEFAULT_INSTANT_COALESCE_S = 1.0  # nudges within this window make one poll
+MIN_INSTANT_REPAIR_S = 60.0  # each check lists the account's webhooks: 10 tokens
+MAX_INSTANT_COALESCE_S = 60.0
+
+
+def _check_public_url(value: str) -> str:
+    """What Pipedrive will call, without a trailing slash (the account's name is appended):
+    https, or plain http to a loopback host (tests, a proxy on the same machine); no
+    credentials, query or fragment, which Pipedrive would send on and logs would show."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise ValueError('must be an https URL, e.g. "https://hooks.example.com/pipedrive"')
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ValueError(
+            "must be https: Pipedrive calls only public https URLs (plain http is allowed "
+            "for a loopback host only)"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold credentials; the daemon makes its own for Pipedrive")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ValueError("must not have a query or a fragment: the account's name is appended")
+    return value.rstrip("/")
+
+
+class InstantConfig(_Frozen):
+    """Instant mode: Pipedrive's own webhooks nudge an account's feeds to poll now; polling
+    stays the truth. Off unless `[instant]` is set; an account opts out with `instant = false`."""
+
+    listen: Annotated[str, AfterValidator(_check_listen)]  # the ingress, e.g. 127.0.0.1:9466
+    public_url: Annotated[str, AfterValidator(_check_public_url)]
+    reconcile_interval: Annotated[Duration, Field(ge=1, le=MAX_DURATION_S)] = (
+        DEFAULT_INSTANT_RECONCILE_S
+    )
+    repair_interval: Annotated[Duration, Field(ge=MIN_INSTANT_REPAIR_S, le=MAX_DURATION_S)] = (
+        DEFAULT_INSTANT_REPAIR_S
+    )
+    coalesce: Annotated[
+        float, BeforeValidator(times.parse_duration), Field(ge=0, le=MAX_INSTANT_COALESCE_S)
+    ] = DEFAULT_INSTANT_COALESCE_S
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+    def subscription_url(self, account: str) -> str:
+        """The URL Pipedrive calls for `account`: `public_url` + "/" + its name, quoted (a
+        name may hold any character but a control one)."""
+        return f"{self.public_url}/{quote(account, safe='')}"
+
+
 class Config(_Frozen):
     database: DatabaseConfig
     delivery: DeliveryConfig = DeliveryConfig()
     retention: RetentionConfig = RetentionConfig()
     admin: AdminConfig = AdminConfig()
+    # Made per load, not at import: the default instance name holds this process's pid.
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    instant: InstantConfig | None = None
     accounts: list[AccountConfig]
     subscriptions: list[SubscriptionConfig] = []
 

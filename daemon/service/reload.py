@@ -29,6 +29,7 @@ RESTART_ONLY = (
     "database.url",
     "delivery.timeout",
     "admin.listen",
+    "instant.listen",
     "cluster.lease",
     "cluster.instance",
 )
@@ -60,6 +61,10 @@ class Changes:
         return any(getattr(self, name) for name in self.__dataclass_fields__)
 
 
+def _instant_listen(config: Config) -> str | None:
+    return config.instant.listen if config.instant is not None else None
+
+
 def changes(old: Config, new: Config) -> Changes:
     """Compare two configs (pure)."""
     old_subs = {s.name: s for s in old.subscriptions}
@@ -73,6 +78,10 @@ def changes(old: Config, new: Config) -> Changes:
         restart_only.append("delivery.timeout")
     if old.admin.listen != new.admin.listen:  # `[admin]` added or removed too
         restart_only.append("admin.listen")
+    # The ingress binds once; the rest of `[instant]` is read by each repair (see
+    # `instant.registration.repair_all`), so a reload applies it at the next one.
+    if _instant_listen(old) != _instant_listen(new):  # `[instant]` added or removed too
+        restart_only.append("instant.listen")
     # A replica keeps its name and lease for its life.
     restart_only.extend(
         f"cluster.{key}"

@@ -276,6 +276,7 @@ def test_example_config_documents_every_key_with_its_default() -> None:
         "retention": config.RetentionConfig,
         "admin": config.AdminConfig,
         "cluster": config.ClusterConfig,
+        "instant": config.InstantConfig,
         "accounts": config.AccountConfig,
         "subscriptions": config.SubscriptionConfig,
     }
