@@ -33,3 +33,18 @@ OK, FAILING, PAUSED = State.OK, State.FAILING, State.PAUSED
 )
 def test_status_line(states: list[State], pending: int, dead: int, expected: str) -> None:
     assert supervision.status_line(states, outbox.OutboxTotals(pending, dead)) == expected
+
+
+@pytest.mark.parametrize(
+    ("read_took_s", "expected"),
+    [
+        (0.0, 10.0),  # a few subscriptions: every interval
+        (0.1, 10.0),  # 1 % of the interval: still every interval
+        (0.2, 20.0),  # 10,000 subscriptions: read no more than 1 % of the time
+        (3.0, 300.0),  # a slow database: the line waits, the daemon does not
+    ],
+)
+def test_reading_the_states_takes_at_most_a_share_of_the_time(
+    read_took_s: float, expected: float
+) -> None:
+    assert supervision.next_status_wait(10.0, read_took_s) == pytest.approx(expected)
