@@ -419,36 +419,39 @@ def signed_work(workload: Sequence[Event]) -> list[tuple[bytes, dict[str, str]]]
 
 @contextlib.contextmanager
 def counting_store(detail: DaemonDetail, target: int, done: asyncio.Event) -> Iterator[None]:
-    """Wrap `store.claim_due` and `store.record_outcomes` (looked up by the Deliverer at call
-    time) to count round trips and to note the moment the last outcome is committed, with no
-    polling load on the database or the event loop."""
-    claim_due, record_outcomes = outbox.claim_due, outbox.record_outcomes
+    """Wrap `outbox.claim_within_limits` and `outbox.record_outcomes` (looked up by the
+    Deliverer at call time) to count round trips and to note the moment the last outcome is
+    committed, with no polling load on the database or the event loop."""
+    claim, record_outcomes = outbox.claim_within_limits, outbox.record_outcomes
 
-    async def counted_claim(*args: Any, **kwargs: Any) -> list[deliveries.Claimed]:
+    async def counted_claim(*args: Any, **kwargs: Any) -> outbox.Claim:
         started = time.perf_counter()
-        rows = await claim_due(*args, **kwargs)
+        claimed = await claim(*args, **kwargs)
         if not any(free > 0 for free in kwargs["capacity"].values()):
-            return rows  # nothing to claim: answered without a round trip
+            return claimed  # nothing to claim: answered without a round trip
         detail.claim_s += time.perf_counter() - started
         detail.claims += 1
-        detail.claimed_rows += len(rows)
-        detail.empty_claims += not rows
-        return rows
+        detail.claimed_rows += len(claimed.rows)
+        detail.empty_claims += not claimed.rows
+        return claimed
 
-    async def counted_record(engine: Any, outcomes: Sequence[deliveries.Outcome]) -> None:
+    async def counted_record(
+        engine: Any, outcomes: Sequence[deliveries.Outcome], *args: Any
+    ) -> list[Any]:
         started = time.perf_counter()
-        await record_outcomes(engine, outcomes)
+        changes = await record_outcomes(engine, outcomes, *args)
         detail.write_s += time.perf_counter() - started
         detail.writes += 1
         detail.written += sum(1 for o in outcomes if o.verdict == "delivered")
         if detail.written >= target:
             done.set()
+        return changes
 
-    outbox.claim_due, outbox.record_outcomes = counted_claim, counted_record
+    outbox.claim_within_limits, outbox.record_outcomes = counted_claim, counted_record  # type: ignore[assignment]
     try:
         yield
     finally:
-        outbox.claim_due, outbox.record_outcomes = claim_due, record_outcomes
+        outbox.claim_within_limits, outbox.record_outcomes = claim, record_outcomes
 
 
 async def fill_outbox(url: str, workload: Sequence[Event]) -> None:
@@ -552,8 +555,8 @@ def postgres_databases() -> Iterator[Callable[[], str]]:
             with engine.begin() as connection:
                 connection.execute(
                     sqlalchemy.text(
-                        "TRUNCATE deliveries, delivery_attempts, subscription_state"
-                        " RESTART IDENTITY"
+                        "TRUNCATE deliveries, delivery_attempts, subscription_state,"
+                        " subscription_health, delivery_slots RESTART IDENTITY"
                     )
                 )
             return url

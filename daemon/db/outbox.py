@@ -7,8 +7,9 @@ crashed process had claimed comes back by itself once the lease runs out.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, upda
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon import times
-from daemon.db import database, write_lock
+from daemon.db import database, delivery_limits, health_store, write_lock
 from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
@@ -146,13 +147,50 @@ async def claim_due(
     """Lease up to `limit` due deliveries, oldest due first, at most `capacity[name]` of each
     subscription. An `ordered` subscription offers only its oldest pending event (detection
     order), and only when that one is due. On PostgreSQL, SKIP LOCKED lets several daemons
-    claim side by side."""
+    claim side by side. `claim_within_limits` also keeps the limits all replicas share."""
+    claim = await claim_within_limits(
+        engine,
+        now=now,
+        lease_until=lease_until,
+        capacity=capacity,
+        limit=limit,
+        ordered=ordered,
+        shared=shared,
+        newcomers=newcomers,
+    )
+    return claim.rows
+
+
+@dataclass(frozen=True)
+class Claim:
+    rows: list[Claimed]
+    # Per subscription the claim could take rows of: its health as recorded, and what it was
+    # granted (see `delivery_limits`); empty without `limits`.
+    grants: dict[str, delivery_limits.Grant] = field(default_factory=dict)
+
+
+async def claim_within_limits(
+    engine: AsyncEngine,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    capacity: Mapping[str, int],
+    limit: int,
+    ordered: Collection[str] = (),
+    shared: int | None = None,
+    newcomers: Collection[str] = (),
+    limits: delivery_limits.Request | None = None,
+) -> Claim:
+    """`claim_due`, and with `limits`, within what every replica's claims share: the caps of
+    `delivery_limits`, granted under the subscriptions' row locks in the same transaction,
+    which then records what the claim took. Only subscriptions with due rows are locked, so
+    an idle claim writes nothing."""
     open_subscriptions = [
         name for name, free in capacity.items() if free > 0 and name not in ordered
     ]
     open_ordered = [name for name, free in capacity.items() if free > 0 and name in ordered]
     if limit <= 0 or not (open_subscriptions or open_ordered):
-        return []
+        return Claim([])
     due = and_(
         in_state(STATE_PENDING),
         deliveries.c.next_attempt_at <= now,
@@ -186,6 +224,14 @@ async def claim_due(
         rows = (await connection.execute(candidates)).all() if open_subscriptions else []
         if open_ordered:
             rows = [*(await connection.execute(head_candidates)).all(), *rows]
+        grants: dict[str, delivery_limits.Grant] = {}
+        if limits is not None and rows:
+            # Locked after the rows (SKIP LOCKED never waits), as `record_outcomes` does.
+            offered = {row.subscription for row in rows}
+            grants = await delivery_limits.grant(
+                connection, limits, {n: capacity[n] for n in offered}, now
+            )
+            capacity = {name: given.capacity for name, given in grants.items()}
         chosen = pick_claims(
             [(row.id, row.subscription) for row in rows],
             capacity,
@@ -193,109 +239,146 @@ async def claim_due(
             shared=shared,
             newcomers=newcomers,
         )
-        if not chosen:
-            return []
-        claimed = await connection.execute(
-            update(deliveries)
-            # `due` again: a row another claimer took since the read is not taken twice.
-            .where(deliveries.c.id.in_(chosen), due)
-            .values(claimed_until=lease_until)
-            .returning(
-                deliveries.c.id,
-                deliveries.c.event_id,
-                deliveries.c.subscription,
-                deliveries.c.event_type,
-                deliveries.c.item_id,
-                deliveries.c.body,
-                deliveries.c.attempts,
-                deliveries.c.created_at,
-                deliveries.c.next_attempt_at,
+        claimed: Sequence[Any] = []
+        if chosen:
+            result = await connection.execute(
+                update(deliveries)
+                # `due` again: a row another claimer took since the read is not taken twice.
+                .where(deliveries.c.id.in_(chosen), due)
+                .values(claimed_until=lease_until)
+                .returning(
+                    deliveries.c.id,
+                    deliveries.c.event_id,
+                    deliveries.c.subscription,
+                    deliveries.c.event_type,
+                    deliveries.c.item_id,
+                    deliveries.c.body,
+                    deliveries.c.attempts,
+                    deliveries.c.created_at,
+                    deliveries.c.next_attempt_at,
+                )
             )
-        )
-        return [Claimed(*row) for row in claimed]
+            claimed = result.all()
+        taken = [Claimed(*row) for row in claimed]
+        if limits is not None and grants:
+            counts = Counter(row.subscription for row in taken)
+            await delivery_limits.settle(connection, limits, grants, counts, now, lease_until)
+            taken = [
+                replace(row, probe=True) if grants[row.subscription].probe else row for row in taken
+            ]
+        return Claim(taken, grants)
 
 
-async def release(engine: AsyncEngine, ids: Sequence[int]) -> None:
-    """End the lease of claimed rows that were never attempted."""
+async def release(engine: AsyncEngine, ids: Sequence[int], probes: Collection[str] = ()) -> None:
+    """End the lease of claimed rows that were never attempted (among them the `probes` of
+    these subscriptions: another may be claimed at once)."""
     async with write_lock.begin(engine) as connection:
         await connection.execute(
             update(deliveries)
             .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == STATE_PENDING)
             .values(claimed_until=None)
         )
+        await health_store.end_probes(connection, probes)
 
 
-async def record_outcomes(engine: AsyncEngine, outcomes: Sequence[Outcome]) -> None:
-    """Write a batch of attempt results in one transaction (one fsync for many POSTs)."""
+@dataclass(frozen=True)
+class Recording:
+    """What a batch of outcomes also changes beyond the outbox (the delivery loop's part)."""
+
+    now: datetime
+    rules: Mapping[str, health_store.Rules]  # how each subscription's health is judged
+    holder: str = ""
+    keep_slots: Mapping[str, int] = field(default_factory=dict)  # see `release_slots`
+
+
+async def record_outcomes(
+    engine: AsyncEngine, outcomes: Sequence[Outcome], recording: Recording | None = None
+) -> list[health_store.Change]:
+    """Write a batch of attempt results in one transaction (one fsync for many POSTs); with
+    `recording`, the endpoints' health that they change (counted with every replica's) and the
+    delivery slots no longer needed. Returns the health changes."""
     if not outcomes:
-        return
+        return []
     async with write_lock.begin(engine) as connection:
-        await connection.execute(
-            insert(delivery_attempts),
-            [
-                {
-                    "event_id": o.claimed.event_id,
-                    "attempt": o.claimed.attempts + 1,
-                    "attempted_at": o.attempted_at,
-                    "status": o.status,
-                    "error": o.error,
-                    "duration_ms": o.duration_ms,
-                    "reply": o.reply,
-                }
-                for o in outcomes
-            ],
+        await _record(connection, outcomes)
+        if recording is None:
+            return []
+        # After the outbox rows, as a claim locks them before the health rows.
+        changes = await health_store.record_attempts(
+            connection, outcomes, recording.rules, recording.now
         )
-        # The common case, delivered at the first try, is one UPDATE per batch and status:
-        # psycopg's executemany would send one statement per row.
-        delivered: dict[int | None, list[Outcome]] = {}
-        for o in outcomes:
-            if o.verdict == "delivered" and o.advance:
-                delivered.setdefault(o.status, []).append(o)
-        for status, group in delivered.items():
-            await connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_([o.claimed.id for o in group]))
-                .values(
-                    state=STATE_DELIVERED,
-                    attempts=deliveries.c.attempts + 1,
-                    last_status=status,
-                    last_error=None,
-                    claimed_until=None,
-                    # The batch's last moment; each attempt's own time is in delivery_attempts.
-                    delivered_at=max(o.attempted_at for o in group),
-                    next_attempt_at=max(o.attempted_at for o in group),
-                )
-            )
-        others = [o for o in outcomes if not (o.verdict == "delivered" and o.advance)]
-        if not others:
-            return
+        await delivery_limits.release_slots(connection, recording.holder, recording.keep_slots)
+        return changes
+
+
+async def _record(connection: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+    """The outbox side of `record_outcomes`."""
+    await connection.execute(
+        insert(delivery_attempts),
+        [
+            {
+                "event_id": o.claimed.event_id,
+                "attempt": o.claimed.attempts + 1,
+                "attempted_at": o.attempted_at,
+                "status": o.status,
+                "error": o.error,
+                "duration_ms": o.duration_ms,
+                "reply": o.reply,
+            }
+            for o in outcomes
+        ],
+    )
+    # The common case, delivered at the first try, is one UPDATE per batch and status:
+    # psycopg's executemany would send one statement per row.
+    delivered: dict[int | None, list[Outcome]] = {}
+    for o in outcomes:
+        if o.verdict == "delivered" and o.advance:
+            delivered.setdefault(o.status, []).append(o)
+    for status, group in delivered.items():
         await connection.execute(
             update(deliveries)
-            .where(deliveries.c.id == bindparam("row_id"))
+            .where(deliveries.c.id.in_([o.claimed.id for o in group]))
             .values(
-                state=bindparam("new_state"),
-                attempts=bindparam("new_attempts"),
-                last_status=bindparam("status"),
-                last_error=bindparam("error"),
+                state=STATE_DELIVERED,
+                attempts=deliveries.c.attempts + 1,
+                last_status=status,
+                last_error=None,
                 claimed_until=None,
-                delivered_at=bindparam("delivered_at"),
-                dead_at=bindparam("died_at"),
-                next_attempt_at=bindparam("next_at"),
-            ),
-            [
-                {
-                    "row_id": o.claimed.id,
-                    "new_state": _STATE_OF_VERDICT[o.verdict],
-                    "new_attempts": o.claimed.attempts + (1 if o.advance else 0),
-                    "status": o.status,
-                    "error": o.error,
-                    "delivered_at": o.attempted_at if o.verdict == "delivered" else None,
-                    "died_at": o.attempted_at if o.verdict == "dead" else None,
-                    "next_at": o.next_attempt_at or o.attempted_at,
-                }
-                for o in others
-            ],
+                # The batch's last moment; each attempt's own time is in delivery_attempts.
+                delivered_at=max(o.attempted_at for o in group),
+                next_attempt_at=max(o.attempted_at for o in group),
+            )
         )
+    others = [o for o in outcomes if not (o.verdict == "delivered" and o.advance)]
+    if not others:
+        return
+    await connection.execute(
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("row_id"))
+        .values(
+            state=bindparam("new_state"),
+            attempts=bindparam("new_attempts"),
+            last_status=bindparam("status"),
+            last_error=bindparam("error"),
+            claimed_until=None,
+            delivered_at=bindparam("delivered_at"),
+            dead_at=bindparam("died_at"),
+            next_attempt_at=bindparam("next_at"),
+        ),
+        [
+            {
+                "row_id": o.claimed.id,
+                "new_state": _STATE_OF_VERDICT[o.verdict],
+                "new_attempts": o.claimed.attempts + (1 if o.advance else 0),
+                "status": o.status,
+                "error": o.error,
+                "delivered_at": o.attempted_at if o.verdict == "delivered" else None,
+                "died_at": o.attempted_at if o.verdict == "dead" else None,
+                "next_at": o.next_attempt_at or o.attempted_at,
+            }
+            for o in others
+        ],
+    )
 
 
 _STATE_OF_VERDICT = {"delivered": STATE_DELIVERED, "retry": STATE_PENDING, "dead": STATE_DEAD}

@@ -203,6 +203,24 @@ subscription_health = Table(
     Column("probe_interval_s", Float, nullable=True),
     Column("updated_at", Timestamp(), nullable=False),
     Column("endpoint", String(64), nullable=True),  # None: recorded before revision 0009
+    # Shared by every replica (docs/webhooks.md, "Several replicas"): consecutive failed
+    # attempts behind `pause_after`, the lease of a paused subscription's one probe in flight,
+    # and `max_per_second`'s recent starts (`model.start_window` writes and reads them).
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("probe_until", Timestamp(), nullable=True),
+    Column("starts", Text, nullable=True),
+)
+
+# How many of a subscription's `per_subscription_concurrency` slots each replica (`holder`, one
+# per delivery loop) holds, until when: a replica starts POSTs only within its slots, and the
+# slots of all holders never add up to more than the cap (see `db.delivery_slots`).
+delivery_slots = Table(
+    "delivery_slots",
+    metadata,
+    Column("subscription", String(200), primary_key=True),
+    Column("holder", String(200), primary_key=True),
+    Column("slots", Integer, nullable=False),
+    Column("held_until", Timestamp(), nullable=False),
 )
 
 # Per account and UTC day: Pipedrive calls, their tokens (the spec's x-token-cost) and the

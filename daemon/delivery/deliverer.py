@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import random
+import socket
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -18,14 +21,16 @@ from daemon import clock as clock_module
 from daemon import metrics as metrics_module
 from daemon import times
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.db import health_store, outbox, transient
+from daemon.db import delivery_limits, health_store, outbox, transient
 from daemon.delivery import callback_transport, slots, verdicts
 from daemon.delivery.signing import Signer
-from daemon.model import deliveries
+from daemon.model import deliveries, start_window
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_S = 1.0  # how often an idle loop looks for rows that became due
+# How often an idle loop looks for rows that became due, also rows another replica queued
+# (a cheap read of the pending index: see docs/webhooks.md, "Several replicas").
+IDLE_POLL_S = 0.5
 LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
 MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
 OUTCOME_GATHER_S = 0.02  # the writer waits this long for more outcomes when POSTs are busy
@@ -47,6 +52,11 @@ UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event i
 def delivery_http_client(timeout_s: float) -> httpx.AsyncClient:
     """The client for `Deliverer`: see `callback_transport` for its errors and its guard."""
     return callback_transport.client(timeout_s)
+
+
+def default_holder() -> str:
+    """Who holds a delivery loop's slots in the database: unique, and readable in a pinch."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _limits(
@@ -77,8 +87,17 @@ class Deliverer:
         clock: clock_module.Clock = clock_module.SYSTEM,
         random_unit: Callable[[], float] = random.random,
         metrics: metrics_module.Metrics = metrics_module.NONE,
+        holder: str | None = None,
     ) -> None:
         self._engine = engine
+        self._holder = holder or default_holder()
+        # Per subscription, the slots this loop holds of its cap (every replica's add up to
+        # at most the cap), and the subscriptions known to have a health row to lock.
+        self._held: dict[str, delivery_limits.Held] = {}
+        self._rows_made: set[str] = set()
+        self._holding = asyncio.Lock()  # a claim and a handing back of slots take turns
+        # Rows of rate-capped subscriptions: the moment their start was reserved.
+        self._reserved: dict[int, float] = {}
         self._metrics = metrics
         self._http = http
         self._subscriptions = dict(subscriptions)
@@ -145,9 +164,12 @@ class Deliverer:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _release(self, ids: list[int]) -> None:
+    async def _release(self, rows: list[deliveries.Claimed]) -> None:
+        ids = [row.id for row in rows]
+        for row_id in ids:
+            self._reserved.pop(row_id, None)
         try:
-            await outbox.release(self._engine, ids)
+            await outbox.release(self._engine, ids, {row.subscription for row in rows if row.probe})
         except Exception:
             logger.warning(
                 "cannot hand %d claimed rows back; their lease ends by itself",
@@ -160,12 +182,13 @@ class Deliverer:
 
     async def _release_ready(self) -> None:
         """Stopping: rows claimed ahead but never started go back at once, not at lease end."""
-        ids = [row.id for queue in self._ready.values() for row, _ in queue]
+        rows = [row for queue in self._ready.values() for row, _ in queue]
         self._ready.clear()
-        if not ids:
+        if not rows:
             return
+        probes = {row.subscription for row in rows if row.probe}
         with contextlib.suppress(Exception):
-            await outbox.release(self._engine, ids)
+            await outbox.release(self._engine, [row.id for row in rows], probes)
 
     async def _finish(self, writer: asyncio.Task[None], grace_s: float) -> None:
         """In-flight POSTs get `grace_s`; recording their outcomes gets what is left of it (at
@@ -202,8 +225,12 @@ class Deliverer:
         capacity: dict[str, int] = {}
         for name, free in plan.capacity.items():
             waiting = len(self._ready.get(name, ()))
+            configured = self._subscriptions.get(name)
             if name in self._ordered:
                 capacity[name] = max(0, min(1, free) - waiting)
+            elif configured is not None and configured.max_per_second is not None:
+                # Reserved starts must happen at once (`start_window`): no claiming ahead.
+                capacity[name] = max(0, free - waiting)
             elif self._judge.state(name) == "ok" and (free > 0 or self._slots.in_flight[name] > 0):
                 # Rows waiting for a subscription at its share take no other's room.
                 ahead = self._ahead_of(name, moment)
@@ -211,19 +238,30 @@ class Deliverer:
             else:
                 capacity[name] = max(0, free - waiting)
         lease_s = 2 * self._settings.timeout + LEASE_MARGIN_S  # may wait in `_ready` first
+        wanted = self._wanted(capacity)
 
-        async def claim() -> list[deliveries.Claimed]:
-            return await outbox.claim_due(
-                self._engine,
-                now=now,
-                lease_until=now + timedelta(seconds=lease_s),
-                capacity=capacity,
-                limit=room,
-                ordered=self._ordered,
-            )
+        async def claim() -> outbox.Claim:
+            missing = {n for n, free in capacity.items() if free > 0} - self._rows_made
+            await health_store.ensure_rows(self._engine, missing, now)
+            self._rows_made |= missing
+            async with self._holding:
+                request = delivery_limits.Request(self._holder, wanted, dict(self._held), lease_s)
+                claim = await outbox.claim_within_limits(
+                    self._engine,
+                    now=now,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    capacity=capacity,
+                    limit=room,
+                    ordered=self._ordered,
+                    limits=request,
+                )
+                for name, given in claim.grants.items():
+                    if given.held is not None:
+                        self._held[name] = given.held
+                return claim
 
         try:
-            rows = await transient.retrying(
+            claim_result = await transient.retrying(
                 claim,
                 what="claiming due events",
                 outage=self._outage,
@@ -234,13 +272,46 @@ class Deliverer:
             if self._stop.is_set():
                 return 0  # stopping while the database is down: nothing more to start
             raise
-        moment = self._clock.monotonic()
+        for name, given in claim_result.grants.items():
+            self._judge.observe(name, given.health)
+            if given.health.state != "ok":
+                self._release_claimed(name)  # paused or disabled by another replica
+        rows = claim_result.rows
+        reserved_at, moment = moment, self._clock.monotonic()
         for row in rows:
             if row.id in self._busy_ids:
                 continue  # our own earlier claim whose outcome is still being written
             self._busy_ids.add(row.id)
+            if row.subscription in wanted and wanted[row.subscription].max_per_second:
+                self._reserved[row.id] = reserved_at
             self._ready.setdefault(row.subscription, deque()).append((row, moment))
         return self._start_ready()
+
+    def _wanted(self, capacity: Mapping[str, int]) -> dict[str, delivery_limits.Wanted]:
+        """What this claim asks of the limits all replicas share, per subscription."""
+        cap = self._settings.per_subscription_concurrency
+        wanted = {}
+        for name, free in capacity.items():
+            configured = self._subscriptions.get(name)
+            if free <= 0 or configured is None:
+                continue
+            using = self._slots.in_flight[name] + len(self._ready.get(name, ())) + free
+            wanted[name] = delivery_limits.Wanted(
+                cap=cap,
+                slots=min(cap, using),
+                max_per_second=configured.max_per_second,
+                endpoint=configured.endpoint,
+                ordered=configured.ordered,
+            )
+        return wanted
+
+    def _held_slots(self) -> dict[str, int]:
+        """The slots that bound starts: held ones, for subscriptions that need them."""
+        return {
+            name: self._held[name].slots if name in self._held else 0
+            for name in self._subscriptions
+            if name not in self._ordered and self._judge.state(name) == "ok"
+        }
 
     def _ahead_of(self, name: str, moment: float) -> int:
         configured = self._subscriptions.get(name)
@@ -259,7 +330,7 @@ class Deliverer:
             return 0
         moment = self._clock.monotonic()
         self._release_stale(moment)
-        plan = self._slots.plan(self._judge.health, self._clock.now(), moment)
+        plan = self._slots.plan(self._judge.health, self._clock.now(), moment, self._held_slots())
         candidates = [
             (row.id, name)
             for name, queue in self._ready.items()
@@ -279,6 +350,7 @@ class Deliverer:
             # `pick_claims` takes each subscription's rows from the front of its queue.
             while queue and queue[0][0].id in chosen:
                 row, _ = queue.popleft()
+                self._reserved.pop(row.id, None)
                 self._slots.started(name, moment)
                 task = asyncio.create_task(self._attempt(row), name=f"deliver-{row.event_id}")
                 self._tasks.add(task)
@@ -291,10 +363,13 @@ class Deliverer:
         """Rows that waited too long (a rate cap, a pause) go back to the outbox: past half
         their lease, another claimer may follow."""
         stale = moment - self._settings.timeout
-        expired: list[int] = []
+        late = moment - start_window.START_GRACE_S  # a reserved start not made in time
+        expired: list[deliveries.Claimed] = []
         for queue in self._ready.values():
-            while queue and queue[0][1] < stale:
-                expired.append(queue.popleft()[0].id)
+            while queue and (
+                queue[0][1] < stale or self._reserved.get(queue[0][0].id, moment) < late
+            ):
+                expired.append(queue.popleft()[0])
         if expired:
             task = asyncio.create_task(self._release(expired), name="delivery-release")
             self._tasks.add(task)
@@ -376,6 +451,9 @@ class Deliverer:
                 row, attempted_at, status, error or "outcome undecided", duration_ms, "retry",
                 attempted_at + timedelta(seconds=UNDECIDED_RETRY_S), reply=reply,
             )  # fmt: skip
+        self._judge.anticipate(outcome)
+        if self._judge.state(row.subscription) != "ok":
+            self._release_claimed(row.subscription)
         # The slot is freed once the outcome is decided: a paused subscription's next probe
         # must wait for the pause this attempt extended.
         self._slots.finished(row.subscription, self._clock.monotonic(), answered=status is not None)
@@ -383,9 +461,6 @@ class Deliverer:
         self._wake.set()
         self._metrics.delivery(outcome)
         self._outcomes.put_nowait(outcome)
-        if self._judge.state(row.subscription) == "paused":
-            self._release_claimed(row.subscription)
-        await self._apply_health(row.subscription, attempted_at)
 
     def _release_claimed(self, name: str) -> None:
         """Paused: rows claimed ahead go back, so each probe is the oldest due event (the
@@ -393,7 +468,7 @@ class Deliverer:
         queue = self._ready.pop(name, None)
         if not queue:
             return
-        release = self._release([row.id for row, _ in queue])
+        release = self._release([row for row, _ in queue])
         task = asyncio.create_task(release, name="delivery-release")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -438,7 +513,7 @@ class Deliverer:
             return
         self._judge.unsaved.discard(name)
         try:
-            await health_store.save(self._engine, name, self._judge.health[name], at)
+            await health_store.restamp(self._engine, name, self._judge.health[name], at)
         except Exception:
             self._judge.unsaved.add(name)  # tried again after the next attempt
             logger.warning(
@@ -465,13 +540,58 @@ class Deliverer:
                     self._outcomes.task_done()
                 self._wake.set()  # retries may be due already, and their rows are free now
 
+    def _rules(self, batch: list[deliveries.Outcome]) -> dict[str, health_store.Rules]:
+        """How the batch's attempts are judged for their endpoints' health."""
+        rules = {}
+        for name in {outcome.claimed.subscription for outcome in batch}:
+            configured = self._subscriptions.get(name)
+            rules[name] = health_store.Rules(
+                pause_after=self._judge.pause_after(name),
+                probe_interval_s=self._settings.probe_interval,
+                endpoint=configured.endpoint if configured else None,
+            )
+        return rules
+
+    def _slots_to_keep(self) -> dict[str, int]:
+        """Held slots beyond what is in flight and claimed ahead go back for other replicas."""
+        keep = {}
+        for name, held in self._held.items():
+            using = self._slots.in_flight[name] + len(self._ready.get(name, ()))
+            if held.slots > using:
+                keep[name] = using
+        return keep
+
+    def _health_changed(self, changes: list[health_store.Change]) -> None:
+        for change in changes:
+            self._judge.observe(change.subscription, change.health)
+            for action, _ in change.transitions:
+                verdicts.log_transition(change.subscription, change.health, action)
+            if change.health.state != "ok":
+                self._release_claimed(change.subscription)
+
     async def _write(self, batch: list[deliveries.Outcome]) -> None:
         """Record a batch, waiting out database errors. Past the stop's grace it gives up: the
         POSTs happened, their rows stay claimed and are retried after the lease (at least
         once), which beats a stop that never ends."""
 
         async def record() -> None:
-            await outbox.record_outcomes(self._engine, batch)
+            async with contextlib.AsyncExitStack() as stack:
+                keep = self._slots_to_keep()
+                if keep:
+                    await stack.enter_async_context(self._holding)
+                    keep = self._slots_to_keep()
+                recording = outbox.Recording(
+                    self._clock.now(), self._rules(batch), self._holder, keep
+                )
+                changes = await outbox.record_outcomes(self._engine, batch, recording)
+                self._judge.written(batch)
+                for name, slots_kept in keep.items():
+                    held = self._held.get(name)
+                    if held is not None:
+                        self._held[name] = delivery_limits.Held(
+                            min(held.slots, slots_kept), held.until
+                        )
+            self._health_changed(changes)
 
         def give_up() -> bool:
             deadline = self._flush_deadline
@@ -486,6 +606,7 @@ class Deliverer:
                 clock=self._clock,
             )
         except Exception:
+            self._judge.written(batch)
             logger.error(
                 "stopping: %d delivery outcomes could not be recorded; those events will be "
                 "delivered again after the restart",

@@ -93,13 +93,22 @@ class Slots:
         return starts
 
     def capacity(
-        self, states: Mapping[str, endpoint_health.Health], now: datetime, moment: float
+        self,
+        states: Mapping[str, endpoint_health.Health],
+        now: datetime,
+        moment: float,
+        held: Mapping[str, int] | None = None,
     ) -> dict[str, int]:
-        """How many rows of each subscription a claim may take now (`moment`: monotonic s)."""
+        """How many rows of each subscription a claim may take now (`moment`: monotonic s);
+        with `held`, how many may start: a subscription named there has only the slots this
+        process holds of its cap (the rest are other replicas')."""
         result: dict[str, int] = {}
         for name, limits in self._limits.items():
             state = states.get(name, endpoint_health.HEALTHY)
-            free = limits.in_flight_cap - self.in_flight[name]
+            cap = limits.in_flight_cap
+            if held is not None and name in held:
+                cap = min(cap, held[name])
+            free = cap - self.in_flight[name]
             if state.state == "disabled":
                 free = 0
             elif state.state == "paused":
@@ -110,11 +119,15 @@ class Slots:
         return result
 
     def plan(
-        self, states: Mapping[str, endpoint_health.Health], now: datetime, moment: float
+        self,
+        states: Mapping[str, endpoint_health.Health],
+        now: datetime,
+        moment: float,
+        held: Mapping[str, int] | None = None,
     ) -> Plan:
         """`capacity`, with each busy subscription's share, how many more slots the stalled
         ones may take, and who may use the reserve (see the module's docstring)."""
-        capacity = self.capacity(states, now, moment)
+        capacity = self.capacity(states, now, moment, held)
         answering = frozenset(name for name in self._limits if self.answered_lately(name, moment))
         busy = [name for name in self._limits if self.in_flight[name] > 0]
         stalled = [name for name in busy if name not in answering]

@@ -5,9 +5,8 @@ records the outcome and saves the health this decides."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from daemon import times
@@ -40,7 +39,9 @@ def _took(elapsed: timedelta) -> str:
 
 
 class Judge:
-    """Decides outcomes and keeps each subscription's health as this process knows it."""
+    """Decides outcomes, and keeps each subscription's health as this process last read it.
+    The health itself changes in the database, where every replica's attempts are counted
+    (`health_store.record_attempts`): each outcome carries its `effect` there."""
 
     def __init__(
         self,
@@ -52,9 +53,12 @@ class Judge:
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         self._random_unit = random_unit
+        # Health as this process sees it: the database's last word (`_recorded`), with this
+        # process's attempts not yet written applied on top (`_unwritten`).
         self.health: dict[str, endpoint_health.Health] = {}
+        self._recorded: dict[str, endpoint_health.Health] = {}
+        self._unwritten: dict[str, list[deliveries.Outcome]] = {}
         self.unsaved: set[str] = set()  # changed here, not yet in the database
-        self.failures: Counter[str] = Counter()  # consecutive failed attempts
 
     def reconfigure(
         self, subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
@@ -64,12 +68,16 @@ class Judge:
         for name, sub in subscriptions.items():
             if name not in self._subscriptions or sub.endpoint == self._endpoint(name):
                 continue
-            self.failures[name] = 0
-            if name in self.health:  # saved when `refresh` reads the row (or ours, if newer)
-                self.health[name] = endpoint_health.for_endpoint(self.health[name], sub.endpoint)
+            if name in self._recorded:  # saved when `refresh` reads the row
+                self._recorded[name] = endpoint_health.for_endpoint(
+                    self._recorded[name], sub.endpoint
+                )
+            self._unwritten.pop(name, None)  # the old endpoint's
         self._subscriptions = dict(subscriptions)
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
+        for name in list(self._recorded):
+            self._recompute(name)
 
     def _endpoint(self, name: str) -> str | None:
         configured = self._subscriptions.get(name)
@@ -84,18 +92,60 @@ class Judge:
         for name in self._subscriptions:
             if name in self.unsaved:
                 continue  # ours is newer
-            before = self.health.get(name, endpoint_health.HEALTHY)
             recorded = stored.get(name)
             after = endpoint_health.for_endpoint(
                 recorded or endpoint_health.HEALTHY, self._endpoint(name)
             )
-            if before.state != "ok" and after.state == "ok":
-                self.failures[name] = 0  # an operator switched it back on, or a new URL
-            self.health[name] = after
+            self._recorded[name] = after
+            self._recompute(name)
             if recorded is not None and after != recorded:
                 # Recorded for another URL (or before URLs were): saved as this URL's, so
                 # every reader sees it, and going back to the old URL starts healthy too.
                 self.unsaved.add(name)
+
+    def observe(self, name: str, recorded: endpoint_health.Health) -> None:
+        """What a claim or a recorded batch just read or wrote (newer than `refresh`'s)."""
+        if name in self._subscriptions and name not in self.unsaved:
+            self._recorded[name] = endpoint_health.for_endpoint(recorded, self._endpoint(name))
+            self._recompute(name)
+
+    def anticipate(self, outcome: deliveries.Outcome) -> None:
+        """Apply an attempt to this process's view at once, so a failing consumer stops
+        getting POSTs from here before the batch is written; the database's count, to which
+        every replica adds, replaces it once written (`written`, `observe`)."""
+        if outcome.effect is not None:
+            self._unwritten.setdefault(outcome.claimed.subscription, []).append(outcome)
+            self._recompute(outcome.claimed.subscription)
+
+    def written(self, outcomes: list[deliveries.Outcome]) -> None:
+        """These outcomes are in the database (or lost): the next `observe` counts them."""
+        done = {id(outcome) for outcome in outcomes}
+        for name in {outcome.claimed.subscription for outcome in outcomes}:
+            left = [o for o in self._unwritten.get(name, ()) if id(o) not in done]
+            if left:
+                self._unwritten[name] = left
+            else:
+                self._unwritten.pop(name, None)
+
+    def _recompute(self, name: str) -> None:
+        health = self._recorded.get(name, endpoint_health.HEALTHY)
+        for outcome in self._unwritten.get(name, ()):
+            assert outcome.effect is not None
+            health, _ = endpoint_health.after_attempt(
+                health,
+                outcome.effect,
+                outcome.attempted_at,
+                outcome.error,
+                pause_after=self.pause_after(name),
+                probe_interval_s=self._settings.probe_interval,
+                probe=outcome.claimed.probe,
+            )
+        self.health[name] = health
+
+    def pause_after(self, name: str) -> int:
+        # A reload may have removed the subscription while its POST was in flight.
+        configured = self._subscriptions.get(name)
+        return (configured.pause_after if configured else None) or self._settings.pause_after
 
     def outcome(self, row: deliveries.Claimed, attempt: Attempt) -> deliveries.Outcome:
         """Decide what the attempt means for the event, and for the subscription's health."""
@@ -103,11 +153,7 @@ class Judge:
         log_extra = {"subscription": name, "event_id": row.event_id}
         at, status, error = attempt.at, attempt.status, attempt.error
         verdict = retry_policy.classify(status) if error is None or status else "transient"
-        state = self.health.get(name, endpoint_health.HEALTHY)
         if verdict == "success":
-            self.failures[name] = 0
-            if state.state == "paused":
-                self.transition(name, endpoint_health.HEALTHY, at, "resumed")
             if row.attempts > 0:
                 logger.info(
                     "subscription %r: event %s delivered on attempt %d, %s after detection",
@@ -131,40 +177,29 @@ class Judge:
                     extra={"action": "delivery.delivered", **log_extra},
                 )
             return deliveries.Outcome(
-                row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply
-            )
+                row, at, status, None, attempt.duration_ms, "delivered", reply=attempt.reply,
+                effect="success",
+            )  # fmt: skip
         if verdict == "gone":
             # The consumer asks us to stop: disable, and keep the event for after `enable`.
-            if state.state != "disabled":
-                self.transition(name, endpoint_health.gone(at, state), at, "disabled")
             return deliveries.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", at,
-                reply=attempt.reply, advance=False,
+                reply=attempt.reply, advance=False, effect="gone",
             )  # fmt: skip
-        if not attempt.refused:
-            self.failures[name] += 1
-        if state.state == "paused":
+        effect: endpoint_health.Effect = "refused" if attempt.refused else "failure"
+        if row.probe:
             # A failed probe: the pause goes on, and the event keeps its due time, so the next
             # probe is the same event (rotating would show a consumer each event once per
             # thousands of probes). Its own schedule advances only when the consumer answers
             # and rejects it: a poison event dies after its rejections, and the next is probed.
-            if state.probe_at is None or at >= state.probe_at:
-                self.transition(name, endpoint_health.probe_failed(state, at), at, None)
             rejected = verdict == "rejected"
             limit = retry_policy.attempt_limit(self._policy, rejected=True)
             if rejected and row.attempts + 1 >= limit:
-                return self._dead(row, attempt, verdict)
+                return self._dead(row, attempt, verdict, effect)
             return deliveries.Outcome(
                 row, at, status, error, attempt.duration_ms, "retry", row.next_attempt_at or at,
-                reply=attempt.reply, advance=rejected,
+                reply=attempt.reply, advance=rejected, effect=effect,
             )  # fmt: skip
-        # A reload may have removed the subscription while its POST was in flight.
-        configured = self._subscriptions.get(name)
-        pause_after = (configured.pause_after if configured else None) or self._settings.pause_after
-        if state.state == "ok" and self.failures[name] >= pause_after:
-            reason = f"{self.failures[name]} consecutive failures; last: {error}"
-            paused = endpoint_health.paused(reason, at, self._settings.probe_interval)
-            self.transition(name, paused, at, "paused")
         attempts_made = row.attempts + 1
         retry_at = next_attempt(
             self._policy,
@@ -175,7 +210,7 @@ class Judge:
             rejected=verdict == "rejected",
         )
         if retry_at is None:
-            return self._dead(row, attempt, verdict)
+            return self._dead(row, attempt, verdict, effect)
         logger.warning(
             "subscription %r: %s; event %s attempt %d of %d, next at %s",
             name,
@@ -193,10 +228,17 @@ class Judge:
             },
         )
         return deliveries.Outcome(
-            row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply
-        )
+            row, at, status, error, attempt.duration_ms, "retry", retry_at, reply=attempt.reply,
+            effect=effect,
+        )  # fmt: skip
 
-    def _dead(self, row: deliveries.Claimed, attempt: Attempt, verdict: str) -> deliveries.Outcome:
+    def _dead(
+        self,
+        row: deliveries.Claimed,
+        attempt: Attempt,
+        verdict: str,
+        effect: endpoint_health.Effect,
+    ) -> deliveries.Outcome:
         attempts_made = row.attempts + 1
         logger.error(
             "subscription %r: %s; event %s dead-lettered after %d attempts",
@@ -214,37 +256,32 @@ class Judge:
         )
         return deliveries.Outcome(
             row, attempt.at, attempt.status, attempt.error, attempt.duration_ms, "dead",
-            reply=attempt.reply,
+            reply=attempt.reply, effect=effect,
         )  # fmt: skip
 
-    def transition(
-        self, name: str, new: endpoint_health.Health, at: datetime, action: str | None
-    ) -> None:
-        """Change a subscription's health now (the next claim obeys it) and log it once; the
-        database copy is written by `_apply_health` right after."""
-        endpoint = self._endpoint(name)
-        self.health[name] = new if endpoint is None else replace(new, endpoint=endpoint)
-        self.unsaved.add(name)
-        if action == "paused":
-            logger.error(
-                "subscription %r: deliveries paused after %s; probing every %ss",
-                name,
-                new.pause_reason,
-                f"{new.probe_interval_s:g}",
-                extra={"action": "delivery.paused", "subscription": name},
-            )
-        elif action == "resumed":
-            logger.warning(
-                "subscription %r: deliveries resumed: a probe was delivered",
-                name,
-                extra={"action": "delivery.resumed", "subscription": name},
-            )
-        elif action == "disabled":
-            logger.error(
-                "subscription %r: callback returned 410 Gone; subscription disabled (%s); "
-                "`pipedrive-triggers subscriptions enable %s` resumes it",
-                name,
-                new.disabled_reason,
-                name,
-                extra={"action": "delivery.disabled", "subscription": name},
-            )
+
+def log_transition(name: str, new: endpoint_health.Health, action: str) -> None:
+    """One line per transition, by the replica whose recorded attempt made it."""
+    if action == "paused":
+        logger.error(
+            "subscription %r: deliveries paused after %s; probing every %ss",
+            name,
+            new.pause_reason,
+            f"{new.probe_interval_s:g}",
+            extra={"action": "delivery.paused", "subscription": name},
+        )
+    elif action == "resumed":
+        logger.warning(
+            "subscription %r: deliveries resumed: a probe was delivered",
+            name,
+            extra={"action": "delivery.resumed", "subscription": name},
+        )
+    elif action == "disabled":
+        logger.error(
+            "subscription %r: callback returned 410 Gone; subscription disabled (%s); "
+            "`pipedrive-triggers subscriptions enable %s` resumes it",
+            name,
+            new.disabled_reason,
+            name,
+            extra={"action": "delivery.disabled", "subscription": name},
+        )

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from daemon.model.endpoint_health import Effect
+
 
 @dataclass(frozen=True)
 class NewEvent:
@@ -31,6 +33,8 @@ class Claimed:
     created_at: datetime  # when it was detected (delivery latency is counted from it)
     # When it was due: a failed probe keeps it, so the same event is probed next time.
     next_attempt_at: datetime | None = None
+    # Claimed as its paused subscription's one probe (no other replica probes meanwhile).
+    probe: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,5 @@ class Outcome:
     # False while a subscription is paused or disabled: the attempt is recorded, but the
     # event's own attempt count (and so its retry schedule) does not advance.
     advance: bool = True
+    # What the attempt says about the endpoint (None: nothing, e.g. a body never sent).
+    effect: Effect | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 from daemon import times
 
@@ -39,6 +40,13 @@ class Health:
     probe_at: datetime | None = None  # when a paused subscription may send its next probe
     probe_interval_s: float | None = None
     endpoint: str | None = None  # the `fingerprint` it was judged on; None: not recorded
+    failures: int = 0  # consecutive failed attempts, counted by every replica together
+    probe_until: datetime | None = None  # a probe is in flight (claimed) until then
+
+    def may_claim_probe(self, now: datetime) -> bool:
+        """Paused: whether a claim at `now` may take the one probe (due, none in flight)."""
+        in_flight = self.probe_until is not None and self.probe_until > now
+        return self.state == "paused" and self.may_probe(now) and not in_flight
 
     @property
     def state(self) -> str:
@@ -83,6 +91,49 @@ def for_endpoint(health: Health, endpoint: str | None) -> Health:
     if health.disabled_at is not None and not health.gone:
         return Health(health.disabled_at, health.disabled_reason, endpoint=endpoint)
     return Health(endpoint=endpoint)
+
+
+# What an attempt says about its endpoint: answered 2xx, failed, refused by the target guard
+# (not the consumer's failure: it counts for a probe only), or answered 410 Gone.
+Effect = Literal["success", "failure", "refused", "gone"]
+Transition = Literal["paused", "resumed", "disabled"]
+
+
+def after_attempt(
+    health: Health,
+    effect: Effect,
+    at: datetime,
+    error: str | None,
+    *,
+    pause_after: int,
+    probe_interval_s: float,
+    probe: bool = False,
+) -> tuple[Health, Transition | None]:
+    """The endpoint's health after one attempt (a `probe` when it was claimed as the paused
+    subscription's one probe), and the transition it made, if any. Applied in the order the
+    attempts are recorded, by whichever replica made them, so the failures are counted
+    together."""
+    if probe:
+        health = replace(health, probe_until=None)
+    if effect == "success":
+        if health.state == "paused":
+            return replace(HEALTHY, endpoint=health.endpoint), "resumed"
+        return replace(health, failures=0), None
+    if effect == "gone":
+        if health.state == "disabled":
+            return health, None
+        return gone(at, health), "disabled"
+    health = replace(health, failures=health.failures + (effect == "failure"))
+    if health.state == "paused":
+        # A failed probe (not an attempt that was in flight when the pause began): wait longer.
+        if health.probe_at is None or at >= health.probe_at:
+            return probe_failed(health, at), None
+        return health, None
+    if health.state == "ok" and health.failures >= pause_after:
+        reason = f"{health.failures} consecutive failures; last: {error}"
+        pause = paused(reason, at, probe_interval_s)
+        return replace(pause, endpoint=health.endpoint, failures=health.failures), "paused"
+    return health, None
 
 
 def paused(reason: str, now: datetime, probe_interval_s: float) -> Health:
