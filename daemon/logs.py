@@ -64,5 +64,8 @@ def setup(level: str = "INFO", fmt: Literal["text", "json"] = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Request lines from the HTTP libraries are noise at INFO; our own lines say what matters.
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp", "uvicorn.access", "alembic"):
+    # aiosqlite logs every statement with its parameters at DEBUG: webhook passwords among them.
+    for noisy in (
+        "httpx", "httpcore", "apscheduler", "aiohttp", "uvicorn.access", "alembic", "aiosqlite",
+    ):  # fmt: skip
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -18,6 +18,7 @@ from daemon import config as config_module
 from daemon.config import Config
 from daemon.db import database, feed_store, instances
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.instant import registration
 from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
 from daemon.polling import forecast, plan, poller, schedule
@@ -233,6 +234,40 @@ class _Running:
         self._deliverer.wake()
 
 
+# The first check of the webhooks waits this long after start, so this replica has taken its
+# accounts (see `leases.LOOK_S`).
+WEBHOOK_CHECK_DELAY_S = 2.0
+
+
+async def _keep_webhooks_registered(
+    engine: AsyncEngine,
+    running: _Running,
+    pool: AccountPool,
+    keeper: leases.LeaseKeeper,
+    clock: clock_module.Clock,
+) -> None:
+    """Instant mode: each replica checks the Pipedrive webhooks of the accounts it holds
+    (their calls go through those accounts' rate limiters), soon after start and every
+    `[instant] repair_interval`; without `[instant]`, ones of ours left behind are deleted."""
+    await clock.sleep(WEBHOOK_CHECK_DELAY_S)
+    while True:
+        config = running.config  # a reload may have changed `[instant]`
+        held = {a: pool.clients[a] for a in keeper.held_accounts if a in pool.clients}
+        try:
+            await registration.repair_all(engine, config, held, clock)
+        except Exception:  # each account's failure is recorded by repair_all; this is a bug
+            logger.exception(
+                "checking the Pipedrive webhooks failed; trying again at the next check",
+                extra={"action": "instant.repair_crashed"},
+            )
+        interval = (
+            config.instant.repair_interval
+            if config.instant is not None
+            else config_module.DEFAULT_INSTANT_REPAIR_S
+        )
+        await clock.sleep(interval)
+
+
 def _endpoints(config: Config) -> dict[str, str]:
     return {s.name: s.endpoint for s in config.subscriptions}
 
@@ -256,7 +291,13 @@ async def run(
         http = await stack.enter_async_context(delivery_http_client(config.delivery.timeout))
         subscriptions = {s.name: s for s in config.subscriptions}
         deliverer = Deliverer(
-            engine, http, subscriptions, config.delivery, clock=clock, metrics=metrics
+            engine,
+            http,
+            subscriptions,
+            config.delivery,
+            clock=clock,
+            metrics=metrics,
+            holder=config.cluster.instance,
         )
         keeper: leases.LeaseKeeper | None = None
         poll = poller.Poller(
@@ -330,7 +371,11 @@ async def run(
             supervision.supervised(engine, subscriptions, clock=clock, endpoints=_endpoints(config))
         )
         keeping = asyncio.create_task(keeper.run(), name="leases")
-        background: set[asyncio.Task[None]] = set()
+        background: set[asyncio.Task[None]] = {
+            asyncio.create_task(
+                _keep_webhooks_registered(engine, running, pool, keeper, clock), name="webhooks"
+            )
+        }
         # Flushed last: the usage of polls that end during shutdown is counted too.
         usage_flusher = asyncio.create_task(
             account_usage.flush_forever(engine, pool.usages.values(), clock=clock),
