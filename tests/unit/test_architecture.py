@@ -42,6 +42,8 @@ DECIDERS = (
     "daemon.pipedrive.token_budget",
     "daemon.triggers.filters",
     "daemon.instant.decide",
+    "daemon.instant.coalesce",
+    "daemon.instant.nudges",
 )
 
 # A module that imports one of these talks to the outside world.
