@@ -6,14 +6,16 @@ The password is a `SecretStr` from the moment it is read: no repr, log line or e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import case, literal, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import times
 from daemon.db import database, write_lock
 from daemon.db.tables import INSTANT_PENDING, instant_webhooks
 
@@ -113,3 +115,35 @@ async def record(
         await connection.execute(
             update(instant_webhooks).where(instant_webhooks.c.account == account).values(values)
         )
+
+
+@dataclass(frozen=True)
+class NudgeTally:
+    """Calls from Pipedrive one replica took for an account since its last flush."""
+
+    count: int
+    last_at: datetime
+
+
+async def add_nudges(engine: AsyncEngine, tallies: Mapping[str, NudgeTally], now: datetime) -> None:
+    """Add each account's tally to its row: `nudges_today` counts the UTC day of `now` (a new
+    day starts again from this tally), `last_nudge_at` only moves forwards. Increments, so
+    every replica adds its own; an account without a row has nothing to count."""
+    day = times.format_date(times.as_utc(now).date())
+    table = instant_webhooks
+    async with write_lock.begin(engine) as connection:
+        for account, tally in sorted(tallies.items()):
+            last_at = literal(tally.last_at, table.c.last_nudge_at.type)
+            values = {
+                "nudges_today": case(
+                    (table.c.nudges_day == day, table.c.nudges_today + tally.count),
+                    else_=tally.count,
+                ),
+                "nudges_day": day,
+                "last_nudge_at": case(
+                    (table.c.last_nudge_at.is_(None), last_at),
+                    (table.c.last_nudge_at < last_at, last_at),
+                    else_=table.c.last_nudge_at,
+                ),
+            }
+            await connection.execute(update(table).where(table.c.account == account).values(values))

@@ -295,3 +295,14 @@ leases = Table(
     Column("expires_at", Timestamp(), nullable=True),
     Column("acquired_at", Timestamp(), nullable=True),
 )
+
+# Instant mode's nudges for accounts another replica holds: the ingress that took Pipedrive's
+# call upserts one row per (account, object type), so a flood is still one row, and the
+# account's lease holder deletes and reads its accounts' rows about once a second.
+instant_nudges = Table(
+    "instant_nudges",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("object_type", String(50), primary_key=True),
+    Column("nudged_at", Timestamp(), nullable=False),  # the latest nudge relayed
+)

@@ -1,0 +1,65 @@
+"""Nudges relayed between replicas: any replica's ingress takes Pipedrive's call, but only the
+account's lease holder reads the change, so a nudge for an account held elsewhere goes
+through this table.
+
+One row per (account, object type), upserted with the latest time: a flood of nudges is one
+row, and the holder learns only "read this feed", which is all a nudge ever says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+
+from sqlalchemy import delete, func
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from daemon.db import database, write_lock
+from daemon.db.tables import instant_nudges
+
+Feed = tuple[str, str]  # (account, object type)
+
+
+async def relay(engine: AsyncEngine, nudged: Mapping[Feed, datetime]) -> None:
+    """Upsert one row per feed in one statement (the later time wins)."""
+    if not nudged:
+        return
+    rows = [
+        {"account": account, "object_type": object_type, "nudged_at": at}
+        for (account, object_type), at in nudged.items()
+    ]
+    async with write_lock.begin(engine) as connection:
+        statement = database.dialect_insert(connection, instant_nudges).values(rows)
+        # The later time wins: SQLite's two-argument max(), PostgreSQL's greatest().
+        newest = (func.greatest if connection.dialect.name == "postgresql" else func.max)(
+            instant_nudges.c.nudged_at, statement.excluded.nudged_at
+        )
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["account", "object_type"], set_={"nudged_at": newest}
+            )
+        )
+
+
+async def drain(engine: AsyncEngine, accounts: Collection[str]) -> list[Feed]:
+    """Delete the rows of `accounts` and return the feeds they named. One DELETE ... RETURNING:
+    a nudge relayed meanwhile is either returned now or left for the next drain, never lost."""
+    if not accounts:
+        return []
+    statement = (
+        delete(instant_nudges)
+        .where(instant_nudges.c.account.in_(sorted(accounts)))
+        .returning(instant_nudges.c.account, instant_nudges.c.object_type)
+    )
+    async with write_lock.begin(engine) as connection:
+        rows = (await connection.execute(statement)).all()
+    return sorted((row.account, row.object_type) for row in rows)
+
+
+async def prune(engine: AsyncEngine, before: datetime) -> int:
+    """Delete rows nobody drained since `before` (an account no replica holds any more, or
+    one removed from the config): the reconciliation poll has read those changes by now."""
+    statement = delete(instant_nudges).where(instant_nudges.c.nudged_at < before)
+    async with write_lock.begin(engine) as connection:
+        result = await connection.execute(statement)
+    return int(result.rowcount or 0)
