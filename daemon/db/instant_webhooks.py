@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import SecretStr
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -129,21 +129,30 @@ async def add_nudges(engine: AsyncEngine, tallies: Mapping[str, NudgeTally], now
     """Add each account's tally to its row: `nudges_today` counts the UTC day of `now` (a new
     day starts again from this tally), `last_nudge_at` only moves forwards. Increments, so
     every replica adds its own; an account without a row has nothing to count."""
+    if not tallies:
+        return
     day = times.format_date(times.as_utc(now).date())
     table = instant_webhooks
+    count = bindparam("b_count", type_=table.c.nudges_today.type)
+    last_at = bindparam("b_last_at", type_=table.c.last_nudge_at.type)
+    statement = (
+        update(table)
+        .where(table.c.account == bindparam("b_account"))
+        .values(
+            nudges_today=case(
+                (table.c.nudges_day == day, table.c.nudges_today + count), else_=count
+            ),
+            nudges_day=day,
+            last_nudge_at=case(
+                (table.c.last_nudge_at.is_(None), last_at),
+                (table.c.last_nudge_at < last_at, last_at),
+                else_=table.c.last_nudge_at,
+            ),
+        )
+    )
+    rows = [
+        {"b_account": account, "b_count": tally.count, "b_last_at": tally.last_at}
+        for account, tally in sorted(tallies.items())
+    ]
     async with write_lock.begin(engine) as connection:
-        for account, tally in sorted(tallies.items()):
-            last_at = literal(tally.last_at, table.c.last_nudge_at.type)
-            values = {
-                "nudges_today": case(
-                    (table.c.nudges_day == day, table.c.nudges_today + tally.count),
-                    else_=tally.count,
-                ),
-                "nudges_day": day,
-                "last_nudge_at": case(
-                    (table.c.last_nudge_at.is_(None), last_at),
-                    (table.c.last_nudge_at < last_at, last_at),
-                    else_=table.c.last_nudge_at,
-                ),
-            }
-            await connection.execute(update(table).where(table.c.account == account).values(values))
+        await connection.execute(statement, rows)  # one executemany for every account
