@@ -39,6 +39,8 @@ UNCHANGED = "unchanged"
 REMOVED = "removed"
 NOTHING = "nothing to do"
 FAILED = "failed"
+# Outcomes after which the account's webhook is registered and active at Pipedrive.
+REGISTERED_OUTCOMES = (CREATED, RECREATED, UNCHANGED)
 
 
 @dataclass(frozen=True)

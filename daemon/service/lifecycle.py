@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
@@ -16,96 +16,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import clock as clock_module
 from daemon import config as config_module
 from daemon.config import Config
-from daemon.db import database, feed_store, instances
+from daemon.db import database, feed_store, instances, instant_webhooks
+from daemon.db.tables import INSTANT_REGISTERED
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.instant import registration
 from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
 from daemon.polling import forecast, plan, poller, schedule
 from daemon.service import leases, reload, retention, supervision
+from daemon.service import polls as polls_module
 from daemon.service.accounts import AccountPool
 from daemon.status import drift, listener
 
 logger = logging.getLogger(__name__)
 
 
-class _Polls:
-    """The polls in progress, so shutdown can await them, and which feeds are behind (a poll
-    that outlasts its interval), said once instead of APScheduler's line per skipped tick."""
-
-    def __init__(self, clock: clock_module.Clock) -> None:
-        self.clock = clock
-        self.running: set[asyncio.Task[object]] = set()
-        self._behind: set[str] = set()
-        # Whether this replica holds an account's lease now (a tick may come between losing
-        # a lease and its feeds leaving the schedule).
-        self.holds: Callable[[str], bool] = lambda account: True
-
-    async def poll(self, poll: poller.Poller, feed: plan.Feed) -> None:
-        if not self.holds(feed.account):
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self.running.add(task)
-        started = self.clock.monotonic()
-        try:
-            await poll.poll(feed)
-        except asyncio.CancelledError:
-            # Shutdown's grace ran out: what earlier pages committed stays; the rest is
-            # polled again at the next start. One line, not a traceback.
-            logger.info(
-                "poll of %s stopped by shutdown; the next start reads on from its last page",
-                feed.key,
-                extra={"action": "poll.interrupted"},
-            )
-            return
-        except Exception:
-            # A bug outside the cycle (the poller logs and records its own failures, and a
-            # database outage once): next tick tries again.
-            logger.exception(
-                "poll of %s failed unexpectedly; retrying next cycle",
-                feed.key,
-                extra={"action": "poll.crashed"},
-            )
-        finally:
-            self.running.discard(task)
-        self._note_duration(feed, self.clock.monotonic() - started)
-
-    def _note_duration(self, feed: plan.Feed, took_s: float) -> None:
-        if took_s > feed.interval_s and feed.key not in self._behind:
-            self._behind.add(feed.key)
-            logger.warning(
-                "account %r is behind: a poll of %s took %.0fs, longer than its %gs interval "
-                "(Pipedrive is slow or the budget waits); polls run back to back until it "
-                "catches up",
-                feed.account,
-                feed.object.name,
-                took_s,
-                feed.interval_s,
-                extra={"action": "poll.behind"},
-            )
-        elif took_s <= feed.interval_s and feed.key in self._behind:
-            self._behind.discard(feed.key)
-            logger.info(
-                "account %r has caught up on %s",
-                feed.account,
-                feed.object.name,
-                extra={"action": "poll.caught_up"},
-            )
-
-    async def finish(self, grace_s: float) -> None:
-        """Let polls in progress end within `grace_s`, then cancel what is left."""
-        if not self.running:
-            return
-        late = await clock_module.wait(self.clock, set(self.running), grace_s)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
-
-
 class _SkippedTicks(logging.Filter):
     """Drops APScheduler's "skipped: maximum number of running instances" line, logged at
-    every tick while a poll outlasts its interval; `_Polls` says it once instead."""
+    every tick while a poll outlasts its interval; `polls_module.Polls` says it once instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "maximum number of running instances" not in record.getMessage()
@@ -129,17 +57,18 @@ def _shutdown(scheduler: AsyncIOScheduler) -> None:
 
 def _schedule(
     scheduler: AsyncIOScheduler,
-    polls: _Polls,
+    polls: polls_module.Polls,
     poll: poller.Poller,
     feed: plan.Feed,
+    interval_s: float,
     delay: float,
 ) -> None:
-    """Lists `feed` every interval, first after `delay` (see `schedule.continue_after`): with
-    thousands of feeds the listings spread over the interval instead of all at second 0, and
-    keep that phase; a handful of feeds still list within a fraction of a second."""
+    """Lists `feed` every `interval_s`, first after `delay` (see `schedule.continue_after`):
+    with thousands of feeds the listings spread over the interval instead of all at second 0,
+    and keep that phase; a handful of feeds still list within a fraction of a second."""
     scheduler.add_job(
         polls.poll,
-        IntervalTrigger(seconds=feed.interval_s),
+        IntervalTrigger(seconds=interval_s),
         args=[poll, feed],
         id=feed.key,
         # In APScheduler's time: it runs its intervals on the system clock, not on ours.
@@ -163,7 +92,7 @@ class _Running:
         deliverer: Deliverer,
         poll: poller.Poller,
         scheduler: AsyncIOScheduler,
-        polls: _Polls,
+        polls: polls_module.Polls,
         clock: clock_module.Clock,
     ) -> None:
         self.config = config
@@ -177,16 +106,50 @@ class _Running:
         self.admin: listener.Admin | None = None  # set once the admin listener is up
         self.keeper: leases.LeaseKeeper | None = None  # set once made
         self._held: set[str] = set()
+        # Accounts whose Pipedrive webhook is registered and active (instant mode): their
+        # feeds poll at `[instant] reconcile_interval`, nudges doing the rest.
+        self._instant_healthy: set[str] = set()
         self._feeds = {f.key: f for f in plan.feeds(config, forecast.fitted_intervals(config))}
 
     @property
     def feeds(self) -> list[plan.Feed]:
         return list(self._feeds.values())
 
+    def interval(self, feed: plan.Feed) -> float:
+        """How often `feed` lists: its own interval, or in instant mode the reconciliation's
+        while its account's webhook is healthy, and never slower than that when it is not."""
+        instant = self.config.instant
+        if instant is None or not self.config.account(feed.account).instant:
+            return feed.interval_s
+        if feed.account in self._instant_healthy:
+            return instant.reconcile_interval
+        return min(feed.interval_s, instant.reconcile_interval)
+
     async def gained(self, accounts: Mapping[str, int]) -> None:
         """Schedule the feeds of accounts just taken, each continuing its schedule."""
         self._held |= set(accounts)
+        if self.config.instant is not None:  # the previous holder's registration stands
+            registered = await instant_webhooks.load_all(self._engine)
+            self._instant_healthy |= {
+                a for a in accounts if a in registered and registered[a].state == INSTANT_REGISTERED
+            }
         await self._start([f for f in self._feeds.values() if f.account in accounts])
+
+    async def set_instant_health(self, healthy: set[str]) -> None:
+        """After a check of the webhooks: feeds of accounts whose health changed list at their
+        new interval, continuing from their last listing."""
+        changed = (healthy ^ self._instant_healthy) & self._held
+        self._instant_healthy = set(healthy)
+        await self._start([f for f in self._feeds.values() if f.account in changed])
+
+    def poll_now(self, account: str, object_type: str | None) -> None:
+        """A nudge: list the account's feed of `object_type` (every feed of the account when
+        None) now, if this replica holds the account."""
+        if account not in self._held:
+            return
+        for feed in self._feeds.values():
+            if feed.account == account and object_type in (None, feed.object.name):
+                self._polls.nudge(self._poll, feed)
 
     async def _start(self, feeds: list[plan.Feed], *, continuing: bool = True) -> None:
         if not feeds:
@@ -196,8 +159,9 @@ class _Running:
         for feed in feeds:
             listed = last.get((feed.account, feed.object.name)) if continuing else None
             ago = (now - listed).total_seconds() if listed is not None else None
-            delay = schedule.continue_after(ago, feed.key, feed.interval_s, len(feeds))
-            _schedule(self._scheduler, self._polls, self._poll, feed, delay)
+            interval = self.interval(feed)
+            delay = schedule.continue_after(ago, feed.key, interval, len(feeds))
+            _schedule(self._scheduler, self._polls, self._poll, feed, interval, delay)
 
     def lost(self, accounts: set[str]) -> None:
         """Stop scheduling the feeds of accounts given up or taken over; a poll in progress
@@ -254,7 +218,10 @@ async def _keep_webhooks_registered(
         config = running.config  # a reload may have changed `[instant]`
         held = {a: pool.clients[a] for a in keeper.held_accounts if a in pool.clients}
         try:
-            await registration.repair_all(engine, config, held, clock)
+            outcomes = await registration.repair_all(engine, config, held, clock)
+            await running.set_instant_health(
+                {o.account for o in outcomes if o.did in registration.REGISTERED_OUTCOMES}
+            )
         except Exception:  # each account's failure is recorded by repair_all; this is a bug
             logger.exception(
                 "checking the Pipedrive webhooks failed; trying again at the next check",
@@ -310,7 +277,7 @@ async def run(
             fence_for=lambda account: keeper.fence(account) if keeper is not None else None,
         )
         scheduler = AsyncIOScheduler()
-        polls = _Polls(clock)
+        polls = polls_module.Polls(clock)
         scheduler_log = logging.getLogger("apscheduler.scheduler")
         scheduler_log.addFilter(_SKIPPED_TICKS)
         stack.callback(scheduler_log.removeFilter, _SKIPPED_TICKS)

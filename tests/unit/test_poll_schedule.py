@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from daemon import clock, config
 from daemon.polling import plan, poller, schedule
 from daemon.service import lifecycle
+from daemon.service import polls as service_polls
 
 OBJECTS = ("deals", "activities", "persons", "organizations")
 KEYS = [f"acct-{a:05d}/{obj}" for a in range(1000) for obj in OBJECTS]
@@ -80,7 +81,7 @@ def test_the_daemon_first_lists_each_feed_after_its_offset(tmp_path: Path) -> No
     feeds = plan.feeds(config.parse(raw, "c.toml", tmp_path))
     scheduler = AsyncIOScheduler()  # not started: the jobs wait with their first run time
     before = datetime.now(UTC)
-    polls = lifecycle._Polls(clock.SYSTEM)
+    polls = service_polls.Polls(clock.SYSTEM)
     no_poller = cast(poller.Poller, None)  # the jobs never run here
     for feed in feeds:  # never listed: each after its offset
         delay = schedule.continue_after(None, feed.key, feed.interval_s, len(feeds))
