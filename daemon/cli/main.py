@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import config as config_module
 from daemon import logs, redact
 from daemon.cli import actions, outbox, plumbing, subscriptions, webhooks
 from daemon.db import database, instance_lock
 from daemon.delivery import targets
-from daemon.pipedrive import account_usage
 from daemon.polling import forecast
 from daemon.service import reload
 from daemon.status import snapshot
@@ -151,15 +149,9 @@ def status(ctx: click.Context, as_json: bool, accounts: bool, instances: bool) -
     disabled or orphaned, or has dead letters."""
     config = plumbing.load_config(ctx, config_module.load_without_secrets)
     if accounts:
-        names = [account.name for account in config.accounts]
-
-        async def usage(engine: AsyncEngine) -> list[dict[str, object]]:
-            now = datetime.now(UTC)
-            rows = await account_usage.load_today(engine, names, now)
-            holders = await snapshot.account_holders(engine, now)
-            return [{**row, "polled_by": holders.get(str(row["account"]))} for row in rows]
-
-        rows = plumbing.with_engine(config, usage)
+        rows = plumbing.with_engine(
+            config, lambda engine: snapshot.account_rows(config, engine, datetime.now(UTC))
+        )
         if as_json:
             click.echo(json.dumps(rows, indent=2))
         else:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import times
 from daemon.config import Config
-from daemon.db import feed_store, health_store, instances, leases, outbox
+from daemon.db import feed_store, health_store, instances, instant_webhooks, leases, outbox
 from daemon.model import endpoint_health
 from daemon.model import subscription_state as state_model
 from daemon.pipedrive import account_usage, rate_limit
@@ -70,9 +70,7 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
     failing = {name: w.last_error for name, w in waiting.items() if w.last_error}
     liveness = await instances.liveness(engine, now)
     holders = await account_holders(engine, now)
-    accounts = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
-    for account in accounts:
-        account["polled_by"] = holders.get(str(account["account"]))
+    accounts = await account_rows(config, engine, now, holders)
     intervals = {
         sub.name: feed.interval_s
         for feed in plan.feeds(config, forecast.fitted_intervals(config))
@@ -163,6 +161,30 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
         replicas=replicas,
         config_differs=_config_differs(liveness),
     )
+
+
+async def account_rows(
+    config: Config, engine: AsyncEngine, now: datetime, holders: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """`status --accounts`: per account, today's Pipedrive usage, the replica polling it, and
+    its instant-mode webhook (None where instant mode is off for it)."""
+    if holders is None:
+        holders = await account_holders(engine, now)
+    rows = await account_usage.load_today(engine, [a.name for a in config.accounts], now)
+    registered = await instant_webhooks.load_all(engine)
+    today = now.date().isoformat()
+    for row in rows:
+        name = str(row["account"])
+        row["polled_by"] = holders.get(name)
+        instant = config.instant is not None and config.account(name).instant
+        reg = registered.get(name) if instant else None
+        row["instant"] = instant
+        row["webhook_id"] = reg.webhook_id if reg else None
+        row["webhook_state"] = reg.state if reg else None
+        row["webhook_error"] = reg.last_error if reg else None
+        row["last_nudge_at"] = _iso(reg.last_nudge_at) if reg else None
+        row["nudges_today"] = reg.nudges_today if reg and reg.nudges_day == today else 0
+    return rows
 
 
 async def account_holders(engine: AsyncEngine, now: datetime) -> dict[str, str]:
@@ -291,6 +313,16 @@ def _fitted(cells: list[dict[str, str]], width: int) -> tuple[Table, list[str], 
     return table, hidden, max(width, _natural_width(table))
 
 
+def _webhook(account: Mapping[str, Any]) -> str:
+    if not account["instant"]:
+        return "off"
+    if account["webhook_state"] is None:
+        return "not checked yet"
+    if account["webhook_id"] is not None and account["webhook_state"] == "registered":
+        return f"#{account['webhook_id']} registered"
+    return str(account["webhook_state"])
+
+
 def _replicas_table(report: Report) -> Table:
     table = Table(title="replicas", title_justify="left")
     for column in ("instance", "host", "pid", "started", "heartbeat", "accounts", "state"):
@@ -357,15 +389,29 @@ def render(report: Report, width: int | None = None) -> str:
                 "from the listing's time"
             )
     accounts = Table(title="accounts, today (UTC)", title_justify="left")
-    for column in ("account", "polled by", "calls", "tokens", "rate-limit waits"):
+    columns = ["account", "polled by", "calls", "tokens", "rate-limit waits"]
+    instant = any(account["instant"] for account in report.accounts)
+    if instant:
+        columns += ["webhook", "last nudge", "nudges"]
+    for column in columns:
         accounts.add_column(column)
     for account in report.accounts:
-        accounts.add_row(
-            account["account"],
+        line: list[str] = [
+            str(account["account"]),
             account["polled_by"] or "-",
             str(account["calls_today"]),
             str(account["tokens_today"]),
             str(account["rate_limit_waits"]),
-        )
+        ]
+        if instant:
+            line += [
+                _webhook(account),
+                _clock(account["last_nudge_at"], report.now),
+                str(account["nudges_today"]),
+            ]
+        accounts.add_row(*line)
     console.print(accounts)
+    for account in report.accounts:
+        if account["webhook_error"]:
+            console.print(f"  {account['account']}: webhook: {account['webhook_error']}")
     return out.getvalue()

@@ -50,6 +50,12 @@ def test_status_accounts_shows_calls_tokens_and_waits_of_today(
             "tokens_today": expected_tokens,
             "rate_limit_waits": 1,  # the 429: its Retry-After was waited out
             "polled_by": None,  # the daemon stopped: it gave its lease up
+            "instant": False,  # no [instant]: no webhook, no nudges
+            "webhook_id": None,
+            "webhook_state": None,
+            "webhook_error": None,
+            "last_nudge_at": None,
+            "nudges_today": 0,
         }
     ]
     plain = cli("--config", str(config), "status")
