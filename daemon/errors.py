@@ -16,6 +16,7 @@ PipedriveTriggersError
 ├── PayloadError                a Pipedrive object that cannot be mapped to a schema
 ├── TargetRefused               a callback address the subscription may not reach (address, kind)
 ├── AdminListenError            `[admin] listen` cannot be bound (address in use, not local)
+├── IngressListenError          `[instant] listen` cannot be bound (address in use)
 └── ArgumentError               a bad CLI or client argument, caught before any request
 """
 
@@ -148,6 +149,12 @@ class ArgumentError(PipedriveTriggersError):
 
 class AdminListenError(PipedriveTriggersError):
     """The admin listener cannot listen where the config says: exit 3, like a bad config."""
+
+    exit_code = 3
+
+
+class IngressListenError(PipedriveTriggersError):
+    """Instant mode's ingress cannot listen where the config says: exit 3, like a bad config."""
 
     exit_code = 3
 
