@@ -111,10 +111,17 @@ class Ingress:
         return Starlette(routes=[Route("/{path:path}", self.receive, methods=["POST"])])
 
     def _hand_on(self, nudge: Nudge) -> None:
-        if self._holds(nudge.account):
-            self._on_nudge(nudge)
-        else:
+        if not self._holds(nudge.account):
             self.outbound.add(nudge)
+            return
+        try:
+            self._on_nudge(nudge)
+        except Exception:  # a bug downstream: still 200, or Pipedrive bans the webhook
+            account = nudge.account
+            logger.exception(
+                "instant mode: handing on a nudge for %s/%s failed", account, nudge.object_type,
+                extra={"action": "instant.nudge_failed", "account": account},
+            )  # fmt: skip
 
     def _answer(self, outcome: str, status: int = 200) -> Response:
         self.counts.add(outcome)

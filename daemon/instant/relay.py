@@ -95,4 +95,10 @@ async def drain_loop(
         outage.recovered()
         now = clock.now()
         for account, object_type in feeds:
-            on_nudge(Nudge(account, object_type, timestamp=now))
+            try:
+                on_nudge(Nudge(account, object_type, timestamp=now))
+            except Exception:  # a bug downstream must not stop the drain
+                logger.exception(
+                    "instant mode: handing on a relayed nudge for %s/%s failed", account,
+                    object_type, extra={"action": "instant.nudge_failed", "account": account},
+                )  # fmt: skip

@@ -471,3 +471,17 @@ async def test_without_instant_nothing_is_served(stored: AsyncEngine) -> None:
     config = make_config().model_copy(update={"instant": None})
     async with ingress.serving(config, stored, lambda n: None, lambda a: True) as state:
         assert state is None
+
+
+async def test_a_failing_on_nudge_still_answers_200(
+    stored: AsyncEngine, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(nudge: Nudge) -> None:
+        raise RuntimeError("a bug downstream")
+
+    async with replica(stored, lambda account: True, broken) as served:
+        answer = await post(http, served.for_account("main"))
+    assert (answer.status_code, answer.text) == (200, "accepted\n")
+    assert [r.action for r in caplog.records if r.levelno >= logging.ERROR] == [  # type: ignore[attr-defined]
+        "instant.nudge_failed"
+    ]
