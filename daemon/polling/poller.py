@@ -43,7 +43,7 @@ class Poller:
         clients: Mapping[str, PipedriveClient],
         caches: Mapping[str, lookups.LookupCache],
         *,
-        on_new_events: Callable[[], None] = lambda: None,
+        on_new_events: Callable[[Feed, list[str]], None] = lambda feed, item_ids: None,
         clock: clock_module.Clock = clock_module.SYSTEM,
         metrics: metrics_module.Metrics = metrics_module.NONE,
         fence_for: Callable[[str], leases.Fence | None] = lambda account: None,
@@ -271,7 +271,7 @@ class Poller:
             if new_events:
                 self._metrics.events(new_events)
                 self._log_detected(new_events)
-                self._on_new_events()
+                self._on_new_events(feed, [event.item_id for event in new_events])
 
     async def _highest_id(self, client: PipedriveClient, obj: ObjectType) -> int:
         """A new feed's first call: the newest id, so that subscriptions know which items

@@ -19,7 +19,7 @@ from daemon.config import Config
 from daemon.db import database, feed_store, instances, instant_webhooks
 from daemon.db.tables import INSTANT_REGISTERED
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
-from daemon.instant import registration
+from daemon.instant import announcements, coalesce, ingress, nudges, registration
 from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
 from daemon.polling import forecast, plan, poller, schedule
@@ -105,10 +105,17 @@ class _Running:
         self._clock = clock
         self.admin: listener.Admin | None = None  # set once the admin listener is up
         self.keeper: leases.LeaseKeeper | None = None  # set once made
+        self.ingress: ingress.Ingress | None = None  # instant mode's, once serving
         self._held: set[str] = set()
         # Accounts whose Pipedrive webhook is registered and active (instant mode): their
         # feeds poll at `[instant] reconcile_interval`, nudges doing the rest.
         self._instant_healthy: set[str] = set()
+        # ... and those where reconciliation found a change no nudge announced (Pipedrive
+        # banned or lost the webhook's calls): polled as if unhealthy until a nudge comes.
+        self._instant_silent: set[str] = set()
+        self._announced = announcements.Announcements()
+        self.unannounced_changes: dict[str, int] = {}  # per account, since start
+        self._rescheduling: set[asyncio.Task[None]] = set()
         self._feeds = {f.key: f for f in plan.feeds(config, forecast.fitted_intervals(config))}
 
     @property
@@ -121,7 +128,7 @@ class _Running:
         instant = self.config.instant
         if instant is None or not self.config.account(feed.account).instant:
             return feed.interval_s
-        if feed.account in self._instant_healthy:
+        if feed.account in self._instant_healthy and feed.account not in self._instant_silent:
             return instant.reconcile_interval
         return min(feed.interval_s, instant.reconcile_interval)
 
@@ -142,14 +149,65 @@ class _Running:
         self._instant_healthy = set(healthy)
         await self._start([f for f in self._feeds.values() if f.account in changed])
 
-    def poll_now(self, account: str, object_type: str | None) -> None:
-        """A nudge: list the account's feed of `object_type` (every feed of the account when
-        None) now, if this replica holds the account."""
-        if account not in self._held:
+    def nudged(self, nudge: nudges.Nudge) -> None:
+        """A nudge reached this replica (from its ingress or relayed): remembered, so the
+        change it announces is not taken for one Pipedrive failed to send."""
+        self._announced.nudged(nudge, self._clock.monotonic())
+        if nudge.account in self._instant_silent:
+            self._instant_silent.discard(nudge.account)
+            logger.info(
+                "account %r: Pipedrive's webhook calls resumed; polling at the reconciliation "
+                "interval again",
+                nudge.account,
+                extra={"action": "instant.nudges_resumed", "account": nudge.account},
+            )
+            self._restart_soon(nudge.account)
+
+    async def read_now(self, account: str, object_type: str) -> None:
+        """A nudge's read (see `instant.coalesce`): list the feed now, if this replica holds
+        the account; a listing in progress is followed by one more."""
+        feed = self._feeds.get(f"{account}/{object_type}")
+        if feed is not None and account in self._held:
+            await self._polls.poll(self._poll, feed, nudged=True)
+
+    def detected(self, feed: plan.Feed, item_ids: list[str]) -> None:
+        """Events found by a listing: any that no nudge announced within the reconciliation
+        interval means Pipedrive is not calling (a ban, a lost webhook)."""
+        instant = self.config.instant
+        if (
+            instant is None
+            or feed.account not in self._instant_healthy
+            or feed.account in self._instant_silent
+        ):
             return
-        for feed in self._feeds.values():
-            if feed.account == account and object_type in (None, feed.object.name):
-                self._polls.nudge(self._poll, feed)
+        unannounced = self._announced.unannounced(
+            feed.account, feed.object.name, item_ids, instant.reconcile_interval,
+            self._clock.monotonic(),
+        )  # fmt: skip
+        if not unannounced:
+            return
+        self.unannounced_changes[feed.account] = self.unannounced_changes.get(
+            feed.account, 0
+        ) + len(unannounced)
+        self._instant_silent.add(feed.account)
+        logger.warning(
+            "account %r: polling found %d change(s) of %s that Pipedrive's webhook did not "
+            "announce (item %s); polling every %gs until its calls arrive again",
+            feed.account,
+            len(unannounced),
+            feed.object.name,
+            ", ".join(unannounced[:5]),
+            min(feed.interval_s, instant.reconcile_interval),
+            extra={"action": "instant.unannounced", "account": feed.account},
+        )
+        self._restart_soon(feed.account)
+
+    def _restart_soon(self, account: str) -> None:
+        """Reschedule the account's feeds at their new interval (from their last listing)."""
+        feeds = [f for f in self._feeds.values() if f.account == account and account in self._held]
+        task = asyncio.create_task(self._start(feeds), name=f"reschedule {account}")
+        self._rescheduling.add(task)
+        task.add_done_callback(self._rescheduling.discard)
 
     async def _start(self, feeds: list[plan.Feed], *, continuing: bool = True) -> None:
         if not feeds:
@@ -195,6 +253,8 @@ class _Running:
         self.config = new
         if self.admin is not None:
             self.admin.reconfigure(new, self.feeds)
+        if self.ingress is not None:
+            self.ingress.reconfigure(new)
         self._deliverer.wake()
 
 
@@ -267,11 +327,18 @@ async def run(
             holder=config.cluster.instance,
         )
         keeper: leases.LeaseKeeper | None = None
+        running: _Running | None = None
+
+        def detected(feed: plan.Feed, item_ids: list[str]) -> None:
+            deliverer.wake()
+            if running is not None:
+                running.detected(feed, item_ids)
+
         poll = poller.Poller(
             engine,
             pool.clients,
             pool.caches,
-            on_new_events=deliverer.wake,
+            on_new_events=detected,
             clock=clock,
             metrics=metrics,
             fence_for=lambda account: keeper.fence(account) if keeper is not None else None,
@@ -303,6 +370,20 @@ async def run(
         )
         running.keeper = keeper
         polls.holds = keeper.holds
+        # Instant mode: nudges from Pipedrive's webhooks (this replica's ingress, or relayed
+        # by another's) list their feed now, coalesced per `[instant] coalesce`.
+        if config.instant is not None:
+            coalescing = coalesce.Coalescing(running.read_now, config.instant.coalesce, clock)
+            stack.push_async_callback(coalescing.aclose)
+
+            def on_nudge(nudge: nudges.Nudge) -> None:
+                assert running is not None
+                running.nudged(nudge)
+                coalescing.nudge(nudge.account, nudge.object_type)
+
+            running.ingress = await stack.enter_async_context(
+                ingress.serving(config, engine, on_nudge, keeper.holds, clock)
+            )
         scheduler.add_job(
             _prune,
             IntervalTrigger(seconds=config.retention.interval),

@@ -1,0 +1,126 @@
+"""Instant mode end to end: a real daemon process registers its webhook at the sandbox, the
+sandbox calls the daemon's ingress on every change, and the change reaches the consumer in
+about a second while the feed's own interval is minutes; when Pipedrive stops calling,
+reconciliation finds the change anyway and the account polls at its own interval again."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from daemon.dev.local_server import serve
+from daemon.dev.receiver import WebhookReceiver
+from daemon.dev.sandbox import Sandbox
+from daemon.dev.sandbox.webhooks.policy import Timings
+from tests import processes
+from tests.acceptance.test_cli import cli, start_daemon
+from tests.conftest import API_TOKEN, SIGNING_SECRET
+from tests.waiting import HANG_S
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def instant_daemon(
+    tmp_path: Path, receiver: WebhookReceiver, *, reconcile: str = "10m", poll: str = "2m"
+) -> Iterator[tuple[Sandbox, processes.Child, Path]]:
+    # Pipedrive's delays shortened a thousandfold (a 30 min ban lasts 1.8 s), its 10 s
+    # timeout kept.
+    timings = replace(Timings().scaled(0.001), timeout_s=10.0)
+    with Sandbox(token=API_TOKEN, webhook_timings=timings) as sandbox, serve(sandbox.app) as api:
+        port = _free_port()
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n\n'
+            f'[instant]\nlisten = "127.0.0.1:{port}"\n'
+            f'public_url = "http://127.0.0.1:{port}/pipedrive"\n'
+            f'reconcile_interval = "{reconcile}"\n\n'
+            f'[[accounts]]\nname = "main"\napi_token = "{API_TOKEN}"\n'
+            f'base_url = "{api.base_url}"\n\n'
+            f'[[subscriptions]]\nname = "deals"\naccount = "main"\ntrigger = "deal.added"\n'
+            f'callback_url = "{receiver.base_url}/hooks/deals"\n'  # type: ignore[attr-defined]
+            f'secret = "{SIGNING_SECRET}"\npoll_interval = "{poll}"\n'
+            "allow_private_targets = true\n"
+        )
+        log = tmp_path / "daemon.log"
+        daemon = start_daemon(config, log)
+        try:
+            yield sandbox, daemon, log
+        finally:
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(timeout=HANG_S)
+
+
+def until(what: object, timeout_s: float, message: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not what():  # type: ignore[operator]
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+def _titles(receiver: WebhookReceiver) -> list[str]:
+    return [d.json()["data"]["title"] for d in list(receiver.received)]
+
+
+def test_a_change_reaches_the_consumer_in_about_a_second(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    with instant_daemon(tmp_path, receiver) as (sandbox, _, log):
+        until(
+            lambda: any(w["is_active"] for w in sandbox.webhooks),
+            HANG_S,
+            "the daemon did not register its webhook",
+        )
+        [webhook] = sandbox.webhooks
+        assert webhook["subscription_url"].endswith("/pipedrive/main")
+        assert webhook["event_action"] == "*" and webhook["event_object"] == "*"
+        assert webhook["version"] == "2.0" and webhook["http_auth_user"]
+        until(lambda: sandbox.calls_to("GET", "/api/v2/deals") >= 1, HANG_S, "no first listing")
+        time.sleep(0.5)  # the first listing has committed its watermark
+        listings = sandbox.calls_to("GET", "/api/v2/deals")
+        latencies = []
+        for n in range(3):
+            made = time.monotonic()
+            sandbox.add_deal(f"instant {n}")
+            until(lambda n=n: f"instant {n}" in _titles(receiver), 10, f"deal {n} not delivered")
+            latencies.append(time.monotonic() - made)
+        # The feed's interval is 2 minutes: only the nudges can have listed it.
+        assert max(latencies) < 3.0, latencies
+        assert sandbox.calls_to("GET", "/api/v2/deals") - listings <= 6
+        status = cli("--config", str(tmp_path / "config.toml"), "status", "--accounts", "--json")
+        assert '"webhook_state": "registered"' in status.stdout, status.stdout
+        assert "Traceback" not in log.read_text()
+        assert webhook["http_auth_password"] not in log.read_text()
+
+
+def test_when_pipedrive_stops_calling_reconciliation_finds_the_change(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    with instant_daemon(tmp_path, receiver, reconcile="3s", poll="2s") as (sandbox, _, log):
+        until(lambda: any(w["is_active"] for w in sandbox.webhooks), HANG_S, "no webhook")
+        until(lambda: sandbox.calls_to("GET", "/api/v2/deals") >= 1, HANG_S, "no first listing")
+        time.sleep(0.5)
+        # Pipedrive drops the calls (as during a ban): the next reconciliation reads the deal.
+        sandbox.webhooks_faults.add(drop=True)  # that change's call is lost
+        sandbox.add_deal("dropped")
+        until(lambda: "dropped" in _titles(receiver), HANG_S, "reconciliation missed it")
+        until(
+            lambda: "did not announce" in log.read_text(),
+            HANG_S,
+            "the unannounced change was not logged",
+        )
+        # Calls arrive again: nudges resume.
+        sandbox.add_deal("announced")
+        until(lambda: "announced" in _titles(receiver), HANG_S, "not delivered")
+        until(lambda: "webhook calls resumed" in log.read_text(), HANG_S, "not logged")
+        assert _titles(receiver).count("dropped") == 1
