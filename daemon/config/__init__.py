@@ -464,7 +464,7 @@ def _admin_problems(admin: AdminConfig) -> list[str]:
 DEFAULT_INSTANT_RECONCILE_S = 600.0  # a nudged account is also polled at least this often
 DEFAULT_INSTANT_REPAIR_S = 3600.0  # how often each account's webhook at Pipedrive is checked
 DEFAULT_INSTANT_COALESCE_S = 1.0  # nudges within this window make one poll
-MIN_INSTANT_REPAIR_S = 60.0  # each check lists the account's webhooks: 10 tokens
+MIN_INSTANT_REPAIR_S = 5.0  # each check lists the account's webhooks: 10 tokens
 MAX_INSTANT_COALESCE_S = 60.0
 
 

@@ -31,7 +31,12 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def instant_daemon(
-    tmp_path: Path, receiver: WebhookReceiver, *, reconcile: str = "10m", poll: str = "2m"
+    tmp_path: Path,
+    receiver: WebhookReceiver,
+    *,
+    reconcile: str = "10m",
+    poll: str = "2m",
+    repair: str = "1h",
 ) -> Iterator[tuple[Sandbox, processes.Child, Path]]:
     # Pipedrive's delays shortened a thousandfold (a 30 min ban lasts 1.8 s), its 10 s
     # timeout kept.
@@ -43,7 +48,7 @@ def instant_daemon(
             f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n\n'
             f'[instant]\nlisten = "127.0.0.1:{port}"\n'
             f'public_url = "http://127.0.0.1:{port}/pipedrive"\n'
-            f'reconcile_interval = "{reconcile}"\n\n'
+            f'reconcile_interval = "{reconcile}"\nrepair_interval = "{repair}"\n\n'
             f'[[accounts]]\nname = "main"\napi_token = "{API_TOKEN}"\n'
             f'base_url = "{api.base_url}"\n\n'
             f'[[subscriptions]]\nname = "deals"\naccount = "main"\ntrigger = "deal.added"\n'
@@ -124,3 +129,25 @@ def test_when_pipedrive_stops_calling_reconciliation_finds_the_change(
         until(lambda: "announced" in _titles(receiver), HANG_S, "not delivered")
         until(lambda: "webhook calls resumed" in log.read_text(), HANG_S, "not logged")
         assert _titles(receiver).count("dropped") == 1
+
+
+def test_a_webhook_pipedrive_deleted_is_registered_again_and_nothing_is_lost(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    with instant_daemon(tmp_path, receiver, reconcile="5s", repair="5s") as (sandbox, _, log):
+        until(lambda: any(w["is_active"] for w in sandbox.webhooks), HANG_S, "no webhook")
+        [first] = sandbox.webhooks
+        until(lambda: sandbox.calls_to("GET", "/api/v2/deals") >= 1, HANG_S, "no first listing")
+        time.sleep(0.5)
+        sandbox.delete_webhook(first["id"], "no successful delivery for 3 days")
+        sandbox.add_deal("while deleted")  # no call for it: reconciliation reads it
+        until(
+            lambda: any(w["is_active"] and w["id"] != first["id"] for w in sandbox.webhooks),
+            HANG_S,
+            "the deleted webhook was not registered again",
+        )
+        until(lambda: "while deleted" in _titles(receiver), HANG_S, "the deal was lost")
+        sandbox.add_deal("after")
+        until(lambda: "after" in _titles(receiver), HANG_S, "not delivered after the repair")
+        assert _titles(receiver).count("while deleted") == 1
+        assert "re-created" in log.read_text() or "created webhook" in log.read_text()

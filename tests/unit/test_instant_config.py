@@ -98,7 +98,7 @@ def test_a_bad_public_url_is_refused(public_url: str, reason: str) -> None:
     ("key", "value", "problem"),
     [
         ("listen", "9466", 'instant.listen: must be "host:port"'),
-        ("repair_interval", "30s", "instant.repair_interval: must be >= 60"),
+        ("repair_interval", "4s", "instant.repair_interval: must be >= 5"),
         ("coalesce", "2m", "instant.coalesce: must be <= 60"),
         ("reconcile_interval", 0.5, "instant.reconcile_interval: must be >= 1"),
         ("typo", 1, "instant.typo: unknown key"),
