@@ -72,8 +72,19 @@ def _on_connect(engine: sqlalchemy.Engine) -> None:
         event.listen(engine, "connect", _sqlite_pragmas)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(_driver_url(url, asynchronous=True), pool_pre_ping=True)
+# PostgreSQL connections per engine: polls of thousands of feeds, claims and outcomes share
+# them; SQLAlchemy's default (5, and 10 more on demand) made polls wait for one at 1,000
+# accounts.
+POOL_SIZE = 10
+POOL_OVERFLOW = 20
+
+
+def create_engine(url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
+    driver_url = _driver_url(url, asynchronous=True)
+    options: dict[str, Any] = {}
+    if parse_url(url).get_backend_name() == "postgresql":
+        options = {"pool_size": pool_size, "max_overflow": POOL_OVERFLOW if pool_size > 1 else 1}
+    engine = create_async_engine(driver_url, pool_pre_ping=True, **options)
     _on_connect(engine.sync_engine)
     return engine
 

@@ -125,9 +125,26 @@ async def open_feed(
 ) -> tuple[FeedState, dict[str, SubscriptionState]]:
     """The feed and its subscriptions, created on the first attempt, before any API call, so
     `start = "now"` means the moment a subscription was first started even when Pipedrive is
-    down then. A subscription whose trigger changed in the config starts afresh."""
+    down then. A subscription whose trigger changed in the config starts afresh. Once all
+    exist (every poll but the first), a read: no write transaction, no writer's turn."""
+    key = (feeds.c.account == account) & (feeds.c.object_type == object_type)
+    names = [s.name for s in subscriptions]
+    async with engine.connect() as connection:
+        row = (await connection.execute(select(feeds).where(key))).first()
+        existing = {
+            r.subscription: _subscription(r)
+            for r in await connection.execute(
+                select(subscription_state).where(subscription_state.c.subscription.in_(names))
+            )
+        }
+    if row is not None and all(
+        (state := existing.get(sub.name)) is not None
+        and state.trigger == sub.trigger
+        and state.account == account
+        for sub in subscriptions
+    ):
+        return _feed(row), {sub.name: existing[sub.name] for sub in subscriptions}
     async with write_lock.begin(engine) as connection:
-        key = (feeds.c.account == account) & (feeds.c.object_type == object_type)
         row = (await connection.execute(select(feeds).where(key))).first()
         if row is None:
             starts = [s.start or now for s in subscriptions]
@@ -144,7 +161,6 @@ async def open_feed(
             )
             row = (await connection.execute(select(feeds).where(key))).one()
         feed = _feed(row)
-        names = [s.name for s in subscriptions]
         existing = {
             r.subscription: _subscription(r)
             for r in await connection.execute(

@@ -217,6 +217,9 @@ class Poller:
         look_back = timedelta(seconds=feed.look_back_s)
         since = min([state.watermark, *(r.position for r in readers)]) - look_back
         watermark = state.watermark
+        # What the database holds: a page that changes none of it (an idle feed's empty
+        # listing) commits nothing, so an idle poll writes only its cycle's outcome.
+        committed = (watermark, max_id, {r.name: r.position for r in readers})
         last_page: set[tuple[Any, str]] = set()
         async for page in client.pages(
             obj.path, _listing_params(obj, since), offset=obj.paging == "offset"
@@ -250,18 +253,23 @@ class Poller:
                 readers = [replace(r, position=max(r.position, newest)) for r in readers]
             if decision.max_id is not None:
                 max_id = max(max_id or 0, decision.max_id)
-            queued = await feed_store.commit_page(
-                self._engine,
-                account=feed.account,
-                object_type=obj.name,
-                items=[s for s in decision.states if s.item_id not in failed],
-                events=new_events,
-                watermark=watermark,
-                max_id=max_id,
-                positions={r.name: r.position for r in readers},
-                now=now,
-                fence=fence,
-            )
+            items = [s for s in decision.states if s.item_id not in failed]
+            marks = (watermark, max_id, {r.name: r.position for r in readers})
+            queued: set[str] = set()
+            if items or new_events or marks != committed:
+                queued = await feed_store.commit_page(
+                    self._engine,
+                    account=feed.account,
+                    object_type=obj.name,
+                    items=items,
+                    events=new_events,
+                    watermark=watermark,
+                    max_id=max_id,
+                    positions=marks[2],
+                    now=now,
+                    fence=fence,
+                )
+                committed = marks
             # Only what was queued now: a look-back re-reads versions already queued (an
             # unreadable item's dead letter among them), and those are not news.
             new_events = [event for event in new_events if event.event_id in queued]

@@ -360,13 +360,19 @@ async def run(
             code_revision=database.head_revision(),
         )
         await instances.refuse_name_in_use(engine, me, clock.now())
+        # Leases are renewed on connections of their own: never behind polls waiting for one.
+        sole = engine.dialect.name == "sqlite"
+        lease_engine = engine if sole else database.create_engine(config.database.url, pool_size=1)
+        if not sole:
+            stack.push_async_callback(lease_engine.dispose)
         keeper = leases.LeaseKeeper(
-            engine,
+            lease_engine,
             me,
             [a.name for a in config.accounts],
             on_gained=running.gained,
             on_lost=running.lost,
             clock=clock,
+            sole=sole,
         )
         running.keeper = keeper
         polls.holds = keeper.holds
