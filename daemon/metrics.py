@@ -11,12 +11,12 @@ templates: bounded by the config, never an item id.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -54,6 +54,46 @@ class Metrics:
 
     def delivery(self, outcome: deliveries.Outcome) -> None:
         """One delivery attempt's outcome is known."""
+
+    def replica(self, live: ReplicaFigures) -> None:
+        """This process's replica figures, read at every scrape."""
+
+
+@dataclass(frozen=True)
+class ReplicaFigures:
+    """Read at scrape time: the replica's name, how many accounts it polls, and (in instant
+    mode) the calls its ingress answered by outcome."""
+
+    instance: str
+    accounts_held: Callable[[], int]
+    nudges: Callable[[], Mapping[str, int]] | None = None
+
+
+class _Replica(Collector):
+    def __init__(self, figures: ReplicaFigures) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            PREFIX + "replica",
+            "This replica's [cluster] instance (always 1): joins its series to its name.",
+            labels=["instance"],
+        )
+        info.add_metric([self._figures.instance], 1)
+        held = GaugeMetricFamily(
+            PREFIX + "accounts_held", "Accounts whose lease this replica holds: it polls them."
+        )
+        held.add_metric([], self._figures.accounts_held())
+        yield from (info, held)
+        if self._figures.nudges is not None:
+            nudges = CounterMetricFamily(
+                PREFIX + "instant_nudges",
+                "Calls of Pipedrive's webhooks to this replica's ingress, by outcome.",
+                labels=["outcome"],
+            )
+            for outcome, count in self._figures.nudges().items():
+                nudges.add_metric([outcome], count)
+            yield nudges
 
 
 NONE = Metrics()
@@ -159,6 +199,9 @@ class PrometheusMetrics(Metrics):
         if outcome.verdict == "delivered" and detected is not None:
             finished = outcome.attempted_at.timestamp() + outcome.duration_ms / 1000
             self._latency.labels(subscription).observe(max(0.0, finished - detected.timestamp()))
+
+    def replica(self, live: ReplicaFigures) -> None:
+        self.registry.register(_Replica(live))
 
     def failing_for(self, account: str, object_type: str) -> float | None:
         """Seconds the feed has been failing without a successful cycle, None when it is not."""

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon import clock as clock_module
 from daemon import config as config_module
+from daemon import metrics as metrics_module
 from daemon.config import Config
 from daemon.db import database, feed_store, instances, instant_webhooks
 from daemon.db.tables import INSTANT_REGISTERED
@@ -412,6 +413,14 @@ async def run(
         )
         if running.admin is not None:
             running.admin.exports_database_gauges = lambda: keeper.holds_singleton
+        instant_ingress = running.ingress
+        metrics.replica(
+            metrics_module.ReplicaFigures(
+                config.cluster.instance,
+                lambda: len(keeper.held_accounts),
+                instant_ingress.counts.snapshot if instant_ingress is not None else None,
+            )
+        )
         scheduler.start()
         stack.callback(_shutdown, scheduler)
         logger.info(

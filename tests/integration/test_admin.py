@@ -136,6 +136,12 @@ async def test_metrics_count_what_happened(
     assert value(found, "delivery_latency_seconds_bucket", subscription="good", le="+Inf") == 3
     assert value(found, "polls_total", account="main", object="deals", outcome="ok") >= 2
     assert value(found, "polls_total", account="main", object="deals", outcome="failed") == 1
+    # This replica, by its [cluster] instance, polls the one account; it holds the singleton,
+    # so it exports the database's gauges.
+    [(_, replica)] = [key for key in found if key[0] == "pipedrive_triggers_replica"]
+    assert dict(replica)["instance"] and value(found, "replica", **dict(replica)) == 1
+    assert value(found, "accounts_held") == 1
+    assert value(found, "outbox_pending", subscription="good") == 0
 
     # Every request the sandbox answered, counted once, by route template and status.
     api_calls = {
