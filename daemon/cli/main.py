@@ -156,7 +156,16 @@ def status(ctx: click.Context, as_json: bool, accounts: bool, instances: bool) -
             click.echo(json.dumps(rows, indent=2))
         else:
             columns = ["account", "polled_by", "calls_today", "tokens_today", "rate_limit_waits"]
-            _print_table([{**row, "polled_by": row["polled_by"] or "-"} for row in rows], columns)
+            columns.append("daily_tokens_left")
+            shown = [
+                {
+                    **row,
+                    "polled_by": row["polled_by"] or "-",
+                    "daily_tokens_left": snapshot.daily_tokens(row),
+                }
+                for row in rows
+            ]
+            _print_table(shown, columns)
         return
     report = plumbing.with_engine(
         config, lambda engine: snapshot.gather(config, engine, datetime.now(UTC))
@@ -181,14 +190,21 @@ def status(ctx: click.Context, as_json: bool, accounts: bool, instances: bool) -
 @click.option("--forever", is_flag=True, help="Keep adding deals and activities until Ctrl-C.")
 @click.option("--deals", default=4, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--activities", default=3, show_default=True, type=click.IntRange(0, 1000))
-def demo(forever: bool, deals: int, activities: int) -> None:
+@click.option(
+    "--instant",
+    is_flag=True,
+    help="Instant mode: the sandbox calls the daemon's webhook ingress at every change.",
+)
+def demo(forever: bool, deals: int, activities: int, instant: bool) -> None:
     """Run a sandbox Pipedrive, the daemon and a webhook receiver, and show events flow."""
     # Imported here: a development tool; sandbox, receiver and daemon add ~0.45 s elsewhere.
     from daemon.dev import demo as demo_module
 
     sys.exit(
         plumbing.run_async(
-            lambda: demo_module.run(forever=forever, deals=deals, activities=activities)
+            lambda: demo_module.run(
+                forever=forever, deals=deals, activities=activities, instant=instant
+            )
         )
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -247,6 +248,27 @@ def test_demo_shows_events_flowing() -> None:
     assert "callback returned 503" in result.stderr
     assert "polling every 2s on purpose" in result.stdout, result.stdout
     assert "refuses 1 delivery with 503 on purpose" in result.stdout, result.stdout
+
+
+def test_demo_instant_delivers_each_change_within_seconds_and_counts_tokens() -> None:
+    """`demo --instant`: the daemon registers its webhook at the sandbox, whose calls make
+    each change arrive within seconds although the feeds poll every 120 s."""
+    result = cli("demo", "--instant", "--deals", "2", "--activities", "1", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # 2 deals x 2 subscriptions + 1 activity, then one stage change and one win.
+    assert "summary: 7 of 7 events delivered" in result.stdout, result.stdout
+    assert "webhook registered at the sandbox" in result.stdout, result.stdout
+    assert "poll more often than the connector's" not in result.stderr
+    delays = [float(d) for d in re.findall(r"\((\d+\.\d)s after the change\)", result.stdout)]
+    assert len(delays) >= 7, result.stdout
+    # Every event but the one refused once (retried after 1 s) in about a second; a loaded
+    # machine gets some slack. Polling at 120 s would have taken a minute on average.
+    assert sorted(delays)[-2] < 10.0, result.stdout
+    assert re.search(
+        r"tokens: \d+ spent in \d+s \(instant mode: .*\); polling every 120s would have spent "
+        r"about \d+ over the same",
+        result.stdout,
+    ), result.stdout
 
 
 def test_sigterm_lets_in_flight_deliveries_finish(
