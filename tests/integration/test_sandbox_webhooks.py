@@ -172,6 +172,39 @@ def test_each_webhook_gets_the_actions_and_objects_it_asked_for(
     assert len({b["meta"]["id"] for b in deal_changes}) == 2
 
 
+def test_deleting_persons_organizations_activities_and_notes_sends_delete_webhooks(
+    hooked: Sandbox, api: httpx.Client, consumer: WebhookReceiver
+) -> None:
+    hooked.add_webhook(hook_url(consumer), event_action="delete")
+    person = hooked.add_person("Mari Maasikas")
+    org = hooked.add_organization("Kalev AS")
+    call = hooked.add_activity(subject="Call", person_id=person["id"])
+    note = hooked.add_note("Met", person_id=person["id"])
+    for path in (
+        f"/api/v2/persons/{person['id']}",
+        f"/api/v2/organizations/{org['id']}",
+        f"/api/v2/activities/{call['id']}",
+        f"/v1/notes/{note['id']}",
+    ):
+        assert api.delete(path).status_code == 200, path
+        assert api.get(path).status_code == 404, path  # gone, as Pipedrive answers
+        assert api.delete(path).status_code == 404, path
+    until(lambda: len(consumer.received) == 4, "4 deliveries")
+    got = [
+        (b["meta"]["action"], b["meta"]["entity"], b["meta"]["entity_id"], b["data"])
+        for b in bodies(consumer.received)
+    ]
+    assert got == [
+        ("delete", "person", str(person["id"]), None),
+        ("delete", "organization", str(org["id"]), None),
+        ("delete", "activity", str(call["id"]), None),
+        ("delete", "note", str(note["id"]), None),
+    ]
+    assert bodies(consumer.received)[0]["previous"]["name"] == "Mari Maasikas"
+    listed = api.get("/api/v2/persons").json()["data"]
+    assert person["id"] not in [p["id"] for p in listed]
+
+
 def test_failures_are_retried_as_attempts_2_to_4_then_dropped(
     hooked: Sandbox, consumer: WebhookReceiver
 ) -> None:

@@ -230,6 +230,32 @@ class Sandbox:
         self._late("activity", activity_id, visible_after)
         return self.activity(activity_id)
 
+    def delete_activity(self, activity_id: int, at: datetime | None = None) -> dict[str, Any]:
+        """As `DELETE /api/v2/activities/{id}`: marked deleted (then 404 on GET, unlisted),
+        a delete webhook sent; `at` (default now) is its update_time."""
+        with _refusals_as_value_errors():
+            self.store.delete_record("activity", activity_id, at)
+        return self.activity(activity_id)
+
+    def delete_person(self, person_id: int, at: datetime | None = None) -> dict[str, Any]:
+        """As `DELETE /api/v2/persons/{id}` (see `delete_activity`)."""
+        with _refusals_as_value_errors():
+            self.store.delete_record("person", person_id, at)
+        return self.person(person_id)
+
+    def delete_organization(self, org_id: int, at: datetime | None = None) -> dict[str, Any]:
+        """As `DELETE /api/v2/organizations/{id}` (see `delete_activity`)."""
+        with _refusals_as_value_errors():
+            self.store.delete_record("organization", org_id, at)
+        return self.organization(org_id)
+
+    def delete_note(self, note_id: int, at: datetime | None = None) -> dict[str, Any]:
+        """As `DELETE /v1/notes/{id}`: `active_flag` false (then 404 on GET, unlisted), a
+        delete webhook sent."""
+        with _refusals_as_value_errors():
+            self.store.delete_note(note_id, at)
+        return self.note(note_id)
+
     @staticmethod
     def _contact_shorthands(fields: dict[str, Any]) -> dict[str, Any]:
         """`email=`/`phone=` as one primary work entry, as the old helper took them."""

@@ -171,6 +171,15 @@ def build_routes(store: Store, more: Sequence[tuple[str, str, Endpoint]] = ()) -
                 raise errors.not_found("Activity not found")
             return ok(render.activity(store.update_activity(activity_id, fields)))
 
+    def delete_record(kind: str) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            record_id = request.path_params["id"]
+            with store.lock:
+                store.delete_record(kind, record_id)
+            return ok({"id": record_id})
+
+        return endpoint
+
     async def list_stages(request: Request) -> Response:
         params = envelope.params(request)
         # Airbyte observed 400s for updated_since on stages and pipelines.
@@ -286,6 +295,7 @@ def build_routes(store: Store, more: Sequence[tuple[str, str, Endpoint]] = ()) -
         ("POST", "/api/v2/activities", add_activity),
         ("GET", "/api/v2/activities/{id:int}", get_activity),
         ("PATCH", "/api/v2/activities/{id:int}", update_activity),
+        ("DELETE", "/api/v2/activities/{id:int}", delete_record("activity")),
         ("GET", "/api/v2/stages", list_stages),
         ("GET", "/api/v2/stages/{id:int}", get_one(store.stages, "Stage")),
         ("GET", "/api/v2/pipelines", list_pipelines),
@@ -294,6 +304,7 @@ def build_routes(store: Store, more: Sequence[tuple[str, str, Endpoint]] = ()) -
         ("POST", "/api/v2/persons", add_person),
         ("GET", "/api/v2/persons/{id:int}", get_one(store.persons, "Person", "person")),
         ("PATCH", "/api/v2/persons/{id:int}", update_person),
+        ("DELETE", "/api/v2/persons/{id:int}", delete_record("person")),
         ("GET", "/api/v2/organizations", list_organizations),
         ("POST", "/api/v2/organizations", add_organization),
         (
@@ -302,6 +313,7 @@ def build_routes(store: Store, more: Sequence[tuple[str, str, Endpoint]] = ()) -
             get_one(store.organizations, "Organization", "organization"),
         ),
         ("PATCH", "/api/v2/organizations/{id:int}", update_organization),
+        ("DELETE", "/api/v2/organizations/{id:int}", delete_record("organization")),
         ("GET", "/api/v2/dealFields", list_fields("deal")),
         ("GET", "/api/v2/personFields", list_fields("person")),
         ("GET", "/api/v2/organizationFields", list_fields("organization")),

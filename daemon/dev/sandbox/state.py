@@ -430,6 +430,34 @@ class Store:
             self.emit(changes.DELETE, "deal", deal, before, moment)
             return deal
 
+    def delete_record(
+        self, kind: str, record_id: int, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """`DELETE /api/v2/{persons,organizations,activities}/{id}`: "marks as deleted" (gone
+        from lists and GETs, a delete webhook sent). An unknown or deleted one is a 404."""
+        with self.lock:
+            record = self.table(kind).get(record_id)
+            if record is None or record.get("is_deleted") or not self.visible(kind, record_id):
+                raise errors.not_found(f"{kind.capitalize()} not found")
+            before = self.snapshot(record)
+            moment = at or self.now()
+            record.update(is_deleted=True, update_time=clock.rfc3339(moment))
+            self.emit(changes.DELETE, kind, record, before, moment)
+            return record
+
+    def delete_note(self, note_id: int, at: datetime | None = None) -> dict[str, Any]:
+        """`DELETE /v1/notes/{id}`: gone from lists and GETs (kept here inactive), a delete
+        webhook sent. An unknown or deleted one is a 404."""
+        with self.lock:
+            note = self.notes.get(note_id)
+            if note is None or not note["active_flag"] or not self.visible("note", note_id):
+                raise errors.not_found("Note not found")
+            before = self.snapshot(note)
+            moment = at or self.now()
+            note.update(active_flag=False, update_time=clock.v1_time(moment))
+            self.emit(changes.DELETE, "note", note, before, moment)
+            return note
+
     # -- activities ---------------------------------------------------------------------------
 
     def _activity_links(

@@ -114,6 +114,19 @@ def table(store: Store) -> list[tuple[str, str, Endpoint]]:
         with store.lock:
             return ok_v1(v1_records.render_note(store, v1_records.add_note(store, fields)))
 
+    async def get_note(request: Request) -> Response:
+        note_id = request.path_params["id"]
+        with store.lock:
+            note = store.notes.get(note_id)
+            if note is None or not note["active_flag"] or not store.visible("note", note_id):
+                raise errors.not_found("Note not found")
+            return ok_v1(v1_records.render_note(store, note))
+
+    async def delete_note(request: Request) -> Response:
+        with store.lock:
+            store.delete_note(request.path_params["id"])
+        return ok_v1(True)
+
     async def list_leads(request: Request) -> Response:
         params = envelope.params(request)
         if params.get("filter_id"):
@@ -147,6 +160,8 @@ def table(store: Store) -> list[tuple[str, str, Endpoint]]:
         ("GET", "/v1/activityTypes", list_activity_types),
         ("GET", "/v1/notes", list_notes),
         ("POST", "/v1/notes", add_note),
+        ("GET", "/v1/notes/{id:int}", get_note),
+        ("DELETE", "/v1/notes/{id:int}", delete_note),
         ("GET", "/v1/leads", list_leads),
         ("POST", "/v1/leads", add_lead),
     ]
