@@ -632,6 +632,8 @@ def _cross_checks(
                 f"subscriptions[{index}].account: no [[accounts]] entry has this name "
                 f"(got {account!r}; known: {', '.join(account_names) or 'none'})"
             )
+        if isinstance(trigger, str) and (why := _needs_instant(raw, accounts, trigger, account)):
+            problems.append(f"subscriptions[{index}].trigger: {why}")
     admin = _valid(AdminConfig, raw.get("admin", {}), base_dir)
     if admin is not None:
         problems.extend(_admin_problems(admin))
@@ -644,6 +646,25 @@ def _cross_checks(
         if problem := _token_file_problem(found.api_token_file):
             problems.append(f"accounts[{index}].api_token_file: {problem}")
     return problems
+
+
+def _needs_instant(
+    raw: dict[str, Any], accounts: list[dict[str, Any]], trigger: str, account: object
+) -> str | None:
+    """Why a deletion trigger cannot be served here: Pipedrive lists no deleted item (deals
+    aside), so only its delete webhook, in instant mode, can fire one."""
+    if trigger not in triggers.REGISTRY or not triggers.get(trigger).deletion:
+        return None
+    needs = (
+        f"{trigger!r} needs instant mode: Pipedrive does not list deleted items, only its "
+        "delete webhook tells of them"
+    )
+    if not isinstance(raw.get("instant"), dict):
+        return f"{needs}; add an [instant] table (see the README's Instant mode)"
+    opted_out = any(a.get("name") == account and a.get("instant") is False for a in accounts)
+    if opted_out:
+        return f"{needs}; account {account!r} sets instant = false"
+    return None
 
 
 class _TokenFileOnly(_Frozen):

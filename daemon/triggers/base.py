@@ -76,6 +76,14 @@ class Trigger:
     fires: Callable[[Observation], bool]
     payload: payloads.Payload = payloads.PASSTHROUGH  # the shape of `data`
     always_previous: tuple[str, ...] = ()  # `previous` keys carried even when unchanged
+    # Fired by `instant.deletions` when Pipedrive's delete webhook is confirmed by the API,
+    # never by a listing (which does not show deleted items): needs instant mode.
+    deletion: bool = False
+
+
+def never(_obs: Observation) -> bool:
+    """A listing never fires it (see `Trigger.deletion`)."""
+    return False
 
 
 def item_key(item: Item, obj: ObjectType) -> str:

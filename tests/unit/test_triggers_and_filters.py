@@ -44,7 +44,8 @@ def test_the_registry_holds_the_whole_catalog_and_each_trigger_once() -> None:
         "deal.added", "deal.added.legacy", "deal.updated", "deal.stage_changed", "deal.won",
         "deal.lost", "deal.deleted", "activity.added", "activity.updated", "activity.done",
         "person.added", "person.updated", "organization.added", "organization.updated",
-        "note.added", "lead.added",
+        "note.added", "lead.added", "person.deleted", "organization.deleted",
+        "activity.deleted", "note.deleted", "lead.deleted",
     } == set(triggers.REGISTRY)  # fmt: skip
     assert {t.object.name for t in triggers.REGISTRY.values()} == {
         "deals", "activities", "persons", "organizations", "notes", "leads",
