@@ -20,7 +20,7 @@ from daemon.config import Config
 from daemon.db import database, feed_store, instances, instant_webhooks
 from daemon.db.tables import INSTANT_REGISTERED
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
-from daemon.instant import announcements, coalesce, ingress, nudges, registration
+from daemon.instant import announcements, coalesce, deletions, ingress, nudges, registration
 from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
 from daemon.polling import forecast, plan, poller, schedule
@@ -118,6 +118,16 @@ class _Running:
         self.unannounced_changes: dict[str, int] = {}  # per account, since start
         self._rescheduling: set[asyncio.Task[None]] = set()
         self._feeds = {f.key: f for f in plan.feeds(config, forecast.fitted_intervals(config))}
+        # Instant mode's delete webhooks, confirmed by the API (`*.deleted` of persons, ...).
+        self.deletions = deletions.Confirmations(
+            engine,
+            lambda: self.config,
+            pool.clients,
+            pool.caches,
+            fence_for=lambda a: self.keeper.fence(a) if self.keeper is not None else None,
+            on_events=lambda events: deliverer.wake(),
+            clock=clock,
+        )
 
     @property
     def feeds(self) -> list[plan.Feed]:
@@ -154,6 +164,7 @@ class _Running:
         """A nudge reached this replica (from its ingress or relayed): remembered, so the
         change it announces is not taken for one Pipedrive failed to send."""
         self._announced.nudged(nudge, self._clock.monotonic())
+        self.deletions.submit(nudge)
         if nudge.account in self._instant_silent:
             self._instant_silent.discard(nudge.account)
             logger.info(
@@ -382,6 +393,7 @@ async def run(
         if config.instant is not None:
             coalescing = coalesce.Coalescing(running.read_now, config.instant.coalesce, clock)
             stack.push_async_callback(coalescing.aclose)
+            stack.push_async_callback(running.deletions.aclose)
 
             def on_nudge(nudge: nudges.Nudge) -> None:
                 assert running is not None
