@@ -225,7 +225,9 @@ delivery_slots = Table(
 
 # Per account and UTC day: Pipedrive calls, their tokens (the spec's x-token-cost) and the
 # waits for the rate limit, added up by the running daemon every few seconds (see
-# `account_usage`), read by `status --accounts`.
+# `account_usage`), read by `status --accounts`; and the company's daily token budget as
+# Pipedrive's headers last said it that day (`x-daily-ratelimit-token-remaining`, `-limit`,
+# when seen: None until then, and when Pipedrive does not send them).
 account_usage = Table(
     "account_usage",
     metadata,
@@ -235,6 +237,9 @@ account_usage = Table(
     Column("tokens", BigInteger, nullable=False),
     Column("rate_limit_waits", BigInteger, nullable=False),
     Column("updated_at", Timestamp(), nullable=False),
+    Column("daily_tokens_remaining", BigInteger, nullable=True),
+    Column("daily_tokens_limit", BigInteger, nullable=True),
+    Column("daily_seen_at", Timestamp(), nullable=True),
 )
 
 # Instant mode (see `daemon.instant`): per account, the webhook the daemon registered at

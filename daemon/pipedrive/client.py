@@ -150,7 +150,7 @@ def _raise_for(response: httpx.Response, where: str, now: datetime) -> None:
 
 def _header_int(response: httpx.Response, name: str) -> int | None:
     value = response.headers.get(name, "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _pause_after(
@@ -325,6 +325,7 @@ class PipedriveClient:
             if self._usage is not None:
                 self._usage.call(method, path, answered)
         now = self._clock.now()
+        self._heed_rate_headers(response, now)
         if response.status_code == 429:
             try:
                 _raise_for(response, where, now)
@@ -341,6 +342,21 @@ class PipedriveClient:
         _raise_for(response, where, now)
         served_at = times.parse_http_date(response.headers.get("date"))
         return _Reply(_envelope(response, where), served_at)
+
+    def _heed_rate_headers(self, response: httpx.Response, now: datetime) -> None:
+        """Every answer's rate headers: Pipedrive's burst window paces the account's next
+        call (see `rate_limit.burst_hold`), and its daily token budget, when it says it, is
+        remembered for status and for stretching instant mode's reconciliation."""
+        headers = response.headers
+        self._limiter.hold(
+            rate_limit.burst_hold(
+                headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
+            )
+        )
+        remaining = _header_int(response, "x-daily-ratelimit-token-remaining")
+        if self._usage is not None and remaining is not None:
+            limit = _header_int(response, "x-daily-ratelimit-token-limit")
+            self._usage.daily_budget_seen(remaining, limit, now)
 
     async def call(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,13 @@ PIPEDRIVE_BURST_WINDOW_S = 2
 MAX_BURST_PAUSE_S = 60.0
 DEFAULT_PAUSE_S = 2.0  # Pipedrive's burst window, when the 429 names no wait
 MIN_PAUSE_S = 1.0
+# Pacing by Pipedrive's own burst headers: when an answer says this few calls or fewer are left
+# in its window (`x-ratelimit-remaining`), the account's next call waits for the window's
+# reset (`x-ratelimit-reset`, relative seconds). The margin covers calls already on their way
+# (a page of a poll while a nudged read answers); the cap, a value too large to be the 2 s
+# window's (the 429 pause above believes at most a minute, for the same reason).
+BURST_MARGIN = 2
+MAX_BURST_HOLD_S = 3.0
 DAILY_BUDGET_SPENT = "Pipedrive's daily token budget is spent"
 RATE_LIMITED = "Pipedrive answered 429 (rate limit)"
 
@@ -70,6 +78,26 @@ def pause_after_429(
     return Pause(max(MIN_PAUSE_S, min(seconds, MAX_BURST_PAUSE_S)), RATE_LIMITED)
 
 
+def _header_seconds(text: str | None) -> float | None:
+    try:
+        seconds = float((text or "").strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def burst_hold(remaining: str | None, reset: str | None) -> float:
+    """How long the account's next call waits after an answer carrying these
+    `x-ratelimit-remaining` / `x-ratelimit-reset` values: until the burst window resets
+    (capped at `MAX_BURST_HOLD_S`) once `BURST_MARGIN` calls or fewer are left in it, else 0.
+    A missing or malformed header decides nothing (0): Pipedrive sometimes sends none."""
+    left = (remaining or "").strip()
+    seconds = _header_seconds(reset)
+    if not (left.isascii() and left.isdigit()) or int(left) > BURST_MARGIN or seconds is None:
+        return 0.0
+    return min(seconds, MAX_BURST_HOLD_S)
+
+
 def describe_pause(until: datetime, reason: str) -> str:
     """How a pause reads in an error (and so in status): `parse_pause` reads it back."""
     return f"calls paused until {times.format_rfc3339_z(until)} ({reason})"
@@ -109,6 +137,7 @@ class _MovingWindow:
 class AccountRateLimiter:
     """At most `calls_per_minute` calls in any `window_s` (60) seconds (a moving window, so no burst
     at a window's edge can double it), at most `BURST_CALLS` in Pipedrive's 2 s burst window,
+    a hold until that window resets when Pipedrive's headers say it is (nearly) spent (`hold`),
     and a pause for everyone after Pipedrive answers 429.
 
     The windows are counted here on the injected clock's monotonic time (the `limits` library's
@@ -134,6 +163,7 @@ class AccountRateLimiter:
         )
         self._paused_until = 0.0
         self._pause_reason = ""
+        self._held_until = 0.0  # Pipedrive's burst window, as its headers report it
 
     async def acquire(self, max_wait_s: float | None = None) -> None:
         """Wait until one more call fits in the budget, then count it. A 429's pause longer
@@ -150,7 +180,7 @@ class AccountRateLimiter:
                     )
                 await self._clock.sleep(pause)  # a 429's pause: counted once, by `pause`
                 continue
-            wait = max(window.wait_s(now) for window in self._windows)
+            wait = max(self._held_until - now, *(window.wait_s(now) for window in self._windows))
             if wait <= 0:
                 for window in self._windows:
                     window.hit(now)
@@ -164,6 +194,12 @@ class AccountRateLimiter:
     def paused(self) -> bool:
         """Whether calls are held after a 429 now."""
         return self._paused_until > self._clock.monotonic()
+
+    def hold(self, seconds: float) -> None:
+        """Pipedrive's headers say its burst window is (nearly) spent (see `burst_hold`): the
+        next calls wait `seconds`, as for a full window of our own (no error, no 429)."""
+        if seconds > 0:
+            self._held_until = max(self._held_until, self._clock.monotonic() + seconds)
 
     def pause(self, seconds: float, reason: str = RATE_LIMITED) -> datetime:
         """Pipedrive said 429: hold every call of this account for `seconds`; returns the

@@ -155,3 +155,23 @@ def explain(
         for s in stretches
     )
     return f"{where}; polling {polling}"
+
+
+# Instant mode's reconciliation, once the company's daily budget runs low: listed half as
+# often until the daily reset. Nudges still read each change at once; only the safety net
+# slows, and it spends half of what it did.
+RECONCILE_STRETCH = 2
+
+
+def budget_low(remaining: int | None, daily_token_budget: int | None, budget_share: float) -> bool:
+    """Whether the company's daily budget left (`x-daily-ratelimit-token-remaining` as seen
+    today; None when it was not) is below what the account keeps for the company's other
+    tools, `daily_token_budget x (1 - budget_share)`. False without a configured budget."""
+    if remaining is None or not daily_token_budget:
+        return False
+    return remaining < daily_token_budget * (1 - budget_share)
+
+
+def stretched_reconcile(interval_s: float) -> float:
+    """The reconciliation interval while the budget is low (see `budget_low`)."""
+    return interval_s * RECONCILE_STRETCH

@@ -166,7 +166,9 @@ async def gather(config: Config, engine: AsyncEngine, now: datetime) -> Report:
 async def account_rows(
     config: Config, engine: AsyncEngine, now: datetime, holders: Mapping[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """`status --accounts`: per account, today's Pipedrive usage, the replica polling it, and
+    """`status --accounts`: per account, today's Pipedrive usage, the company's daily token
+    budget as Pipedrive's headers last said it today (`daily_tokens_remaining`,
+    `daily_tokens_limit`, `daily_seen_at`: None when not seen), the replica polling it, and
     its instant-mode webhook (None where instant mode is off for it)."""
     if holders is None:
         holders = await account_holders(engine, now)
@@ -185,6 +187,14 @@ async def account_rows(
         row["last_nudge_at"] = _iso(reg.last_nudge_at) if reg else None
         row["nudges_today"] = reg.nudges_today if reg and reg.nudges_day == today else 0
     return rows
+
+
+def daily_tokens(row: Mapping[str, Any]) -> str:
+    """An account row's daily budget for people: "remaining/limit", "remaining", or "-"."""
+    remaining, limit = row.get("daily_tokens_remaining"), row.get("daily_tokens_limit")
+    if remaining is None:
+        return "-"
+    return f"{remaining}/{limit}" if limit is not None else str(remaining)
 
 
 async def account_holders(engine: AsyncEngine, now: datetime) -> dict[str, str]:
@@ -389,7 +399,7 @@ def render(report: Report, width: int | None = None) -> str:
                 "from the listing's time"
             )
     accounts = Table(title="accounts, today (UTC)", title_justify="left")
-    columns = ["account", "polled by", "calls", "tokens", "rate-limit waits"]
+    columns = ["account", "polled by", "calls", "tokens", "rate-limit waits", "daily tokens left"]
     instant = any(account["instant"] for account in report.accounts)
     if instant:
         columns += ["webhook", "last nudge", "nudges"]
@@ -402,6 +412,7 @@ def render(report: Report, width: int | None = None) -> str:
             str(account["calls_today"]),
             str(account["tokens_today"]),
             str(account["rate_limit_waits"]),
+            daily_tokens(account),
         ]
         if instant:
             line += [

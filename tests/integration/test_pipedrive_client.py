@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from pydantic import SecretStr
 from daemon import config
 from daemon.dev.sandbox import Sandbox, faults
 from daemon.errors import PipedriveAuthError, PipedriveUnavailable
+from daemon.pipedrive import account_usage
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache, LookupRequest
 from daemon.pipedrive.rate_limit import AccountRateLimiter
@@ -126,3 +129,35 @@ async def test_a_token_file_rotated_into_two_lines_fails_the_call_before_sending
         f"directory (got '{token_file}')"
     )
     assert sandbox.calls_to("GET", "/v1/users/me") == 1, "no request without a usable token"
+
+
+async def test_a_burst_paces_itself_by_pipedrives_rate_headers_instead_of_hitting_429(
+    sandbox: Sandbox,
+) -> None:
+    # Pipedrive allows 6 calls per 1 s window here, far below our own burst window of 20 per
+    # 3 s: only its headers can keep the burst from a 429. No retries: a 429 fails the test.
+    sandbox.set_limits(burst=6, window_s=1.0, daily_tokens=5_000)
+    usage = account_usage.Usage("main")
+    async with PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN)) as http:
+        client = PipedriveClient(
+            http,
+            account="main",
+            limiter=AccountRateLimiter(1000),
+            retry=RetryOptions(attempts=1),
+            usage=usage,
+        )
+
+        async def reader() -> None:
+            for _ in range(5):
+                await client.call("GET", "/api/v2/deals")
+
+        started = time.monotonic()
+        await asyncio.gather(reader(), reader())  # two feeds' nudged reads at once
+        elapsed = time.monotonic() - started
+    statuses = [call.status for call in sandbox.calls if call.path == "/api/v2/deals"]
+    assert statuses == [200] * 10
+    assert elapsed >= 1.0  # at least one wait for the window's reset
+    assert usage.unflushed().rate_limit_waits >= 1
+    # ... and the daily budget the headers said, for status and the reconciliation's stretch.
+    assert usage.daily is not None
+    assert (usage.daily.remaining, usage.daily.limit) == (5_000 - 10 * 10, 5_000)

@@ -122,3 +122,49 @@ def test_how_long_a_429_pauses_the_account(
     )
     assert pause.seconds == seconds
     assert (pause.reason.startswith(DAILY)) is daily
+
+
+@pytest.mark.parametrize(
+    ("remaining", "reset", "hold_s"),
+    [
+        ("0", "2", 2.0),  # the window is spent: wait for its reset
+        ("2", "1", 1.0),  # within the margin: calls already on their way take the rest
+        (" 1 ", "0.5", 0.5),
+        ("3", "2", 0.0),  # room left: no wait
+        ("40", "2", 0.0),
+        ("0", "999999", rate_limit.MAX_BURST_HOLD_S),  # not the 2 s window: capped
+        ("0", "0", 0.0),  # already reset
+        (None, "2", 0.0),  # Pipedrive sometimes sends no rate headers
+        ("0", None, 0.0),
+        ("", "2", 0.0),
+        ("zero", "2", 0.0),
+        ("-1", "2", 0.0),
+        ("0", "soon", 0.0),
+        ("0", "-2", 0.0),
+        ("0", "nan", 0.0),
+        ("0", "inf", 0.0),
+        ("²", "2", 0.0),  # a digit to str.isdigit, not to int()
+    ],
+)
+def test_how_long_pipedrives_burst_headers_hold_the_next_call(
+    remaining: str | None, reset: str | None, hold_s: float
+) -> None:
+    assert rate_limit.burst_hold(remaining, reset) == hold_s
+
+
+async def test_a_hold_delays_the_next_calls_on_top_of_the_windows() -> None:
+    clock = FakeClock()
+    waits: list[None] = []
+    limiter = AccountRateLimiter(100, on_wait=lambda: waits.append(None), clock=clock)
+    await limiter.acquire()
+    limiter.hold(1.5)
+    limiter.hold(0.5)  # a shorter hold never shortens a longer one
+    started = clock.monotonic()
+    await asyncio.gather(limiter.acquire(), limiter.acquire())
+    assert clock.monotonic() - started == pytest.approx(1.5)
+    assert len(waits) == 2  # each held call is a rate-limit wait, as for a full window
+    assert not limiter.paused  # a hold is no 429 pause: nothing to fail a call for
+    limiter.hold(0.0)
+    before = clock.monotonic()
+    await limiter.acquire()
+    assert clock.monotonic() == before
