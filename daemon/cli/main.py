@@ -156,7 +156,16 @@ def status(ctx: click.Context, as_json: bool, accounts: bool, instances: bool) -
             click.echo(json.dumps(rows, indent=2))
         else:
             columns = ["account", "polled_by", "calls_today", "tokens_today", "rate_limit_waits"]
-            _print_table([{**row, "polled_by": row["polled_by"] or "-"} for row in rows], columns)
+            columns.append("daily_tokens_left")
+            shown = [
+                {
+                    **row,
+                    "polled_by": row["polled_by"] or "-",
+                    "daily_tokens_left": snapshot.daily_tokens(row),
+                }
+                for row in rows
+            ]
+            _print_table(shown, columns)
         return
     report = plumbing.with_engine(
         config, lambda engine: snapshot.gather(config, engine, datetime.now(UTC))

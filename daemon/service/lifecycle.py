@@ -21,7 +21,7 @@ from daemon.db import database, feed_store, instances, instant_webhooks
 from daemon.db.tables import INSTANT_REGISTERED
 from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.instant import announcements, coalesce, deletions, ingress, nudges, registration
-from daemon.pipedrive import account_usage
+from daemon.pipedrive import account_usage, token_budget
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
 from daemon.polling import forecast, plan, poller, schedule
 from daemon.service import leases, reload, retention, supervision
@@ -117,6 +117,8 @@ class _Running:
         self._announced = announcements.Announcements()
         self.unannounced_changes: dict[str, int] = {}  # per account, since start
         self._rescheduling: set[asyncio.Task[None]] = set()
+        self._budget_low: set[str] = set()  # reconciling at the stretched interval
+        self._stretch_logged: dict[str, str] = {}  # account: the UTC day it was said
         self._feeds = {f.key: f for f in plan.feeds(config, forecast.fitted_intervals(config))}
         # Instant mode's delete webhooks, confirmed by the API (`*.deleted` of persons, ...).
         self.deletions = deletions.Confirmations(
@@ -140,8 +142,40 @@ class _Running:
         if instant is None or not self.config.account(feed.account).instant:
             return feed.interval_s
         if feed.account in self._instant_healthy and feed.account not in self._instant_silent:
-            return instant.reconcile_interval
+            if not self._low_on_budget(feed.account):
+                return instant.reconcile_interval
+            stretched = token_budget.stretched_reconcile(instant.reconcile_interval)
+            today = account_usage.today(self._clock.now())
+            if self._stretch_logged.get(feed.account) != today:
+                self._stretch_logged[feed.account] = today
+                logger.warning(
+                    "account %r: Pipedrive's daily token budget is below daily_token_budget x "
+                    "(1 - budget_share); reconciling every %gs instead of %gs until the reset",
+                    feed.account, stretched, instant.reconcile_interval,
+                    extra={"action": "instant.reconcile_stretched", "account": feed.account},
+                )  # fmt: skip
+            return stretched
         return min(feed.interval_s, instant.reconcile_interval)
+
+    def _low_on_budget(self, account: str) -> bool:
+        usage = self._pool.usages.get(account)
+        seen = usage.daily if usage is not None else None
+        settings = self.config.account(account)
+        return token_budget.budget_low(
+            seen.remaining if seen is not None and seen.seen_on(self._clock.now()) else None,
+            settings.daily_token_budget,
+            settings.budget_share,
+        )
+
+    def usage_flushed(self) -> None:
+        """After each flush of the accounts' usage: an instant account whose daily budget
+        went low (or was renewed) reschedules its feeds at the new reconciliation interval."""
+        if self.config.instant is None:
+            return
+        low = {a for a in self._held & self._instant_healthy if self._low_on_budget(a)}
+        for account in low ^ self._budget_low:
+            self._restart_soon(account)
+        self._budget_low = low
 
     async def gained(self, accounts: Mapping[str, int]) -> None:
         """Schedule the feeds of accounts just taken, each continuing its schedule."""
@@ -453,7 +487,9 @@ async def run(
         }
         # Flushed last: the usage of polls that end during shutdown is counted too.
         usage_flusher = asyncio.create_task(
-            account_usage.flush_forever(engine, pool.usages.values(), clock=clock),
+            account_usage.flush_forever(
+                engine, pool.usages.values(), clock=clock, on_flushed=running.usage_flushed
+            ),
             name="account-usage",
         )
         if reloads is not None:
