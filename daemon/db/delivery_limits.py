@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.db import database, health_store
+from daemon.db import database, health_store, write_lock
 from daemon.db.tables import delivery_slots, subscription_health
 from daemon.model import endpoint_health, start_window
 from daemon.model.endpoint_health import Health
@@ -174,3 +174,13 @@ async def release_slots(connection: AsyncConnection, holder: str, keep: Mapping[
             )
             .values(slots=slots)
         )
+
+
+async def delete_expired(engine: AsyncEngine, now: datetime) -> int:
+    """Delete slots whose lease ended (a crashed or stopped holder's): no claim counts them
+    any more, and a live holder writes its row again when it renews. Returns how many."""
+    async with write_lock.begin(engine) as connection:
+        result = await connection.execute(
+            delete(delivery_slots).where(delivery_slots.c.held_until < now)
+        )
+        return int(result.rowcount or 0)

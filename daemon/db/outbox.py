@@ -232,6 +232,7 @@ async def claim_within_limits(
                 connection, limits, {n: capacity[n] for n in offered}, now
             )
             capacity = {name: given.capacity for name, given in grants.items()}
+            rows = await _probing_heads_only(connection, rows, grants, ordered, now)
         chosen = pick_claims(
             [(row.id, row.subscription) for row in rows],
             capacity,
@@ -267,6 +268,40 @@ async def claim_within_limits(
                 replace(row, probe=True) if grants[row.subscription].probe else row for row in taken
             ]
         return Claim(taken, grants)
+
+
+async def _probing_heads_only(
+    connection: AsyncConnection,
+    rows: Sequence[Any],
+    grants: Mapping[str, delivery_limits.Grant],
+    ordered: Collection[str],
+    now: datetime,
+) -> Sequence[Any]:
+    """A paused subscription's probe is its oldest due event, the same one until it gets
+    through. The candidates skip rows another claimer holds: locked by a concurrent claim
+    (SKIP LOCKED, even one that takes nothing) or still claimed ahead by a replica whose
+    release has not committed yet. Then the probe waits for its row rather than take the
+    next one. (An `ordered` one's candidate is its head already.)"""
+    probing = sorted(
+        name
+        for name, given in grants.items()
+        if given.probe and given.capacity > 0 and name not in ordered
+    )
+    heads = {}
+    for name in probing:
+        heads[name] = (
+            await connection.execute(
+                select(deliveries.c.id)
+                .where(
+                    in_state(STATE_PENDING),
+                    deliveries.c.subscription == name,
+                    deliveries.c.next_attempt_at <= now,
+                )
+                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                .limit(1)
+            )
+        ).scalar()
+    return [row for row in rows if heads.get(row.subscription, row.id) == row.id]
 
 
 async def release(engine: AsyncEngine, ids: Sequence[int], probes: Collection[str] = ()) -> None:

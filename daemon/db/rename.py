@@ -64,11 +64,20 @@ async def rename(engine: AsyncEngine, old: str, new: str) -> Renamed:
                 update(table).where(table.c.subscription == old).values(subscription=new)
             )
         # A pause judged the old name's endpoint: the renamed subscription starts unpaused
-        # (one still down is paused again after `pause_after` failures). A disable is the
+        # (one still down is paused again after `pause_after` failures: its count starts
+        # afresh, with no probe in flight and no starts reserved). A disable is the
         # operator's (or a 410's) and stays until `subscriptions enable`.
         await connection.execute(
             update(subscription_health)
             .where(subscription_health.c.subscription == new)
-            .values(paused_at=None, pause_reason=None, probe_at=None, probe_interval_s=None)
+            .values(
+                paused_at=None,
+                pause_reason=None,
+                probe_at=None,
+                probe_interval_s=None,
+                failures=0,
+                probe_until=None,
+                starts=None,
+            )
         )
         return moved

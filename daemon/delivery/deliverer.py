@@ -330,6 +330,10 @@ class Deliverer:
             return 0
         moment = self._clock.monotonic()
         self._release_stale(moment)
+        for name in list(self._ready):
+            if self._judge.state(name) != "ok":
+                # Learnt of a pause by a health read: only the probe's claim may start.
+                self._release_claimed(name)
         plan = self._slots.plan(self._judge.health, self._clock.now(), moment, self._held_slots())
         candidates = [
             (row.id, name)
@@ -464,10 +468,18 @@ class Deliverer:
 
     def _release_claimed(self, name: str) -> None:
         """Paused: rows claimed ahead go back, so each probe is the oldest due event (the
-        same one until it gets through), not whichever row happened to be claimed."""
+        same one until it gets through), not whichever row happened to be claimed; only a row
+        claimed as the probe stays. Disabled: all go back."""
         queue = self._ready.pop(name, None)
         if not queue:
             return
+        if self._judge.state(name) == "paused":
+            probes = deque(entry for entry in queue if entry[0].probe)
+            if probes:
+                self._ready[name] = probes
+            queue = deque(entry for entry in queue if not entry[0].probe)
+            if not queue:
+                return
         release = self._release([row for row, _ in queue])
         task = asyncio.create_task(release, name="delivery-release")
         self._tasks.add(task)

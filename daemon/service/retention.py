@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.config import RetentionConfig
-from daemon.db import write_lock
+from daemon.db import delivery_limits, write_lock
 from daemon.db.outbox import in_state
 from daemon.db.tables import STATE_DELIVERED, deliveries, delivery_attempts
 
@@ -56,6 +56,7 @@ async def prune(engine: AsyncEngine, settings: RetentionConfig, now: datetime) -
     """The daemon's hourly job (`[retention] interval`); a failure waits for the next run."""
     try:
         removed = await prune_delivered(engine, now - timedelta(seconds=settings.delivered))
+        await delivery_limits.delete_expired(engine, now)  # slots of crashed delivery loops
     except Exception:
         logger.warning(
             "retention: pruning delivered events failed; trying again next interval",

@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.config import DeliveryConfig, SubscriptionConfig
-from daemon.db import database, health_store
+from daemon.db import database, delivery_limits, health_store, outbox, rename, tables
 from daemon.dev.local_server import serve
+from daemon.model import endpoint_health
 from tests.conftest import _empty_tables
-from tests.delivery_harness import delivering, queue, subscription, until
+from tests.delivery_harness import delivering, queue, rows, subscription, until
 
 FAST = DeliveryConfig(timeout=2, retry_schedule=(0.05,), max_attempts=50, jitter=0)
 
@@ -154,6 +158,109 @@ async def test_pause_after_counts_both_replicas_and_one_probe_runs(database_url:
     probes = [at for at, _ in recorder.arrivals[3:]]
     gaps = [later - earlier for earlier, later in itertools.pairwise(probes)]
     assert min(gaps) >= 0.25, gaps  # one probe per probe_interval, whichever replica sends it
+
+
+async def _probe_claim(engine: AsyncEngine) -> list[str]:
+    """One claim as a delivery loop makes it, for the paused subscription "p"."""
+    now = datetime.now(UTC)
+    request = delivery_limits.Request("h", {"p": delivery_limits.Wanted(cap=1, slots=1)}, {}, 10)
+    claim = await outbox.claim_within_limits(
+        engine,
+        now=now,
+        lease_until=now + timedelta(seconds=10),
+        capacity={"p": 1},
+        limit=4,
+        limits=request,
+    )
+    assert all(row.probe for row in claim.rows)
+    return [row.event_id for row in claim.rows]
+
+
+async def _pause_with_probe_due(engine: AsyncEngine) -> None:
+    at = datetime.now(UTC) - timedelta(seconds=10)
+    paused = endpoint_health.paused("3 consecutive failures; last: 503", at, 1)
+    await health_store.save(engine, "p", paused, at)
+
+
+async def test_the_probe_waits_for_its_event_while_another_holds_it(database_url: str) -> None:
+    """A release not yet committed (rows claimed ahead before the pause) keeps the oldest due
+    event claimed for a moment: the probe waits for it rather than take the next one."""
+    engine = database.create_engine(database_url)
+    try:
+        oldest, *_ = await queue(engine, "p", [1, 2, 3])
+        await _pause_with_probe_due(engine)
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(tables.deliveries)
+                .where(tables.deliveries.c.event_id == oldest)
+                .values(claimed_until=datetime.now(UTC) + timedelta(seconds=30))
+            )
+        assert await _probe_claim(engine) == []
+        await outbox.release(engine, [(await rows(engine))[oldest].id])
+        assert await _probe_claim(engine) == [oldest]
+    finally:
+        await engine.dispose()
+
+
+async def test_the_probe_waits_for_its_event_while_a_claim_has_it_locked(
+    postgresql_url: str,
+) -> None:
+    """Another replica's claim locks the rows it reads (even when the limits leave it nothing
+    to take): SKIP LOCKED must not make the probe the next event."""
+    engine, other = database.create_engine(postgresql_url), database.create_engine(postgresql_url)
+    try:
+        oldest, *_ = await queue(engine, "p", [1, 2, 3])
+        await _pause_with_probe_due(engine)
+        async with other.begin() as connection:
+            await connection.execute(
+                select(tables.deliveries.c.id)
+                .where(tables.deliveries.c.event_id == oldest)
+                .with_for_update()
+            )
+            assert await _probe_claim(engine) == []
+        assert await _probe_claim(engine) == [oldest]
+    finally:
+        await engine.dispose()
+        await other.dispose()
+
+
+async def test_rename_starts_the_failure_count_afresh(database_url: str) -> None:
+    engine = database.create_engine(database_url)
+    try:
+        await queue(engine, "old", [1])
+        now = datetime.now(UTC)
+        paused = endpoint_health.paused("3 consecutive failures; last: 503", now, 60)
+        stored = dataclasses.replace(paused, failures=7, probe_until=now + timedelta(seconds=9))
+        await health_store.save(engine, "old", stored, now)
+        async with engine.begin() as connection:
+            await connection.execute(update(tables.subscription_health).values(starts="1.000:1"))
+        await rename.rename(engine, "old", "new")
+        health = (await health_store.load(engine))["new"]
+        assert health.state == "ok"
+        assert (health.failures, health.probe_until) == (0, None)
+        async with engine.connect() as connection:
+            starts = await connection.scalar(select(tables.subscription_health.c.starts))
+        assert starts is None
+    finally:
+        await engine.dispose()
+
+
+async def test_expired_slots_are_deleted(database_url: str) -> None:
+    engine = database.create_engine(database_url)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as connection:
+            for holder, until in (
+                ("crashed", now - timedelta(seconds=1)),
+                ("live", now + timedelta(seconds=30)),
+            ):
+                await delivery_limits.hold(connection, holder, "s", delivery_limits.Held(1, until))
+        assert await delivery_limits.delete_expired(engine, now) == 1
+        async with engine.connect() as connection:
+            holders = (await connection.execute(select(tables.delivery_slots.c.holder))).scalars()
+            assert list(holders) == ["live"]
+    finally:
+        await engine.dispose()
 
 
 async def _paused(engine: AsyncEngine) -> bool:
