@@ -3,6 +3,7 @@ trigger and subscription on it. Pages commit one by one (see `feed_store`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -27,6 +28,10 @@ from daemon.polling.plan import Feed
 from daemon.triggers.base import ObjectType
 
 logger = logging.getLogger(__name__)
+
+# A backlog's page builds up to 500 payloads (about 0.1 ms each) in one go: the delivery loop
+# gets the event loop back this often, so its POSTs in flight are not left waiting.
+YIELD_EVERY = 50
 
 
 def _listing_params(obj: ObjectType, since: datetime) -> dict[str, Any]:
@@ -236,6 +241,7 @@ class Poller:
                 object_type=obj.name,
                 item_ids=[str(item.get("id")) for item in page],
             )
+            await asyncio.sleep(0)  # a page of 500 is hashed above: deliveries' turn
             decision = change_feed.decide(
                 page,
                 stored,
@@ -318,12 +324,14 @@ class Poller:
         fields_path = feed.object.fields_path
         if fields_path and any(f.reader.include_custom_fields for f in decision.firings):
             catalog = await cache.field_catalog(client, fields_path)
-        for firing in decision.firings:
+        for built, firing in enumerate(decision.firings, 1):
             try:
                 result.append(events.event(firing, origin, resolved, catalog, now))
             except Exception as error:  # a payload error of any kind: never stalls the feed
                 failed.add(firing.item_id)
                 result.append(events.unmappable(firing, origin, error, now))
+            if built % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let deliveries in flight go on during a big page
         return await self._without_pre_upgrade_copies(result, decision.firings), failed
 
     async def _without_pre_upgrade_copies(

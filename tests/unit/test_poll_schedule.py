@@ -85,7 +85,7 @@ def test_the_daemon_first_lists_each_feed_after_its_offset(tmp_path: Path) -> No
     no_poller = cast(poller.Poller, None)  # the jobs never run here
     for feed in feeds:  # never listed: each after its offset
         delay = schedule.continue_after(None, feed.key, feed.interval_s, len(feeds))
-        lifecycle._schedule(scheduler, polls, no_poller, feed, delay)
+        lifecycle._schedule(scheduler, polls, no_poller, feed, feed.interval_s, delay)
     after = datetime.now(UTC)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert len(jobs) == 100
