@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from daemon.dev.receiver import WebhookReceiver
-from daemon.dev.sandbox import Sandbox, costs
+from daemon.dev.sandbox import Sandbox, costs, rate_limit
 from tests.acceptance.test_cli import cli, start_daemon, write_daemon_config
 
 
@@ -43,7 +43,15 @@ def test_status_accounts_shows_calls_tokens_and_waits_of_today(
     )
     result = cli("--config", str(config), "status", "--json", "--accounts")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [
+    [row] = json.loads(result.stdout)
+    # The daily budget as the sandbox's headers last said it (the gateway stamps every answer).
+    daily = {
+        k: row.pop(k) for k in ("daily_tokens_remaining", "daily_tokens_limit", "daily_seen_at")
+    }
+    assert daily["daily_tokens_limit"] == rate_limit.DEFAULT_DAILY_TOKENS
+    assert 0 < daily["daily_tokens_remaining"] < rate_limit.DEFAULT_DAILY_TOKENS
+    assert daily["daily_seen_at"]  # when it was seen, RFC 3339
+    assert [row] == [
         {
             "account": "main",
             "calls_today": len(calls),
