@@ -412,10 +412,11 @@ async def test_a_flood_is_answered_fast_with_bounded_memory_while_the_database_i
         assert len(served.state.seen) == 500
         assert len(served.state.outbound) <= 1  # one pending row for the far feed, at most
         assert served.state.counts[counts.ACCEPTED] == requests
-        # 2 shared cores, the flood's own clients on them too: loose, but a wait for the
-        # database (a second) in the answers would show.
+        # 2 shared cores, the flood's own clients and the suite's other workers on them too:
+        # loose (bench/instant_latency.py measures the 100 ms), but a wait for the database (a
+        # second) in the answers would show.
         median = statistics.median(took)
-        assert p99 < 0.1, f"p99 {p99 * 1000:.0f} ms, median {median * 1000:.1f} ms"
+        assert p99 < 0.5, f"p99 {p99 * 1000:.0f} ms, median {median * 1000:.1f} ms"
         await busy
         assert released.is_set()
         await until(lambda: len(served.state.outbound) == 0, "the relay written")
