@@ -19,7 +19,7 @@ from daemon.dev.sandbox import Sandbox
 from daemon.dev.sandbox.webhooks.policy import Timings
 from tests import processes
 from tests.acceptance.test_cli import cli, start_daemon
-from tests.conftest import API_TOKEN, SIGNING_SECRET
+from tests.conftest import API_TOKEN, SIGNING_SECRET, scratch_postgres
 from tests.waiting import HANG_S
 
 
@@ -151,3 +151,52 @@ def test_a_webhook_pipedrive_deleted_is_registered_again_and_nothing_is_lost(
         until(lambda: "after" in _titles(receiver), HANG_S, "not delivered after the repair")
         assert _titles(receiver).count("while deleted") == 1
         assert "re-created" in log.read_text() or "created webhook" in log.read_text()
+
+
+def test_on_replicas_a_call_to_any_ingress_is_read_by_the_accounts_holder(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """Pipedrive calls replica A's ingress (public_url points there); replica B holds the
+    account: the nudge goes through the database and B lists the feed at once."""
+    timings = replace(Timings().scaled(0.001), timeout_s=10.0)
+    with (
+        scratch_postgres("pdt_instant") as url,
+        Sandbox(token=API_TOKEN, webhook_timings=timings) as sandbox,
+        serve(sandbox.app) as api,
+    ):
+        ports = {"a": _free_port(), "b": _free_port()}
+        configs = {}
+        for name, port in ports.items():  # one file per host: each listens on its own port
+            configs[name] = tmp_path / f"{name}.toml"
+            configs[name].write_text(
+                f'[database]\nurl = "{url}"\n\n[cluster]\nlease = "3s"\n\n'
+                f'[instant]\nlisten = "127.0.0.1:{port}"\n'
+                f'public_url = "http://127.0.0.1:{ports["a"]}/pipedrive"\n\n'
+                f'[[accounts]]\nname = "main"\napi_token = "{API_TOKEN}"\n'
+                f'base_url = "{api.base_url}"\n\n'
+                f'[[subscriptions]]\nname = "deals"\naccount = "main"\ntrigger = "deal.added"\n'
+                f'callback_url = "{receiver.base_url}/hooks/deals"\n'  # type: ignore[attr-defined]
+                f'secret = "{SIGNING_SECRET}"\npoll_interval = "2m"\n'
+                "allow_private_targets = true\n"
+            )
+        logs = {name: tmp_path / f"{name}.log" for name in ports}
+        holder = start_daemon(configs["b"], logs["b"])
+        try:
+            until(lambda: "took 1 accounts" in logs["b"].read_text(), HANG_S, "B holds nothing")
+            until(lambda: any(w["is_active"] for w in sandbox.webhooks), HANG_S, "no webhook")
+            until(lambda: sandbox.calls_to("GET", "/api/v2/deals") >= 1, HANG_S, "no listing")
+            ingress_only = start_daemon(configs["a"], logs["a"])
+            try:
+                until(lambda: "ingress listening" in logs["a"].read_text(), HANG_S, "A down")
+                time.sleep(0.5)
+                made = time.monotonic()
+                sandbox.add_deal("relayed")
+                until(lambda: "relayed" in _titles(receiver), 10, "the relayed nudge was lost")
+                assert time.monotonic() - made < 5, "read at once, not at the 2 min interval"
+                assert "took" not in logs["a"].read_text(), "A never held the account"
+            finally:
+                ingress_only.send_signal(signal.SIGTERM)
+                ingress_only.wait(timeout=HANG_S)
+        finally:
+            holder.send_signal(signal.SIGTERM)
+            holder.wait(timeout=HANG_S)
