@@ -108,6 +108,7 @@ class _Running:
         self.keeper: leases.LeaseKeeper | None = None  # set once made
         self.ingress: ingress.Ingress | None = None  # instant mode's, once serving
         self._held: set[str] = set()
+        self._gained_before = False  # whether this process has taken accounts yet
         # Accounts whose Pipedrive webhook is registered and active (instant mode): their
         # feeds poll at `[instant] reconcile_interval`, nudges doing the rest.
         self._instant_healthy: set[str] = set()
@@ -178,14 +179,21 @@ class _Running:
         self._budget_low = low
 
     async def gained(self, accounts: Mapping[str, int]) -> None:
-        """Schedule the feeds of accounts just taken, each continuing its schedule."""
+        """Schedule the feeds of accounts just taken, each continuing its schedule; in
+        instant mode, the first accounts a process takes list soon instead: its ingress was
+        down until now, so calls Pipedrive made meanwhile may be lost (its retries last
+        minutes), and reconciliation could be minutes away."""
         self._held |= set(accounts)
+        continuing = True
         if self.config.instant is not None:  # the previous holder's registration stands
             registered = await instant_webhooks.load_all(self._engine)
             self._instant_healthy |= {
                 a for a in accounts if a in registered and registered[a].state == INSTANT_REGISTERED
             }
-        await self._start([f for f in self._feeds.values() if f.account in accounts])
+            continuing = self._gained_before
+        self._gained_before = True
+        feeds = [f for f in self._feeds.values() if f.account in accounts]
+        await self._start(feeds, continuing=continuing)
 
     async def set_instant_health(self, healthy: set[str]) -> None:
         """After a check of the webhooks: feeds of accounts whose health changed list at their

@@ -200,3 +200,29 @@ def test_on_replicas_a_call_to_any_ingress_is_read_by_the_accounts_holder(
         finally:
             holder.send_signal(signal.SIGTERM)
             holder.wait(timeout=HANG_S)
+
+
+def test_changes_made_while_the_ingress_was_down_are_delivered_after_a_restart(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    with instant_daemon(tmp_path, receiver) as (sandbox, daemon, log):
+        until(lambda: any(w["is_active"] for w in sandbox.webhooks), HANG_S, "no webhook")
+        until(lambda: sandbox.calls_to("GET", "/api/v2/deals") >= 1, HANG_S, "no first listing")
+        time.sleep(0.5)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=HANG_S) == 0
+        sandbox.add_deal("while down")  # Pipedrive's call and its retries all fail
+        until(
+            lambda: len([d for d in sandbox.webhook_deliveries if d.status is None]) >= 4,
+            HANG_S,
+            "the sandbox did not try and retry its call",
+        )
+        again = start_daemon(tmp_path / "config.toml", log)
+        try:
+            until(lambda: "while down" in _titles(receiver), HANG_S, "lost while down")
+            sandbox.add_deal("after")
+            until(lambda: "after" in _titles(receiver), 10, "no nudge after the restart")
+            assert _titles(receiver).count("while down") == 1
+        finally:
+            again.send_signal(signal.SIGTERM)
+            again.wait(timeout=HANG_S)
