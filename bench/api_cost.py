@@ -14,12 +14,21 @@ Scenarios: (a) the connector's three triggers on one account, (b) the whole trig
 each a **baseline** that really runs one Poller per subscription (a config per subscription,
 each with its own account entry, client and lookup cache) against an identical sandbox.
 
+(i) is (a) in **instant mode** (`[instant]`, reconciliation every 10 min): the webhook is
+registered at the sandbox by `instant.registration.repair_all` (and checked again once an hour,
+as `repair_interval` does), the sandbox sends its real webhooks v2 to the daemon's own ingress
+(`instant.ingress.serving`, on loopback), each nudge is coalesced by `instant.coalesce` (1 s,
+wall clock) into a listing of its feed, and every feed also lists every 10 min (each 5th cycle)
+to reconcile. The writes are the same; after each cycle's writes the benchmark waits for the
+sandbox's calls to be answered and the nudged listings to end.
+
 Calls and tokens are counted on the sandbox: its call log, and the tokens its rate limiter
 charged (the spec's `x-token-cost` per route). Per day = the hour's figure x 24.
 
 Run from the repository root:
 
     PYTHONPATH=. .venv/bin/python bench/api_cost.py [--cycles N] [--interval S] [--json]
+    PYTHONPATH=. .venv/bin/python bench/api_cost.py --only-instant   # (a) and (i) only
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import argparse
 import asyncio
 import json
 import shlex
+import socket
 import sys
 import tempfile
 import time
@@ -42,6 +52,7 @@ from daemon import triggers
 from daemon.db import database
 from daemon.dev.local_server import serve
 from daemon.dev.sandbox import Sandbox, calls, costs
+from daemon.instant import coalesce, ingress, nudges, registration
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.pipedrive.rate_limit import AccountRateLimiter
@@ -138,12 +149,23 @@ def connector_subscriptions() -> list[Subscription]:
 
 
 def catalog_subscriptions() -> list[Subscription]:
-    every = [Subscription(name.replace(".", "-"), name) for name in sorted(triggers.REGISTRY)]
+    """Every trigger polling can serve: a deletion trigger needing instant mode (Pipedrive
+    lists no deleted activity, person, ...) is left out."""
+    every = [
+        Subscription(name.replace(".", "-"), name)
+        for name in sorted(triggers.REGISTRY)
+        if not getattr(triggers.get(name), "deletion", False)
+    ]
     return every + [Subscription(name, trig, dict(flt)) for name, trig, flt in FILTERED]
 
 
-def _config(url: str, api_url: str, accounts: dict[str, list[Subscription]]) -> Any:
-    raw = {
+def _config(
+    url: str,
+    api_url: str,
+    accounts: dict[str, list[Subscription]],
+    instant: dict[str, Any] | None = None,
+) -> Any:
+    raw: dict[str, Any] = {
         "database": {"url": url},
         "accounts": [{"name": name, "api_token": TOKEN, "base_url": api_url} for name in accounts],
         "subscriptions": [
@@ -159,6 +181,8 @@ def _config(url: str, api_url: str, accounts: dict[str, list[Subscription]]) -> 
             for s in subs
         ],
     }
+    if instant is not None:
+        raw["instant"] = instant
     return config_module.parse(raw, "<api_cost>", Path.cwd())
 
 
@@ -170,6 +194,7 @@ class Phase:
     tokens: int = 0  # as the sandbox's limiter charged them
     listing_tokens: int = 0
     other_statuses: int = 0  # anything but 200 (should be none)
+    webhook_calls: int = 0  # GET /v1/webhooks (instant mode)
     by_route: dict[str, int] = field(default_factory=dict)
 
 
@@ -185,9 +210,27 @@ class Scenario:
     warm_up_calls: int = 0
     writes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    nudges_active: int | None = None  # instant mode: webhook calls that nudged a feed
 
 
 LISTING_PATHS = {o.path for o in triggers.OBJECT_TYPES.values()}
+
+
+class BenchClock:
+    """The poller's and the lookup cache's `daemon.clock.Clock`: the cycle's fake time
+    (`now[0]`), monotonic seconds since T0 with it; sleeps are real (none at these limits)."""
+
+    def __init__(self, now: list[datetime]) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now[0]
+
+    def monotonic(self) -> float:
+        return (self._now[0] - T0).total_seconds()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 def _is_listing(call: calls.Call) -> bool:
@@ -213,6 +256,8 @@ def _tally(sandbox: Sandbox, phase: Phase, spent_before: int) -> None:
         if _is_listing(call):
             phase.listing_calls += 1
             phase.listing_tokens += cost
+        elif call.path.startswith("/v1/webhooks"):
+            phase.webhook_calls += 1  # instant mode's hourly check of its webhook
         else:
             phase.lookup_calls += 1
     phase.tokens = _spent(sandbox) - spent_before
@@ -232,9 +277,7 @@ async def run_scenario(
         else:
             configs = [_config(url, server.base_url, {"main": subs})]
         now = [T0]
-
-        def fake_monotonic() -> float:
-            return (now[0] - T0).total_seconds()
+        clock = BenchClock(now)
 
         engine = database.create_engine(url)
         https = []
@@ -250,8 +293,8 @@ async def run_scenario(
                         account=account.name,
                         limiter=AccountRateLimiter(BENCH_CALLS_PER_MINUTE),
                     )
-                caches = {name: lookups.LookupCache(clock=fake_monotonic) for name in clients}
-                poll = poller.Poller(engine, clients, caches, clock=lambda: now[0])
+                caches = {name: lookups.LookupCache(clock=clock) for name in clients}
+                poll = poller.Poller(engine, clients, caches, clock=clock)
                 pollers.append((poll, plan.feeds(cfg)))
             watched = sorted({f.object.name for _, fs in pollers for f in fs})
             scenario = Scenario(
@@ -288,6 +331,124 @@ async def run_scenario(
         finally:
             for http in https:
                 await http.aclose()
+            await engine.dispose()
+    scenario.wall_s = time.perf_counter() - started
+    return scenario
+
+
+INSTANT_RECONCILE_S = config_module.DEFAULT_INSTANT_RECONCILE_S
+INSTANT_REPAIR_S = config_module.DEFAULT_INSTANT_REPAIR_S
+SETTLE_S = 0.3  # no new webhook call for this long: the sandbox has sent a cycle's changes
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def run_instant_scenario(
+    label: str, subs: list[Subscription], cycles: int, interval: float
+) -> Scenario:
+    """(a) in instant mode: real registration, real webhooks from the sandbox to the real
+    ingress, coalesced nudged listings, and a reconciliation listing of every feed each
+    `reconcile_interval`; the webhook checked again every `repair_interval`."""
+    sandbox = build_sandbox()
+    started = time.perf_counter()
+    reconcile_every = max(1, round(INSTANT_RECONCILE_S / interval))
+    repair_every = max(1, round(INSTANT_REPAIR_S / interval))
+    with tempfile.TemporaryDirectory() as directory, serve(sandbox.app) as server, sandbox:
+        url = f"sqlite:///{Path(directory) / 'cost.db'}"
+        database.upgrade(url)
+        port = _free_port()
+        instant = {
+            "listen": f"127.0.0.1:{port}",
+            "public_url": f"http://127.0.0.1:{port}/pipedrive",
+        }
+        cfg = _config(url, server.base_url, {"main": subs}, instant)
+        now = [T0]
+        clock = BenchClock(now)
+
+        engine = database.create_engine(url)
+        [account] = cfg.accounts
+        http = PipedriveClient.http_client(account.api_root, account.token)
+        client = PipedriveClient(
+            http, account=account.name, limiter=AccountRateLimiter(BENCH_CALLS_PER_MINUTE)
+        )
+        caches = {account.name: lookups.LookupCache(clock=clock)}
+        poll = poller.Poller(engine, {account.name: client}, caches, clock=clock)
+        feeds = {f.object.name: f for f in plan.feeds(cfg)}
+        watched = sorted(feeds)
+        scenario = Scenario(
+            label=label,
+            subscriptions=len(subs),
+            object_types=watched,
+            pollers=1,
+            page_costs={o: triggers.OBJECT_TYPES[o].page_cost for o in watched},
+        )
+        reading = [0]
+        nudged: list[str] = []
+
+        async def read(_: str, object_type: str) -> None:
+            reading[0] += 1
+            try:
+                await poll.poll(feeds[object_type])
+            finally:
+                reading[0] -= 1
+
+        coalescing = coalesce.Coalescing(read, cfg.instant.coalesce)
+
+        def on_nudge(nudge: nudges.Nudge) -> None:
+            nudged.append(nudge.object_type)
+            coalescing.nudge(nudge.account, nudge.object_type)
+
+        async def settle() -> None:
+            """Until the sandbox has sent every call and the nudged listings have ended."""
+            seen = -1
+            while seen != len(sandbox.webhook_deliveries):
+                seen = len(sandbox.webhook_deliveries)
+                await asyncio.sleep(SETTLE_S)
+            await asyncio.sleep(cfg.instant.coalesce + 0.1)  # a window's trailing read
+            while reading[0]:  # noqa: ASYNC110 (a benchmark's wait, polled)
+                await asyncio.sleep(0.02)
+
+        async def cycle(k: int, at: datetime) -> None:
+            sandbox.set_time(at)
+            now[0] = at
+            if k % reconcile_every == 0:
+                for feed in feeds.values():
+                    await poll.poll(feed)
+            if k % repair_every == 0:
+                await registration.repair_all(engine, cfg, {account.name: client})
+
+        try:
+            # Warm-up: the webhook registered, the feeds created (id probe).
+            await registration.repair_all(engine, cfg, {account.name: client})
+            for feed in feeds.values():
+                await poll.poll(feed)
+            async with ingress.serving(cfg, engine, on_nudge, lambda _: True):
+                scenario.warm_up_calls = len(sandbox.calls)
+                sandbox.clear_calls()
+                spent = _spent(sandbox)
+                for k in range(1, cycles + 1):
+                    at = T0 + timedelta(seconds=k * interval)
+                    sandbox.set_time(at - timedelta(seconds=interval / 2))
+                    writes = activity(sandbox, k)
+                    if writes:
+                        scenario.writes += writes
+                        await settle()
+                    await cycle(k, at)
+                scenario.active.cycles = cycles
+                _tally(sandbox, scenario.active, spent)
+                scenario.nudges_active = len(nudged)
+                spent = _spent(sandbox)
+                for k in range(cycles + 1, 2 * cycles + 1):
+                    await cycle(k, T0 + timedelta(seconds=k * interval))
+                scenario.idle.cycles = cycles
+                _tally(sandbox, scenario.idle, spent)
+                await coalescing.aclose()
+        finally:
+            await http.aclose()
             await engine.dispose()
     scenario.wall_s = time.perf_counter() - started
     return scenario
@@ -345,6 +506,7 @@ def report(results: list[Scenario], interval: float, command: str) -> str:
             lines.append(
                 f"  {s.label} / {name}: {phase.listing_calls} listing calls "
                 f"({phase.listing_tokens} tokens), {phase.lookup_calls} lookup calls, "
+                f"{phase.webhook_calls} webhook checks, "
                 f"{phase.tokens} tokens charged, {phase.other_statuses} non-200"
             )
             lines.append(f"      {routes}")
@@ -358,6 +520,20 @@ def report(results: list[Scenario], interval: float, command: str) -> str:
             f"  (a) tokens/day <= {CONNECTOR_DAILY_TOKENS:,}: active {day:,} "
             f"{_verdict(day <= CONNECTOR_DAILY_TOKENS)}; idle {idle:,} "
             f"{_verdict(idle <= CONNECTOR_DAILY_TOKENS)}"
+        )
+    i = by_label.get("(i)")
+    if i is not None and a is not None:
+        quarter = CONNECTOR_DAILY_TOKENS // 4
+        day = per_day(i.active.tokens, i.active, interval)
+        idle = per_day(i.idle.tokens, i.idle, interval)
+        polling_day = per_day(a.active.tokens, a.active, interval)
+        polling_idle = per_day(a.idle.tokens, a.idle, interval)
+        lines.append(
+            f"  (i) tokens/day <= a quarter of polling at 120 s ({CONNECTOR_DAILY_TOKENS:,} / 4 ="
+            f" {quarter:,}): 12 writes an hour {day:,} {_verdict(day <= quarter)} "
+            f"({day / polling_day:.2f}x (a)'s {polling_day:,} in the same run); idle {idle:,} "
+            f"{_verdict(idle <= quarter)} ({idle / polling_idle:.2f}x (a)'s {polling_idle:,}); "
+            f"{i.nudges_active} webhook calls nudged a feed in the active hour"
         )
     if b is not None:
         issue, real = listing_target(b, interval)
@@ -386,11 +562,19 @@ async def benchmark(args: argparse.Namespace) -> list[Scenario]:
         ("(b) whole catalog, feeds", catalog_subscriptions, False),
         ("(c) (b) one listing per sub", catalog_subscriptions, True),
     ]
+    if args.only_instant:
+        plan = plan[:1]
     results = []
     for label, subs, baseline in plan:
         scenario = await run_scenario(label, subs(), baseline, args.cycles, args.interval)
         print(f"  {label}: {scenario.wall_s:.1f} s", file=sys.stderr)
         results.append(scenario)
+    label = "(i) (a) instant, reconcile 10 min"
+    scenario = await run_instant_scenario(
+        label, connector_subscriptions(), args.cycles, args.interval
+    )
+    print(f"  {label}: {scenario.wall_s:.1f} s", file=sys.stderr)
+    results.insert(1, scenario)
     return results
 
 
@@ -406,6 +590,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"seconds between cycles ({DEFAULT_INTERVAL_S})",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--only-instant", action="store_true", help="only (a) and (i), its instant mode"
+    )
     args = parser.parse_args(argv)
     if not 28 <= args.cycles <= 300:
         parser.error("--cycles must be between 28 and 300 (the writes happen in cycles 2-27)")
