@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 EXPIRE_EVERY_S = 60.0  # how often ended windows are forgotten, so keys do not pile up
+LISTING_SLACK_S = 0.1
 
 
 @dataclass
@@ -100,7 +101,10 @@ class Coalescing:
             self._timers[key] = asyncio.create_task(self._read_at(key, at), name="coalesce")
 
     async def _read_at(self, key: Feed, at: float) -> None:
-        await self._clock.sleep(at - self._clock.monotonic())
+        # A little after the window's end: the read that opened it sent its listing some
+        # milliseconds after it started (its database work comes first), and two listings of
+        # a feed must not fall in one window.
+        await self._clock.sleep(at - self._clock.monotonic() + LISTING_SLACK_S)
         self._timers.pop(key, None)
         self._start(key, scheduled=True)
 

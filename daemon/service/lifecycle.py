@@ -226,7 +226,16 @@ class _Running:
 
     def detected(self, feed: plan.Feed, item_ids: list[str]) -> None:
         """Events found by a listing: any that no nudge announced within the reconciliation
-        interval means Pipedrive is not calling (a ban, a lost webhook)."""
+        interval means Pipedrive is not calling (a ban, a lost webhook). Judged a few
+        seconds later: a listing made for one nudge may find a change whose own call is
+        still on its way."""
+        if self.config.instant is None:
+            return
+        asyncio.get_running_loop().call_later(
+            ANNOUNCEMENT_GRACE_S, self._judge_announced, feed, item_ids
+        )
+
+    def _judge_announced(self, feed: plan.Feed, item_ids: list[str]) -> None:
         instant = self.config.instant
         if (
             instant is None
@@ -311,6 +320,10 @@ class _Running:
             self.ingress.reconfigure(new)
         self._deliverer.wake()
 
+
+# How long after a listing finds a change its webhook call may still arrive (Pipedrive sends
+# within a second or two; its retries come later and are not waited for).
+ANNOUNCEMENT_GRACE_S = 5.0
 
 # The first check of the webhooks waits this long after start, so this replica has taken its
 # accounts (see `leases.LOOK_S`).
