@@ -25,11 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from urllib.parse import unquote
 
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -41,6 +39,7 @@ from daemon.config import Config
 from daemon.errors import IngressListenError
 from daemon.instant import counts, credentials, nudges, registration, relay
 from daemon.instant.nudges import Nudge
+from daemon.serving import connections, http
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +47,9 @@ MAX_BODY_BYTES = 256 * 1024
 # Past the limit the rest is read and dropped, so the answer reaches a client still sending;
 # past this much the connection is closed instead.
 MAX_DISCARD_BYTES = 8 * 1024 * 1024
-BACKLOG = 256  # a burst of Pipedrive's calls queues in the kernel, not refused
-KEEP_ALIVE_S = 5
-SHUTDOWN_TIMEOUT_S = 5.0
+# A burst of Pipedrive's calls queues in the kernel, not refused; a connection must send its
+# whole request within 5 s (also the keep-alive), and past 256 the longest idle one goes.
+LIMITS = connections.Limits(max_connections=256, request_timeout_s=5.0, backlog=256)
 FINAL_FLUSH_S = 2.0  # at shutdown, how long the last relay and counts may take
 UNAUTHORIZED_HEADERS = {"www-authenticate": 'Basic realm="pipedrive-triggers"'}
 
@@ -180,30 +179,6 @@ async def _read_body(request: Request) -> bytes | None:
     return None if over else b"".join(chunks)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the daemon owns SIGTERM, SIGINT and SIGHUP."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _bind(listen: str, address: tuple[str, int]) -> socket.socket:
-    host, port = address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(BACKLOG)  # calls queue from now on, before uvicorn starts
-    except OSError as error:
-        sock.close()
-        raise IngressListenError(
-            f"instant.listen: cannot listen on {listen} ({error.strerror})"
-        ) from None
-    return sock
-
-
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
@@ -225,7 +200,12 @@ async def serving(
     if config.instant is None:
         yield None
         return
-    sock = _bind(config.instant.listen, config.instant.address)
+    try:
+        sock = http.bind(config.instant.address, LIMITS.backlog)
+    except OSError as error:
+        raise IngressListenError(
+            f"instant.listen: cannot listen on {config.instant.listen} ({error.strerror})"
+        ) from None
     try:
         state = Ingress(config, engine, on_nudge, holds, clock)
         state.address = (config.instant.address[0], int(sock.getsockname()[1]))
@@ -233,18 +213,6 @@ async def serving(
     except BaseException:
         sock.close()
         raise
-    server = _Server(
-        uvicorn.Config(
-            state.app(),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            loop="asyncio",
-            log_level="warning",
-            backlog=BACKLOG,
-            timeout_keep_alive=KEEP_ALIVE_S,
-        )
-    )
     background = [
         asyncio.create_task(state.outbound.run(), name="instant-relay"),
         asyncio.create_task(
@@ -253,23 +221,18 @@ async def serving(
         ),
         asyncio.create_task(state.tallies.run(engine, clock), name="instant-counts"),
     ]
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="instant-ingress")
-    logger.info(
-        "instant mode: ingress listening on http://%s:%d", *state.address,
-        extra={"action": "instant.listening"},
-    )  # fmt: skip
     try:
-        yield state
+        async with http.serving(state.app(), sock, "instant-ingress", LIMITS):
+            logger.info(
+                "instant mode: ingress listening on http://%s:%d", *state.address,
+                extra={"action": "instant.listening"},
+            )  # fmt: skip
+            yield state
     finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(task, SHUTDOWN_TIMEOUT_S)
-        finally:
-            sock.close()
-            await _stop(background)
-            # What was taken but not written yet: the relay's rows and the counts.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FINAL_FLUSH_S):
-                    await state.outbound.write()
-                    await state.tallies.flush(engine, clock.now())
-            await state.credentials.aclose()
+        await _stop(background)
+        # What was taken but not written yet: the relay's rows and the counts.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FINAL_FLUSH_S):
+                await state.outbound.write()
+                await state.tallies.flush(engine, clock.now())
+        await state.credentials.aclose()

@@ -15,11 +15,9 @@ import contextlib
 import hmac
 import logging
 import secrets
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -36,14 +34,14 @@ from daemon.db import outbox_admin
 from daemon.errors import AdminListenError
 from daemon.pipedrive import account_usage
 from daemon.polling.plan import Feed
-from daemon.status import access, admin_page, connections, dashboard, page_actions
+from daemon.serving import connections, http
+from daemon.status import access, admin_page, dashboard, page_actions
 
 logger = logging.getLogger(__name__)
 
 STUCK_AFTER_INTERVALS = 3  # /readyz fails once a feed has failed this many intervals
 DATABASE_CHECK_TIMEOUT_S = 2.0
 MAX_FORM_BYTES = 4096
-SHUTDOWN_TIMEOUT_S = 5.0
 
 
 def metrics_for(config: Config) -> metrics_module.Metrics:
@@ -274,14 +272,6 @@ class Admin:
         return RedirectResponse(f"./?replayed={moved}", status_code=303)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the daemon owns SIGTERM, SIGINT and SIGHUP."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serving(
     config: Config,
@@ -299,15 +289,10 @@ async def serving(
     if address is None or not isinstance(metrics, metrics_module.PrometheusMetrics):
         yield None
         return
-    host, port = address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    host, _ = address
     try:
-        sock.bind((host, port))
-        sock.listen(limits.backlog)  # connections queue from now on, before uvicorn starts
+        sock = http.bind(address, limits.backlog)
     except OSError as error:
-        sock.close()
         raise AdminListenError(
             f"admin.listen: cannot listen on {config.admin.listen} ({error.strerror})"
         ) from None
@@ -320,31 +305,12 @@ async def serving(
     except BaseException:
         sock.close()
         raise
-    server = _Server(
-        uvicorn.Config(
-            state.app(),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            loop="asyncio",
-            log_level="warning",
-            **limits.uvicorn_options(),
-        )
-    )
-    with connections.AcceptFailures(sock).installed(asyncio.get_running_loop()):
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="admin")
+    async with http.serving(state.app(), sock, "admin", limits):
         logger.info(
             "admin: listening on http://%s:%d", *bound,
             extra={"action": "admin.listening"},
         )  # fmt: skip
-        try:
-            yield state
-        finally:
-            server.should_exit = True
-            try:
-                await asyncio.wait_for(task, SHUTDOWN_TIMEOUT_S)
-            finally:
-                sock.close()
+        yield state
 
 
 def _same_token(one: SecretStr | None, other: SecretStr | None) -> bool:

@@ -21,7 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from daemon import metrics
 from daemon.db import database
-from daemon.status import admin_page, connections, listener
+from daemon.serving import connections
+from daemon.status import admin_page, listener
 from tests.integration.test_admin import admin_config
 
 FAST = connections.Limits(max_connections=50, request_timeout_s=1.0)

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "daemon"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("daemon.errors", "daemon.redact", "daemon.times", "daemon.clock", "daemon.logs"),
     ("daemon.model",),
+    ("daemon.serving",),
     ("daemon.db",),
     ("daemon.pipedrive",),
     ("daemon.metrics",),
