@@ -76,7 +76,7 @@ class Judge:
         self._subscriptions = dict(subscriptions)
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
-        for name in list(self._recorded):
+        for name in {*self._recorded, *self.health}:
             self._recompute(name)
 
     def _endpoint(self, name: str) -> str | None:
@@ -113,9 +113,17 @@ class Judge:
         """Apply an attempt to this process's view at once, so a failing consumer stops
         getting POSTs from here before the batch is written; the database's count, to which
         every replica adds, replaces it once written (`written`, `observe`)."""
-        if outcome.effect is not None:
-            self._unwritten.setdefault(outcome.claimed.subscription, []).append(outcome)
-            self._recompute(outcome.claimed.subscription)
+        if outcome.effect is None:
+            return
+        name = outcome.claimed.subscription
+        unwritten = self._unwritten.setdefault(name, [])
+        unwritten.append(outcome)
+        if len(unwritten) == 1 or name not in self.health:
+            self._recompute(name)
+            return
+        # `health` is the recorded health with the earlier unwritten outcomes applied: apply
+        # this one alone (recomputing all of them made a batch's outcomes quadratic).
+        self.health[name] = self._after(name, self.health[name], outcome)
 
     def written(self, outcomes: list[deliveries.Outcome]) -> None:
         """These outcomes are in the database (or lost): the next `observe` counts them."""
@@ -126,20 +134,27 @@ class Judge:
                 self._unwritten[name] = left
             else:
                 self._unwritten.pop(name, None)
+            self._recompute(name)
+
+    def _after(
+        self, name: str, health: endpoint_health.Health, outcome: deliveries.Outcome
+    ) -> endpoint_health.Health:
+        assert outcome.effect is not None
+        health, _ = endpoint_health.after_attempt(
+            health,
+            outcome.effect,
+            outcome.attempted_at,
+            outcome.error,
+            pause_after=self.pause_after(name),
+            probe_interval_s=self._settings.probe_interval,
+            probe=outcome.claimed.probe,
+        )
+        return health
 
     def _recompute(self, name: str) -> None:
         health = self._recorded.get(name, endpoint_health.HEALTHY)
         for outcome in self._unwritten.get(name, ()):
-            assert outcome.effect is not None
-            health, _ = endpoint_health.after_attempt(
-                health,
-                outcome.effect,
-                outcome.attempted_at,
-                outcome.error,
-                pause_after=self.pause_after(name),
-                probe_interval_s=self._settings.probe_interval,
-                probe=outcome.claimed.probe,
-            )
+            health = self._after(name, health, outcome)
         self.health[name] = health
 
     def pause_after(self, name: str) -> int:

@@ -84,9 +84,9 @@ def for_endpoint(health: Health, endpoint: str | None) -> Health:
     for a subscription no longer configured), stamped with it. Health recorded for another
     endpoint keeps only an operator's disable; health recorded before endpoints were (no
     fingerprint) is taken to be this endpoint's."""
-    if endpoint is None:
+    if endpoint is None or health.endpoint == endpoint:
         return health
-    if health.endpoint in (None, endpoint):
+    if health.endpoint is None:
         return replace(health, endpoint=endpoint)
     if health.disabled_at is not None and not health.gone:
         return Health(health.disabled_at, health.disabled_reason, endpoint=endpoint)
@@ -113,6 +113,8 @@ def after_attempt(
     subscription's one probe), and the transition it made, if any. Applied in the order the
     attempts are recorded, by whichever replica made them, so the failures are counted
     together."""
+    if effect == "success" and not probe and health.failures == 0 and health.paused_at is None:
+        return health, None  # the common case, unchanged: no copy
     if probe:
         health = replace(health, probe_until=None)
     if effect == "success":
