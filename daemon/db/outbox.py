@@ -161,6 +161,22 @@ async def claim_due(
     return claim.rows
 
 
+def _due(now: datetime) -> Any:
+    return and_(
+        in_state(STATE_PENDING),
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
+    )
+
+
+async def any_due(engine: AsyncEngine, now: datetime) -> bool:
+    """Whether any row, of any subscription, is due and not claimed: one read of the pending
+    index, which lets an idle delivery loop skip planning a claim over every subscription."""
+    async with engine.connect() as connection:
+        found = await connection.execute(select(deliveries.c.id).where(_due(now)).limit(1))
+        return found.first() is not None
+
+
 @dataclass(frozen=True)
 class Claim:
     rows: list[Claimed]
@@ -191,11 +207,7 @@ async def claim_within_limits(
     open_ordered = [name for name, free in capacity.items() if free > 0 and name in ordered]
     if limit <= 0 or not (open_subscriptions or open_ordered):
         return Claim([])
-    due = and_(
-        in_state(STATE_PENDING),
-        deliveries.c.next_attempt_at <= now,
-        or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now),
-    )
+    due = _due(now)
     # Rows that can be taken at all: with one subscription every candidate read is claimed;
     # with several, reading more lets each have its share although one's rows are oldest. On
     # PostgreSQL every candidate is locked, so reading more than that costs the server.

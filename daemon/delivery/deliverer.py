@@ -118,6 +118,9 @@ class Deliverer:
         self._outcomes: asyncio.Queue[deliveries.Outcome] = asyncio.Queue()
         self._judge = verdicts.Judge(subscriptions, settings, random_unit)
         self._health_read_at: float | None = None
+        # The last claim found nothing: the next one first asks whether anything is due at
+        # all, rather than plan and send a claim over every subscription (see `_claim`).
+        self._quiet = False
 
     def reconfigure(
         self, subscriptions: Mapping[str, SubscriptionConfig], settings: DeliveryConfig
@@ -132,6 +135,7 @@ class Deliverer:
         self._ordered = {name for name, sub in subscriptions.items() if sub.ordered}
         self._judge.reconfigure(subscriptions, settings)
         self._health_read_at = None  # a new callback_url's health is read at the next claim
+        self._quiet = False
 
     def wake(self) -> None:
         """New rows are in the outbox: look now rather than at the next idle poll."""
@@ -219,6 +223,8 @@ class Deliverer:
         room = self._settings.concurrency - len(self._tasks) + max(0, MAX_READY - ready)
         if room <= 0:
             return self._start_ready()
+        if self._quiet and not self._ready and not await self._anything_due():
+            return 0  # idle: one indexed read, whatever the number of subscriptions
         await self._refresh_health()
         now, moment = self._clock.now(), self._clock.monotonic()
         plan = self._slots.plan(self._judge.health, now, moment)
@@ -277,6 +283,7 @@ class Deliverer:
             if given.health.state != "ok":
                 self._release_claimed(name)  # paused or disabled by another replica
         rows = claim_result.rows
+        self._quiet = not rows
         reserved_at, moment = moment, self._clock.monotonic()
         for row in rows:
             if row.id in self._busy_ids:
@@ -286,6 +293,14 @@ class Deliverer:
                 self._reserved[row.id] = reserved_at
             self._ready.setdefault(row.subscription, deque()).append((row, moment))
         return self._start_ready()
+
+    async def _anything_due(self) -> bool:
+        """Whether a claim may find anything (a read error says yes: the claim waits it out).
+        Health is read again only then: it matters to claims alone."""
+        try:
+            return await outbox.any_due(self._engine, self._clock.now())
+        except Exception:
+            return True
 
     def _wanted(self, capacity: Mapping[str, int]) -> dict[str, delivery_limits.Wanted]:
         """What this claim asks of the limits all replicas share, per subscription."""
@@ -392,8 +407,7 @@ class Deliverer:
             self._outage.failed("reading subscription health", error)
             return
         self._judge.refresh(stored)
-        for name in sorted(self._judge.unsaved):  # e.g. a pause of a URL no longer configured
-            await self._apply_health(name, self._clock.now())
+        await self._apply_health(self._clock.now())  # e.g. a pause of a URL no longer configured
 
     async def _attempt(self, row: deliveries.Claimed) -> None:
         attempted_at = self._clock.now()
@@ -520,19 +534,24 @@ class Deliverer:
             return status, None, None, reply, False
         return status, f"callback returned {status} {reason}".rstrip(), retry_after, reply, False
 
-    async def _apply_health(self, name: str, at: datetime) -> None:
-        if name not in self._judge.unsaved:
+    async def _apply_health(self, at: datetime) -> None:
+        """Stamp, in one transaction, the health this process changed (see `Judge.refresh`)."""
+        names = set(self._judge.unsaved)
+        if not names:
             return
-        self._judge.unsaved.discard(name)
+        self._judge.unsaved.difference_update(names)
         try:
-            await health_store.restamp(self._engine, name, self._judge.health[name], at)
+            await health_store.restamp_all(
+                self._engine, {name: self._judge.health[name] for name in names}, at
+            )
         except Exception:
-            self._judge.unsaved.add(name)  # tried again after the next attempt
+            self._judge.unsaved.update(names)  # tried again at the next health read
             logger.warning(
-                "subscription %r: cannot record its health; it holds in this process",
-                name,
+                "subscriptions %s: cannot record their health; it holds in this process",
+                ", ".join(repr(name) for name in sorted(names)[:5])
+                + (f" and {len(names) - 5} more" if len(names) > 5 else ""),
                 exc_info=True,
-                extra={"action": "delivery.health_unrecorded", "subscription": name},
+                extra={"action": "delivery.health_unrecorded", "subscription": min(names)},
             )
 
     async def _write_outcomes(self) -> None:
