@@ -17,11 +17,21 @@ from daemon.db.tables import delivery_slots, subscription_health
 from daemon.model import endpoint_health, start_window
 from daemon.model.endpoint_health import Health
 
+# A holder renews its slots about this often while it claims: then it sees another replica
+# waiting for some of them, and gives back down to its share (see `grant`).
+RENEW_EVERY_S = 1.0
+# A replica that asked for slots and got none says so in a row of 0 slots lasting this long
+# (renewed by each claim that still wants some): holders shrink to their share meanwhile.
+WAIT_S = 2.0
+
 
 @dataclass(frozen=True)
 class Held:
     slots: int
     until: datetime
+    # The most of them to use while other replicas want some too (None: all): above it, the
+    # holder starts nothing and gives back as its POSTs end. Decided at each renewal.
+    share: int | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class Wanted:
     max_per_second: int | None = None
     endpoint: str | None = None  # the callback_url's fingerprint: health of another is not its
     ordered: bool = False  # only the head is ever claimable: one in flight without slots
+    in_flight: int = 0  # of this replica's POSTs, started within its held slots
 
 
 @dataclass(frozen=True)
@@ -54,13 +65,26 @@ class Grant:
         return self.health.state == "paused"
 
 
+@dataclass(frozen=True)
+class _Others:
+    slots: int  # held by the other live holders together
+    holders: int  # other live holders, waiting ones included
+    waiting: int  # of which hold none and want some
+
+
 async def _held_by_others(
     connection: AsyncConnection, holder: str, names: list[str], now: datetime
-) -> dict[str, int]:
+) -> dict[str, _Others]:
     if not names:
         return {}
+    slots = delivery_slots.c.slots
     rows = await connection.execute(
-        select(delivery_slots.c.subscription, func.sum(delivery_slots.c.slots))
+        select(
+            delivery_slots.c.subscription,
+            func.sum(slots),
+            func.count(),
+            func.count().filter(slots <= 0),
+        )
         .where(
             delivery_slots.c.subscription.in_(names),
             delivery_slots.c.holder != holder,
@@ -68,7 +92,20 @@ async def _held_by_others(
         )
         .group_by(delivery_slots.c.subscription)
     )
-    return {name: int(total) for name, total in rows}
+    return {
+        name: _Others(int(total or 0), int(count), int(waiting))
+        for name, total, count, waiting in rows
+    }
+
+
+def _share(wanted: Wanted, others: _Others | None) -> int:
+    """The slots a holder may use: what the others do not hold, less an even share of the
+    cap for each holder that waits with none (so a second replica gets some while the first
+    has a backlog)."""
+    if others is None:
+        return wanted.cap
+    even = max(1, wanted.cap // (others.holders + 1))
+    return max(0, min(wanted.cap, wanted.cap - others.slots - even * others.waiting))
 
 
 async def grant(
@@ -77,13 +114,14 @@ async def grant(
     """Lock the subscriptions the claim may take rows of and say how many it may take."""
     names = sorted(n for n, free in capacity.items() if free > 0 and n in request.wanted)
     locked = await health_store.lock(connection, names)
-    renew_before = now + timedelta(seconds=request.lease_s / 2)
+    renew_before = now + timedelta(seconds=max(0.0, request.lease_s - RENEW_EVERY_S))
     growing = []
     for name in names:
         wanted, held = request.wanted[name], request.held.get(name)
         if wanted.ordered:
             continue
-        if held is None or held.slots < wanted.slots or held.until < renew_before:
+        limit = wanted.slots if held is None or held.share is None else held.share
+        if held is None or held.slots < min(wanted.slots, limit) or held.until < renew_before:
             growing.append(name)
     others = await _held_by_others(connection, request.holder, growing, now)
     until = now + timedelta(seconds=request.lease_s)
@@ -104,8 +142,13 @@ async def grant(
             free = min(free, 1)
         else:
             if name in growing:
-                slots = max(0, min(wanted.slots, wanted.cap - others.get(name, 0)))
-                held, renew = Held(slots, until), True
+                share = _share(wanted, others.get(name))
+                # Slots of POSTs in flight are never given back here (they end first).
+                busy = min(wanted.in_flight, held.slots if held else 0)
+                slots = max(min(wanted.slots, share), busy)
+                waiting_until = now + timedelta(seconds=min(WAIT_S, request.lease_s))
+                held = Held(slots, until if slots > 0 else waiting_until, share)
+                renew = True
             if held is None or held.slots <= 0:
                 free = 0  # other replicas hold every slot
         starts = row.starts if row else None
@@ -138,7 +181,10 @@ async def settle(
                 .values(**values)
             )
         if given.renew and given.held is not None:
-            await hold(connection, request.holder, name, given.held)
+            if given.held.slots > 0:
+                await hold(connection, request.holder, name, given.held)
+            else:
+                await _wait(connection, request.holder, name, given.held.until)
 
 
 async def hold(connection: AsyncConnection, holder: str, name: str, held: Held) -> None:
@@ -151,6 +197,16 @@ async def hold(connection: AsyncConnection, holder: str, name: str, held: Held) 
         )
         return
     values = {"slots": held.slots, "held_until": held.until}
+    await connection.execute(
+        database.dialect_insert(connection, delivery_slots)
+        .values(subscription=name, holder=holder, **values)
+        .on_conflict_do_update(index_elements=["subscription", "holder"], set_=values)
+    )
+
+
+async def _wait(connection: AsyncConnection, holder: str, name: str, until: datetime) -> None:
+    """`holder` wants slots of `name` and holds none: a row of 0 slots until `until`."""
+    values = {"slots": 0, "held_until": until}
     await connection.execute(
         database.dialect_insert(connection, delivery_slots)
         .values(subscription=name, holder=holder, **values)

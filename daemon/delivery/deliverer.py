@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -70,6 +71,10 @@ def _limits(
         )
         for name, sub in subscriptions.items()
     }
+
+
+def _usable(held: delivery_limits.Held) -> int:
+    return held.slots if held.share is None else min(held.slots, held.share)
 
 
 class Deliverer:
@@ -317,13 +322,14 @@ class Deliverer:
                 max_per_second=configured.max_per_second,
                 endpoint=configured.endpoint,
                 ordered=configured.ordered,
+                in_flight=self._slots.in_flight[name],
             )
         return wanted
 
     def _held_slots(self) -> dict[str, int]:
         """The slots that bound starts: held ones, for subscriptions that need them."""
         return {
-            name: self._held[name].slots if name in self._held else 0
+            name: _usable(self._held[name]) if name in self._held else 0
             for name in self._subscriptions
             if name not in self._ordered and self._judge.state(name) == "ok"
         }
@@ -587,7 +593,11 @@ class Deliverer:
         """Held slots beyond what is in flight and claimed ahead go back for other replicas."""
         keep = {}
         for name, held in self._held.items():
-            using = self._slots.in_flight[name] + len(self._ready.get(name, ()))
+            in_flight = self._slots.in_flight[name]
+            using = in_flight + len(self._ready.get(name, ()))
+            if held.share is not None:
+                # Others want some: down to the share, as fast as this loop's POSTs end.
+                using = max(in_flight, min(using, held.share))
             if held.slots > using:
                 keep[name] = using
         return keep
@@ -619,8 +629,8 @@ class Deliverer:
                 for name, slots_kept in keep.items():
                     held = self._held.get(name)
                     if held is not None:
-                        self._held[name] = delivery_limits.Held(
-                            min(held.slots, slots_kept), held.until
+                        self._held[name] = dataclasses.replace(
+                            held, slots=min(held.slots, slots_kept)
                         )
             self._health_changed(changes)
 

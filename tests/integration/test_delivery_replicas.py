@@ -290,3 +290,54 @@ async def test_an_event_queued_by_one_replica_is_sent_by_the_other_within_a_seco
     # The idle loop looks every 0.5 s: within a second on a quiet machine; the suite's eight
     # workers on two cores get half a second more.
     assert arrived - queued < 1.5
+
+
+async def _slots_claim(
+    engine: AsyncEngine, holder: str, held: delivery_limits.Held | None, in_flight: int = 0
+) -> tuple[int, delivery_limits.Held | None]:
+    """One claim of holder's for subscription "s" (cap 16, wanting all of it): the rows it
+    may take and the slots it holds after."""
+    now = datetime.now(UTC)
+    wanted = delivery_limits.Wanted(cap=16, slots=16, in_flight=in_flight)
+    request = delivery_limits.Request(holder, {"s": wanted}, {"s": held} if held else {}, 10)
+    claim = await outbox.claim_within_limits(
+        engine,
+        now=now,
+        lease_until=now + timedelta(seconds=10),
+        capacity={"s": 16},
+        limit=16,
+        limits=request,
+    )
+    given = claim.grants["s"]
+    return len(claim.rows), given.held
+
+
+async def test_a_second_replica_gets_its_share_while_the_first_has_a_backlog(
+    postgresql_url: str,
+) -> None:
+    engine = database.create_engine(postgresql_url)
+    try:
+        await queue(engine, "s", list(range(100)))
+        await health_store.ensure_rows(engine, ["s"], datetime.now(UTC))
+        taken, first = await _slots_claim(engine, "first", None)
+        assert (taken, first and first.slots) == (16, 16)
+        taken, second = await _slots_claim(engine, "second", None)
+        assert taken == 0 and second is not None and second.slots == 0  # waits, and says so
+        # The first renews (about every second): an even share while the second waits; the
+        # slots of its POSTs in flight stay held until they end.
+        stale = dataclasses.replace(first, until=datetime.now(UTC))
+        _, first = await _slots_claim(engine, "first", stale, in_flight=16)
+        assert first is not None and (first.slots, first.share) == (16, 8)
+        await _release(engine, "first", 8)  # its POSTs ended: down to its share
+        taken, second = await _slots_claim(engine, "second", second)
+        assert second is not None and second.slots == 8 and taken > 0  # starts 8 at most
+        # Both hold some now: neither waits, each keeps its half.
+        _, first = await _slots_claim(engine, "first", dataclasses.replace(first, slots=8))
+        assert first is not None and (first.slots, first.share) == (8, 8)
+    finally:
+        await engine.dispose()
+
+
+async def _release(engine: AsyncEngine, holder: str, keep: int) -> None:
+    async with engine.begin() as connection:
+        await delivery_limits.release_slots(connection, holder, {"s": keep})
