@@ -12,7 +12,7 @@ import random
 import socket
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 import httpx
@@ -320,18 +320,20 @@ class Deliverer:
                 cap=cap,
                 slots=min(cap, using),
                 max_per_second=configured.max_per_second,
-                endpoint=configured.endpoint,
+                endpoint=self._judge.endpoint(name),
                 ordered=configured.ordered,
                 in_flight=self._slots.in_flight[name],
             )
         return wanted
 
-    def _held_slots(self) -> dict[str, int]:
-        """The slots that bound starts: held ones, for subscriptions that need them."""
+    def _held_slots(self, names: Iterable[str]) -> dict[str, int]:
+        """The slots that bound starts: held ones, for those of `names` that need them."""
         return {
             name: _usable(self._held[name]) if name in self._held else 0
-            for name in self._subscriptions
-            if name not in self._ordered and self._judge.state(name) == "ok"
+            for name in names
+            if name in self._subscriptions
+            and name not in self._ordered
+            and self._judge.state(name) == "ok"
         }
 
     def _ahead_of(self, name: str, moment: float) -> int:
@@ -355,7 +357,9 @@ class Deliverer:
             if self._judge.state(name) != "ok":
                 # Learnt of a pause by a health read: only the probe's claim may start.
                 self._release_claimed(name)
-        plan = self._slots.plan(self._judge.health, self._clock.now(), moment, self._held_slots())
+        scope = set(self._ready)
+        now = self._clock.now()
+        plan = self._slots.plan(self._judge.health, now, moment, self._held_slots(scope), scope)
         candidates = [
             (row.id, name)
             for name, queue in self._ready.items()
@@ -581,11 +585,10 @@ class Deliverer:
         """How the batch's attempts are judged for their endpoints' health."""
         rules = {}
         for name in {outcome.claimed.subscription for outcome in batch}:
-            configured = self._subscriptions.get(name)
             rules[name] = health_store.Rules(
                 pause_after=self._judge.pause_after(name),
                 probe_interval_s=self._settings.probe_interval,
-                endpoint=configured.endpoint if configured else None,
+                endpoint=self._judge.endpoint(name),
             )
         return rules
 

@@ -29,7 +29,7 @@ answer, so:
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -98,12 +98,14 @@ class Slots:
         now: datetime,
         moment: float,
         held: Mapping[str, int] | None = None,
+        names: Iterable[str] | None = None,
     ) -> dict[str, int]:
-        """How many rows of each subscription a claim may take now (`moment`: monotonic s);
-        with `held`, how many may start: a subscription named there has only the slots this
-        process holds of its cap (the rest are other replicas')."""
+        """How many rows of each subscription (of `names`, or all) a claim may take now
+        (`moment`: monotonic s); with `held`, how many may start: a subscription named there
+        has only the slots this process holds of its cap (the rest are other replicas')."""
         result: dict[str, int] = {}
-        for name, limits in self._limits.items():
+        for name in self._limits if names is None else names:
+            limits = self._limits[name]
             state = states.get(name, endpoint_health.HEALTHY)
             cap = limits.in_flight_cap
             if held is not None and name in held:
@@ -124,12 +126,20 @@ class Slots:
         now: datetime,
         moment: float,
         held: Mapping[str, int] | None = None,
+        names: Collection[str] | None = None,
     ) -> Plan:
         """`capacity`, with each busy subscription's share, how many more slots the stalled
-        ones may take, and who may use the reserve (see the module's docstring)."""
-        capacity = self.capacity(states, now, moment, held)
-        answering = frozenset(name for name in self._limits if self.answered_lately(name, moment))
-        busy = [name for name in self._limits if self.in_flight[name] > 0]
+        ones may take, and who may use the reserve (see the module's docstring). With `names`,
+        the same for those alone (and the busy ones): a POST that ends plans only the
+        subscriptions with rows claimed, not every configured one."""
+        busy = [
+            name for name, count in self.in_flight.items() if count > 0 and name in self._limits
+        ]
+        scope: Collection[str] = self._limits
+        if names is not None:
+            scope = {name for name in names if name in self._limits}.union(busy)
+        capacity = self.capacity(states, now, moment, held, scope)
+        answering = frozenset(name for name in scope if self.answered_lately(name, moment))
         stalled = [name for name in busy if name not in answering]
         general = self._concurrency - self._reserve
         share = max(1, general // max(1, len(busy)))
@@ -137,7 +147,7 @@ class Slots:
         room = min(NEWCOMER_ROOM, self._reserve)
         lendable = self._concurrency - room - stalled_in_flight
         answering_share = max(share, lendable // max(1, len(busy) - len(stalled)))
-        for name in self._limits:
+        for name in scope:
             if name in answering:
                 limit = answering_share
             elif self.in_flight[name] > 0:
@@ -146,7 +156,7 @@ class Slots:
                 continue  # idle, not answering: bound by `shared` (or its one reserved slot)
             capacity[name] = max(0, min(capacity[name], limit - self.in_flight[name]))
         newcomers = frozenset(
-            name for name in self._limits if self.in_flight[name] == 0 and capacity[name] > 0
+            name for name in scope if self.in_flight[name] == 0 and capacity[name] > 0
         )
         free = self._concurrency - room - sum(self.in_flight.values())
         shared = max(0, min(general - stalled_in_flight, free))

@@ -38,6 +38,11 @@ def _took(elapsed: timedelta) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def _endpoints(subscriptions: Mapping[str, SubscriptionConfig]) -> dict[str, str]:
+    # A fingerprint is a SHA-256 of the URL: computed once per configuration, not per claim.
+    return {name: sub.endpoint for name, sub in subscriptions.items()}
+
+
 class Judge:
     """Decides outcomes, and keeps each subscription's health as this process last read it.
     The health itself changes in the database, where every replica's attempts are counted
@@ -50,6 +55,7 @@ class Judge:
         random_unit: Callable[[], float],
     ) -> None:
         self._subscriptions = dict(subscriptions)
+        self._endpoints = _endpoints(subscriptions)
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         self._random_unit = random_unit
@@ -74,14 +80,18 @@ class Judge:
                 )
             self._unwritten.pop(name, None)  # the old endpoint's
         self._subscriptions = dict(subscriptions)
+        self._endpoints = _endpoints(subscriptions)
         self._settings = settings
         self._policy = RetryPolicy(settings.retry_schedule, settings.max_attempts, settings.jitter)
         for name in {*self._recorded, *self.health}:
             self._recompute(name)
 
     def _endpoint(self, name: str) -> str | None:
-        configured = self._subscriptions.get(name)
-        return configured.endpoint if configured else None
+        return self._endpoints.get(name)
+
+    def endpoint(self, name: str) -> str | None:
+        """The configured callback_url's fingerprint (None: no longer configured)."""
+        return self._endpoints.get(name)
 
     def state(self, name: str) -> str:
         return self.health.get(name, endpoint_health.HEALTHY).state

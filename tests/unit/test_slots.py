@@ -179,6 +179,20 @@ def test_answering_subscriptions_may_borrow_the_reserve(
     assert (plan.shared, set(plan.newcomers), set(plan.answering)) == (shared, newcomers, answering)
 
 
+def test_a_plan_of_some_subscriptions_is_the_full_plan_for_them() -> None:
+    """A POST that ends plans only the subscriptions with rows claimed (and the busy ones):
+    what it decides for them is what a plan of every subscription decides."""
+    busy = {"hangs": (40, None), "answers": (6, 9.0), "idle-answered": (0, 9.5)}
+    table = _table({**busy, "quiet": (0, None), "waiting": (0, None)})
+    full = table.plan({}, NOW, 10.0)
+    for names in ({"waiting"}, {"answers", "waiting"}, {"idle-answered", "quiet"}):
+        part = table.plan({}, NOW, 10.0, names=names)
+        assert {n: part.capacity[n] for n in names} == {n: full.capacity[n] for n in names}
+        assert part.shared == full.shared
+        assert part.newcomers & names == full.newcomers & names
+        assert part.answering & names == full.answering & names
+
+
 def test_only_an_answer_makes_a_consumer_answering() -> None:
     table = slots.Slots({"s": slots.Limits(concurrency=16)})
     table.started("s", 1.0)
