@@ -36,6 +36,8 @@ class Registration:
     last_nudge_at: datetime | None
     nudges_day: str | None
     nudges_today: int
+    unannounced: int = 0  # changes found only by reconciliation, since the row was made
+    unannounced_at: datetime | None = None
 
 
 def _registration(row: RowMapping) -> Registration:
@@ -52,6 +54,8 @@ def _registration(row: RowMapping) -> Registration:
         last_nudge_at=row["last_nudge_at"],
         nudges_day=row["nudges_day"],
         nudges_today=row["nudges_today"],
+        unannounced=row["unannounced"],
+        unannounced_at=row["unannounced_at"],
     )
 
 
@@ -123,6 +127,16 @@ class NudgeTally:
 
     count: int
     last_at: datetime
+
+
+async def add_unannounced(engine: AsyncEngine, account: str, count: int, now: datetime) -> None:
+    """Changes a listing found that no webhook call announced: added to the account's count."""
+    async with write_lock.begin(engine) as connection:
+        await connection.execute(
+            update(instant_webhooks)
+            .where(instant_webhooks.c.account == account)
+            .values(unannounced=instant_webhooks.c.unannounced + count, unannounced_at=now)
+        )
 
 
 async def add_nudges(engine: AsyncEngine, tallies: Mapping[str, NudgeTally], now: datetime) -> None:

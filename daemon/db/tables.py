@@ -268,6 +268,9 @@ instant_webhooks = Table(
     Column("last_nudge_at", Timestamp(), nullable=True),
     Column("nudges_day", String(10), nullable=True),  # YYYY-MM-DD, UTC: the day counted
     Column("nudges_today", BigInteger, nullable=False),
+    # Changes a listing found that no webhook call announced (Pipedrive banned or lost it).
+    Column("unannounced", BigInteger, nullable=False, server_default="0"),
+    Column("unannounced_at", Timestamp(), nullable=True),
     Column("updated_at", Timestamp(), nullable=False),
 )
 

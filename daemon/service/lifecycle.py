@@ -116,7 +116,6 @@ class _Running:
         # banned or lost the webhook's calls): polled as if unhealthy until a nudge comes.
         self._instant_silent: set[str] = set()
         self._announced = announcements.Announcements()
-        self.unannounced_changes: dict[str, int] = {}  # per account, since start
         self._rescheduling: set[asyncio.Task[None]] = set()
         self._budget_low: set[str] = set()  # reconciling at the stretched interval
         self._stretch_logged: dict[str, str] = {}  # account: the UTC day it was said
@@ -249,9 +248,7 @@ class _Running:
         )  # fmt: skip
         if not unannounced:
             return
-        self.unannounced_changes[feed.account] = self.unannounced_changes.get(
-            feed.account, 0
-        ) + len(unannounced)
+        self._record_unannounced(feed.account, len(unannounced))
         self._instant_silent.add(feed.account)
         logger.warning(
             "account %r: polling found %d change(s) of %s that Pipedrive's webhook did not "
@@ -264,6 +261,26 @@ class _Running:
             extra={"action": "instant.unannounced", "account": feed.account},
         )
         self._restart_soon(feed.account)
+
+    def _record_unannounced(self, account: str, count: int) -> None:
+        """For `status`, whichever replica found them (off the caller's path: a rare write)."""
+
+        async def record() -> None:
+            try:
+                await instant_webhooks.add_unannounced(
+                    self._engine, account, count, self._clock.now()
+                )
+            except Exception as error:  # the warning logged it; only status misses it
+                logger.warning(
+                    "account %r: cannot record the unannounced changes (%s)",
+                    account,
+                    type(error).__name__,
+                    extra={"action": "instant.record_failed", "account": account},
+                )
+
+        task = asyncio.create_task(record(), name=f"unannounced {account}")
+        self._rescheduling.add(task)
+        task.add_done_callback(self._rescheduling.discard)
 
     def _restart_soon(self, account: str) -> None:
         """Reschedule the account's feeds at their new interval (from their last listing)."""

@@ -186,6 +186,9 @@ async def account_rows(
         row["webhook_error"] = reg.last_error if reg else None
         row["last_nudge_at"] = _iso(reg.last_nudge_at) if reg else None
         row["nudges_today"] = reg.nudges_today if reg and reg.nudges_day == today else 0
+        # Changes polling found that no webhook call announced (Pipedrive banned or lost it).
+        row["unannounced_changes"] = reg.unannounced if reg else 0
+        row["last_unannounced_at"] = _iso(reg.unannounced_at) if reg else None
     return rows
 
 
@@ -425,4 +428,10 @@ def render(report: Report, width: int | None = None) -> str:
     for account in report.accounts:
         if account["webhook_error"]:
             console.print(f"  {account['account']}: webhook: {account['webhook_error']}")
+        if account["unannounced_changes"]:
+            console.print(
+                f"  {account['account']}: {account['unannounced_changes']} change(s) found only "
+                "by reconciliation (no webhook call announced them), the last at "
+                f"{_clock(account['last_unannounced_at'], report.now)}"
+            )
     return out.getvalue()

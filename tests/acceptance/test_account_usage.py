@@ -64,6 +64,8 @@ def test_status_accounts_shows_calls_tokens_and_waits_of_today(
             "webhook_error": None,
             "last_nudge_at": None,
             "nudges_today": 0,
+            "unannounced_changes": 0,
+            "last_unannounced_at": None,
         }
     ]
     plain = cli("--config", str(config), "status")

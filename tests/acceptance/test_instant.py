@@ -6,6 +6,7 @@ reconciliation finds the change anyway and the account polls at its own interval
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import time
@@ -128,6 +129,9 @@ def test_when_pipedrive_stops_calling_reconciliation_finds_the_change(
         sandbox.add_deal("announced")
         until(lambda: "announced" in _titles(receiver), HANG_S, "not delivered")
         until(lambda: "webhook calls resumed" in log.read_text(), HANG_S, "not logged")
+        status = cli("--config", str(tmp_path / "config.toml"), "status", "--accounts", "--json")
+        [account] = json.loads(status.stdout)
+        assert account["unannounced_changes"] == 1 and account["last_unannounced_at"]
         assert _titles(receiver).count("dropped") == 1
 
 
