@@ -15,13 +15,30 @@ from sqlalchemy import delete, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, write_lock
-from daemon.db.tables import instant_nudges
+from daemon.db.tables import instant_deletes, instant_nudges
 
 Feed = tuple[str, str]  # (account, object type)
+Item = tuple[str, str, str]  # (account, object type, item id): a delete to confirm
 
 
-async def relay(engine: AsyncEngine, nudged: Mapping[Feed, datetime]) -> None:
-    """Upsert one row per feed in one statement (the later time wins)."""
+async def relay(
+    engine: AsyncEngine,
+    nudged: Mapping[Feed, datetime],
+    deletes: Mapping[Item, datetime] | None = None,
+) -> None:
+    """Upsert one row per feed in one statement (the later time wins), and one per delete."""
+    if deletes:
+        rows = [
+            {"account": a, "object_type": o, "entity_id": i, "nudged_at": at}
+            for (a, o, i), at in deletes.items()
+        ]
+        async with write_lock.begin(engine) as connection:
+            statement = database.dialect_insert(connection, instant_deletes).values(rows)
+            await connection.execute(
+                statement.on_conflict_do_nothing(
+                    index_elements=["account", "object_type", "entity_id"]
+                )
+            )
     if not nudged:
         return
     rows = [
@@ -56,10 +73,30 @@ async def drain(engine: AsyncEngine, accounts: Collection[str]) -> list[Feed]:
     return sorted((row.account, row.object_type) for row in rows)
 
 
+async def drain_deletes(engine: AsyncEngine, accounts: Collection[str]) -> list[Item]:
+    """Like `drain`, for the relayed deletes of `accounts`."""
+    if not accounts:
+        return []
+    statement = (
+        delete(instant_deletes)
+        .where(instant_deletes.c.account.in_(sorted(accounts)))
+        .returning(
+            instant_deletes.c.account, instant_deletes.c.object_type, instant_deletes.c.entity_id
+        )
+    )
+    async with write_lock.begin(engine) as connection:
+        rows = (await connection.execute(statement)).all()
+    return sorted((row.account, row.object_type, row.entity_id) for row in rows)
+
+
 async def prune(engine: AsyncEngine, before: datetime) -> int:
     """Delete rows nobody drained since `before` (an account no replica holds any more, or
     one removed from the config): the reconciliation poll has read those changes by now."""
-    statement = delete(instant_nudges).where(instant_nudges.c.nudged_at < before)
     async with write_lock.begin(engine) as connection:
-        result = await connection.execute(statement)
-    return int(result.rowcount or 0)
+        result = await connection.execute(
+            delete(instant_nudges).where(instant_nudges.c.nudged_at < before)
+        )
+        deletes = await connection.execute(
+            delete(instant_deletes).where(instant_deletes.c.nudged_at < before)
+        )
+    return int(result.rowcount or 0) + int(deletes.rowcount or 0)

@@ -314,3 +314,14 @@ instant_nudges = Table(
     Column("object_type", String(50), primary_key=True),
     Column("nudged_at", Timestamp(), nullable=False),  # the latest nudge relayed
 )
+
+# Delete calls for accounts another replica holds, with the item each names: a delete fires
+# a `*.deleted` trigger once confirmed, which takes its item's id (see `instant.deletions`).
+instant_deletes = Table(
+    "instant_deletes",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("object_type", String(50), primary_key=True),
+    Column("entity_id", String(64), primary_key=True),
+    Column("nudged_at", Timestamp(), nullable=False),
+)

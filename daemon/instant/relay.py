@@ -7,6 +7,7 @@ once a second and acts on them as on its own nudges.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ DRAIN_EVERY_S = 1.0
 RETRY_AFTER_S = 1.0  # a failed write waits this long before the next one
 PRUNE_EVERY_S = 600.0
 PRUNE_AFTER = timedelta(hours=1)  # a row nobody drained: the reconciliation read it long ago
+MAX_DELETES = 10_000  # relayed deletes not written yet
 
 OnNudge = Callable[[Nudge], None]
 
@@ -35,11 +37,17 @@ class Outbound:
         self._engine = engine
         self._clock = clock
         self._pending: dict[instant_nudges.Feed, datetime] = {}
+        self._deletes: dict[instant_nudges.Item, datetime] = {}  # at most MAX_DELETES
         self._wake = asyncio.Event()
         self._outage = transient.Outage()
 
     def add(self, nudge: Nudge) -> None:
         self._pending[(nudge.account, nudge.object_type)] = self._clock.now()
+        if nudge.action == "delete" and nudge.entity_id is not None:
+            if len(self._deletes) < MAX_DELETES:  # a flood of forged deletes stays bounded
+                self._deletes[(nudge.account, nudge.object_type, nudge.entity_id)] = (
+                    self._clock.now()
+                )
         self._wake.set()
 
     def __len__(self) -> int:
@@ -47,14 +55,16 @@ class Outbound:
 
     async def write(self) -> bool:
         """Write what is pending; False (kept for the next try) when the database failed."""
-        if not self._pending:
+        if not self._pending and not self._deletes:
             return True
         taken, self._pending = self._pending, {}
+        deletes, self._deletes = self._deletes, {}
         try:
-            await instant_nudges.relay(self._engine, taken)
+            await instant_nudges.relay(self._engine, taken, deletes)
         except Exception as error:
             for feed, at in taken.items():
                 self._pending[feed] = max(at, self._pending.get(feed, at))
+            self._deletes = {**deletes, **self._deletes}
             self._outage.failed("relaying instant nudges", error)
             return False
         self._outage.recovered()
@@ -86,19 +96,32 @@ async def drain_loop(
         held = [account for account in accounts() if holds(account)]
         try:
             feeds = await instant_nudges.drain(engine, held)
-            if clock.monotonic() >= next_prune:
-                await instant_nudges.prune(engine, clock.now() - PRUNE_AFTER)
-                next_prune = clock.monotonic() + PRUNE_EVERY_S
         except Exception as error:  # the reconciliation poll reads what a lost nudge said
             outage.failed("draining relayed instant nudges", error)
             continue
-        outage.recovered()
+        try:  # its own transaction: the feeds drained above are handed on whatever happens
+            deletes = await instant_nudges.drain_deletes(engine, held)
+        except Exception as error:
+            deletes = []
+            outage.failed("draining relayed instant deletes", error)
+        else:
+            outage.recovered()
         now = clock.now()
-        for account, object_type in feeds:
+        relayed = [Nudge(account, object_type, timestamp=now) for account, object_type in feeds]
+        relayed += [
+            Nudge(account, object_type, action="delete", entity_id=item, timestamp=now)
+            for account, object_type, item in deletes
+        ]
+        for nudge in relayed:
+            account, object_type = nudge.account, nudge.object_type
             try:
-                on_nudge(Nudge(account, object_type, timestamp=now))
+                on_nudge(nudge)
             except Exception:  # a bug downstream must not stop the drain
                 logger.exception(
                     "instant mode: handing on a relayed nudge for %s/%s failed", account,
                     object_type, extra={"action": "instant.nudge_failed", "account": account},
                 )  # fmt: skip
+        if clock.monotonic() >= next_prune:
+            with contextlib.suppress(Exception):  # tried again at the next prune
+                await instant_nudges.prune(engine, clock.now() - PRUNE_AFTER)
+            next_prune = clock.monotonic() + PRUNE_EVERY_S

@@ -118,3 +118,21 @@ async def test_nudge_counts_add_up_per_day_and_last_nudge_only_moves_forwards(
     assert await counts(engine, "other") == (None, None, 0)
     async with engine.connect() as connection:
         assert (await connection.execute(select(func.count()).select_from(table))).scalar() == 0
+
+
+async def test_relayed_deletes_keep_their_item_for_the_holder(engine: AsyncEngine) -> None:
+    """A listing needs only the feed; a delete needs its item, or no replica could confirm it."""
+    await instant_nudges.relay(
+        engine,
+        {("main", "persons"): T0},
+        {("main", "persons", "7"): T0, ("main", "persons", "8"): T0, ("other", "persons", "9"): T0},
+    )
+    await instant_nudges.relay(engine, {}, {("main", "persons", "7"): T0})  # a retry: one row
+    assert await instant_nudges.drain_deletes(engine, ["main"]) == [
+        ("main", "persons", "7"),
+        ("main", "persons", "8"),
+    ]
+    assert await instant_nudges.drain_deletes(engine, ["main"]) == [], "deleted when returned"
+    assert await instant_nudges.drain(engine, ["main"]) == [("main", "persons")]
+    assert await instant_nudges.prune(engine, T0 + timedelta(seconds=1)) == 1  # other's delete
+    assert await instant_nudges.drain_deletes(engine, ["other"]) == []
