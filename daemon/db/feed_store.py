@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, leases, outbox, write_lock
@@ -49,6 +49,17 @@ class SubscriptionState:
     last_error: str | None
     last_poll_at: datetime | None
     started_at: datetime
+
+
+@dataclass(frozen=True)
+class CycleEnd:
+    """How a feed's cycle ended: ok (`error` None) or failing, and when it began."""
+
+    account: str
+    object_type: str
+    names: tuple[str, ...]
+    error: str | None
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -398,3 +409,46 @@ async def record_cycle(
             .where(subscription_state.c.subscription.in_(list(names)))
             .values(values)
         )
+
+
+async def record_cycles(engine: AsyncEngine, ends: Sequence[CycleEnd]) -> None:
+    """Many cycles' ends in one transaction (the daemon's batches, see `polling.cycles`)."""
+    if not ends:
+        return
+    feed_rows = [
+        {
+            "b_account": end.account,
+            "b_object_type": end.object_type,
+            "status": STATUS_OK if end.error is None else STATUS_FAILING,
+            "last_error": end.error,
+            "last_poll_at": end.at,
+            "updated_at": end.at,
+        }
+        for end in ends
+    ]
+    subscription_rows = [
+        {
+            "b_subscription": name,
+            "status": STATUS_OK if end.error is None else STATUS_FAILING,
+            "last_error": end.error,
+            "last_poll_at": end.at,
+            "updated_at": end.at,
+        }
+        for end in ends
+        for name in end.names
+    ]
+    async with write_lock.begin(engine) as connection:
+        await connection.execute(
+            update(feeds).where(
+                feeds.c.account == bindparam("b_account"),
+                feeds.c.object_type == bindparam("b_object_type"),
+            ),
+            feed_rows,
+        )
+        if subscription_rows:
+            await connection.execute(
+                update(subscription_state).where(
+                    subscription_state.c.subscription == bindparam("b_subscription")
+                ),
+                subscription_rows,
+            )

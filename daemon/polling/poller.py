@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from daemon.payloads import envelope
 from daemon.pipedrive import client as client_module
 from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
-from daemon.polling import change_feed, events
+from daemon.polling import change_feed, cycles, events
 from daemon.polling.plan import Feed
 from daemon.triggers.base import ObjectType
 
@@ -32,6 +32,15 @@ logger = logging.getLogger(__name__)
 # A backlog's page builds up to 500 payloads (about 0.1 ms each) in one go: the delivery loop
 # gets the event loop back this often, so its POSTs in flight are not left waiting.
 YIELD_EVERY = 50
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A feed's marks as its last cycle left them in the database."""
+
+    opened_as: tuple[tuple[feed_store.SubscriptionStart, ...], int | None]
+    state: feed_store.FeedState
+    subscriptions: dict[str, feed_store.SubscriptionState]
 
 
 def _listing_params(obj: ObjectType, since: datetime) -> dict[str, Any]:
@@ -52,11 +61,19 @@ class Poller:
         clock: clock_module.Clock = clock_module.SYSTEM,
         metrics: metrics_module.Metrics = metrics_module.NONE,
         fence_for: Callable[[str], leases.Fence | None] = lambda account: None,
+        cycle_log: cycles.CycleLog | None = None,
+        remember_feeds: bool = False,
     ) -> None:
         self._engine = engine
         # The lease a feed's marks are written under (see `db.leases`): None writes unfenced.
         self._fence_for = fence_for
         self._fenced_off: set[tuple[str, int]] = set()  # (feed, epoch) already logged
+        # The daemon's: cycle outcomes written in batches (see `cycles`), and each feed's
+        # marks remembered from its last cycle instead of read again, while this process is
+        # their only writer (the same lease epoch, the same subscriptions, no failure since).
+        self._cycle_log = cycle_log
+        self._remember = remember_feeds
+        self._opened: dict[str, _Opened] = {}
         self._metrics = metrics
         self._clients = clients
         self._caches = caches
@@ -86,6 +103,7 @@ class Poller:
             await self._cycle(feed, now)
         except LeaseLost as lost:
             # Another replica took the account over: its holder records the feed's state.
+            self._opened.pop(feed.key, None)
             self._fenced(feed, lost)
             return
         except Exception as error:  # a bug or an outage: recorded, and the next cycle retries
@@ -93,19 +111,25 @@ class Poller:
             self._cycle_failed(feed, error, message)
         else:
             self._crashes.pop(feed.key, None)
-        try:
-            await feed_store.record_cycle(
-                self._engine,
-                account=feed.account,
-                object_type=feed.object.name,
-                names=feed.names,
-                error=message,
-                now=now,
-            )
-        except Exception as error:  # the database is down (the cycle's failure said so)
-            self._database_failed(feed, "recording the poll", error)
+        if message is not None:
+            self._opened.pop(feed.key, None)  # read again next time
+        end = feed_store.CycleEnd(feed.account, feed.object.name, tuple(feed.names), message, now)
+        if self._cycle_log is not None:
+            self._cycle_log.add(end)
         else:
-            self._outage.recovered()
+            try:
+                await feed_store.record_cycle(
+                    self._engine,
+                    account=end.account,
+                    object_type=end.object_type,
+                    names=end.names,
+                    error=end.error,
+                    now=end.at,
+                )
+            except Exception as error:  # the database is down (the cycle's failure said so)
+                self._database_failed(feed, "recording the poll", error)
+            else:
+                self._outage.recovered()
         self._metrics.poll(feed.account, feed.object.name, ok=message is None)
         cache = self._caches.get(feed.account)  # gone if a reload removed the account
         if cache is not None:
@@ -182,20 +206,26 @@ class Poller:
 
     async def _cycle(self, feed: Feed, now: datetime) -> None:
         obj = feed.object
-        state, subs = await feed_store.open_feed(
-            self._engine,
-            account=feed.account,
-            object_type=obj.name,
-            subscriptions=[
-                feed_store.SubscriptionStart(
-                    s.name, s.trigger, s.start if isinstance(s.start, datetime) else None
-                )
-                for s in feed.subscriptions
-            ],
-            now=now,
+        starts = tuple(
+            feed_store.SubscriptionStart(
+                s.name, s.trigger, s.start if isinstance(s.start, datetime) else None
+            )
+            for s in feed.subscriptions
         )
-        client = self._clients[feed.account]
         fence = self._fence_for(feed.account)
+        opened_as = (starts, fence.epoch if fence is not None else None)
+        remembered = self._opened.pop(feed.key, None)
+        if remembered is not None and remembered.opened_as == opened_as:
+            state, subs = remembered.state, remembered.subscriptions
+        else:
+            state, subs = await feed_store.open_feed(
+                self._engine,
+                account=feed.account,
+                object_type=obj.name,
+                subscriptions=starts,
+                now=now,
+            )
+        client = self._clients[feed.account]
         max_id = state.max_id
         if max_id is None and not obj.string_ids:
             max_id = await self._highest_id(client, obj)
@@ -207,6 +237,11 @@ class Poller:
                 names=feed.names,
                 fence=fence,
             )
+            # As set_max_id wrote: subscriptions without a floor take this one.
+            subs = {
+                name: sub if sub.id_floor is not None else replace(sub, id_floor=max_id)
+                for name, sub in subs.items()
+            }
         readers = [
             change_feed.Reader(
                 name=s.name,
@@ -286,6 +321,16 @@ class Poller:
                 self._metrics.events(new_events)
                 self._log_detected(new_events)
                 self._on_new_events(feed, [event.item_id for event in new_events])
+        if self._remember:
+            watermark_, max_id_, positions = committed
+            self._opened[feed.key] = _Opened(
+                opened_as,
+                replace(state, watermark=watermark_, max_id=max_id_),
+                {
+                    name: replace(sub, position=positions.get(name, sub.position))
+                    for name, sub in subs.items()
+                },
+            )
 
     async def _highest_id(self, client: PipedriveClient, obj: ObjectType) -> int:
         """A new feed's first call: the newest id, so that subscriptions know which items

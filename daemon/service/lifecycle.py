@@ -23,7 +23,7 @@ from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.instant import announcements, coalesce, deletions, ingress, nudges, registration
 from daemon.pipedrive import account_usage, token_budget
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
-from daemon.polling import forecast, plan, poller, schedule
+from daemon.polling import cycles, forecast, plan, poller, schedule
 from daemon.service import leases, reload, retention, supervision
 from daemon.service import polls as polls_module
 from daemon.service.accounts import AccountPool
@@ -412,6 +412,7 @@ async def run(
         )
         keeper: leases.LeaseKeeper | None = None
         running: _Running | None = None
+        cycle_log = cycles.CycleLog(engine, clock)
 
         def detected(feed: plan.Feed, item_ids: list[str]) -> None:
             deliverer.wake()
@@ -426,6 +427,8 @@ async def run(
             clock=clock,
             metrics=metrics,
             fence_for=lambda account: keeper.fence(account) if keeper is not None else None,
+            cycle_log=cycle_log,
+            remember_feeds=True,
         )
         scheduler = AsyncIOScheduler()
         polls = polls_module.Polls(clock)
@@ -518,6 +521,7 @@ async def run(
             supervision.supervised(engine, subscriptions, clock=clock, endpoints=_endpoints(config))
         )
         keeping = asyncio.create_task(keeper.run(), name="leases")
+        logging_cycles = asyncio.create_task(cycle_log.run(), name="cycles")
         background: set[asyncio.Task[None]] = {
             asyncio.create_task(
                 _keep_webhooks_registered(engine, running, pool, keeper, clock), name="webhooks"
@@ -550,6 +554,10 @@ async def run(
         scheduler.pause()  # stop polling first; polls and deliveries in flight get the grace
         try:
             await polls.finish(config.delivery.timeout)
+            logging_cycles.cancel()
+            await asyncio.gather(logging_cycles, return_exceptions=True)
+            with contextlib.suppress(Exception):  # the last polls' outcomes, for status
+                await asyncio.wait_for(cycle_log.flush(), 2)
             # Polls are over: the leases go at once, so the other replicas take this one's
             # accounts within a second, while deliveries in flight get their grace.
             keeping.cancel()
@@ -559,5 +567,6 @@ async def run(
             await delivering
         finally:
             keeping.cancel()
+            logging_cycles.cancel()
             usage_flusher.cancel()
-            await asyncio.gather(keeping, usage_flusher, return_exceptions=True)
+            await asyncio.gather(keeping, logging_cycles, usage_flusher, return_exceptions=True)
