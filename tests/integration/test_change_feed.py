@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from daemon import clock as clock_module
 from daemon import config as config_module
 from daemon import metrics as metrics_module
 from daemon.cli import main
@@ -28,7 +29,7 @@ from daemon.pipedrive import rate_limit
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import plan, poller, reread
+from daemon.polling import cycles, plan, poller, reread
 from daemon.status import snapshot
 from tests.conftest import API_TOKEN, config_text
 from tests.schema_check import assert_matches_schema
@@ -96,6 +97,7 @@ def harness(tmp_path: Path, database_url: str, sandbox: Sandbox) -> MakeHarness:
         look_back: str = "60s",
         calls_per_minute: int = 1000,
         metrics: metrics_module.Metrics = metrics_module.NONE,
+        as_the_daemon: bool = False,
     ) -> AsyncIterator[Harness]:
         path = tmp_path / "config.toml"
         text = config_text(
@@ -117,7 +119,15 @@ def harness(tmp_path: Path, database_url: str, sandbox: Sandbox) -> MakeHarness:
         )
         try:
             cache = LookupCache()
-            poll = poller.Poller(engine, {"main": client}, {"main": cache}, metrics=metrics)
+            # The daemon's poller remembers each feed's marks and batches cycle outcomes.
+            daemon_style: dict[str, Any] = (
+                {"remember_feeds": True, "cycle_log": cycles.CycleLog(engine, clock_module.SYSTEM)}
+                if as_the_daemon
+                else {}
+            )
+            poll = poller.Poller(
+                engine, {"main": client}, {"main": cache}, metrics=metrics, **daemon_style
+            )
             made = Harness(config, poll, engine)
             made.clients, made.caches = {"main": client}, {"main": cache}
             yield made
@@ -686,3 +696,49 @@ async def test_replaying_an_unreadable_item_reads_it_again_from_pipedrive(
         assert queued["data"]["title"] == "the real title" and queued["webhook_id"] == (
             letter.webhook_id
         )
+
+
+async def test_the_daemons_poller_remembers_its_marks_and_detects_the_same(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    """Marks remembered between cycles (not read again) and outcomes written in batches:
+    the same events as reading them each time, and the same state once flushed."""
+    subs = [
+        {"name": "added", "trigger": "deal.added", "start": "2026-01-01T00:00:00Z"},
+        {"name": "upd", "trigger": "deal.updated", "start": "2026-01-01T00:00:00Z"},
+    ]
+    # Pipedrive's clock an hour behind, moving 5 minutes between changes: each listing's
+    # `updated_since` shows where the remembered watermark stood.
+    sandbox.set_time(datetime.now(UTC) - timedelta(hours=1))
+    async with harness(subs, as_the_daemon=True) as h:
+        await h.cycle()
+        sandbox.advance_time(300)
+        deal = sandbox.add_deal("First title", value=100)
+        await h.cycle()
+        sandbox.advance_time(300)
+        sandbox.update_deal(deal["id"], title="Second title", value=250)
+        await h.cycle()
+        await h.cycle()  # nothing new: nothing more
+        sandbox.advance_time(300)
+        second = sandbox.add_deal("Second deal")
+        sandbox.update_deal(second["id"], title="Renamed at once")
+        await h.cycle()
+        added, updated = await h.events("added"), await h.events("upd")
+        log = h.poll._cycle_log
+        assert log is not None
+        assert (await h.state("added")).last_poll_at is None, "not written before a flush"
+        assert await log.flush()
+        state = await h.state("added")
+    assert types(added) == ["deal.added", "deal.added"]
+    assert [e["data"]["title"] for e in added] == ["First title", "Renamed at once"]
+    assert types(updated) == ["deal.updated"]
+    assert updated[0]["previous"]["title"] == "First title"
+    assert state.status == "ok" and state.last_poll_at is not None
+    # The remembered watermark moved on: each listing starts a look-back before the newest
+    # change read, not from where the first one started.
+    since = [
+        c.query["updated_since"]
+        for c in sandbox.calls
+        if c.path == "/api/v2/deals" and "updated_since" in c.query
+    ]
+    assert since[0] == since[1] < since[2] < since[3] == since[4], since
