@@ -5,7 +5,9 @@ serves the same page)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 # `count` for a fault that never wears off (a cursor that repeats "forever").
 FOREVER = 1_000_000_000
@@ -33,12 +35,52 @@ class Fault:
         return path.startswith(self.path_prefix)
 
 
-class Faults:
+class _Spendable(Protocol):
+    count: int
+    skip: int
+
+
+F = TypeVar("F", bound=_Spendable)
+
+
+class Armed(Generic[F]):
     """Armed faults, consumed in the order they were added; safe to use from any thread."""
 
     def __init__(self) -> None:
-        self._armed: list[Fault] = []
+        self._armed: list[F] = []
         self._lock = threading.Lock()
+
+    def _arm(self, fault: F) -> F:
+        with self._lock:
+            self._armed.append(fault)
+        return fault
+
+    def _take(self, matches: Callable[[F], bool]) -> F | None:
+        """The first armed fault that `matches`, spending one of its uses."""
+        with self._lock:
+            for fault in self._armed:
+                if matches(fault):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
+                    fault.count -= 1
+                    if fault.count <= 0:
+                        self._armed.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return sum(fault.count for fault in self._armed)
+
+
+class Faults(Armed[Fault]):
+    """Armed request faults (see `add`)."""
 
     def add(
         self,
@@ -72,42 +114,22 @@ class Faults:
             raise ValueError("retry_after goes with a status (e.g. 429)")
         if count < 1 or skip < 0:
             raise ValueError("count must be >= 1 and skip >= 0")
-        fault = Fault(
-            status,
-            count,
-            path_prefix,
-            method,
-            delay_s,
-            malformed,
-            retry_after,
-            repeat_cursor,
-            skip,
-            path,
-            fresh_cursor,
+        return self._arm(
+            Fault(
+                status,
+                count,
+                path_prefix,
+                method,
+                delay_s,
+                malformed,
+                retry_after,
+                repeat_cursor,
+                skip,
+                path,
+                fresh_cursor,
+            )
         )
-        with self._lock:
-            self._armed.append(fault)
-        return fault
 
     def take(self, method: str, path: str) -> Fault | None:
         """The first armed fault matching this request, spending one of its uses."""
-        with self._lock:
-            for fault in self._armed:
-                if fault.matches(method, path):
-                    if fault.skip > 0:
-                        fault.skip -= 1
-                        continue
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self._armed.remove(fault)
-                    return fault
-        return None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._armed.clear()
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return sum(fault.count for fault in self._armed)
+        return self._take(lambda fault: fault.matches(method, path))

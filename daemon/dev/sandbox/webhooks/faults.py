@@ -3,8 +3,9 @@ sent twice, or held back until the webhook's next delivery has gone (out of orde
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
+
+from daemon.dev.sandbox import faults
 
 
 @dataclass
@@ -24,12 +25,8 @@ class DeliveryFault:
         )
 
 
-class DeliveryFaults:
-    """Armed faults, consumed in the order they were added; safe to use from any thread."""
-
-    def __init__(self) -> None:
-        self._armed: list[DeliveryFault] = []
-        self._lock = threading.Lock()
+class DeliveryFaults(faults.Armed[DeliveryFault]):
+    """Armed delivery faults (see `add`)."""
 
     def add(
         self,
@@ -50,30 +47,10 @@ class DeliveryFaults:
             raise ValueError("a delivery fault is one of drop, delay_s > 0, duplicate, reorder")
         if count < 1 or skip < 0:
             raise ValueError("count must be >= 1 and skip >= 0")
-        fault = DeliveryFault(drop, delay_s, duplicate, reorder, count, skip, webhook_id, attempt)
-        with self._lock:
-            self._armed.append(fault)
-        return fault
+        return self._arm(
+            DeliveryFault(drop, delay_s, duplicate, reorder, count, skip, webhook_id, attempt)
+        )
 
     def take(self, webhook_id: int, attempt: int) -> DeliveryFault | None:
         """The first armed fault matching this attempt, spending one of its uses."""
-        with self._lock:
-            for fault in self._armed:
-                if fault.matches(webhook_id, attempt):
-                    if fault.skip > 0:
-                        fault.skip -= 1
-                        continue
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self._armed.remove(fault)
-                    return fault
-        return None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._armed.clear()
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return sum(fault.count for fault in self._armed)
+        return self._take(lambda fault: fault.matches(webhook_id, attempt))
