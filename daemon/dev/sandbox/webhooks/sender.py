@@ -101,10 +101,6 @@ class Sender:
         with self._lock:
             return list(self._deliveries)
 
-    def clear_deliveries(self) -> None:
-        with self._lock:
-            self._deliveries.clear()
-
     def close(self) -> None:
         """Stop sending: pending attempts and retries are dropped with the loop."""
         with self._lock:
