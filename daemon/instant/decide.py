@@ -60,10 +60,6 @@ class Plan:
     delete: tuple[int, ...] = ()
     create: bool = False
 
-    @property
-    def changes_nothing(self) -> bool:
-        return not self.delete and not self.create
-
 
 def webhook_name(installation: str, account: str) -> str:
     """Our webhook's name for `account` (at most 19 + 32 + 200 characters: under the 255

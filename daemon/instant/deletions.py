@@ -273,10 +273,6 @@ class Confirmations:
         task.add_done_callback(lambda _: self._running.pop(key, None))
         return True
 
-    @property
-    def pending(self) -> int:
-        return len(self._running)
-
     async def _confirm(self, nudge: Nudge) -> None:
         client = self._clients.get(nudge.account)
         cache = self._caches.get(nudge.account)

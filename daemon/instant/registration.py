@@ -62,7 +62,7 @@ class Outcome:
     def line(self) -> str:
         """One line for a person: `account 'main': created webhook 7`."""
         text = f"account {self.account!r}: {self.did}"
-        if self.webhook_id is not None and self.did in (CREATED, RECREATED, UNCHANGED):
+        if self.webhook_id is not None and self.did in REGISTERED_OUTCOMES:
             text += f" webhook {self.webhook_id}"
         if self.deleted:
             text += f", deleted {self.deleted} of ours"
@@ -106,7 +106,7 @@ async def reconcile(
         found = await instant_webhooks.load(engine, name)
         if found is None or found.state == INSTANT_REMOVED:
             return Outcome(name, NOTHING)  # never registered: no call spent
-        return await _unregister(engine, client, installation_id, name, clock)
+        return await unregister(engine, client, installation_id, name, clock)
     assert config.instant is not None
     user, password = new_credentials()
     row = await instant_webhooks.ensure_credentials(engine, name, user, password, clock.now())
@@ -162,13 +162,15 @@ async def _record(
     )
 
 
-async def _unregister(
+async def unregister(
     engine: AsyncEngine,
     client: PipedriveClient,
     installation_id: str,
     account: str,
-    clock: clock_module.Clock,
+    clock: clock_module.Clock = clock_module.SYSTEM,
 ) -> Outcome:
+    """`webhooks remove`: delete ours for `account` whatever the config says, and record it
+    (a running daemon whose config still wants one registers it again at its next repair)."""
     try:
         deleted = await remove(client, installation_id, account)
     except PipedriveError as error:
@@ -203,18 +205,6 @@ async def remove(client: PipedriveClient, installation_id: str, account: str) ->
     for webhook_id in plan.delete:
         deleted += await webhooks.delete(client, webhook_id)
     return deleted
-
-
-async def unregister(
-    engine: AsyncEngine,
-    client: PipedriveClient,
-    installation_id: str,
-    account: str,
-    clock: clock_module.Clock = clock_module.SYSTEM,
-) -> Outcome:
-    """`webhooks remove`: delete ours for `account` whatever the config says, and record it
-    (a running daemon whose config still wants one registers it again at its next repair)."""
-    return await _unregister(engine, client, installation_id, account, clock)
 
 
 def _log(outcome: Outcome) -> None:
