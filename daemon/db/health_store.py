@@ -105,16 +105,12 @@ async def save(engine: AsyncEngine, subscription: str, health: Health, now: date
         await save_in(connection, subscription, health, now)
 
 
-async def restamp(engine: AsyncEngine, subscription: str, health: Health, now: datetime) -> None:
-    """Record `health` as its endpoint's where the row names no endpoint (it keeps its counts)
-    or another one (health judged on another URL is replaced), and nowhere else: another
-    replica's newer count is never overwritten."""
-    await restamp_all(engine, {subscription: health}, now)
-
-
 async def restamp_all(engine: AsyncEngine, healths: Mapping[str, Health], now: datetime) -> None:
-    """`restamp` for many subscriptions in one transaction (a first start with thousands of
-    subscriptions stamps every row: one transaction each took minutes on SQLite)."""
+    """Record each health as its endpoint's where the row names no endpoint (it keeps its
+    counts) or another one (health judged on another URL is replaced), and nowhere else:
+    another replica's newer count is never overwritten. One transaction for all (a first start
+    with thousands of subscriptions stamps every row: one transaction each took minutes on
+    SQLite)."""
     if not healths:
         return
     column = subscription_health.c
