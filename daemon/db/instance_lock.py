@@ -14,15 +14,13 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy
 from sqlalchemy import select
 
-from daemon import times
-from daemon.db import database
-from daemon.db.tables import instances
+from daemon.db import database, instances, tables
 from daemon.errors import DatabaseError, DatabaseInUse
 
 LOCK_SUFFIX = ".lock"
@@ -83,15 +81,11 @@ def _running_replicas(url: str) -> list[str]:
     engine = database.create_sync_engine(url, pooled=False)
     try:
         with database.opening(url), engine.connect() as connection:
-            rows = connection.execute(select(instances)).all()
+            rows = connection.execute(select(tables.instances)).all()
     except sqlalchemy.exc.ProgrammingError:  # not migrated yet: nothing ever ran on it
         return []
     finally:
         engine.dispose()
     now = datetime.now(UTC)
-    return [
-        row.instance
-        for row in rows
-        if row.stopped_at is None
-        and now - times.as_utc(row.heartbeat_at) <= timedelta(seconds=2 * row.lease_s)
-    ]
+    replicas = (instances.Instance(**row._mapping) for row in rows)
+    return [r.instance for r in replicas if r.state(now) == "running"]
