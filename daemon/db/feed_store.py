@@ -382,35 +382,6 @@ async def record_refused(
         )
 
 
-async def record_cycle(
-    engine: AsyncEngine,
-    *,
-    account: str,
-    object_type: str,
-    names: Collection[str],
-    error: str | None,
-    now: datetime,
-) -> None:
-    """A cycle's end: ok, or failing with the error on the feed and every subscription on it."""
-    values = {
-        "status": STATUS_OK if error is None else STATUS_FAILING,
-        "last_error": error,
-        "last_poll_at": now,
-        "updated_at": now,
-    }
-    async with write_lock.begin(engine) as connection:
-        await connection.execute(
-            update(feeds)
-            .where(feeds.c.account == account, feeds.c.object_type == object_type)
-            .values(values)
-        )
-        await connection.execute(
-            update(subscription_state)
-            .where(subscription_state.c.subscription.in_(list(names)))
-            .values(values)
-        )
-
-
 async def record_cycles(engine: AsyncEngine, ends: Sequence[CycleEnd]) -> None:
     """Many cycles' ends in one transaction (the daemon's batches, see `polling.cycles`)."""
     if not ends:

@@ -118,14 +118,7 @@ class Poller:
             self._cycle_log.add(end)
         else:
             try:
-                await feed_store.record_cycle(
-                    self._engine,
-                    account=end.account,
-                    object_type=end.object_type,
-                    names=end.names,
-                    error=end.error,
-                    now=end.at,
-                )
+                await feed_store.record_cycles(self._engine, [end])
             except Exception as error:  # the database is down (the cycle's failure said so)
                 self._database_failed(feed, "recording the poll", error)
             else:
