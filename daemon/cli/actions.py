@@ -12,10 +12,8 @@ from typing import Any
 
 import click
 
-from daemon import config as config_module
 from daemon.actions.connector import Connector
 from daemon.cli import plumbing
-from daemon.errors import ArgumentError
 from daemon.pipedrive.client import RetryOptions
 from daemon.service import accounts as accounts_module
 
@@ -34,22 +32,9 @@ account_option = click.option(
 )
 
 
-def pick_account(config: config_module.Config, name: str | None) -> str:
-    """The account to act on: the one named, or the only one there is."""
-    known = [account.name for account in config.accounts]
-    listed = ", ".join(known) or "none"
-    if name is None:
-        if len(known) == 1:
-            return known[0]
-        raise ArgumentError(f"--account: required, the config has several accounts ({listed})")
-    if name not in known:
-        raise ArgumentError(f"--account: no account named {name!r} (known: {listed})")
-    return name
-
-
 def _perform(ctx: click.Context, account: str | None, action: Action) -> None:
     config = plumbing.load_config(ctx)
-    name = plumbing.guarded(lambda: pick_account(config, account))
+    name = plumbing.guarded(lambda: plumbing.pick_account(config, account))
 
     async def run() -> dict[str, Any]:
         async with accounts_module.open_accounts(config, retry=CLI_RETRY) as accounts:

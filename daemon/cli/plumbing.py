@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import config as config_module
 from daemon import logs
 from daemon.db import database
-from daemon.errors import ConfigError, DatabaseError, PipedriveError, PipedriveTriggersError
+from daemon.errors import (
+    ArgumentError,
+    ConfigError,
+    DatabaseError,
+    PipedriveError,
+    PipedriveTriggersError,
+)
 
 logger = logging.getLogger("daemon")
 
@@ -86,3 +92,16 @@ def with_engine(config: config_module.Config, work: Callable[[AsyncEngine], Awai
             return await work(engine)
 
     return run_async(run)
+
+
+def pick_account(config: config_module.Config, name: str | None) -> str:
+    """The account to act on: the one named, or the only one there is."""
+    known = [account.name for account in config.accounts]
+    listed = ", ".join(known) or "none"
+    if name is None:
+        if len(known) == 1:
+            return known[0]
+        raise ArgumentError(f"--account: required, the config has several accounts ({listed})")
+    if name not in known:
+        raise ArgumentError(f"--account: no account named {name!r} (known: {listed})")
+    return name

@@ -21,7 +21,6 @@ from daemon import config as config_module
 from daemon import redact, times
 from daemon.cli import plumbing
 from daemon.db import database, installation
-from daemon.errors import ArgumentError
 from daemon.instant import decide, registration
 from daemon.pipedrive import webhooks as pipedrive_webhooks
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
@@ -43,12 +42,7 @@ account_option = click.option(
 def _chosen(config: config_module.Config, name: str | None) -> list[config_module.AccountConfig]:
     if name is None:
         return list(config.accounts)
-    known = [account.name for account in config.accounts]
-    if name not in known:
-        raise ArgumentError(
-            f"--account: no account named {name!r} (known: {', '.join(known) or 'none'})"
-        )
-    return [config.account(name)]
+    return [config.account(plumbing.pick_account(config, name))]
 
 
 def _run(config: config_module.Config, work: Work[T]) -> T:
