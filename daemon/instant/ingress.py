@@ -222,7 +222,7 @@ async def serving(
         asyncio.create_task(state.tallies.run(engine, clock), name="instant-counts"),
     ]
     try:
-        async with http.serving(state.app(), sock, "instant-ingress", LIMITS):
+        async with http.serving(state.app(), sock, "instant", LIMITS):
             logger.info(
                 "instant mode: ingress listening on http://%s:%d", *state.address,
                 extra={"action": "instant.listening"},

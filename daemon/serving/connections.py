@@ -1,5 +1,6 @@
-"""Bounds on the admin listener's connections, so that clients which connect and send nothing
-cannot take the file descriptors the daemon's deliveries and database need.
+"""Bounds on the connections of the daemon's HTTP servers (the admin listener, instant mode's
+ingress), so that clients which connect and send nothing cannot take the file descriptors the
+daemon's deliveries and database need.
 
 uvicorn's h11 protocol starts no timer before its first response, and `limit_concurrency`
 only answers 503 once a request has arrived: a connection that sends nothing is held for
@@ -158,7 +159,10 @@ class AcceptFailures:
     become one error line when an episode begins and one when it ends. Every other report
     goes on to the handler that was there before."""
 
-    def __init__(self, sock: socket.socket, quiet_s: float = ACCEPT_QUIET_S) -> None:
+    def __init__(
+        self, sock: socket.socket, quiet_s: float = ACCEPT_QUIET_S, *, server: str = "admin"
+    ) -> None:
+        self._server = server  # which one, in its log lines and their actions
         self._fileno = sock.fileno()
         self._episodes = Episodes(quiet_s)
         self._previous: Any = None
@@ -192,13 +196,14 @@ class AcceptFailures:
             return
         reason = error.strerror if isinstance(error, OSError) and error.strerror else "?"
         logger.error(
-            "admin: cannot accept connections (%s): the process is short of file descriptors "
+            "%s: cannot accept connections (%s): the process is short of file descriptors "
             "or memory, so deliveries and database connections may fail too; raise "
             "LimitNOFILE= if the daemon needs more (said once until accepts have worked for "
             "%gs)",
+            self._server,
             reason,
             self._episodes.quiet_s,
-            extra={"action": "admin.accept_failed"},
+            extra={"action": f"{self._server}.accept_failed"},
         )
         self._check = loop.call_later(self._episodes.quiet_s, self._check_ended, loop)
 
@@ -208,11 +213,15 @@ class AcceptFailures:
         if self._episodes.ended(now):
             assert started is not None
             logger.warning(
-                "admin: no accept has failed for %gs (%d failed over %.0fs before that)",
+                "%s: no accept has failed for %gs (%d failed over %.0fs before that)",
+                self._server,
                 self._episodes.quiet_s,
                 self._episodes.count,
                 self._episodes.last - started,
-                extra={"action": "admin.accept_recovered", "count": self._episodes.count},
+                extra={
+                    "action": f"{self._server}.accept_recovered",
+                    "count": self._episodes.count,
+                },
             )
             self._check = None
         else:

@@ -48,7 +48,7 @@ async def serving(
     app: ASGIApp, sock: socket.socket, name: str, limits: connections.Limits
 ) -> AsyncIterator[None]:
     """Serve `app` on the bound `sock` for the duration of the block; the socket is closed
-    on the way out."""
+    on the way out. `name` names the server in its log lines ("admin", "instant")."""
     server = _Server(
         uvicorn.Config(
             app,
@@ -61,7 +61,7 @@ async def serving(
         )
     )
     try:
-        with connections.AcceptFailures(sock).installed(asyncio.get_running_loop()):
+        with connections.AcceptFailures(sock, server=name).installed(asyncio.get_running_loop()):
             task = asyncio.create_task(server.serve(sockets=[sock]), name=name)
             try:
                 yield
