@@ -468,6 +468,13 @@ class PipedriveClient:
                 break
         return found
 
+    async def find(self, path: str) -> Item | None:
+        """One object by its path (`/api/v2/persons/7`), None when Pipedrive has none."""
+        try:
+            return await self.get(path)
+        except PipedriveNotFound:
+            return None
+
     async def company_id(self) -> int:
         """The Pipedrive company the token belongs to (`GET /v1/users/me`): part of every
         event id. Asked once per client, when the first event needs it, never per poll."""

@@ -4,38 +4,52 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from daemon import clock as clock_module
+from daemon.pipedrive import costs
 from daemon.pipedrive.custom_fields import FieldCatalog, parse_field_definitions
 
 LOOKUP_CACHE_TTL_S = 3600
-"""How long the whole-list users and stages stay cached before a batch that needs them fetches
-them again (an id never seen refreshes at once): `/v1/users` costs 20 tokens, and a rename
+"""How long users and stages stay cached (an id never seen is fetched at once): a rename
 shows within the hour."""
-
-BATCH_RESOURCES = ("persons", "organizations", "deals", "activities")
-"""The v2 resources fetched by `ids` for each batch."""
 
 RELATED_CACHE_TTL_S = 120.0
 """How long a person, organization or deal fetched by id is reused: one default poll
 interval. A catch-up's pages name many of the same ones (one call per 100 ids, 10 tokens
-each), and a name in a payload is never older than this."""
+each), and a name in a payload is never older than this. While the account's webhook is
+healthy (instant mode) they are kept as long as users, since every change of one evicts it
+(`LookupCache.forget`)."""
 
 RELATED_CACHE_MAX = 10_000
 """Objects kept per resource, the least recently fetched dropped first: bounds memory."""
 
-REUSED_FIELDS: Mapping[str, tuple[str, ...]] = {
+BY_ID_AT_MOST = 5
+"""A handful of missing ids is fetched one `GET .../{id}` each when that costs fewer tokens
+than one listing (a person: 1 token against 10; a user: 2 against 20); more, or where the
+listing is as cheap, one listing. Tokens are the customer's money; calls stay few."""
+
+REUSED_FIELDS: Mapping[str, tuple[str, ...] | None] = {
+    "users": None,
+    "stages": None,
     "persons": ("id", "name"),
     "organizations": ("id", "name"),
     "deals": ("id", "title"),
 }
-"""The by-id resources reused across batches, and the only fields of them that payloads read:
-what is kept is a name, not a kilobyte of person. (Activities are not reused: each is the
-next or last activity of one deal.)"""
+"""The resources reused across batches, and the only fields of them that payloads read (None:
+the whole object): what is kept of a person is a name, not a kilobyte. (Activities are not
+reused: each is the next or last activity of one deal.)"""
+
+RELATED = ("persons", "organizations", "deals")
+"""The reused resources whose objects change often: kept for `RELATED_CACHE_TTL_S`."""
+
+RESOURCES = ("users", "stages", "persons", "organizations", "deals", "activities")
+
+LIST_PATHS = {"users": "/v1/users"} | {r: f"/api/v2/{r}" for r in RESOURCES[1:]}
+BY_ID_PATHS = {r: f"{path}/{{id}}" for r, path in LIST_PATHS.items()}
 
 ById = Mapping[int, Mapping[str, Any]]
 
@@ -60,9 +74,8 @@ class Lookups:
 class LookupRequest:
     """Ids a batch refers to, per resource.
 
-    `persons`, `organizations`, `deals` and `activities` are fetched by these ids. Users and
-    stages are always fetched as whole lists; their ids here only tell the cache whether it
-    has seen every one of them or must refresh because a new user or stage appeared.
+    Each resource's missing ids are fetched one by one or in one listing, whichever costs
+    fewer tokens (see `BY_ID_AT_MOST`); users and stages are listed whole.
     """
 
     users: frozenset[int] = frozenset()
@@ -85,6 +98,10 @@ class LookupRequest:
 
 class LookupSource(Protocol):
     """The part of the Pipedrive client that lookups need."""
+
+    async def find(self, path: str) -> dict[str, Any] | None:
+        """`GET path` of one object, None when Pipedrive answers 404."""
+        ...
 
     async def list_users(self) -> list[dict[str, Any]]:
         """`GET /v1/users`: all users."""
@@ -145,49 +162,28 @@ def index_by_id(objects: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, 
     }
 
 
-class _WholeList:
-    """One whole-list resource (users or stages), cached for a TTL and refreshed on a miss."""
-
-    def __init__(self, ttl_s: float, clock: Callable[[], float]) -> None:
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._items: ById = {}
-        self._fetched_at: float | None = None
-        # Ids a refresh did not bring (e.g. a deleted user on an old deal): without this memory
-        # every batch naming them would refetch the whole list until the TTL ran out.
-        self._known_missing: frozenset[int] = frozenset()
-        # Concurrent batches share one refresh instead of each fetching the list.
-        self._lock = asyncio.Lock()
-
-    async def get(
-        self, fetch: Callable[[], Awaitable[list[dict[str, Any]]]], wanted: AbstractSet[int]
-    ) -> ById:
-        if not wanted:
-            return self._items  # nobody needs the list: no call, whatever its age
-        async with self._lock:
-            expired = self._fetched_at is None or self._clock() - self._fetched_at >= self._ttl_s
-            unknown = wanted - self._items.keys() - self._known_missing
-            if expired or unknown:
-                # Replaced, never mutated: Lookups already handed out keep a consistent snapshot.
-                items = index_by_id(await fetch())
-                still_missing = (frozenset() if expired else self._known_missing) | wanted
-                self._items = items
-                self._fetched_at = self._clock()
-                self._known_missing = frozenset(still_missing - items.keys())
-            return self._items
-
-
-def reused_part(resource: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+def reused_part(resource: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """What is kept of a reused object (`REUSED_FIELDS`)."""
-    return {name: obj[name] for name in REUSED_FIELDS[resource] if name in obj}
+    fields = REUSED_FIELDS[resource]
+    if fields is None:
+        return obj
+    return {name: obj[name] for name in fields if name in obj}
+
+
+def by_id_is_cheaper(resource: str, count: int) -> bool:
+    """Whether `count` ids cost fewer tokens fetched one by one than in one listing."""
+    if count > BY_ID_AT_MOST:
+        return False
+    one = costs.token_cost("GET", BY_ID_PATHS[resource])
+    return count * one < costs.token_cost("GET", LIST_PATHS[resource])
 
 
 class _Recent:
-    """Objects of one by-id resource fetched lately, and the ids Pipedrive did not return
-    (a deleted person), each kept for the TTL."""
+    """Objects of one resource fetched lately, and the ids Pipedrive did not return (a deleted
+    person), each kept for the TTL."""
 
     def __init__(self, ttl_s: float, clock: Callable[[], float], max_items: int) -> None:
-        self._ttl_s = ttl_s
+        self.ttl_s = ttl_s
         self._clock = clock
         self._max_items = max_items
         self._items: OrderedDict[int, tuple[float, Mapping[str, Any] | None]] = OrderedDict()
@@ -199,29 +195,39 @@ class _Recent:
         missing: list[int] = []
         for ident in sorted(wanted):
             entry = self._items.get(ident)
-            if entry is None or now - entry[0] >= self._ttl_s:
+            if entry is None or now - entry[0] >= self.ttl_s:
                 missing.append(ident)
             elif entry[1] is not None:
                 known[ident] = entry[1]
         return known, missing
 
     def add(self, asked: Sequence[int], fetched: ById) -> None:
+        """What a fetch brought (a whole list brings more than was asked), and the asked ids
+        it did not bring, as missing."""
         now = self._clock()
-        for ident in asked:
+        asked_ids = set(asked)
+        for ident in [*asked, *(i for i in fetched if i not in asked_ids)]:
             self._items[ident] = (now, fetched.get(ident))
             self._items.move_to_end(ident)
         while len(self._items) > self._max_items:
             self._items.popitem(last=False)
 
+    def forget(self, ident: int | None) -> None:
+        """One object (None: every one), so that the next batch naming it fetches it."""
+        if ident is None:
+            self._items.clear()
+        else:
+            self._items.pop(ident, None)
+
     def forget_expired(self) -> None:
         # Kept in fetch order, so the expired ones are at the front.
         now = self._clock()
-        while self._items and now - next(iter(self._items.values()))[0] >= self._ttl_s:
+        while self._items and now - next(iter(self._items.values()))[0] >= self.ttl_s:
             self._items.popitem(last=False)
 
 
 class LookupCache:
-    """Resolves a `LookupRequest` against Pipedrive, keeping users and stages between batches."""
+    """Resolves a `LookupRequest` against Pipedrive, keeping what later batches reuse."""
 
     def __init__(
         self,
@@ -231,19 +237,36 @@ class LookupCache:
         clock: clock_module.Clock = clock_module.SYSTEM,
     ) -> None:
         self._ttl_s = ttl_s
+        self._related_ttl_s = related_ttl_s
         self._clock = monotonic = clock.monotonic  # ages are intervals
-        self._users = _WholeList(ttl_s, monotonic)
-        self._stages = _WholeList(ttl_s, monotonic)
-        self._related = {
-            resource: _Recent(related_ttl_s, monotonic, RELATED_CACHE_MAX)
+        self._kept = {
+            resource: _Recent(
+                related_ttl_s if resource in RELATED else ttl_s, monotonic, RELATED_CACHE_MAX
+            )
             for resource in REUSED_FIELDS
         }
+        # Concurrent batches wanting the same resource share one fetch.
+        self._locks = {resource: asyncio.Lock() for resource in REUSED_FIELDS}
         self._fields: dict[str, tuple[float, FieldCatalog]] = {}
 
+    def rely_on_webhooks(self, healthy: bool) -> None:
+        """Instant mode: while the account's webhook is healthy, every change of a person,
+        organization, deal, user or stage comes as a nudge that evicts it (`forget`), so
+        persons, organizations and deals are kept as long as users; otherwise one interval."""
+        ttl_s = self._ttl_s if healthy else self._related_ttl_s
+        for resource in RELATED:
+            self._kept[resource].ttl_s = ttl_s
+
+    def forget(self, resource: str, ident: int | None) -> None:
+        """A nudge said this object changed (None: some object of the resource did)."""
+        kept = self._kept.get(resource)
+        if kept is not None:
+            kept.forget(ident)
+
     def forget_expired(self) -> None:
-        """Drop the by-id objects past their interval: an account gone quiet holds none."""
-        for recent in self._related.values():
-            recent.forget_expired()
+        """Drop the objects past their TTL: an account gone quiet holds none."""
+        for kept in self._kept.values():
+            kept.forget_expired()
 
     async def field_catalog(self, source: LookupSource, path: str) -> FieldCatalog:
         """Custom field definitions (`/api/v2/dealFields`, ...), fetched only when an event
@@ -256,33 +279,38 @@ class LookupCache:
         return cached[1]
 
     async def resolve(self, source: LookupSource, request: LookupRequest) -> Lookups:
-        """Fetch what `request` names; ids Pipedrive does not return are simply absent."""
-        users = await self._users.get(source.list_users, request.users)
-        stages = await self._stages.get(source.list_stages, request.stages)
-        # One call per resource, one after another: the client already splits ids into pages,
-        # and sequential calls keep the rate limiter and error handling simple.
-        fetched: dict[str, ById] = {}
-        for resource in BATCH_RESOURCES:
+        """Fetch what `request` names; ids Pipedrive does not return are simply absent. One
+        resource after another: the client already splits ids into pages, and sequential
+        calls keep the rate limiter and error handling simple."""
+        found: dict[str, ById] = {}
+        for resource in RESOURCES:
             ids: frozenset[int] = getattr(request, resource)
-            recent = self._related.get(resource)
-            if recent is None:
-                if ids:
-                    fetched[resource] = index_by_id(await source.get_many(resource, sorted(ids)))
-                continue
-            known, missing = recent.split(ids)
+            if ids:
+                found[resource] = await self._get(source, resource, ids)
+        return Lookups(**found)
+
+    async def _get(self, source: LookupSource, resource: str, ids: frozenset[int]) -> ById:
+        kept = self._kept.get(resource)
+        if kept is None:
+            return index_by_id(await _fetch(source, resource, sorted(ids)))
+        async with self._locks[resource]:
+            known, missing = kept.split(ids)
             if missing:
-                got = {
-                    ident: reused_part(resource, obj)
-                    for ident, obj in index_by_id(await source.get_many(resource, missing)).items()
-                }
-                recent.add(missing, got)
+                fetched = index_by_id(await _fetch(source, resource, missing))
+                got = {ident: reused_part(resource, obj) for ident, obj in fetched.items()}
+                kept.add(missing, got)
                 known.update((ident, got[ident]) for ident in missing if ident in got)
-            fetched[resource] = known
-        return Lookups(
-            users=users,
-            stages=stages,
-            persons=fetched.get("persons", {}),
-            organizations=fetched.get("organizations", {}),
-            deals=fetched.get("deals", {}),
-            activities=fetched.get("activities", {}),
-        )
+        return known
+
+
+async def _fetch(source: LookupSource, resource: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """`ids` of `resource` (and, for users and stages, the others a listing brings)."""
+    if by_id_is_cheaper(resource, len(ids)):
+        path = BY_ID_PATHS[resource]
+        found = [await source.find(path.replace("{id}", str(ident))) for ident in ids]
+        return [obj for obj in found if obj is not None]
+    if resource == "users":
+        return await source.list_users()
+    if resource == "stages":
+        return await source.list_stages()
+    return await source.get_many(resource, ids)

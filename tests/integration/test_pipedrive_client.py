@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from daemon import config
 from daemon.dev.sandbox import Sandbox, faults
 from daemon.errors import PipedriveAuthError, PipedriveUnavailable
-from daemon.pipedrive import account_usage
+from daemon.pipedrive import account_usage, lookups
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache, LookupRequest
 from daemon.pipedrive.rate_limit import AccountRateLimiter
@@ -77,7 +77,7 @@ async def test_a_refused_token_is_not_retried_and_not_quoted(
 async def test_an_ids_lookup_is_one_page_whatever_cursor_comes_back(
     client: PipedriveClient, sandbox: Sandbox
 ) -> None:
-    people = [sandbox.add_person(f"p{n}")["id"] for n in range(3)]
+    people = [sandbox.add_person(f"p{n}")["id"] for n in range(lookups.BY_ID_AT_MOST + 1)]
     # Each page carries a cursor never seen before and the same people again.
     sandbox.faults.add(fresh_cursor=True, path="/api/v2/persons", count=faults.FOREVER)
     sandbox.clear_calls()
@@ -92,7 +92,7 @@ async def test_a_lookup_listing_that_serves_the_same_page_again_is_stopped(
     sandbox.faults.add(fresh_cursor=True, path="/api/v2/stages", count=faults.FOREVER)
     sandbox.clear_calls()
     with pytest.raises(PipedriveUnavailable, match="same page again"):
-        await LookupCache().resolve(client, LookupRequest(stages=frozenset({1})))
+        await LookupCache().resolve(client, LookupRequest(stages=frozenset(range(1, 9))))
     assert sandbox.calls_to("GET", "/api/v2/stages") == 2  # the repeat is the last call
 
 

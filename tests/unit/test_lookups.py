@@ -36,6 +36,17 @@ class FakeSource:
         }
         self.calls: list[tuple[Any, ...]] = []
 
+    async def find(self, path: str) -> dict[str, Any] | None:
+        self.calls.append(("find", path))
+        await asyncio.sleep(0)
+        resource, ident = path.split("/")[-2:]
+        table = {
+            "users": {u["id"]: u for u in self.users},
+            "stages": {s["id"]: s for s in self.stages},
+            **self.objects,
+        }[resource]
+        return table.get(int(ident))
+
     async def list_users(self) -> list[dict[str, Any]]:
         self.calls.append(("list_users",))
         await asyncio.sleep(0)
@@ -157,7 +168,18 @@ def test_empty_lookups_have_nothing() -> None:
 # --- resolving against the API: batching and caching ---------------------------------------------
 
 
-async def test_resolve_fetches_each_resource_in_one_batched_call() -> None:
+def _count(source: FakeSource, resource: str) -> tuple[int, int]:
+    """(listings, by-id calls) of `resource` that `source` got."""
+    listings = sum(
+        1
+        for call in source.calls
+        if call == (f"list_{resource}",) or (call[0] == "get_many" and call[1] == resource)
+    )
+    by_id = sum(1 for c in source.calls if c[0] == "find" and c[1].split("/")[-2] == resource)
+    return listings, by_id
+
+
+async def test_many_ids_are_listed_and_a_few_fetched_one_by_one() -> None:
     source = FakeSource()
     request = LookupRequest(
         users=frozenset({1}),
@@ -169,25 +191,51 @@ async def test_resolve_fetches_each_resource_in_one_batched_call() -> None:
     )
     result = await LookupCache().resolve(source, request)
     assert source.calls == [
-        ("list_users",),
-        ("list_stages",),
+        ("find", "/v1/users/1"),
+        ("find", "/api/v2/stages/3"),
         ("get_many", "persons", tuple(range(1, 251))),
-        ("get_many", "organizations", (9,)),
-        ("get_many", "deals", (42,)),
-        ("get_many", "activities", (500, 501)),
+        ("find", "/api/v2/organizations/9"),
+        ("find", "/api/v2/deals/42"),
+        ("find", "/api/v2/activities/500"),
+        ("find", "/api/v2/activities/501"),
     ]
     assert set(result.persons) == set(range(1, 251))
     assert result.organizations[9]["name"] == "Acme Ltd"
     assert result.deals[42]["title"] == "Acme rollout"
     assert set(result.activities) == {500, 501}
-    assert set(result.users) == {1, 2}  # whole list, not only the ids asked for
+    assert result.users[1]["name"] == "John Doe"
     assert result.stages[3]["name"] == "Proposal made"
+
+
+@pytest.mark.parametrize(
+    ("resource", "count", "by_id"),
+    [
+        ("persons", 5, True),  # 5 tokens against one listing's 10
+        ("persons", 6, False),  # a handful at most: calls stay few
+        ("users", 5, True),  # 10 against 20
+        ("stages", 4, True),  # 4 against 5
+        ("stages", 5, False),  # as dear as the whole list, which brings every stage
+        ("activities", 1, True),
+    ],
+)
+def test_by_id_only_where_it_costs_fewer_tokens(resource: str, count: int, by_id: bool) -> None:
+    assert lookups.by_id_is_cheaper(resource, count) is by_id
+
+
+async def test_a_whole_list_is_kept_whole() -> None:
+    source = FakeSource()
+    source.users += [{"id": n, "name": f"User {n}"} for n in range(10, 20)]
+    cache = LookupCache()
+    await cache.resolve(source, LookupRequest(users=frozenset(range(10, 16))))  # 6: listed
+    result = await cache.resolve(source, LookupRequest(users=frozenset({1, 2, 19})))
+    assert _count(source, "users") == (1, 0)  # the list brought the others too
+    assert result.users[19]["name"] == "User 19"
 
 
 async def test_resolve_skips_resources_with_no_ids() -> None:
     source = FakeSource()
     result = await LookupCache().resolve(source, LookupRequest(users=frozenset({1})))
-    assert [call[0] for call in source.calls] == ["list_users"]
+    assert source.calls == [("find", "/v1/users/1")]
     assert result.persons == {} and result.deals == {}
 
 
@@ -218,10 +266,10 @@ async def test_users_and_stages_are_cached_within_the_ttl() -> None:
     await cache.resolve(source, request)
     clock.advance(lookups.LOOKUP_CACHE_TTL_S - 1)
     second = await cache.resolve(source, request)
-    assert source.count("list_users") == 1
-    assert source.count("list_stages") == 1
+    assert _count(source, "users") == (0, 2)
+    assert _count(source, "stages") == (0, 1)
     # Persons are reused for one poll interval only: an hour later they are fetched again.
-    assert source.count("get_many") == 2
+    assert _count(source, "persons") == (0, 2)
     assert set(second.users) == {1, 2}
 
 
@@ -235,7 +283,28 @@ async def test_related_objects_are_reused_for_one_poll_interval() -> None:
     assert set(second.persons) == set(range(100, 251))
     clock.advance(1)  # the first batch's are a poll interval old now
     await cache.resolve(source, LookupRequest(persons=frozenset({1, 200})))
-    assert source.calls[-1] == ("get_many", "persons", (1,))
+    assert source.calls[-1] == ("find", "/api/v2/persons/1")
+
+
+async def test_while_the_webhook_is_healthy_related_objects_are_kept_until_a_nudge() -> None:
+    source, clock = FakeSource(), FakeClock()
+    cache = LookupCache(clock=clock)
+    cache.rely_on_webhooks(True)
+    request = LookupRequest(persons=frozenset({7, 8}), organizations=frozenset({9}))
+    await cache.resolve(source, request)
+    clock.advance(lookups.LOOKUP_CACHE_TTL_S - 1)  # far past one interval
+    await cache.resolve(source, request)
+    assert len(source.calls) == 3  # nothing fetched again
+    source.objects["persons"][7] = {"id": 7, "name": "Renamed"}
+    cache.forget("persons", 7)  # person 7 changed
+    cache.forget("organizations", None)  # some organization changed (a relayed nudge)
+    result = await cache.resolve(source, request)
+    assert source.calls[3:] == [("find", "/api/v2/persons/7"), ("find", "/api/v2/organizations/9")]
+    assert result.persons[7]["name"] == "Renamed"
+    cache.rely_on_webhooks(False)  # unhealthy: back to one interval
+    clock.advance(lookups.RELATED_CACHE_TTL_S)
+    await cache.resolve(source, request)
+    assert _count(source, "persons") == (0, 5)
 
 
 async def test_an_id_pipedrive_does_not_return_is_not_asked_again_within_the_interval() -> None:
@@ -244,7 +313,10 @@ async def test_an_id_pipedrive_does_not_return_is_not_asked_again_within_the_int
     for _ in range(3):
         result = await cache.resolve(source, LookupRequest(organizations=frozenset({9, 404})))
         assert set(result.organizations) == {9}  # 404 was deleted
-    assert source.calls == [("get_many", "organizations", (9, 404))]
+    assert source.calls == [
+        ("find", "/api/v2/organizations/9"),
+        ("find", "/api/v2/organizations/404"),
+    ]
 
 
 async def test_expired_objects_are_forgotten_not_only_ignored() -> None:
@@ -255,7 +327,7 @@ async def test_expired_objects_are_forgotten_not_only_ignored() -> None:
     await cache.resolve(source, LookupRequest(persons=frozenset({200})))
     clock.advance(lookups.RELATED_CACHE_TTL_S / 2)
     cache.forget_expired()  # the poller does, after every cycle
-    assert list(cache._related["persons"]._items) == [200]
+    assert list(cache._kept["persons"]._items) == [200]
 
 
 async def test_the_related_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,8 +349,8 @@ async def test_users_and_stages_are_refetched_after_the_ttl() -> None:
     source.users[0] = {"id": 1, "name": "John Renamed", "email": "john@example.com"}
     clock.advance(lookups.LOOKUP_CACHE_TTL_S)
     result = await cache.resolve(source, request)
-    assert source.count("list_users") == 2
-    assert source.count("list_stages") == 2
+    assert _count(source, "users") == (0, 2)
+    assert _count(source, "stages") == (0, 2)
     assert result.users[1]["name"] == "John Renamed"
 
 
@@ -288,13 +360,13 @@ async def test_ttl_is_configurable() -> None:
     await cache.resolve(source, LookupRequest(users=frozenset({1})))
     clock.advance(9)
     await cache.resolve(source, LookupRequest(users=frozenset({1})))
-    assert source.count("list_users") == 1
+    assert _count(source, "users") == (0, 1)
     clock.advance(1)
     await cache.resolve(source, LookupRequest(users=frozenset({1})))
-    assert source.count("list_users") == 2
+    assert _count(source, "users") == (0, 2)
 
 
-async def test_a_new_user_or_stage_refreshes_the_cache_early() -> None:
+async def test_a_new_user_or_stage_is_fetched_at_once() -> None:
     source, clock = FakeSource(), FakeClock()
     cache = LookupCache(clock=clock)
     await cache.resolve(source, LookupRequest(users=frozenset({1}), stages=frozenset({3})))
@@ -304,43 +376,38 @@ async def test_a_new_user_or_stage_refreshes_the_cache_early() -> None:
     result = await cache.resolve(source, LookupRequest(users=frozenset({3}), stages=frozenset({4})))
     assert result.users[3]["name"] == "New Hire"
     assert result.stages[4]["name"] == "Negotiation"
-    assert source.count("list_users") == 2
-    assert source.count("list_stages") == 2
+    assert source.calls[-2:] == [("find", "/v1/users/3"), ("find", "/api/v2/stages/4")]
 
 
-async def test_an_id_still_missing_after_a_refresh_does_not_refetch_every_batch() -> None:
+async def test_an_id_still_missing_is_not_asked_again_within_the_ttl() -> None:
     source, clock = FakeSource(), FakeClock()
     cache = LookupCache(clock=clock)
     gone = LookupRequest(users=frozenset({1, 77}))
-    await cache.resolve(source, LookupRequest(users=frozenset({1})))
-    await cache.resolve(source, gone)  # 77 unknown: one refresh
-    await cache.resolve(source, gone)  # still unknown: remembered, no refresh
-    await cache.resolve(source, LookupRequest(users=frozenset({78})))  # another new id: refresh
-    await cache.resolve(source, gone)  # 77 is still remembered as missing
-    assert source.count("list_users") == 3
+    await cache.resolve(source, gone)
+    await cache.resolve(source, gone)  # 77 unknown: remembered, not asked again
+    assert _count(source, "users") == (0, 2)
     clock.advance(lookups.LOOKUP_CACHE_TTL_S)
     await cache.resolve(source, gone)  # the TTL forgets what was missing
-    await cache.resolve(source, gone)
-    assert source.count("list_users") == 4
+    assert _count(source, "users") == (0, 4)
 
 
-async def test_concurrent_batches_share_one_refresh() -> None:
+async def test_concurrent_batches_share_one_fetch() -> None:
     source = FakeSource()
     cache = LookupCache()
     request = LookupRequest(users=frozenset({1}), stages=frozenset({3}))
     await asyncio.gather(*(cache.resolve(source, request) for _ in range(5)))
-    assert source.count("list_users") == 1
-    assert source.count("list_stages") == 1
+    assert _count(source, "users") == (0, 1)
+    assert _count(source, "stages") == (0, 1)
 
 
-async def test_a_failed_refresh_propagates_and_is_retried_next_time() -> None:
+async def test_a_failed_fetch_propagates_and_is_retried_next_time() -> None:
     class Failing(FakeSource):
         fail = True
 
-        async def list_users(self) -> list[dict[str, Any]]:
+        async def find(self, path: str) -> dict[str, Any] | None:
             if self.fail:
                 raise ConnectionError("pipedrive down")
-            return await super().list_users()
+            return await super().find(path)
 
     source = Failing()
     cache = LookupCache()
