@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_S = 0.5
 LEASE_MARGIN_S = 5.0  # a claim outlives the POST's timeout by this much
 MAX_OUTCOMES_PER_WRITE = 500  # one transaction records at most this many attempts
-OUTCOME_GATHER_S = 0.02  # the writer waits this long for more outcomes when POSTs are busy
+OUTCOME_GATHER_S = 0.05  # the writer waits this long for more outcomes when POSTs are busy
 HEALTH_REFRESH_S = 1.0  # how soon `subscriptions enable/disable` reaches a running daemon
 FLUSH_MIN_S = 2.0  # stopping: at least this long to record the last outcomes
 
@@ -43,7 +43,7 @@ FLUSH_MIN_S = 2.0  # stopping: at least this long to record the last outcomes
 # rate claimed ahead (at least its concurrency, at most MAX_CLAIM_AHEAD rows), and claims
 # again only when half of that is left. A claim of 16 rows costs nearly what one of 150 does.
 # Being time-based, it also bounds memory: large bodies go out slower, so fewer wait.
-CLAIM_AHEAD_S = 0.1
+CLAIM_AHEAD_S = 0.25
 MAX_CLAIM_AHEAD = 256
 MAX_READY = 1024  # rows claimed ahead over all subscriptions
 
