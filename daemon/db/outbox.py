@@ -13,7 +13,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Text,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon import times
@@ -61,6 +74,8 @@ async def insert_events(
     that were queued now."""
     if not events:
         return set()
+    if connection.dialect.name == "postgresql":
+        return set((await connection.execute(_unnested_events(events, now))).scalars())
     inserted = await connection.execute(
         insert_ignoring_duplicates(connection, deliveries).returning(deliveries.c.event_id),
         [
@@ -75,6 +90,56 @@ async def insert_events(
         ],
     )
     return set(inserted.scalars())
+
+
+def _unnested_events(events: Sequence[NewEvent], now: datetime) -> Any:
+    """`insert_events` on PostgreSQL: one statement whose parameters are one array per
+    column, rows in detection order. The multi-row VALUES that executemany with RETURNING
+    builds has seven parameters a row, and psycopg parses that text afresh for every page:
+    two thirds of a page's commit CPU there (30 -> 12 ms for 500 events)."""
+    arrays = {
+        "event_ids": [event.event_id for event in events],
+        "subscriptions": [event.subscription for event in events],
+        "event_types": [event.event_type for event in events],
+        "item_ids": [event.item_id for event in events],
+        "bodies": [event.body for event in events],
+        "errors": [event.error for event in events],
+    }
+    unnest = func.unnest(
+        *(bindparam(name, values, type_=postgresql.ARRAY(Text)) for name, values in arrays.items())
+    )
+    rows = unnest.table_valued(
+        "event_id",
+        "subscription",
+        "event_type",
+        "item_id",
+        "body",
+        column("last_error", Text),
+        with_ordinality="n",
+    ).render_derived()
+    moment = literal(now, deliveries.c.created_at.type)
+    fine = rows.c.last_error.is_(None)
+    rows_as_inserted = select(
+        rows.c.event_id,
+        rows.c.subscription,
+        rows.c.event_type,
+        rows.c.item_id,
+        rows.c.body,
+        moment,
+        literal(0),
+        moment,
+        case((fine, literal(STATE_PENDING)), else_=literal(STATE_DEAD)),
+        rows.c.last_error,
+        case((fine, None), else_=moment),
+    ).order_by(rows.c.n)
+    columns = ["event_id", "subscription", "event_type", "item_id", "body", "created_at"]
+    columns += ["attempts", "next_attempt_at", "state", "last_error", "dead_at"]
+    return (
+        postgresql.insert(deliveries)
+        .from_select(columns, rows_as_inserted)
+        .on_conflict_do_nothing()
+        .returning(deliveries.c.event_id)
+    )
 
 
 async def held(engine: AsyncEngine, event_ids: Collection[str]) -> set[str]:
