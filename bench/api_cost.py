@@ -16,11 +16,14 @@ each with its own account entry, client and lookup cache) against an identical s
 
 (i) is (a) in **instant mode** (`[instant]`, reconciliation every 10 min): the webhook is
 registered at the sandbox by `instant.registration.repair_all` (and checked again once an hour,
-as `repair_interval` does), the sandbox sends its real webhooks v2 to the daemon's own ingress
-(`instant.ingress.serving`, on loopback), each nudge is coalesced by `instant.coalesce` (1 s,
-wall clock) into a listing of its feed, and every feed also lists every 10 min (each 5th cycle)
-to reconcile. The writes are the same; after each cycle's writes the benchmark waits for the
-sandbox's calls to be answered and the nudged listings to end.
+as `repair_interval` does, without a call if it called meanwhile), the sandbox sends its real
+webhooks v2 to the daemon's own ingress (`instant.ingress.serving`, on loopback), each nudge
+is coalesced by `instant.coalesce` (1 s, wall clock) into a read of its feed (`Poller.read`:
+the items it names, one `GET .../{id}` each, where that is cheaper than a listing), and every
+feed also lists every 10 min (each 5th cycle) to reconcile. Those reads by id are counted
+with the lookups (`lookup/day`): both are one object by id. The writes are the same; after
+each cycle's writes the benchmark waits for the sandbox's calls to be answered and the nudged
+reads to end.
 
 Calls and tokens are counted on the sandbox: its call log, and the tokens its rate limiter
 charged (the spec's `x-token-cost` per route). Per day = the hour's figure x 24.
@@ -388,19 +391,24 @@ async def run_instant_scenario(
         )
         reading = [0]
         nudged: list[str] = []
+        called: list[str] = []  # nudges since the last check of the webhook
 
-        async def read(_: str, object_type: str) -> None:
+        async def read(_: str, object_type: str, item_ids: frozenset[str] | None) -> None:
             reading[0] += 1
             try:
-                await poll.poll(feeds[object_type])
+                await poll.read(feeds[object_type], item_ids)
             finally:
                 reading[0] -= 1
 
         coalescing = coalesce.Coalescing(read, cfg.instant.coalesce)
 
         def on_nudge(nudge: nudges.Nudge) -> None:
+            called.append(nudge.account)
+            if nudge.object_type not in feeds:
+                return
             nudged.append(nudge.object_type)
-            coalescing.nudge(nudge.account, nudge.object_type)
+            item = None if nudge.action == "delete" else nudge.entity_id
+            coalescing.nudge(nudge.account, nudge.object_type, item)
 
         async def settle() -> None:
             """Until the sandbox has sent every call and the nudged listings have ended."""
@@ -418,8 +426,10 @@ async def run_instant_scenario(
             if k % reconcile_every == 0:
                 for feed in feeds.values():
                     await poll.poll(feed)
-            if k % repair_every == 0:
-                await registration.repair_all(engine, cfg, {account.name: client})
+            if k % repair_every == 0:  # as the daemon does: not listed if it called since
+                proven = {account.name} if called else set()
+                called.clear()
+                await registration.repair_all(engine, cfg, {account.name: client}, proven=proven)
 
         try:
             # Warm-up: the webhook registered, the feeds created (id probe).

@@ -3,7 +3,9 @@ is read at once, so a lone change is not delayed; the ones that follow within `c
 read together once, at the window's end, so a burst costs at most one read per window.
 
 `Coalescer` decides (pure: times in, times out, table-tested); `Coalescing` acts on its
-answers on the event loop, calling the integrator's `read(account, object_type)`.
+answers on the event loop, calling the integrator's `read(account, object_type, item_ids)`
+with the items the nudges since the last read named (None: the whole feed, because one of
+them named none, or too many did).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ logger = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
 EXPIRE_EVERY_S = 60.0  # how often ended windows are forgotten, so keys do not pile up
 LISTING_SLACK_S = 0.1
+# Item ids remembered per feed until its read: past this many the read lists the feed (far
+# cheaper than one call per item), and a flood's memory stays bounded.
+MAX_ITEMS = 100
 
 
 @dataclass
@@ -64,14 +69,33 @@ class Coalescer(Generic[K]):
         return len(self._windows)
 
 
-Read = Callable[[str, str], Awaitable[object]]
+Read = Callable[[str, str, frozenset[str] | None], Awaitable[object]]
 Feed = tuple[str, str]  # (account, object type)
 
 
+class _Named:
+    """The items nudged since a feed's last read began; `whole` once any nudge named none."""
+
+    def __init__(self) -> None:
+        self.items: set[str] = set()
+        self.whole = False
+
+    def add(self, item: str | None) -> None:
+        if item is None or len(self.items) >= MAX_ITEMS:
+            self.whole = True
+            self.items.clear()
+        elif not self.whole:
+            self.items.add(item)
+
+    def read(self) -> frozenset[str] | None:
+        return None if self.whole else frozenset(self.items)
+
+
 class Coalescing:
-    """Calls `read(account, object_type)` as the coalescer says: at once on a window's
-    leading edge, and at its end when more nudges came. Reads of one feed never overlap: a
-    read that comes due while the previous one runs starts when it ends."""
+    """Calls `read(account, object_type, item_ids)` as the coalescer says: at once on a
+    window's leading edge, and at its end when more nudges came. Reads of one feed never
+    overlap: a read that comes due while the previous one runs starts when it ends, and
+    takes the items nudged until then (none left: it has nothing to do)."""
 
     def __init__(
         self, read: Read, window_s: float, clock: clock_module.Clock = clock_module.SYSTEM
@@ -81,17 +105,20 @@ class Coalescing:
         self._coalescer: Coalescer[Feed] = Coalescer(window_s)
         self._timers: dict[Feed, asyncio.Task[None]] = {}
         self._reads: dict[Feed, asyncio.Task[None]] = {}
+        self._named: dict[Feed, _Named] = {}
         self._next_expiry = clock.monotonic() + EXPIRE_EVERY_S
         self.reads = 0  # reads started, for tests and metrics
 
-    def nudge(self, account: str, object_type: str) -> None:
-        """A change in this feed: read it now, later or not at all. Never blocks, so the
-        ingress can call it from its request handler."""
+    def nudge(self, account: str, object_type: str, item: str | None = None) -> None:
+        """A change in this feed (of `item`, None: of something in it): read it now, later
+        or with a read already due. Never blocks, so the ingress can call it from its
+        request handler."""
         now = self._clock.monotonic()
         if now >= self._next_expiry:
             self._coalescer.expire(now)
             self._next_expiry = now + EXPIRE_EVERY_S
         key = (account, object_type)
+        self._named.setdefault(key, _Named()).add(item)
         at = self._coalescer.nudge(key, now)
         if at is None:
             return
@@ -124,9 +151,12 @@ class Coalescing:
         if scheduled:
             # Its window opens when it really starts: nudges until then are read by it.
             self._coalescer.reading(key, self._clock.monotonic())
+        named = self._named.pop(key, None)
+        if named is None:
+            return  # a read that began after these nudges read their items
         self.reads += 1
         try:
-            await self._read(*key)
+            await self._read(*key, named.read())
         except Exception:
             # The integrator's read logs its own failures; this is a bug in it. The next
             # nudge or the reconciliation poll reads the change anyway.
@@ -144,3 +174,4 @@ class Coalescing:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._timers.clear()
         self._reads.clear()
+        self._named.clear()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -99,8 +99,13 @@ async def reconcile(
     client: PipedriveClient,
     installation_id: str,
     clock: clock_module.Clock = clock_module.SYSTEM,
+    *,
+    proven: bool = False,
 ) -> Outcome:
-    """Make the account's webhooks at Pipedrive what the config wants, and record it."""
+    """Make the account's webhooks at Pipedrive what the config wants, and record it.
+    `proven`: the webhook called since the last check with the credentials in the database,
+    so it exists and is active; if it was registered for the URL wanted, no call is spent
+    (10 tokens an hour: the most a quiet account with a healthy webhook would spend)."""
     name = account.name
     if not wanted(config, account):
         found = await instant_webhooks.load(engine, name)
@@ -108,6 +113,15 @@ async def reconcile(
             return Outcome(name, NOTHING)  # never registered: no call spent
         return await unregister(engine, client, installation_id, name, clock)
     assert config.instant is not None
+    if proven:
+        found = await instant_webhooks.load(engine, name)
+        if (
+            found is not None
+            and found.state == INSTANT_REGISTERED
+            and found.webhook_id is not None
+            and found.subscription_url == config.instant.subscription_url(name)
+        ):
+            return Outcome(name, UNCHANGED, found.webhook_id)
     user, password = new_credentials()
     row = await instant_webhooks.ensure_credentials(engine, name, user, password, clock.now())
     desired = decide.Desired(
@@ -222,17 +236,26 @@ async def repair_all(
     config: Config,
     clients: Mapping[str, PipedriveClient],
     clock: clock_module.Clock = clock_module.SYSTEM,
+    proven: Collection[str] = (),
 ) -> list[Outcome]:
     """Reconcile every account of `config` that has a client, one after another, logging
     each change and failure once; an account without `[instant]` or opted out spends no call
-    unless it still has a webhook of ours to delete."""
+    unless it still has a webhook of ours to delete, nor one in `proven` (see `reconcile`)."""
     installation_id = await installation.installation_id(engine, clock.now())
     outcomes = []
     for account in config.accounts:
         client = clients.get(account.name)
         if client is None:
             continue
-        outcome = await reconcile(engine, config, account, client, installation_id, clock)
+        outcome = await reconcile(
+            engine,
+            config,
+            account,
+            client,
+            installation_id,
+            clock,
+            proven=account.name in proven,
+        )
         _log(outcome)
         outcomes.append(outcome)
     return outcomes

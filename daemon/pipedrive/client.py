@@ -468,10 +468,10 @@ class PipedriveClient:
                 break
         return found
 
-    async def find(self, path: str) -> Item | None:
+    async def find(self, path: str, params: Mapping[str, Any] | None = None) -> Item | None:
         """One object by its path (`/api/v2/persons/7`), None when Pipedrive has none."""
         try:
-            return await self.get(path)
+            return await self.get(path, params)
         except PipedriveNotFound:
             return None
 

@@ -21,7 +21,7 @@ from daemon.errors import LeaseLost, PipedriveError
 from daemon.model import deliveries
 from daemon.payloads import envelope
 from daemon.pipedrive import client as client_module
-from daemon.pipedrive import lookups
+from daemon.pipedrive import costs, lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.polling import change_feed, cycles, events
 from daemon.polling.plan import Feed
@@ -128,6 +128,114 @@ class Poller:
         if cache is not None:
             cache.forget_expired()
 
+    async def read(self, feed: Feed, item_ids: frozenset[str] | None) -> None:
+        """A nudge's read (instant mode): the items it named, one `GET .../{id}` each where
+        that costs fewer tokens than a listing and the feed can take it (see `_read_by_id`);
+        otherwise, or if that fails, a poll. `item_ids` None: a poll."""
+        if item_ids is None or not readable_by_id(feed.object, item_ids):
+            await self.poll(feed)
+            return
+        try:
+            done = await self._read_by_id(feed, item_ids, self._clock())
+        except LeaseLost as lost:
+            self._opened.pop(feed.key, None)
+            self._fenced(feed, lost)
+            return
+        except Exception as error:  # the listing reads it, and records a failure that lasts
+            self._opened.pop(feed.key, None)
+            logger.info(
+                "feed %s: reading item(s) %s by id failed (%s); listing the feed instead",
+                feed.key,
+                ", ".join(sorted(item_ids)),
+                errors.describe(error),
+                extra={"action": "poll.by_id_failed", "account": feed.account},
+            )
+            done = False
+        if not done:
+            await self.poll(feed)
+
+    async def _read_by_id(self, feed: Feed, item_ids: frozenset[str], now: datetime) -> bool:
+        """The named items through the change feed, as a listing would see them, but moving
+        no mark: the watermark says everything up to it was listed, which a read by id does
+        not. So a later listing finds these versions known (no second event), and anything
+        else changed meanwhile still ahead of the watermark. False (nothing read) where only
+        a listing will do: a feed not started yet, a subscription still backfilling (a
+        listing would fire the versions again for it), one that cannot be served."""
+        if unservable(feed):
+            return False
+        opened, fence = await self._open(feed, now)
+        state, subs = opened.state, opened.subscriptions
+        readers = self._readers(feed, subs, state.max_id)
+        if state.max_id is None or any(r.position < state.watermark for r in readers):
+            self._opened[feed.key] = opened
+            return False
+        obj = feed.object
+        client = self._clients[feed.account]
+        params = {k: v for k, v in obj.params.items() if k in BY_ID_PARAMS}
+        # What a listing would show: a deleted item only where it lists deleted ones.
+        page = [
+            item
+            for ident in sorted(item_ids, key=int)
+            if (item := await client.find(f"{obj.path}/{ident}", params)) is not None
+            and (lists_deleted(obj) or item.get("is_deleted") is not True)
+        ]
+        if page:
+            stored = await feed_store.load_items(
+                self._engine,
+                account=feed.account,
+                object_type=obj.name,
+                item_ids=[str(item.get("id")) for item in page],
+            )
+            decision = change_feed.decide(
+                page,
+                stored,
+                readers,
+                obj,
+                watermark=state.watermark,
+                look_back=timedelta(seconds=feed.look_back_s),
+                ceiling=change_feed.listing_time(None, self._clock()),
+            )
+            await self._commit_read(feed, client, decision, opened, fence, now)
+        if self._remember:
+            self._opened[feed.key] = opened
+        return True
+
+    async def _commit_read(
+        self,
+        feed: Feed,
+        client: PipedriveClient,
+        decision: change_feed.PageDecision,
+        opened: _Opened,
+        fence: leases.Fence | None,
+        now: datetime,
+    ) -> None:
+        """What a read by id found: item states and events, the marks as they were."""
+        new_events, failed = await self._events(feed, client, decision, now)
+        items = [s for s in decision.states if s.item_id not in failed]
+        if not items and not new_events:
+            return
+        state = opened.state
+        queued = await feed_store.commit_page(
+            self._engine,
+            account=feed.account,
+            object_type=feed.object.name,
+            items=items,
+            events=new_events,
+            watermark=state.watermark,
+            max_id=state.max_id,
+            positions={name: sub.position for name, sub in opened.subscriptions.items()},
+            now=now,
+            fence=fence,
+        )
+        new_events = [event for event in new_events if event.event_id in queued]
+        future = [f for f in decision.future if f.item_id not in failed]
+        if future:
+            self._report_future(feed, future)
+        if new_events:
+            self._metrics.events(new_events)
+            self._log_detected(new_events)
+            self._on_new_events(feed, [event.item_id for event in new_events])
+
     async def _refuse_unservable(self, feed: Feed, now: datetime) -> Feed:
         """The feed without the subscriptions it cannot serve, each recorded as refused."""
         refused = unservable(feed)
@@ -197,8 +305,9 @@ class Poller:
             extra={"action": "poll.crashed"},
         )
 
-    async def _cycle(self, feed: Feed, now: datetime) -> None:
-        obj = feed.object
+    async def _open(self, feed: Feed, now: datetime) -> tuple[_Opened, leases.Fence | None]:
+        """The feed's marks (remembered from its last cycle, or read and created), and the
+        lease they are written under."""
         starts = tuple(
             feed_store.SubscriptionStart(
                 s.name, s.trigger, s.start if isinstance(s.start, datetime) else None
@@ -209,15 +318,37 @@ class Poller:
         opened_as = (starts, fence.epoch if fence is not None else None)
         remembered = self._opened.pop(feed.key, None)
         if remembered is not None and remembered.opened_as == opened_as:
-            state, subs = remembered.state, remembered.subscriptions
-        else:
-            state, subs = await feed_store.open_feed(
-                self._engine,
-                account=feed.account,
-                object_type=obj.name,
-                subscriptions=starts,
-                now=now,
+            return remembered, fence
+        state, subs = await feed_store.open_feed(
+            self._engine,
+            account=feed.account,
+            object_type=feed.object.name,
+            subscriptions=starts,
+            now=now,
+        )
+        return _Opened(opened_as, state, subs), fence
+
+    @staticmethod
+    def _readers(
+        feed: Feed, subs: Mapping[str, feed_store.SubscriptionState], max_id: int | None
+    ) -> list[change_feed.Reader]:
+        return [
+            change_feed.Reader(
+                name=s.name,
+                trigger=s.definition,
+                filter=s.compiled_filter(),
+                start=subs[s.name].start_at,
+                id_floor=subs[s.name].id_floor if subs[s.name].id_floor is not None else max_id,
+                position=subs[s.name].position,
+                include_custom_fields=s.include_custom_fields,
             )
+            for s in feed.subscriptions
+        ]
+
+    async def _cycle(self, feed: Feed, now: datetime) -> None:
+        obj = feed.object
+        opened, fence = await self._open(feed, now)
+        opened_as, state, subs = opened.opened_as, opened.state, opened.subscriptions
         client = self._clients[feed.account]
         max_id = state.max_id
         if max_id is None and not obj.string_ids:
@@ -235,18 +366,7 @@ class Poller:
                 name: sub if sub.id_floor is not None else replace(sub, id_floor=max_id)
                 for name, sub in subs.items()
             }
-        readers = [
-            change_feed.Reader(
-                name=s.name,
-                trigger=s.definition,
-                filter=s.compiled_filter(),
-                start=subs[s.name].start_at,
-                id_floor=subs[s.name].id_floor if subs[s.name].id_floor is not None else max_id,
-                position=subs[s.name].position,
-                include_custom_fields=s.include_custom_fields,
-            )
-            for s in feed.subscriptions
-        ]
+        readers = self._readers(feed, subs, max_id)
         look_back = timedelta(seconds=feed.look_back_s)
         since = min([state.watermark, *(r.position for r in readers)]) - look_back
         watermark = state.watermark
@@ -431,6 +551,27 @@ class Poller:
                 count,
                 extra={"action": "poll.detected", "subscription": name, "count": count},
             )
+
+
+BY_ID_PARAMS = frozenset({"include_fields"})
+"""The listing parameters that `GET .../{id}` takes too, so both serve the same object."""
+
+
+def lists_deleted(obj: ObjectType) -> bool:
+    """Whether the feed's listing serves deleted items (deals, for 30 days): a delete is read
+    by listing it there; elsewhere deletes are the deletion triggers' (`instant.deletions`)."""
+    return "deleted" in obj.params.get("status", "")
+
+
+def readable_by_id(obj: ObjectType, item_ids: frozenset[str]) -> bool:
+    """Whether reading these items one `GET {path}/{id}` each costs fewer tokens than one
+    listing (a deal: 1 token against 10), for a handful at most (`lookups.BY_ID_AT_MOST`).
+    Only v2 objects: v1's notes and leads are read by their listing."""
+    if not obj.path.startswith("/api/v2/") or obj.string_ids or not item_ids:
+        return False
+    if len(item_ids) > lookups.BY_ID_AT_MOST or not all(i.isdigit() for i in item_ids):
+        return False
+    return len(item_ids) * costs.token_cost("GET", f"{obj.path}/{{id}}") < obj.page_cost
 
 
 def unservable(feed: Feed) -> dict[str, str]:

@@ -116,6 +116,9 @@ class _Running:
         # banned or lost the webhook's calls): polled as if unhealthy until a nudge comes.
         self._instant_silent: set[str] = set()
         self._announced = announcements.Announcements()
+        # Accounts whose webhook called (any replica's ingress checked its credentials) since
+        # the last check of the webhooks: it exists and is active, no need to list it.
+        self._called: set[str] = set()
         self._rescheduling: set[asyncio.Task[None]] = set()
         self._budget_low: set[str] = set()  # reconciling at the stretched interval
         self._stretch_logged: dict[str, str] = {}  # account: the UTC day it was said
@@ -205,6 +208,7 @@ class _Running:
         """A nudge reached this replica (from its ingress or relayed): remembered, so the
         change it announces is not taken for one Pipedrive failed to send."""
         self._announced.nudged(nudge, self._clock.monotonic())
+        self._called.add(nudge.account)
         self.deletions.submit(nudge)
         if nudge.account in self._instant_silent:
             self._instant_silent.discard(nudge.account)
@@ -216,12 +220,28 @@ class _Running:
             )
             self._restart_soon(nudge.account)
 
-    async def read_now(self, account: str, object_type: str) -> None:
-        """A nudge's read (see `instant.coalesce`): list the feed now, if this replica holds
-        the account; a listing in progress is followed by one more."""
+    def called_since_last_check(self) -> set[str]:
+        """The accounts whose webhook called since the last time this was asked."""
+        called, self._called = self._called, set()
+        return called
+
+    def read_for(self, nudge: nudges.Nudge) -> tuple[bool, str | None]:
+        """Whether a nudge calls for a read, and of which item (None: the feed is listed). A
+        delete is listed where the listing serves deleted items (deals); elsewhere nothing
+        would show it, and the deletion triggers confirm it with a call of their own."""
+        if nudge.action != "delete":
+            return True, nudge.entity_id
+        feed = self._feeds.get(f"{nudge.account}/{nudge.object_type}")
+        return feed is not None and poller.lists_deleted(feed.object), None
+
+    async def read_now(
+        self, account: str, object_type: str, item_ids: frozenset[str] | None
+    ) -> None:
+        """A nudge's read (see `instant.coalesce`): the items named, or the feed listed, now,
+        if this replica holds the account; a listing in progress is followed by one more."""
         feed = self._feeds.get(f"{account}/{object_type}")
         if feed is not None and account in self._held:
-            await self._polls.poll(self._poll, feed, nudged=True)
+            await self._polls.poll(self._poll, feed, nudged=True, item_ids=item_ids)
 
     def detected(self, feed: plan.Feed, item_ids: list[str]) -> None:
         """Events found by a listing: any that no nudge announced within the reconciliation
@@ -358,11 +378,15 @@ async def _keep_webhooks_registered(
     (their calls go through those accounts' rate limiters), soon after start and every
     `[instant] repair_interval`; without `[instant]`, ones of ours left behind are deleted."""
     await clock.sleep(WEBHOOK_CHECK_DELAY_S)
+    first = True
     while True:
         config = running.config  # a reload may have changed `[instant]`
         held = {a: pool.clients[a] for a in keeper.held_accounts if a in pool.clients}
         try:
-            outcomes = await registration.repair_all(engine, config, held, clock)
+            proven = running.called_since_last_check()
+            if first:  # listed whatever called: ours left behind are deleted at start
+                proven, first = set(), False
+            outcomes = await registration.repair_all(engine, config, held, clock, proven)
             await running.set_instant_health(
                 {o.account for o in outcomes if o.did in registration.REGISTERED_OUTCOMES}
             )
@@ -473,7 +497,9 @@ async def run(
             def on_nudge(nudge: nudges.Nudge) -> None:
                 assert running is not None
                 running.nudged(nudge)
-                coalescing.nudge(nudge.account, nudge.object_type)
+                wanted, item = running.read_for(nudge)
+                if wanted:
+                    coalescing.nudge(nudge.account, nudge.object_type, item)
 
             running.ingress = await stack.enter_async_context(
                 ingress.serving(config, engine, on_nudge, keeper.holds, clock)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from daemon import clock as clock_module
+from daemon.pipedrive import lookups
 from daemon.polling import plan, poller
 
 logger = logging.getLogger(__name__)
@@ -25,26 +26,27 @@ class Polls:
         self.running: set[asyncio.Task[object]] = set()
         self._behind: set[str] = set()
         self._listing: set[str] = set()  # feeds being polled now
-        self._again: set[str] = set()  # ... and nudged meanwhile
+        # ... and nudged meanwhile: the items to read after it (None: list the feed again)
+        self._again: dict[str, frozenset[str] | None] = {}
         # Whether this replica holds an account's lease now (a tick may come between losing
         # a lease and its feeds leaving the schedule).
         self.holds: Callable[[str], bool] = lambda account: True
 
-    def nudge(self, poll: poller.Poller, feed: plan.Feed) -> None:
-        """List `feed` now (instant mode), or right after the listing in progress."""
-        if feed.key in self._listing:
-            self._again.add(feed.key)
-            return
-        task = asyncio.create_task(self.poll(poll, feed, nudged=True), name=f"nudged {feed.key}")
-        self.running.add(task)  # held from now on: shutdown awaits it too
-        task.add_done_callback(self.running.discard)
-
-    async def poll(self, poll: poller.Poller, feed: plan.Feed, *, nudged: bool = False) -> None:
+    async def poll(
+        self,
+        poll: poller.Poller,
+        feed: plan.Feed,
+        *,
+        nudged: bool = False,
+        item_ids: frozenset[str] | None = None,
+    ) -> None:
+        """A tick of the feed's schedule, or (`nudged`) a nudge's read of `item_ids` (see
+        `Poller.read`)."""
         if not self.holds(feed.account):
             return
         if feed.key in self._listing:  # a tick adds nothing to a listing in progress; a nudge
-            if nudged:  # asks for one more after it
-                self._again.add(feed.key)
+            if nudged:  # asks for one more read after it
+                self._read_again(feed.key, item_ids)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -52,10 +54,9 @@ class Polls:
         self._listing.add(feed.key)
         started = self.clock.monotonic()
         try:
-            await poll.poll(feed)
+            await (poll.read(feed, item_ids) if nudged else poll.poll(feed))
             while feed.key in self._again and self.holds(feed.account):
-                self._again.discard(feed.key)
-                await poll.poll(feed)
+                await poll.read(feed, self._again.pop(feed.key))
         except asyncio.CancelledError:
             # Shutdown's grace ran out: what earlier pages committed stays; the rest is
             # polled again at the next start. One line, not a traceback.
@@ -74,10 +75,18 @@ class Polls:
                 extra={"action": "poll.crashed"},
             )
         finally:
-            self._again.discard(feed.key)
+            self._again.pop(feed.key, None)
             self._listing.discard(feed.key)
             self.running.discard(task)
         self._note_duration(feed, self.clock.monotonic() - started)
+
+    def _read_again(self, key: str, item_ids: frozenset[str] | None) -> None:
+        if key in self._again:
+            before = self._again[key]
+            item_ids = None if before is None or item_ids is None else before | item_ids
+        if item_ids is not None and len(item_ids) > lookups.BY_ID_AT_MOST:
+            item_ids = None  # a listing reads them for less
+        self._again[key] = item_ids
 
     def _note_duration(self, feed: plan.Feed, took_s: float) -> None:
         if took_s > feed.interval_s and feed.key not in self._behind:

@@ -156,8 +156,10 @@ async def test_metrics_count_what_happened(
     assert endpoints <= {
         "GET /api/v2/deals",
         "GET /v1/users",
+        "GET /v1/users/{id}",
         "GET /v1/users/me",
         "GET /api/v2/stages",
+        "GET /api/v2/stages/{id}",
     }
     # The sandbox charges its injected 429 (a real one costs nothing): one listing's 10 tokens.
     spent = value(found, "api_tokens_total", account="main")

@@ -742,3 +742,114 @@ async def test_the_daemons_poller_remembers_its_marks_and_detects_the_same(
         if c.path == "/api/v2/deals" and "updated_since" in c.query
     ]
     assert since[0] == since[1] < since[2] < since[3] == since[4], since
+
+
+# --- instant mode's reads by id (`Poller.read`) -------------------------------------------------
+
+
+def _feed(made: Harness, object_type: str) -> plan.Feed:
+    return next(f for f in plan.feeds(made.config) if f.object.name == object_type)
+
+
+async def test_a_read_by_id_fires_once_and_the_next_listing_does_not_fire_again(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    async with harness(
+        [{"name": "new", "trigger": "deal.added"}, {"name": "moved", "trigger": "deal.updated"}],
+        as_the_daemon=True,
+    ) as made:
+        deals = _feed(made, "deals")
+        await made.cycle()  # the feed starts: the id probe and a first listing
+        marks = await made.state("new"), await made.state("moved")
+        first = sandbox.add_deal("Read by id", value=100)
+        sandbox.clear_calls()
+        await made.poll.read(deals, frozenset({str(first["id"])}))
+        feed_calls = [c.path for c in sandbox.calls if c.path.startswith("/api/v2/deals")]
+        assert feed_calls == [f"/api/v2/deals/{first['id']}"]  # and the payload's lookups
+        [added] = await made.events("new")
+        assert added["data"]["title"] == "Read by id"
+        assert_matches_schema(added["data"], "DealResponseV2")
+        # No mark moved: a read by id does not say that everything before it was listed.
+        assert (await made.state("new"), await made.state("moved")) == marks
+        sandbox.update_deal(first["id"], value=200)
+        await made.poll.read(deals, frozenset({str(first["id"])}))
+        [updated] = await made.events("moved")
+        assert updated["previous"] == {"value": 100}
+        # The listing finds both versions known: nothing fires twice; a change no nudge
+        # named is found by it as ever.
+        other = sandbox.add_deal("Not nudged")
+        await made.cycle()
+        titles = [e["data"]["title"] for e in await made.events("new")]
+        assert titles == ["Read by id", "Not nudged"]
+        assert len(await made.events("moved")) == 1
+        assert other["id"] > first["id"]
+
+
+async def test_a_read_by_id_of_an_invented_item_is_one_call_and_nothing_else(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    async with harness([{"name": "new", "trigger": "deal.added"}], as_the_daemon=True) as made:
+        await made.cycle()
+        sandbox.clear_calls()
+        await made.poll.read(_feed(made, "deals"), frozenset({"987654"}))
+        assert [c.path for c in sandbox.calls] == ["/api/v2/deals/987654"]  # nothing else
+        assert await made.events() == []
+
+
+@pytest.mark.parametrize(
+    ("why", "ids"),
+    [
+        ("more items than cost less one by one", {str(n) for n in range(1, 7)}),
+        ("a nudge that named no item", None),
+    ],
+)
+async def test_a_read_lists_the_feed_where_by_id_would_cost_more_or_cannot_serve(
+    harness: MakeHarness, sandbox: Sandbox, why: str, ids: set[str] | None
+) -> None:
+    async with harness([{"name": "new", "trigger": "deal.added"}], as_the_daemon=True) as made:
+        await made.cycle()
+        sandbox.add_deal("Listed")
+        sandbox.clear_calls()
+        await made.poll.read(_feed(made, "deals"), None if ids is None else frozenset(ids))
+        feed_calls = [c.path for c in sandbox.calls if c.path.startswith("/api/v2/deals")]
+        assert feed_calls == ["/api/v2/deals"], why
+        assert [e["data"]["title"] for e in await made.events()] == ["Listed"]
+
+
+async def test_a_feed_not_started_or_a_subscription_backfilling_is_listed_not_read_by_id(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    old = sandbox.add_deal("Before the start")
+    async with harness(
+        [{"name": "backfill", "trigger": "deal.added", "start": "2020-01-01T00:00:00Z"}],
+        as_the_daemon=True,
+    ) as made:
+        deals = _feed(made, "deals")
+        # Not started: the id probe and the listing, as a poll.
+        await made.poll.read(deals, frozenset({str(old["id"])}))
+        assert sandbox.calls_to("GET", f"/api/v2/deals/{old['id']}") == 0
+        assert [e["data"]["title"] for e in await made.events()] == ["Before the start"]
+
+
+async def test_an_activity_read_by_id_fills_its_payload_with_lookups_by_id(
+    harness: MakeHarness, sandbox: Sandbox
+) -> None:
+    person = sandbox.add_person("Grace Hopper")
+    deal = sandbox.add_deal("Compiler", person_id=person["id"])
+    async with harness([{"name": "acts", "trigger": "activity.added"}], as_the_daemon=True) as made:
+        await made.cycle()
+        act = sandbox.add_activity(
+            subject="Call", type="call", deal_id=deal["id"], person_id=person["id"]
+        )
+        sandbox.clear_calls()
+        await made.poll.read(_feed(made, "activities"), frozenset({str(act["id"])}))
+        [event] = await made.events()
+        assert (event["data"]["person_name"], event["data"]["deal_title"]) == (
+            "Grace Hopper",
+            "Compiler",
+        )
+        assert_matches_schema(event["data"], "ActivityResponse")
+        # Every call one object by id: 1 token each (a user 2), no listing of 10 (and the
+        # company's id, asked once per client).
+        paths = [c.path for c in sandbox.calls if c.path != "/v1/users/me"]
+        assert paths and all(p.rsplit("/", 1)[-1].isdigit() for p in paths), paths

@@ -430,11 +430,14 @@ async def test_a_burst_through_the_coalescer_costs_a_read_per_window(
 ) -> None:
     reads: list[tuple[str, str]] = []
 
-    async def read(account: str, object_type: str) -> None:
+    async def read(account: str, object_type: str, item_ids: frozenset[str] | None) -> None:
         reads.append((account, object_type))
 
     coalescing = coalesce.Coalescing(read, 1.0)
-    on_nudge: Callable[[Nudge], None] = lambda n: coalescing.nudge(n.account, n.object_type)  # noqa: E731
+
+    def on_nudge(nudge: Nudge) -> None:
+        coalescing.nudge(nudge.account, nudge.object_type, nudge.entity_id)
+
     try:
         async with replica(stored, lambda account: True, on_nudge) as served:
             user, password = ACCOUNTS["main"]

@@ -69,8 +69,14 @@ async def test_poll_cycles_send_only_requests_the_spec_allows(
         await http.aclose()
         await engine.dispose()
     paths = {(request.method, request.url.path) for request in sent}
-    assert {("GET", "/api/v2/deals"), ("GET", "/api/v2/activities"), ("GET", "/v1/users")} <= paths
-    assert any("ids" in request.url.params for request in sent)
+    assert {
+        ("GET", "/api/v2/deals"),
+        ("GET", "/api/v2/activities"),
+        ("GET", "/v1/users/1"),
+    } <= paths
+    # A handful of related objects: one GET each (1 token) rather than an `ids` listing (10).
+    assert ("GET", f"/api/v2/persons/{person['id']}") in paths
+    assert not any("ids" in request.url.params for request in sent)
     listings = [r for r in sent if r.url.params.get("sort_by") == "update_time"]
     assert len(listings) == 4 and all("updated_since" in r.url.params for r in listings)
     assert any(request.url.params.get("sort_by") == "id" for request in sent)  # the probe

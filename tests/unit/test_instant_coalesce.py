@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from daemon import clock as clock_module
+from daemon.instant import coalesce
 from daemon.instant.coalesce import LISTING_SLACK_S, Coalescer, Coalescing
 
 NOW = "now"
@@ -95,7 +96,7 @@ async def test_the_driver_reads_at_once_then_once_at_the_windows_end() -> None:
     clock = clock_module.FakeClock()
     reads: list[tuple[str, str, float]] = []
 
-    async def read(account: str, object_type: str) -> None:
+    async def read(account: str, object_type: str, item_ids: frozenset[str] | None) -> None:
         reads.append((account, object_type, clock.monotonic()))
 
     coalescing = Coalescing(read, 1.0, clock)
@@ -123,7 +124,7 @@ async def test_reads_of_one_feed_never_overlap() -> None:
     most = 0
     finished = 0
 
-    async def read(account: str, object_type: str) -> None:
+    async def read(account: str, object_type: str, item_ids: frozenset[str] | None) -> None:
         nonlocal running, most, finished
         running += 1
         most = max(most, running)
@@ -148,7 +149,7 @@ async def test_a_failing_read_is_logged_and_the_next_nudge_reads_again(
     clock = clock_module.FakeClock()
     calls = 0
 
-    async def read(account: str, object_type: str) -> None:
+    async def read(account: str, object_type: str, item_ids: frozenset[str] | None) -> None:
         nonlocal calls
         calls += 1
         raise RuntimeError("boom")
@@ -161,4 +162,44 @@ async def test_a_failing_read_is_logged_and_the_next_nudge_reads_again(
     await _settle()
     assert calls == 2
     assert [r.action for r in caplog.records] == ["instant.read_failed"] * 2  # type: ignore[attr-defined]
+    await coalescing.aclose()
+
+
+async def test_a_read_gets_the_items_nudged_since_the_last_one_began() -> None:
+    clock = clock_module.FakeClock()
+    reads: list[frozenset[str] | None] = []
+
+    async def read(account: str, object_type: str, item_ids: frozenset[str] | None) -> None:
+        reads.append(item_ids)
+
+    coalescing = Coalescing(read, 1.0, clock)
+    coalescing.nudge("main", "deals", "7")
+    await _settle()
+    for item in ("8", "9", "8"):  # within the window: read together at its end
+        coalescing.nudge("main", "deals", item)
+    await clock.sleep(1.5)
+    coalescing.nudge("main", "deals", "10")
+    coalescing.nudge("main", "deals", None)  # names no item: the feed is listed
+    await clock.sleep(1.5)
+    coalescing.nudge("main", "deals", "11")
+    await clock.sleep(1.5)
+    assert reads == [frozenset({"7"}), frozenset({"8", "9"}), None, frozenset({"11"})]
+    await coalescing.aclose()
+
+
+async def test_past_max_items_a_window_lists_its_feed(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = clock_module.FakeClock()
+    reads: list[frozenset[str] | None] = []
+
+    async def read(account: str, object_type: str, item_ids: frozenset[str] | None) -> None:
+        reads.append(item_ids)
+
+    coalescing = Coalescing(read, 1.0, clock)
+    coalescing.nudge("main", "deals", "1")
+    await _settle()
+    for item in range(2, 2 + coalesce.MAX_ITEMS + 1):  # a flood: memory stays bounded
+        coalescing.nudge("main", "deals", str(item))
+    assert len(coalescing._named[("main", "deals")].items) == 0
+    await clock.sleep(2)
+    assert reads == [frozenset({"1"}), None]
     await coalescing.aclose()
