@@ -378,7 +378,9 @@ async def run_instant_scenario(
         client = PipedriveClient(
             http, account=account.name, limiter=AccountRateLimiter(BENCH_CALLS_PER_MINUTE)
         )
-        caches = {account.name: lookups.LookupCache(clock=clock)}
+        cache = lookups.LookupCache(clock=clock)
+        cache.rely_on_webhooks(True)  # the webhook is registered and calling throughout
+        caches = {account.name: cache}
         poll = poller.Poller(engine, {account.name: client}, caches, clock=clock)
         feeds = {f.object.name: f for f in plan.feeds(cfg)}
         watched = sorted(feeds)
@@ -402,8 +404,10 @@ async def run_instant_scenario(
 
         coalescing = coalesce.Coalescing(read, cfg.instant.coalesce)
 
-        def on_nudge(nudge: nudges.Nudge) -> None:
+        def on_nudge(nudge: nudges.Nudge) -> None:  # as `service.lifecycle` hands them on
             called.append(nudge.account)
+            ident = nudge.entity_id
+            cache.forget(nudge.object_type, int(ident) if ident and ident.isdigit() else None)
             if nudge.object_type not in feeds:
                 return
             nudged.append(nudge.object_type)

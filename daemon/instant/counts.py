@@ -20,11 +20,12 @@ logger = logging.getLogger(__name__)
 # Outcomes of a call to the ingress.
 ACCEPTED = "accepted"  # a new nudge for a watched feed
 DUPLICATE = "duplicate"  # an event id seen already: Pipedrive's retry
-IGNORED = "ignored"  # an object no subscription of the account watches (products, users...)
+IGNORED = "ignored"  # an object neither watched nor named in payloads (products, notes...)
+REFRESHED = "refreshed"  # an object no subscription watches but payloads name (a user)
 MALFORMED = "malformed"  # not a webhooks v2 body: 400
 UNAUTHORIZED = "unauthorized"  # wrong or missing credentials, unknown account: 401
 OVERSIZE = "oversize"  # over the body limit: every feed of the account is nudged
-OUTCOMES = (ACCEPTED, DUPLICATE, IGNORED, MALFORMED, UNAUTHORIZED, OVERSIZE)
+OUTCOMES = (ACCEPTED, DUPLICATE, IGNORED, REFRESHED, MALFORMED, UNAUTHORIZED, OVERSIZE)
 
 FLUSH_EVERY_S = 5.0
 

@@ -11,7 +11,9 @@ failed first attempts, so nothing downstream can make it answer an error:
 |-----------------------------------------------------------|--------|--------------|
 | wrong or missing credentials, unknown account             | 401    | unauthorized |
 | not JSON, or no `meta.entity`/`meta.action`               | 400    | malformed    |
-| an object no subscription of the account watches          | 200    | ignored      |
+| an object no subscription watches, but payloads name      | 200    | refreshed    |
+| (a person, an organization, a user, a stage)              |        |              |
+| any other object no subscription of the account watches   | 200    | ignored      |
 | an event id seen already (Pipedrive's retry)              | 200    | duplicate    |
 | over `MAX_BODY_BYTES`: unread, every feed of it is nudged | 200    | oversize     |
 | anything else                                             | 200    | accepted     |
@@ -152,12 +154,16 @@ class Ingress:
         except nudges.Malformed as error:
             self.counts.add(counts.MALFORMED)
             return PlainTextResponse(f"{error}\n", 400)
-        if meta.object_type not in watched:
+        if meta.object_type in watched:
+            object_type, outcome = meta.object_type, counts.ACCEPTED
+        elif meta.looked_up is not None and watched:  # an account that builds payloads
+            object_type, outcome = meta.looked_up, counts.REFRESHED
+        else:
             return self._answer(counts.IGNORED)
         if meta.meta_id is not None and not self.seen.first_time(account, meta.meta_id):
             return self._answer(counts.DUPLICATE)
-        self._hand_on(meta.nudge(account))
-        return self._answer(counts.ACCEPTED)
+        self._hand_on(meta.nudge(account, object_type))
+        return self._answer(outcome)
 
 
 async def _read_body(request: Request) -> bytes | None:

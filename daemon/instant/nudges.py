@@ -25,6 +25,15 @@ OBJECT_TYPES = {
     "organization": "organizations",
     "person": "persons",
 }
+# ... and the entities whose objects payloads name (see `pipedrive.lookups`): a change of one
+# that no feed reads still drops its cached copy, so names stay fresh while it is kept long.
+LOOKED_UP = {
+    "deal": "deals",
+    "organization": "organizations",
+    "person": "persons",
+    "stage": "stages",
+    "user": "users",
+}
 DEDUP_SIZE = 10_000  # event ids remembered, over all accounts: a few minutes of a flood
 
 
@@ -39,7 +48,9 @@ class Nudge:
     only the feed (`action`, `entity_id` and `meta_id` None)."""
 
     account: str
-    object_type: str  # the daemon's name for it: "deals", "activities"
+    # The daemon's name for it: a feed's object type ("deals", "activities"), or a lookup
+    # resource no feed reads ("users", "stages"), which only drops cached copies.
+    object_type: str
     action: str | None = None  # Pipedrive's: create, change or delete
     entity_id: str | None = None
     meta_id: str | None = None  # Pipedrive's event id, the same on every retry
@@ -60,10 +71,14 @@ class Meta:
     def object_type(self) -> str | None:
         return OBJECT_TYPES.get(self.entity)
 
-    def nudge(self, account: str) -> Nudge:
-        assert self.object_type is not None
+    @property
+    def looked_up(self) -> str | None:
+        """The lookup resource a change of this entity makes stale (None: none)."""
+        return LOOKED_UP.get(self.entity)
+
+    def nudge(self, account: str, object_type: str) -> Nudge:
         return Nudge(
-            account, self.object_type, self.action, self.entity_id, self.meta_id, self.timestamp
+            account, object_type, self.action, self.entity_id, self.meta_id, self.timestamp
         )
 
 

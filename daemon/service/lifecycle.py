@@ -192,6 +192,7 @@ class _Running:
             self._instant_healthy |= {
                 a for a in accounts if a in registered and registered[a].state == INSTANT_REGISTERED
             }
+            self._trust_lookups(set(accounts))
             continuing = self._gained_before
         self._gained_before = True
         feeds = [f for f in self._feeds.values() if f.account in accounts]
@@ -202,6 +203,7 @@ class _Running:
         new interval, continuing from their last listing."""
         changed = (healthy ^ self._instant_healthy) & self._held
         self._instant_healthy = set(healthy)
+        self._trust_lookups(changed)
         await self._start([f for f in self._feeds.values() if f.account in changed])
 
     def nudged(self, nudge: nudges.Nudge) -> None:
@@ -209,9 +211,14 @@ class _Running:
         change it announces is not taken for one Pipedrive failed to send."""
         self._announced.nudged(nudge, self._clock.monotonic())
         self._called.add(nudge.account)
+        cache = self._pool.caches.get(nudge.account)
+        if cache is not None:  # the object changed: its cached copy is stale
+            ident = nudge.entity_id
+            cache.forget(nudge.object_type, int(ident) if ident and ident.isdigit() else None)
         self.deletions.submit(nudge)
         if nudge.account in self._instant_silent:
             self._instant_silent.discard(nudge.account)
+            self._trust_lookups({nudge.account})
             logger.info(
                 "account %r: Pipedrive's webhook calls resumed; polling at the reconciliation "
                 "interval again",
@@ -219,6 +226,15 @@ class _Running:
                 extra={"action": "instant.nudges_resumed", "account": nudge.account},
             )
             self._restart_soon(nudge.account)
+
+    def _trust_lookups(self, accounts: set[str]) -> None:
+        """Keep related objects long where nudges evict them: the webhook healthy and calling
+        (see `LookupCache.rely_on_webhooks`)."""
+        for account in accounts:
+            cache = self._pool.caches.get(account)
+            if cache is not None:
+                healthy = account in self._instant_healthy and account not in self._instant_silent
+                cache.rely_on_webhooks(healthy)
 
     def called_since_last_check(self) -> set[str]:
         """The accounts whose webhook called since the last time this was asked."""
@@ -228,11 +244,14 @@ class _Running:
     def read_for(self, nudge: nudges.Nudge) -> tuple[bool, str | None]:
         """Whether a nudge calls for a read, and of which item (None: the feed is listed). A
         delete is listed where the listing serves deleted items (deals); elsewhere nothing
-        would show it, and the deletion triggers confirm it with a call of their own."""
+        would show it, and the deletion triggers confirm it with a call of their own. A nudge
+        for an object no feed reads (a user) only refreshes lookups."""
+        feed = self._feeds.get(f"{nudge.account}/{nudge.object_type}")
+        if feed is None:
+            return False, None
         if nudge.action != "delete":
             return True, nudge.entity_id
-        feed = self._feeds.get(f"{nudge.account}/{nudge.object_type}")
-        return feed is not None and poller.lists_deleted(feed.object), None
+        return poller.lists_deleted(feed.object), None
 
     async def read_now(
         self, account: str, object_type: str, item_ids: frozenset[str] | None
@@ -270,6 +289,7 @@ class _Running:
             return
         self._record_unannounced(feed.account, len(unannounced))
         self._instant_silent.add(feed.account)
+        self._trust_lookups({feed.account})
         logger.warning(
             "account %r: polling found %d change(s) of %s that Pipedrive's webhook did not "
             "announce (item %s); polling every %gs until its calls arrive again",

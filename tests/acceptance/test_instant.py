@@ -230,3 +230,27 @@ def test_changes_made_while_the_ingress_was_down_are_delivered_after_a_restart(
         finally:
             again.send_signal(signal.SIGTERM)
             again.wait(timeout=HANG_S)
+
+
+def test_a_renamed_person_shows_in_the_next_payload_though_names_are_kept_long(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """While the webhook is healthy, related objects are cached for an hour; the person's
+    own change webhook evicts it, so the next deal names the person as renamed."""
+    with instant_daemon(tmp_path, receiver) as (sandbox, _, log):
+        until(lambda: any(w["is_active"] for w in sandbox.webhooks), HANG_S, "no webhook")
+        until(lambda: sandbox.calls_to("GET", "/api/v2/deals") >= 1, HANG_S, "no first listing")
+        time.sleep(0.5)
+        person = sandbox.add_person("Ada Lovelace")
+        sandbox.add_deal("first", person_id=person["id"])
+        until(lambda: "first" in _titles(receiver), 10, "first deal not delivered")
+        sandbox.update_person(person["id"], name="Ada King")
+        time.sleep(0.5)  # the person's webhook: its cached copy dropped
+        sandbox.add_deal("second", person_id=person["id"])
+        until(lambda: "second" in _titles(receiver), 10, "second deal not delivered")
+        names = {
+            body["data"]["title"]: body["data"]["person_id"]["name"]
+            for body in (d.json() for d in list(receiver.received))
+        }
+        assert names == {"first": "Ada Lovelace", "second": "Ada King"}
+        assert "Traceback" not in log.read_text()

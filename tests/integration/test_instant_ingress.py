@@ -187,17 +187,21 @@ async def test_the_sandboxs_webhooks_become_nudges_at_once(
     pipedrive.update_person(person["id"], name="Mari")
     pipedrive.add_activity(subject="Call", person_id=person["id"])  # nobody watches these
     pipedrive.add_note("Met", person_id=person["id"])
-    await until(lambda: len(pipedrive.webhook_deliveries) == 5, "five deliveries")
+    # Nobody watches organizations, but payloads name them: their cached copies are dropped.
+    pipedrive.add_organization("Maasikas OÜ")
+    await until(lambda: len(pipedrive.webhook_deliveries) == 6, "six deliveries")
     assert [(n.object_type, n.action) for n in main.nudged] == [
         ("deals", "create"),
         ("persons", "create"),
         ("persons", "change"),
+        ("organizations", "create"),
     ]
-    assert [d.status for d in pipedrive.webhook_deliveries] == [200] * 5  # ignored is a 2xx
+    assert [d.status for d in pipedrive.webhook_deliveries] == [200] * 6  # ignored is a 2xx
     assert pipedrive.webhook_deliveries[0].event_id == nudge.meta_id
     assert main.state.counts.snapshot() == {
         **dict.fromkeys(counts.OUTCOMES, 0),
         "accepted": 3,
+        "refreshed": 1,
         "ignored": 2,
     }
 

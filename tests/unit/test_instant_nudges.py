@@ -32,7 +32,8 @@ def test_a_v2_body_becomes_a_nudge_for_its_feed() -> None:
             version="2.0",
         )
     )
-    assert meta.nudge("main") == Nudge(
+    assert (meta.object_type, meta.looked_up) == ("activities", None)
+    assert meta.nudge("main", "activities") == Nudge(
         "main",
         "activities",
         "change",
@@ -40,6 +41,23 @@ def test_a_v2_body_becomes_a_nudge_for_its_feed() -> None:
         "5a0b6f9e-0000-4000-8000-000000000001",
         datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
     )
+
+
+@pytest.mark.parametrize(
+    ("entity", "object_type", "looked_up"),
+    [
+        ("deal", "deals", "deals"),
+        ("person", "persons", "persons"),
+        ("user", None, "users"),
+        ("stage", None, "stages"),
+        ("product", None, None),
+    ],
+)
+def test_an_entity_maps_to_its_feed_and_to_the_lookups_it_makes_stale(
+    entity: str, object_type: str | None, looked_up: str | None
+) -> None:
+    meta = nudges.parse(body(action="change", entity=entity, entity_id="7"))
+    assert (meta.object_type, meta.looked_up) == (object_type, looked_up)
 
 
 @pytest.mark.parametrize(
