@@ -14,11 +14,16 @@ lineage), so even two confirmations racing queue one event. An item that still e
 forged or stale delete) fires nothing.
 
 `Confirmations` runs them for the daemon: one task per item, at most `MAX_PENDING` at once.
+No listing will ever show a deletion again, so a confirmation that fails (Pipedrive down, a
+429, the database) is tried again (`RETRY_AFTER_S`, about 45 min in all, then given up at
+ERROR); one whose account another replica took, or still waiting at a stop, is handed over
+through `instant_deletes` to whoever holds the account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -31,7 +36,7 @@ from daemon import clock as clock_module
 from daemon import errors
 from daemon.config import Config, SubscriptionConfig
 from daemon.db import deletions as deletion_store
-from daemon.db import feed_store, installation, leases
+from daemon.db import feed_store, installation, instant_nudges, leases, transient
 from daemon.errors import PipedriveError, PipedriveNotFound
 from daemon.instant.nudges import Nudge
 from daemon.model import deliveries
@@ -46,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 DELETE = "delete"  # webhooks v2's action
 MAX_PENDING = 256  # confirmations waiting or running at once, over all accounts
+# While Pipedrive or the database fails, a confirmation is tried again after each of these
+# (about 45 min in all), then given up, said at ERROR.
+RETRY_AFTER_S = (5.0, 30.0, 120.0, 600.0, 1800.0)
+HAND_OVER_S = 2.0  # at a stop, how long handing retries over may take
 
 
 def watchers(config: Config, account: str, object_type: str) -> list[SubscriptionConfig]:
@@ -248,6 +257,7 @@ class Confirmations:
         self._limit = limit
         self._installation: str | None = None
         self._running: dict[tuple[str, str, str | None], asyncio.Task[None]] = {}
+        self._retrying: dict[tuple[str, str, str | None], Nudge] = {}  # waiting to try again
         self._overflowing = False
 
     def submit(self, nudge: Nudge) -> bool:
@@ -274,10 +284,47 @@ class Confirmations:
         return True
 
     async def _confirm(self, nudge: Nudge) -> None:
+        """Confirm, trying again after `RETRY_AFTER_S` while Pipedrive or the database fails
+        (a deletion no listing will ever show must not hang on one failed call); if another
+        replica took the account over, the delete is relayed to it."""
+        key = (nudge.account, nudge.object_type, nudge.entity_id)
+        try:
+            for attempt, wait_s in enumerate((*RETRY_AFTER_S, None), 1):
+                error = await self._try(nudge)
+                if error is None:
+                    return
+                if isinstance(error, errors.LeaseLost):
+                    await self._relay([nudge])
+                    return
+                if wait_s is None:
+                    logger.error(
+                        "account %r: the deletion of %s item %s could not be confirmed after %d "
+                        "tries, nothing fired: %s",
+                        nudge.account, nudge.object_type, nudge.entity_id, attempt,
+                        errors.describe(error),
+                        extra={"action": "instant.deletion_given_up", "account": nudge.account},
+                    )  # fmt: skip
+                    return
+                logger.warning(
+                    "account %r: the deletion of %s item %s could not be confirmed yet (%s); "
+                    "trying again in %gs",
+                    nudge.account, nudge.object_type, nudge.entity_id, errors.describe(error),
+                    wait_s, extra={"action": "instant.deletion_failed", "account": nudge.account},
+                )  # fmt: skip
+                self._retrying[key] = nudge
+                await self._clock.sleep(wait_s)
+                self._retrying.pop(key, None)
+        finally:
+            self._retrying.pop(key, None)
+            if len(self._running) <= 1:
+                self._overflowing = False
+
+    async def _try(self, nudge: Nudge) -> Exception | None:
+        """One confirmation; the failure worth trying again (or relaying), None otherwise."""
         client = self._clients.get(nudge.account)
         cache = self._caches.get(nudge.account)
         if client is None or cache is None:  # a reload removed the account
-            return
+            return None
         now = self._clock.now()
         try:
             if self._installation is None:
@@ -293,16 +340,10 @@ class Confirmations:
                 fence=self._fence_for(nudge.account),
             )
         except (PipedriveError, errors.LeaseLost) as error:
-            logger.warning(
-                "account %r: the deletion of %s item %s could not be confirmed, nothing fired: %s",
-                nudge.account,
-                nudge.object_type,
-                nudge.entity_id,
-                errors.describe(error),
-                extra={"action": "instant.deletion_failed", "account": nudge.account},
-            )
-            return
-        except Exception:
+            return error
+        except Exception as error:
+            if transient.known(error) is not None:  # the database is failing: later
+                return error
             logger.exception(
                 "account %r: confirming the deletion of %s item %s failed",
                 nudge.account,
@@ -310,15 +351,37 @@ class Confirmations:
                 nudge.entity_id,
                 extra={"action": "instant.deletion_failed", "account": nudge.account},
             )
-            return
-        finally:
-            if len(self._running) <= 1:
-                self._overflowing = False
+            return None
         if fired:
             self._on_events(fired)
+        return None
+
+    async def _relay(self, pending: list[Nudge]) -> None:
+        """Hand deletes over through the database (`instant_deletes`): the account's holder
+        drains them within a second, this replica's next start if it holds them then."""
+        items = {
+            (n.account, n.object_type, n.entity_id): self._clock.now()
+            for n in pending
+            if n.entity_id is not None
+        }
+        try:
+            await instant_nudges.relay(self._engine, {}, items)
+        except Exception as error:
+            logger.error(
+                "instant mode: %d unconfirmed deletion(s) could not be handed over (%s): "
+                "nothing fired for them",
+                len(items),
+                errors.describe(error),
+                extra={"action": "instant.deletion_given_up"},
+            )
 
     async def aclose(self) -> None:
-        """Cancel what is still running (a stop): an unconfirmed deletion fires nothing."""
+        """Cancel what is still running (a stop); deletes waiting to be tried again are handed
+        over through the database first, for whichever replica holds their account next."""
+        if self._retrying:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HAND_OVER_S):
+                    await self._relay(list(self._retrying.values()))
         tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
