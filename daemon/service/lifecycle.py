@@ -24,7 +24,7 @@ from daemon.instant import announcements, coalesce, deletions, ingress, nudges, 
 from daemon.pipedrive import account_usage, token_budget
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
 from daemon.polling import cycles, forecast, plan, poller, schedule
-from daemon.service import leases, reload, retention, supervision
+from daemon.service import gc_tuning, leases, reload, retention, supervision
 from daemon.service import polls as polls_module
 from daemon.service.accounts import AccountPool
 from daemon.status import drift, listener
@@ -566,6 +566,7 @@ async def run(
         supervisor = await stack.enter_async_context(
             supervision.supervised(engine, subscriptions, clock=clock, endpoints=_endpoints(config))
         )
+        gc_tuning.settle()  # after start-up's allocations, before the work starts
         keeping = asyncio.create_task(keeper.run(), name="leases")
         logging_cycles = asyncio.create_task(cycle_log.run(), name="cycles")
         background: set[asyncio.Task[None]] = {
