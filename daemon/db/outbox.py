@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon import times
-from daemon.db import database, delivery_limits, health_store, write_lock
+from daemon.db import database, delivery_limits, health_store, text_arrays, write_lock
 from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
@@ -106,7 +106,7 @@ def _unnested_events(events: Sequence[NewEvent], now: datetime) -> Any:
         "errors": [event.error for event in events],
     }
     unnest = func.unnest(
-        *(bindparam(name, values, type_=postgresql.ARRAY(Text)) for name, values in arrays.items())
+        *(bindparam(name, values, type_=text_arrays.TextArray()) for name, values in arrays.items())
     )
     rows = unnest.table_valued(
         "event_id",
