@@ -1,5 +1,5 @@
 """Deletions polling cannot see, end to end: a real daemon process in instant mode, the
-sandbox's real delete webhooks. A person (an activity) the daemon stored and then deleted in
+sandbox's real delete webhooks. A person (an activity, a lead) the daemon stored and then deleted in
 Pipedrive reaches the consumer once as `person.deleted` (`activity.deleted`) with the state
 last stored, however often the webhook comes; a forged delete costs at most one GET and fires
 nothing; without instant mode, check-config refuses these triggers."""
@@ -32,7 +32,13 @@ from tests.acceptance.test_instant import _free_port, until
 from tests.conftest import API_TOKEN, SIGNING_SECRET
 from tests.waiting import HANG_S
 
-TRIGGERS = ("person.deleted", "organization.deleted", "activity.deleted", "note.deleted")
+TRIGGERS = (
+    "person.deleted",
+    "organization.deleted",
+    "activity.deleted",
+    "note.deleted",
+    "lead.deleted",
+)
 
 
 def _subscriptions(receiver: WebhookReceiver) -> str:
@@ -119,6 +125,8 @@ def test_a_deleted_person_and_activity_reach_the_consumer_once_with_the_stored_s
         for kind, ident in (("persons", ada["id"]), ("persons", bob["id"])):
             until(lambda k=kind, i=ident: stored(tmp_path, k, i), HANG_S, f"{kind} {ident}")
         until(lambda: stored(tmp_path, "activities", call["id"]), HANG_S, "activity not stored")
+        lead = sandbox.add_lead("Ada's lead", person_id=ada["id"])
+        until(lambda: stored(tmp_path, "leads", lead["id"]), HANG_S, "lead not stored")
         sandbox.update_person(ada["id"], name="Ada King")  # the state last stored: this one
         until(lambda: stored(tmp_path, "persons", ada["id"], "Ada King"), HANG_S, "not read")
 
@@ -133,6 +141,8 @@ def test_a_deleted_person_and_activity_reach_the_consumer_once_with_the_stored_s
         until(lambda: bodies(receiver, "person.deleted"), HANG_S, "person.deleted not delivered")
         sandbox.delete_activity(call["id"])
         until(lambda: bodies(receiver, "activity.deleted"), HANG_S, "activity.deleted missing")
+        sandbox.delete_lead(lead["id"])  # v1: its GET answers 404 once it is gone
+        until(lambda: bodies(receiver, "lead.deleted"), HANG_S, "lead.deleted missing")
 
         # A late copy under a new event id, and a forged delete of an id never seen: no call
         # for either (the tombstone; nothing stored), nothing fired.
@@ -157,14 +167,17 @@ def test_a_deleted_person_and_activity_reach_the_consumer_once_with_the_stored_s
         [activity] = bodies(receiver, "activity.deleted")
         assert activity["data"]["id"] == call["id"]
         assert activity["data"]["subject"] == "Call Ada"
+        [gone] = bodies(receiver, "lead.deleted")
+        assert (gone["data"]["id"], gone["data"]["title"]) == (lead["id"], "Ada's lead")
+        assert sandbox.calls_to("GET", f"/v1/leads/{lead['id']}") == 1
         # One confirmation each; the person's second GET is the deleted activity's payload
         # asking for its person's name (gone: null), the delete having evicted it.
         for (path, before), more in zip(asked.items(), (2, 1), strict=True):
             assert sandbox.calls_to("GET", path) == before + more, path
         assert sandbox.calls_to("GET", "/api/v2/persons/987654") == 0
-        for body in (person, activity):
+        for body in (person, activity, gone):
             jsonschema.validate(body, webhook_schema.webhook_schema(body["type"]))
-        assert len(receiver.event_ids()) == 2
+        assert len(receiver.event_ids()) == 3
         sent = [
             d
             for d in sandbox.webhook_deliveries

@@ -27,6 +27,8 @@ from openapi_core.testing import MockRequest, MockResponse
 
 from daemon.dev.local_server import serve
 from daemon.dev.sandbox import Sandbox, costs, gateway, seed
+from daemon.dev.sandbox.v1_records import lead_uuid
+from daemon.pipedrive import costs as pipedrive_costs
 from tests.openapi_check import SPEC_HOST, V1_FILE, V2_FILE, each_object
 
 TOKEN = "conformance-token"
@@ -200,8 +202,7 @@ class Case:
 
     @property
     def template(self) -> str:
-        parts = self.path.split("/")
-        return "/".join("{id}" if part.isdigit() else part for part in parts)
+        return pipedrive_costs.route(self.path)  # digits or a lead's UUID: `{id}`
 
 
 def _low_burst(sandbox: Sandbox) -> None:
@@ -240,6 +241,22 @@ def _live(kind: str, record_id: int) -> Callable[[Sandbox], None]:
     def prepare(sandbox: Sandbox) -> None:
         while _MAKE[kind](sandbox)["id"] < record_id:
             pass
+
+    return prepare
+
+
+def _live_lead(serial: int, *, deleted: bool = False) -> Callable[[Sandbox], None]:
+    """Leads are made until the `serial`-th exists (then deleted, if asked): their ids are
+    UUIDs made of the serial (`v1_records.lead_uuid`)."""
+
+    def prepare(sandbox: Sandbox) -> None:
+        with sandbox.store.lock:
+            made = sandbox.store._last_id["lead"]
+        while made < serial:
+            made = int(sandbox.add_lead("Made for a case", person_id=1)["id"][-12:], 16)
+        if deleted:
+            with contextlib.suppress(ValueError):  # deleted already
+                sandbox.delete_lead(lead_uuid(serial))
 
     return prepare
 
@@ -653,6 +670,23 @@ CASES = [
         body={"title": "Webinar signup", "organization_id": 1, "visible_to": "3"},
     ),
     Case("lead add unlinked", "POST", "/v1/leads", 400, body={"title": "Nobody"}),
+    Case("lead by id", "GET", f"/v1/leads/{lead_uuid(1)}", 200, prepare=_live_lead(1)),
+    Case("lead unknown", "GET", f"/v1/leads/{lead_uuid(999999)}", 404),
+    Case("lead delete", "DELETE", f"/v1/leads/{lead_uuid(40)}", 200, prepare=_live_lead(40)),
+    Case(
+        "lead delete again",
+        "DELETE",
+        f"/v1/leads/{lead_uuid(41)}",
+        404,
+        prepare=_live_lead(41, deleted=True),
+    ),
+    Case(
+        "lead deleted",
+        "GET",
+        f"/v1/leads/{lead_uuid(41)}",
+        404,
+        prepare=_live_lead(41, deleted=True),
+    ),
     Case(
         "lead add visible_to as int",
         "POST",

@@ -256,6 +256,12 @@ class Sandbox:
             self.store.delete_note(note_id, at)
         return self.note(note_id)
 
+    def delete_lead(self, lead_id: str, at: datetime | None = None) -> dict[str, Any]:
+        """As `DELETE /v1/leads/{id}`: gone (then 404 on GET, unlisted), a delete webhook
+        sent; returns the lead as it was."""
+        with _refusals_as_value_errors():
+            return copy.deepcopy(self.store.delete_lead(lead_id, at))
+
     @staticmethod
     def _contact_shorthands(fields: dict[str, Any]) -> dict[str, Any]:
         """`email=`/`phone=` as one primary work entry, as the old helper took them."""

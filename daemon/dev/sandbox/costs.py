@@ -42,6 +42,8 @@ TOKEN_COSTS: dict[tuple[str, str], int] = {
     ("DELETE", "/v1/notes/{id}"): 6,
     ("GET", "/v1/leads"): 20,
     ("POST", "/v1/leads"): 10,
+    ("GET", "/v1/leads/{id}"): 2,
+    ("DELETE", "/v1/leads/{id}"): 6,
     ("GET", "/v1/webhooks"): 10,
     ("POST", "/v1/webhooks"): 10,
     ("DELETE", "/v1/webhooks/{id}"): 6,

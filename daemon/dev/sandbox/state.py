@@ -458,6 +458,20 @@ class Store:
             self.emit(changes.DELETE, "note", note, before, moment)
             return note
 
+    def delete_lead(self, lead_id: str, at: datetime | None = None) -> dict[str, Any]:
+        """`DELETE /v1/leads/{id}`: gone from lists and GETs (Pipedrive keeps no deleted lead
+        to show), a delete webhook sent. An unknown or deleted one is a 404."""
+        with self.lock:
+            lead = self.leads.get(lead_id)
+            if lead is None or not self.visible("lead", lead_id):
+                raise errors.not_found("Lead not found")
+            before = self.snapshot(lead)
+            moment = at or self.now()
+            del self.leads[lead_id]
+            lead["update_time"] = clock.lead_time(moment)
+            self.emit(changes.DELETE, "lead", lead, before, moment)
+            return lead
+
     # -- activities ---------------------------------------------------------------------------
 
     def _activity_links(

@@ -147,6 +147,19 @@ def table(store: Store) -> list[tuple[str, str, Endpoint]]:
             page, extra = v1_records.offset_page(leads, params, sort, keep)
             return ok_v1([dict(lead) for lead in page], extra)
 
+    async def get_lead(request: Request) -> Response:
+        lead_id = request.path_params["id"]
+        with store.lock:
+            lead = store.leads.get(lead_id)
+            if lead is None or not store.visible("lead", lead_id):
+                raise errors.not_found("Lead not found")
+            return ok_v1(dict(lead))
+
+    async def delete_lead(request: Request) -> Response:
+        with store.lock:
+            lead = store.delete_lead(request.path_params["id"])
+        return ok_v1({"id": lead["id"]})
+
     async def add_lead(request: Request) -> Response:
         body = await envelope.json_body(request)
         fields = bodies.validate(body, bodies.LEAD_FIELDS, ("title",))
@@ -164,4 +177,6 @@ def table(store: Store) -> list[tuple[str, str, Endpoint]]:
         ("DELETE", "/v1/notes/{id:int}", delete_note),
         ("GET", "/v1/leads", list_leads),
         ("POST", "/v1/leads", add_lead),
+        ("GET", "/v1/leads/{id}", get_lead),
+        ("DELETE", "/v1/leads/{id}", delete_lead),
     ]
