@@ -227,6 +227,19 @@ class Poller:
             now=now,
             fence=fence,
         )
+        self._committed(feed, decision, failed, new_events, queued)
+
+    def _committed(
+        self,
+        feed: Feed,
+        decision: change_feed.PageDecision,
+        failed: set[str],
+        new_events: list[deliveries.NewEvent],
+        queued: set[str],
+    ) -> None:
+        """What a committed page says: its future-dated versions, and the events queued now
+        (a look-back re-reads versions already queued, an unreadable item's dead letter among
+        them, and those are not news)."""
         new_events = [event for event in new_events if event.event_id in queued]
         future = [f for f in decision.future if f.item_id not in failed]
         if future:
@@ -424,16 +437,7 @@ class Poller:
                     fence=fence,
                 )
                 committed = marks
-            # Only what was queued now: a look-back re-reads versions already queued (an
-            # unreadable item's dead letter among them), and those are not news.
-            new_events = [event for event in new_events if event.event_id in queued]
-            future = [f for f in decision.future if f.item_id not in failed]
-            if future:
-                self._report_future(feed, future)
-            if new_events:
-                self._metrics.events(new_events)
-                self._log_detected(new_events)
-                self._on_new_events(feed, [event.item_id for event in new_events])
+            self._committed(feed, decision, failed, new_events, queued)
         if self._remember:
             watermark_, max_id_, positions = committed
             self._opened[feed.key] = _Opened(
