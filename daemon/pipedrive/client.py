@@ -139,7 +139,7 @@ def _raise_for(response: httpx.Response, where: str, now: datetime) -> None:
     if status == 429:
         retry_after = times.parse_retry_after(response.headers.get("retry-after"), now)
         if retry_after is None:
-            retry_after = times.parse_retry_after(response.headers.get("x-ratelimit-reset"), now)
+            retry_after = rate_limit.reset_seconds(response.headers.get("x-ratelimit-reset"))
         raise PipedriveRateLimited(
             message, retry_after=retry_after or DEFAULT_RATE_LIMIT_WAIT_S, path=path
         )
@@ -159,7 +159,7 @@ def _pause_after(
     """How long this 429 holds the account (see `rate_limit.pause_after_429`)."""
     return rate_limit.pause_after_429(
         retry_after=times.parse_retry_after(response.headers.get("retry-after"), now),
-        window_reset=times.parse_retry_after(response.headers.get("x-ratelimit-reset"), now),
+        window_reset=rate_limit.reset_seconds(response.headers.get("x-ratelimit-reset")),
         daily_remaining=_header_int(response, "x-daily-ratelimit-token-remaining"),
         message=message,
         call_cost=costs.path_cost(method, path),

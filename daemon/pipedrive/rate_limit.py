@@ -78,7 +78,9 @@ def pause_after_429(
     return Pause(max(MIN_PAUSE_S, min(seconds, MAX_BURST_PAUSE_S)), RATE_LIMITED)
 
 
-def _header_seconds(text: str | None) -> float | None:
+def reset_seconds(text: str | None) -> float | None:
+    """Seconds in an `x-ratelimit-reset` header (relative, a fraction allowed), None if absent
+    or not a finite non-negative number: the one reading of that header."""
     try:
         seconds = float((text or "").strip())
     except ValueError:
@@ -92,7 +94,7 @@ def burst_hold(remaining: str | None, reset: str | None) -> float:
     (capped at `MAX_BURST_HOLD_S`) once `BURST_MARGIN` calls or fewer are left in it, else 0.
     A missing or malformed header decides nothing (0): Pipedrive sometimes sends none."""
     left = (remaining or "").strip()
-    seconds = _header_seconds(reset)
+    seconds = reset_seconds(reset)
     if not (left.isascii() and left.isdigit()) or int(left) > BURST_MARGIN or seconds is None:
         return 0.0
     return min(seconds, MAX_BURST_HOLD_S)

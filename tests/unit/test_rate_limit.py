@@ -168,3 +168,13 @@ async def test_a_hold_delays_the_next_calls_on_top_of_the_windows() -> None:
     before = clock.monotonic()
     await limiter.acquire()
     assert clock.monotonic() == before
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("2", 2.0), (" 1.5 ", 1.5), ("0", 0.0), (None, None), ("", None), ("soon", None),
+     ("-1", None), ("inf", None), ("nan", None)],
+)  # fmt: skip
+def test_one_reading_of_x_ratelimit_reset(header: str | None, seconds: float | None) -> None:
+    # A 429's pause and the next call's pacing read the header the same way.
+    assert rate_limit.reset_seconds(header) == seconds
