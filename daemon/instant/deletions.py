@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -121,15 +120,9 @@ def _event(
             stored.snapshot, resolved, catalog if subscription.include_custom_fields else None
         )
     except Exception as error:  # as a listing's unmappable item: dead at once, raw object
-        raw = dict(stored.snapshot)
-        text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
-        return deliveries.NewEvent(
-            subscription.name,
-            origin.unreadable(subscription.name, trigger.name, text),
-            trigger.name,
-            key,
-            envelope.body(trigger.name, subscription.name, raw, now),
-            f"cannot map item {key}: {errors.describe(error)}",
+        reason = f"cannot map item {key}: {errors.describe(error)}"
+        return envelope.dead_on_arrival(
+            origin, subscription.name, trigger.name, key, stored.snapshot, reason, now
         )
     return deliveries.NewEvent(
         subscription.name,

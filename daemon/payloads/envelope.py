@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon import times
+from daemon.model import deliveries
 
 EVENT_ID_PREFIX = "msg_"
 
@@ -45,6 +46,33 @@ class Origin:
         """`webhook-id` of an item that could not be read at all: one per distinct raw object."""
         digest = hashlib.sha256(raw.encode()).hexdigest()
         return _digest(self._company, self.installation, subscription, trigger, "raw", digest)
+
+
+def raw_json(item: Any) -> str:
+    """An object as Pipedrive sent it, compact: an item's stored snapshot, and what names an
+    unreadable one (`Origin.unreadable`)."""
+    return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+
+
+def dead_on_arrival(
+    origin: Origin,
+    subscription: str,
+    trigger: str,
+    item_id: str,
+    raw: Any,
+    error: str,
+    now: datetime,
+) -> deliveries.NewEvent:
+    """An item no payload can be made of: dead-lettered at once, its body the raw object, its
+    id its own (one per raw object), so the version that maps later does not find it taken."""
+    return deliveries.NewEvent(
+        subscription,
+        origin.unreadable(subscription, trigger, raw_json(raw)),
+        trigger,
+        item_id,
+        body(trigger, subscription, dict(raw), now),
+        error,
+    )
 
 
 def legacy_id(subscription: str, trigger: str, item_id: str, version: int | None) -> str:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from daemon.model.items import ItemStateRow, StoredItem
+from daemon.payloads.envelope import raw_json
 from daemon.triggers.base import (
     Item,
     ObjectType,
@@ -104,10 +105,6 @@ def lineage(before: str | None, digest: str) -> str:
     number would restart with a fresh database or repeat after a restored backup; this
     differs wherever the observed content does, and a re-read of a version keeps it."""
     return hashlib.sha256(f"{before or ''}:{digest}".encode()).hexdigest()
-
-
-def raw_json(item: Item) -> str:
-    return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
 
 
 def decide(

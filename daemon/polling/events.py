@@ -79,15 +79,9 @@ def unmappable(
 ) -> deliveries.NewEvent:
     """A firing whose payload cannot be built: dead-lettered at once with the raw object."""
     reader, trigger = firing.reader, firing.reader.trigger
-    # Its own id, one per raw object: the version that maps later must not find its id taken.
-    event_id = origin.unreadable(reader.name, trigger.name, change_feed.raw_json(firing.current))
-    return deliveries.NewEvent(
-        reader.name,
-        event_id,
-        trigger.name,
-        firing.item_id,
-        envelope.body(trigger.name, reader.name, dict(firing.current), now),
-        f"cannot map item {firing.item_id}: {errors.describe(error)}",
+    reason = f"cannot map item {firing.item_id}: {errors.describe(error)}"
+    return envelope.dead_on_arrival(
+        origin, reader.name, trigger.name, firing.item_id, firing.current, reason, now
     )
 
 
@@ -96,14 +90,10 @@ def rejected(
 ) -> deliveries.NewEvent:
     """A listed item no trigger can reason about: dead-lettered at once with the raw object."""
     reader, trigger = rejection.reader, rejection.reader.trigger
-    event_id = origin.unreadable(reader.name, trigger.name, change_feed.raw_json(rejection.item))
-    return deliveries.NewEvent(
-        reader.name,
-        event_id,
-        trigger.name,
-        str(rejection.item.get("id"))[:64],
-        envelope.body(trigger.name, reader.name, dict(rejection.item), now),
-        f"cannot read a listed {trigger.object.name} item: {rejection.reason}",
+    reason = f"cannot read a listed {trigger.object.name} item: {rejection.reason}"
+    item_id = str(rejection.item.get("id"))[:64]
+    return envelope.dead_on_arrival(
+        origin, reader.name, trigger.name, item_id, rejection.item, reason, now
     )
 
 

@@ -101,7 +101,7 @@ def test_an_unmappable_item_is_a_dead_letter_under_its_own_id() -> None:
     with pytest.raises(ValueError) as caught:
         events.event(fired, ORIGIN, LOOKUPS, None, NOW)
     letter = events.unmappable(fired, ORIGIN, caught.value, NOW)
-    assert letter.event_id == ORIGIN.unreadable("sub", "deal.added", change_feed.raw_json(broken))
+    assert letter.event_id == ORIGIN.unreadable("sub", "deal.added", envelope.raw_json(broken))
     assert letter.error is not None and letter.error.startswith("cannot map item 42: ")
     assert json.loads(letter.body)["data"] == broken
 
@@ -112,7 +112,7 @@ def test_a_rejected_item_keeps_at_most_64_characters_of_its_id() -> None:
     letter = events.rejected(change_feed.Rejected(reader, item, "id: bad"), ORIGIN, NOW)
     assert letter.item_id == "x" * 64
     assert letter.error == "cannot read a listed deals item: id: bad"
-    assert letter.event_id == ORIGIN.unreadable("sub", "deal.added", change_feed.raw_json(item))
+    assert letter.event_id == ORIGIN.unreadable("sub", "deal.added", envelope.raw_json(item))
 
 
 def test_the_legacy_id_has_a_version_only_for_a_change() -> None:
