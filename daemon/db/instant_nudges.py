@@ -2,8 +2,11 @@
 account's lease holder reads the change, so a nudge for an account held elsewhere goes
 through this table.
 
-One row per (account, object type), upserted with the latest time: a flood of nudges is one
-row, and the holder learns only "read this feed", which is all a nudge ever says.
+A call that names its item goes with it (`instant_changes`, `instant_deletes`: one row per
+item), so the holder reads that item by id as it reads its own ingress's calls; a call that
+names none is one row per (account, object type) in `instant_nudges`, upserted with the
+latest time, and the holder lists the feed. The relaying side bounds the items it keeps (see
+`instant.relay`): past that, a flood is one feed row.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import Table, delete, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.db import database, write_lock
-from daemon.db.tables import instant_deletes, instant_nudges
+from daemon.db.tables import instant_changes, instant_deletes, instant_nudges
 
 Feed = tuple[str, str]  # (account, object type)
 Item = tuple[str, str, str]  # (account, object type, item id): a delete to confirm
@@ -25,15 +28,19 @@ async def relay(
     engine: AsyncEngine,
     nudged: Mapping[Feed, datetime],
     deletes: Mapping[Item, datetime] | None = None,
+    changes: Mapping[Item, datetime] | None = None,
 ) -> None:
-    """Upsert one row per feed in one statement (the later time wins), and one per delete."""
-    if deletes:
+    """Upsert one row per feed in one statement (the later time wins), one per delete and
+    one per item changed."""
+    for table, items in ((instant_deletes, deletes), (instant_changes, changes)):
+        if not items:
+            continue
         rows = [
             {"account": a, "object_type": o, "entity_id": i, "nudged_at": at}
-            for (a, o, i), at in deletes.items()
+            for (a, o, i), at in items.items()
         ]
         async with write_lock.begin(engine) as connection:
-            statement = database.dialect_insert(connection, instant_deletes).values(rows)
+            statement = database.dialect_insert(connection, table).values(rows)
             await connection.execute(
                 statement.on_conflict_do_nothing(
                     index_elements=["account", "object_type", "entity_id"]
@@ -75,14 +82,21 @@ async def drain(engine: AsyncEngine, accounts: Collection[str]) -> list[Feed]:
 
 async def drain_deletes(engine: AsyncEngine, accounts: Collection[str]) -> list[Item]:
     """Like `drain`, for the relayed deletes of `accounts`."""
+    return await _drain_items(engine, instant_deletes, accounts)
+
+
+async def drain_changes(engine: AsyncEngine, accounts: Collection[str]) -> list[Item]:
+    """Like `drain`, for the relayed items changed (created, changed) of `accounts`."""
+    return await _drain_items(engine, instant_changes, accounts)
+
+
+async def _drain_items(engine: AsyncEngine, table: Table, accounts: Collection[str]) -> list[Item]:
     if not accounts:
         return []
     statement = (
-        delete(instant_deletes)
-        .where(instant_deletes.c.account.in_(sorted(accounts)))
-        .returning(
-            instant_deletes.c.account, instant_deletes.c.object_type, instant_deletes.c.entity_id
-        )
+        delete(table)
+        .where(table.c.account.in_(sorted(accounts)))
+        .returning(table.c.account, table.c.object_type, table.c.entity_id)
     )
     async with write_lock.begin(engine) as connection:
         rows = (await connection.execute(statement)).all()
@@ -96,7 +110,8 @@ async def prune(engine: AsyncEngine, before: datetime) -> int:
         result = await connection.execute(
             delete(instant_nudges).where(instant_nudges.c.nudged_at < before)
         )
-        deletes = await connection.execute(
-            delete(instant_deletes).where(instant_deletes.c.nudged_at < before)
-        )
-    return int(result.rowcount or 0) + int(deletes.rowcount or 0)
+        pruned = int(result.rowcount or 0)
+        for table in (instant_deletes, instant_changes):
+            items = await connection.execute(delete(table).where(table.c.nudged_at < before))
+            pruned += int(items.rowcount or 0)
+    return pruned

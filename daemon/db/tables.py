@@ -325,3 +325,14 @@ instant_deletes = Table(
     Column("entity_id", String(64), primary_key=True),
     Column("nudged_at", Timestamp(), nullable=False),
 )
+
+# ... and the other calls that name their item (a create, a change): the holder reads those
+# items by id where that is cheaper than a listing (see `polling.poller.Poller.read`).
+instant_changes = Table(
+    "instant_changes",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("object_type", String(50), primary_key=True),
+    Column("entity_id", String(64), primary_key=True),
+    Column("nudged_at", Timestamp(), nullable=False),
+)

@@ -1,7 +1,7 @@
 """Nudges for accounts another replica holds, passed on through the database: the ingress
-queues them in memory (the 200 never waits for the database) and a background task upserts
-them into `instant_nudges`; every replica drains the rows of the accounts it holds about
-once a second and acts on them as on its own nudges.
+queues them in memory (the 200 never waits for the database) and a background task writes
+them (`db.instant_nudges`: the items they name, or their feed); every replica drains the rows
+of the accounts it holds about once a second and acts on them as on its own nudges.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ DRAIN_EVERY_S = 1.0
 RETRY_AFTER_S = 1.0  # a failed write waits this long before the next one
 PRUNE_EVERY_S = 600.0
 PRUNE_AFTER = timedelta(hours=1)  # a row nobody drained: the reconciliation read it long ago
-MAX_DELETES = 10_000  # relayed deletes not written yet
+MAX_ITEMS = 10_000  # relayed deletes (changes) not written yet: past it, the feed is listed
 
 OnNudge = Callable[[Nudge], None]
 
@@ -37,34 +37,41 @@ class Outbound:
         self._engine = engine
         self._clock = clock
         self._pending: dict[instant_nudges.Feed, datetime] = {}
-        self._deletes: dict[instant_nudges.Item, datetime] = {}  # at most MAX_DELETES
+        self._deletes: dict[instant_nudges.Item, datetime] = {}  # at most MAX_ITEMS
+        self._changes: dict[instant_nudges.Item, datetime] = {}  # at most MAX_ITEMS
         self._wake = asyncio.Event()
         self._outage = transient.Outage()
 
     def add(self, nudge: Nudge) -> None:
-        self._pending[(nudge.account, nudge.object_type)] = self._clock.now()
-        if nudge.action == "delete" and nudge.entity_id is not None:
-            if len(self._deletes) < MAX_DELETES:  # a flood of forged deletes stays bounded
-                self._deletes[(nudge.account, nudge.object_type, nudge.entity_id)] = (
-                    self._clock.now()
-                )
+        now, item = self._clock.now(), nudge.entity_id
+        if nudge.action == "delete" and item is not None:
+            self._pending[(nudge.account, nudge.object_type)] = now
+            if len(self._deletes) < MAX_ITEMS:  # a flood of forged deletes stays bounded
+                self._deletes[(nudge.account, nudge.object_type, item)] = now
+        elif item is not None and len(self._changes) < MAX_ITEMS:
+            self._changes[(nudge.account, nudge.object_type, item)] = now
+        else:  # names no item, or a flood: the holder lists the feed
+            self._pending[(nudge.account, nudge.object_type)] = now
         self._wake.set()
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Entries not written yet (a feed, a delete, an item changed): bounded."""
+        return len(self._pending) + len(self._deletes) + len(self._changes)
 
     async def write(self) -> bool:
         """Write what is pending; False (kept for the next try) when the database failed."""
-        if not self._pending and not self._deletes:
+        if not self._pending and not self._deletes and not self._changes:
             return True
         taken, self._pending = self._pending, {}
         deletes, self._deletes = self._deletes, {}
+        changes, self._changes = self._changes, {}
         try:
-            await instant_nudges.relay(self._engine, taken, deletes)
+            await instant_nudges.relay(self._engine, taken, deletes, changes)
         except Exception as error:
             for feed, at in taken.items():
                 self._pending[feed] = max(at, self._pending.get(feed, at))
             self._deletes = {**deletes, **self._deletes}
+            self._changes = {**changes, **self._changes}
             self._outage.failed("relaying instant nudges", error)
             return False
         self._outage.recovered()
@@ -99,19 +106,21 @@ async def drain_loop(
         except Exception as error:  # the reconciliation poll reads what a lost nudge said
             outage.failed("draining relayed instant nudges", error)
             continue
-        try:  # its own transaction: the feeds drained above are handed on whatever happens
-            deletes = await instant_nudges.drain_deletes(engine, held)
-        except Exception as error:
-            deletes = []
-            outage.failed("draining relayed instant deletes", error)
-        else:
-            outage.recovered()
         now = clock.now()
         relayed = [Nudge(account, object_type, timestamp=now) for account, object_type in feeds]
-        relayed += [
-            Nudge(account, object_type, action="delete", entity_id=item, timestamp=now)
-            for account, object_type, item in deletes
-        ]
+        try:  # their own transactions: the feeds drained above are handed on whatever happens
+            for action, drain in (
+                ("delete", instant_nudges.drain_deletes),
+                ("change", instant_nudges.drain_changes),
+            ):
+                relayed += [
+                    Nudge(account, object_type, action=action, entity_id=item, timestamp=now)
+                    for account, object_type, item in await drain(engine, held)
+                ]
+        except Exception as error:
+            outage.failed("draining relayed instant items", error)
+        else:
+            outage.recovered()
         for nudge in relayed:
             account, object_type = nudge.account, nudge.object_type
             try:

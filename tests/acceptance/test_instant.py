@@ -194,9 +194,13 @@ def test_on_replicas_a_call_to_any_ingress_is_read_by_the_accounts_holder(
                 until(lambda: "ingress listening" in logs["a"].read_text(), HANG_S, "A down")
                 time.sleep(0.5)
                 made = time.monotonic()
-                sandbox.add_deal("relayed")
+                listings = sandbox.calls_to("GET", "/api/v2/deals")
+                deal = sandbox.add_deal("relayed")
                 until(lambda: "relayed" in _titles(receiver), 10, "the relayed nudge was lost")
                 assert time.monotonic() - made < 5, "read at once, not at the 2 min interval"
+                # Relayed with its item: read by id (1 token), not by a listing (10).
+                assert sandbox.calls_to("GET", f"/api/v2/deals/{deal['id']}") == 1
+                assert sandbox.calls_to("GET", "/api/v2/deals") == listings
                 assert "took" not in logs["a"].read_text(), "A never held the account"
             finally:
                 ingress_only.send_signal(signal.SIGTERM)

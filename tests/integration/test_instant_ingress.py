@@ -29,13 +29,15 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock as clock_module
 from daemon import config as config_module
 from daemon.db import database, instant_webhooks, write_lock
-from daemon.db.tables import instant_nudges
+from daemon.db import instant_nudges as instant_nudges_store
+from daemon.db.tables import instant_changes, instant_nudges
 from daemon.dev.sandbox import Sandbox
 from daemon.dev.sandbox.webhooks import policy
 from daemon.errors import IngressListenError
-from daemon.instant import coalesce, counts, ingress, nudges
+from daemon.instant import coalesce, counts, ingress, nudges, relay
 from daemon.instant.nudges import Nudge
 from tests.conftest import API_TOKEN
 from tests.waiting import HANG_S
@@ -329,21 +331,24 @@ async def test_nudges_for_an_account_held_elsewhere_reach_its_holder_through_the
             replica(stored, lambda account: account == "main", None) as first,
             replica(other_engine, lambda account: account == FAR, None) as second,
         ):
-            for _ in range(50):  # a flood for one feed is one row
+            for _ in range(50):  # a flood for one item is one row, and says which item
                 answer = await post(http, first.for_account(FAR), auth=FAR_AUTH)
                 assert answer.status_code == 200
             await until(lambda: bool(second.nudged), "the relayed nudge")
             assert first.nudged == []
-            assert {(n.account, n.object_type, n.action) for n in second.nudged} == {
-                (FAR, "deals", None)
-            }
+            assert {(n.account, n.object_type, n.action, n.entity_id) for n in second.nudged} == {
+                (FAR, "deals", "change", "7")
+            }  # read by id, as the holder's own calls
             assert len(second.nudged) <= 3  # one per drain that found the row
             answer = await post(http, second.for_account("main"), body("person"))
             assert answer.status_code == 200
             await until(lambda: bool(first.nudged), "the nudge relayed the other way")
-            assert [(n.account, n.object_type) for n in first.nudged] == [("main", "persons")]
+            assert [(n.account, n.object_type, n.entity_id) for n in first.nudged] == [
+                ("main", "persons", "7")
+            ]
         async with stored.connect() as connection:
-            assert (await connection.execute(select(instant_nudges))).all() == []
+            for table in (instant_nudges, instant_changes):
+                assert (await connection.execute(select(table))).all() == []
     finally:
         await other_engine.dispose()
 
@@ -414,7 +419,7 @@ async def test_a_flood_is_answered_fast_with_bounded_memory_while_the_database_i
         p99 = took[int(len(took) * 0.99)]
         assert len(served.nudged) == requests // 2  # every one a new event for "main"
         assert len(served.state.seen) == 500
-        assert len(served.state.outbound) <= 1  # one pending row for the far feed, at most
+        assert len(served.state.outbound) <= 1  # one pending row for the far item, at most
         assert served.state.counts[counts.ACCEPTED] == requests
         # 2 shared cores, the flood's own clients and the suite's other workers on them too:
         # loose (bench/instant_latency.py measures the 100 ms), but a wait for the database (a
@@ -425,8 +430,24 @@ async def test_a_flood_is_answered_fast_with_bounded_memory_while_the_database_i
         assert released.is_set()
         await until(lambda: len(served.state.outbound) == 0, "the relay written")
     async with stored.connect() as connection:
-        relayed = (await connection.execute(select(instant_nudges))).all()
-    assert [(r.account, r.object_type) for r in relayed] == [(FAR, "deals")]
+        relayed = (await connection.execute(select(instant_changes))).all()
+    assert [(r.account, r.object_type, r.entity_id) for r in relayed] == [(FAR, "deals", "7")]
+
+
+async def test_past_max_items_a_relayed_flood_becomes_its_feed(
+    stored: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay, "MAX_ITEMS", 2)
+    outbound = relay.Outbound(stored, clock_module.SYSTEM)
+    for item in ("1", "2", "3", "4"):
+        outbound.add(Nudge(FAR, "deals", "change", item))
+    assert len(outbound) == 3  # two items, then the feed for the rest
+    assert await outbound.write()
+    assert await instant_nudges_store.drain_changes(stored, [FAR]) == [
+        (FAR, "deals", "1"),
+        (FAR, "deals", "2"),
+    ]
+    assert await instant_nudges_store.drain(stored, [FAR]) == [(FAR, "deals")]
 
 
 async def test_a_burst_through_the_coalescer_costs_a_read_per_window(

@@ -136,3 +136,24 @@ async def test_relayed_deletes_keep_their_item_for_the_holder(engine: AsyncEngin
     assert await instant_nudges.drain(engine, ["main"]) == [("main", "persons")]
     assert await instant_nudges.prune(engine, T0 + timedelta(seconds=1)) == 1  # other's delete
     assert await instant_nudges.drain_deletes(engine, ["other"]) == []
+
+
+async def test_relayed_changes_keep_their_item_apart_from_deletes(engine: AsyncEngine) -> None:
+    """The holder reads a relayed change by id (1 token), as its own ingress's, not by a
+    listing of its feed (10)."""
+    await instant_nudges.relay(
+        engine,
+        {},
+        {("main", "deals", "5"): T0},
+        {("main", "deals", "7"): T0, ("main", "deals", "8"): T0, ("other", "deals", "9"): T0},
+    )
+    await instant_nudges.relay(engine, {}, None, {("main", "deals", "7"): T0})  # one row
+    assert await instant_nudges.drain_changes(engine, ["main"]) == [
+        ("main", "deals", "7"),
+        ("main", "deals", "8"),
+    ]
+    assert await instant_nudges.drain_changes(engine, ["main"]) == [], "deleted when returned"
+    assert await instant_nudges.drain_deletes(engine, ["main"]) == [("main", "deals", "5")]
+    assert await instant_nudges.drain(engine, ["main"]) == []  # no feed row: items say it all
+    assert await instant_nudges.prune(engine, T0 + timedelta(seconds=1)) == 1  # other's
+    assert await instant_nudges.drain_changes(engine, ["other"]) == []
