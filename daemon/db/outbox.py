@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     Text,
     and_,
     bindparam,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.types import TypeEngine
 
 from daemon import times
 from daemon.db import database, delivery_limits, health_store, text_arrays, write_lock
@@ -35,6 +37,7 @@ from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
     STATE_PENDING,
+    Timestamp,
     deliveries,
     delivery_attempts,
 )
@@ -425,21 +428,24 @@ async def record_outcomes(
 
 async def _record(connection: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
     """The outbox side of `record_outcomes`."""
-    await connection.execute(
-        insert(delivery_attempts),
-        [
-            {
-                "event_id": o.claimed.event_id,
-                "attempt": o.claimed.attempts + 1,
-                "attempted_at": o.attempted_at,
-                "status": o.status,
-                "error": o.error,
-                "duration_ms": o.duration_ms,
-                "reply": o.reply,
-            }
-            for o in outcomes
-        ],
-    )
+    if connection.dialect.name == "postgresql":
+        await connection.execute(_unnested_attempts(outcomes))
+    else:
+        await connection.execute(
+            insert(delivery_attempts),
+            [
+                {
+                    "event_id": o.claimed.event_id,
+                    "attempt": o.claimed.attempts + 1,
+                    "attempted_at": o.attempted_at,
+                    "status": o.status,
+                    "error": o.error,
+                    "duration_ms": o.duration_ms,
+                    "reply": o.reply,
+                }
+                for o in outcomes
+            ],
+        )
     # The common case, delivered at the first try, is one UPDATE per batch and status:
     # psycopg's executemany would send one statement per row.
     delivered: dict[int | None, list[Outcome]] = {}
@@ -490,6 +496,32 @@ async def _record(connection: AsyncConnection, outcomes: Sequence[Outcome]) -> N
             }
             for o in others
         ],
+    )
+
+
+def _unnested_attempts(outcomes: Sequence[Outcome]) -> Any:
+    """`delivery_attempts` rows on PostgreSQL as one INSERT ... SELECT FROM unnest, in the
+    batch's order, as `_unnested_events` does: psycopg's executemany sent a statement a row
+    (pipelined), a third of a batch's CPU."""
+    texts = text_arrays.TextArray()
+    integers = postgresql.ARRAY(Integer)
+    arrays: dict[str, tuple[list[Any], TypeEngine[Any]]] = {
+        "event_ids": ([o.claimed.event_id for o in outcomes], texts),
+        "attempts": ([o.claimed.attempts + 1 for o in outcomes], integers),
+        "attempted": ([o.attempted_at for o in outcomes], postgresql.ARRAY(Timestamp())),
+        "statuses": ([o.status for o in outcomes], integers),
+        "errors": ([o.error for o in outcomes], texts),
+        "durations": ([o.duration_ms for o in outcomes], integers),
+        "replies": ([o.reply for o in outcomes], texts),
+    }
+    unnest = func.unnest(*(bindparam(name, v, type_=t) for name, (v, t) in arrays.items()))
+    columns = ["event_id", "attempt", "attempted_at", "status", "error", "duration_ms", "reply"]
+    rows = unnest.table_valued(
+        *(column(name, delivery_attempts.c[name].type) for name in columns),
+        with_ordinality="n",
+    ).render_derived()
+    return insert(delivery_attempts).from_select(
+        columns, select(*(rows.c[name] for name in columns)).order_by(rows.c.n)
     )
 
 
