@@ -147,18 +147,23 @@ class _Running:
         if feed.account in self._instant_healthy and feed.account not in self._instant_silent:
             if not self._low_on_budget(feed.account):
                 return instant.reconcile_interval
-            stretched = token_budget.stretched_reconcile(instant.reconcile_interval)
-            today = account_usage.today(self._clock.now())
-            if self._stretch_logged.get(feed.account) != today:
-                self._stretch_logged[feed.account] = today
-                logger.warning(
-                    "account %r: Pipedrive's daily token budget is below daily_token_budget x "
-                    "(1 - budget_share); reconciling every %gs instead of %gs until the reset",
-                    feed.account, stretched, instant.reconcile_interval,
-                    extra={"action": "instant.reconcile_stretched", "account": feed.account},
-                )  # fmt: skip
-            return stretched
+            return token_budget.stretched_reconcile(instant.reconcile_interval)
         return min(feed.interval_s, instant.reconcile_interval)
+
+    def _say_stretched(self, account: str) -> None:
+        """Once per account and UTC day: its reconciliation is stretched."""
+        instant = self.config.instant
+        today = account_usage.today(self._clock.now())
+        if instant is None or self._stretch_logged.get(account) == today:
+            return
+        self._stretch_logged[account] = today
+        logger.warning(
+            "account %r: Pipedrive's daily token budget is below daily_token_budget x "
+            "(1 - budget_share); reconciling every %gs instead of %gs until the reset",
+            account, token_budget.stretched_reconcile(instant.reconcile_interval),
+            instant.reconcile_interval,
+            extra={"action": "instant.reconcile_stretched", "account": account},
+        )  # fmt: skip
 
     def _low_on_budget(self, account: str) -> bool:
         usage = self._pool.usages.get(account)
@@ -177,6 +182,8 @@ class _Running:
             return
         low = {a for a in self._held & self._instant_healthy if self._low_on_budget(a)}
         for account in low ^ self._budget_low:
+            if account in low and account not in self._instant_silent:
+                self._say_stretched(account)
             self._restart_soon(account)
         self._budget_low = low
 

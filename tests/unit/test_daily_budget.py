@@ -91,11 +91,17 @@ def test_a_low_budget_stretches_reconciliation_said_once_a_day(
     usage.daily_budget_seen(6_000, 10_000, clock.now())
     assert running.interval(feed) == 600
     usage.daily_budget_seen(4_000, 10_000, clock.now())
+    running._held = {"main"}
+    rescheduled: list[str] = []
+    running._restart_soon = rescheduled.append  # the scheduler is not under test
     with caplog.at_level(logging.INFO):
         assert running.interval(feed) == 600 * token_budget.RECONCILE_STRETCH
+        running.usage_flushed()  # the usage flush sees it low: said, and rescheduled
+        running.usage_flushed()
         assert running.interval(feed) == 600 * token_budget.RECONCILE_STRETCH
     said = [r for r in caplog.records if getattr(r, "action", "") == "instant.reconcile_stretched"]
     assert len(said) == 1 and "'main'" in said[0].getMessage()
+    assert rescheduled == ["main"]
     # Yesterday's figure says nothing after the daily reset.
     clock.advance(timedelta(hours=13).total_seconds())
     assert running.interval(feed) == 600
