@@ -114,13 +114,16 @@ def list_command(ctx: click.Context, account: str | None, as_json: bool) -> None
         click.echo("  ".join(str(row[c]).ljust(widths[c]) for c in COLUMNS) + f"  {row['url']}")
 
 
-def _report(outcomes: list[registration.Outcome]) -> None:
-    """Each account's line; a failure's on stderr, and the first one's exit code."""
+def _report(outcomes: list[registration.Outcome], summary: str | None = None) -> None:
+    """Each failure's line on stderr; each success's line on stdout, or only `summary` in
+    their place; then the first failure's exit code."""
     for outcome in outcomes:
         if outcome.failed:
             click.echo(f"pipedrive-triggers: {outcome.line()}", err=True)
-        else:
+        elif summary is None:
             click.echo(outcome.line())
+    if summary is not None:
+        click.echo(summary)
     failed = [outcome.exit_code for outcome in outcomes if outcome.failed]
     if failed:
         sys.exit(failed[0])
@@ -172,10 +175,4 @@ def remove(ctx: click.Context, account: str | None) -> None:
         ]
 
     outcomes = _run(config, work)
-    for outcome in outcomes:
-        if outcome.failed:
-            click.echo(f"pipedrive-triggers: {outcome.line()}", err=True)
-    click.echo(f"removed {sum(outcome.deleted for outcome in outcomes)}")
-    failed = [outcome.exit_code for outcome in outcomes if outcome.failed]
-    if failed:
-        sys.exit(failed[0])
+    _report(outcomes, f"removed {sum(outcome.deleted for outcome in outcomes)}")
