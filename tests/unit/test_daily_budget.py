@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -63,7 +64,7 @@ def _running(budget: int | None, clock: FakeClock) -> tuple[Any, account_usage.U
     usage = account_usage.Usage("main")
     pool = SimpleNamespace(usages={"main": usage}, clients={}, caches={})
     running = lifecycle._Running(
-        config.parse(raw, "config.toml", config.Path(".")),
+        config.parse(raw, "config.toml", Path(".")),
         None,  # type: ignore[arg-type]  # interval() reads neither engine, pool's clients,
         pool,  # type: ignore[arg-type]  # deliverer, poller nor scheduler
         None,  # type: ignore[arg-type]

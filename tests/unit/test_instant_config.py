@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ INSTANT = {"listen": "127.0.0.1:9466", "public_url": "https://hooks.example.com/
 
 
 def parse(raw: dict[str, Any]) -> config.Config:
-    return config.parse(raw, "config.toml", config.Path("."))
+    return config.parse(raw, "config.toml", Path("."))
 
 
 def problems(raw: dict[str, Any]) -> list[str]:
