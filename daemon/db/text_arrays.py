@@ -34,4 +34,8 @@ class TextArray(TypeDecorator[Sequence[str | None]]):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         # ARRAY's own processor copies the value into a plain list: replaced, not composed.
-        return _Binary
+        return _binary
+
+
+def _binary(value: Sequence[str | None] | None) -> _Binary | None:
+    return None if value is None else _Binary(value)
