@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import migrations
 from daemon import redact
+from daemon.db import sqlite_hops
 from daemon.errors import DatabaseError, SchemaOutOfDate, SchemaTooNew
 
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -72,6 +73,10 @@ def _on_connect(engine: sqlalchemy.Engine) -> None:
         event.listen(engine, "connect", _sqlite_pragmas)
 
 
+def _sqlite_cursors_inline(dbapi_connection: Any, _record: Any) -> None:
+    sqlite_hops.inline_cursor_calls(dbapi_connection.driver_connection)
+
+
 # PostgreSQL connections per engine: polls of thousands of feeds, claims and outcomes share
 # them; SQLAlchemy's default (5, and 10 more on demand) made polls wait for one at 1,000
 # accounts.
@@ -81,11 +86,23 @@ POOL_OVERFLOW = 20
 
 def create_engine(url: str, *, pool_size: int = POOL_SIZE) -> AsyncEngine:
     driver_url = _driver_url(url, asynchronous=True)
-    options: dict[str, Any] = {}
+    # A SQLite file has no server to drop a connection, so no ping: on aiosqlite a ping is
+    # round trips through its thread at every checkout (each claim, each outcome batch).
+    # `sqlite_hops` opens and closes cursors outside that thread, hence check_same_thread.
+    options: dict[str, Any] = {
+        "pool_pre_ping": False,
+        "connect_args": {"check_same_thread": False},
+    }
     if parse_url(url).get_backend_name() == "postgresql":
-        options = {"pool_size": pool_size, "max_overflow": POOL_OVERFLOW if pool_size > 1 else 1}
-    engine = create_async_engine(driver_url, pool_pre_ping=True, **options)
+        options = {
+            "pool_pre_ping": True,
+            "pool_size": pool_size,
+            "max_overflow": POOL_OVERFLOW if pool_size > 1 else 1,
+        }
+    engine = create_async_engine(driver_url, **options)
     _on_connect(engine.sync_engine)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_cursors_inline)
     return engine
 
 
