@@ -17,8 +17,9 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from daemon import times
 
@@ -35,19 +36,35 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
+class _SqliteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME, read as ever, written from the text `Timestamp` formats itself."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
 class Timestamp(TypeDecorator[datetime]):
     """Aware UTC datetimes in and out, also on SQLite, which keeps no zone."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _SqliteDateTime(timezone=True)  # type: ignore[no-untyped-call]
+        return self.impl_instance
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a Timestamp column")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name != "sqlite":
+            return value
+        # The very text SQLite's DATETIME writes ('2024-05-01 12:00:00.000000', naive UTC),
+        # at a third of its cost: it built a dict for every value of every row.
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
