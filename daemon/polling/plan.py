@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from daemon.config import Config, SubscriptionConfig
+from daemon import times
+from daemon.config import EARLIEST_TIME, LATEST_TIME, Config, SubscriptionConfig
 from daemon.triggers.base import ObjectType
 
 
@@ -46,3 +48,26 @@ def feeds(config: Config, intervals: Mapping[tuple[str, str], float] | None = No
         look_back = config.account(account).look_back
         result.append(Feed(account, objects[object_name], tuple(subs), interval, look_back))
     return result
+
+
+def unservable(feed: Feed) -> dict[str, str]:
+    """Subscriptions whose `start` this feed cannot read from (by name, with why): outside
+    the config's bounds once in UTC, or so early that the look-back leaves datetime's range.
+    The config refuses such values; this keeps one that slips through from stalling a feed."""
+    refused: dict[str, str] = {}
+    look_back = timedelta(seconds=feed.look_back_s)
+    for sub in feed.subscriptions:
+        if not isinstance(sub.start, datetime):
+            continue
+        try:
+            utc = sub.start.astimezone(UTC)
+            fits = EARLIEST_TIME <= utc <= LATEST_TIME and utc - look_back < utc
+        except OverflowError:
+            fits = False
+        if not fits:
+            refused[sub.name] = (
+                f"start {times.format_iso(sub.start)} cannot be served: it must be between "
+                f"{times.format_rfc3339_z(EARLIEST_TIME)} and "
+                f"{times.format_rfc3339_z(LATEST_TIME)} in UTC; fix the config"
+            )
+    return refused

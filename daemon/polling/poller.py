@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,15 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import clock as clock_module
 from daemon import errors, times
 from daemon import metrics as metrics_module
-from daemon.config import EARLIEST_TIME, LATEST_TIME
 from daemon.db import feed_store, installation, leases, outbox, transient
 from daemon.errors import LeaseLost, PipedriveError
 from daemon.model import deliveries
 from daemon.payloads import envelope
 from daemon.pipedrive import client as client_module
-from daemon.pipedrive import costs, lookups
+from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
-from daemon.polling import change_feed, cycles, events
+from daemon.polling import by_id, change_feed, cycles, events, plan
 from daemon.polling.plan import Feed
 from daemon.triggers.base import ObjectType
 
@@ -132,7 +131,7 @@ class Poller:
         """A nudge's read (instant mode): the items it named, one `GET .../{id}` each where
         that costs fewer tokens than a listing and the feed can take it (see `_read_by_id`);
         otherwise, or if that fails, a poll. `item_ids` None: a poll."""
-        if item_ids is None or not readable_by_id(feed.object, item_ids):
+        if item_ids is None or not by_id.readable(feed.object, item_ids):
             await self.poll(feed)
             return
         try:
@@ -161,7 +160,7 @@ class Poller:
         else changed meanwhile still ahead of the watermark. False (nothing read) where only
         a listing will do: a feed not started yet, a subscription still backfilling (a
         listing would fire the versions again for it), one that cannot be served."""
-        if unservable(feed):
+        if plan.unservable(feed):
             return False
         opened, fence = await self._open(feed, now)
         state, subs = opened.state, opened.subscriptions
@@ -171,14 +170,7 @@ class Poller:
             return False
         obj = feed.object
         client = self._clients[feed.account]
-        params = {k: v for k, v in obj.params.items() if k in BY_ID_PARAMS}
-        # What a listing would show: a deleted item only where it lists deleted ones.
-        page = [
-            item
-            for ident in sorted(item_ids, key=int)
-            if (item := await client.find(f"{obj.path}/{ident}", params)) is not None
-            and (lists_deleted(obj) or item.get("is_deleted") is not True)
-        ]
+        page = await by_id.fetch(client, obj, item_ids)
         if page:
             stored = await feed_store.load_items(
                 self._engine,
@@ -251,7 +243,7 @@ class Poller:
 
     async def _refuse_unservable(self, feed: Feed, now: datetime) -> Feed:
         """The feed without the subscriptions it cannot serve, each recorded as refused."""
-        refused = unservable(feed)
+        refused = plan.unservable(feed)
         for name, reason in refused.items():
             logger.error(
                 "subscription %r: %s",
@@ -555,47 +547,3 @@ class Poller:
                 count,
                 extra={"action": "poll.detected", "subscription": name, "count": count},
             )
-
-
-BY_ID_PARAMS = frozenset({"include_fields"})
-"""The listing parameters that `GET .../{id}` takes too, so both serve the same object."""
-
-
-def lists_deleted(obj: ObjectType) -> bool:
-    """Whether the feed's listing serves deleted items (deals, for 30 days): a delete is read
-    by listing it there; elsewhere deletes are the deletion triggers' (`instant.deletions`)."""
-    return "deleted" in obj.params.get("status", "")
-
-
-def readable_by_id(obj: ObjectType, item_ids: frozenset[str]) -> bool:
-    """Whether reading these items one `GET {path}/{id}` each costs fewer tokens than one
-    listing (a deal: 1 token against 10), for a handful at most (`lookups.BY_ID_AT_MOST`).
-    Only v2 objects: v1's notes and leads are read by their listing."""
-    if not obj.path.startswith("/api/v2/") or obj.string_ids or not item_ids:
-        return False
-    if len(item_ids) > lookups.BY_ID_AT_MOST or not all(i.isdigit() for i in item_ids):
-        return False
-    return len(item_ids) * costs.token_cost("GET", f"{obj.path}/{{id}}") < obj.page_cost
-
-
-def unservable(feed: Feed) -> dict[str, str]:
-    """Subscriptions whose `start` this feed cannot read from (by name, with why): outside
-    the config's bounds once in UTC, or so early that the look-back leaves datetime's range.
-    The config refuses such values; this keeps one that slips through from stalling a feed."""
-    refused: dict[str, str] = {}
-    look_back = timedelta(seconds=feed.look_back_s)
-    for sub in feed.subscriptions:
-        if not isinstance(sub.start, datetime):
-            continue
-        try:
-            utc = sub.start.astimezone(UTC)
-            fits = EARLIEST_TIME <= utc <= LATEST_TIME and utc - look_back < utc
-        except OverflowError:
-            fits = False
-        if not fits:
-            refused[sub.name] = (
-                f"start {times.format_iso(sub.start)} cannot be served: it must be between "
-                f"{times.format_rfc3339_z(EARLIEST_TIME)} and "
-                f"{times.format_rfc3339_z(LATEST_TIME)} in UTC; fix the config"
-            )
-    return refused

@@ -23,7 +23,7 @@ from daemon.delivery.deliverer import Deliverer, delivery_http_client
 from daemon.instant import announcements, coalesce, deletions, ingress, nudges, registration
 from daemon.pipedrive import account_usage, token_budget
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
-from daemon.polling import cycles, forecast, plan, poller, schedule
+from daemon.polling import by_id, cycles, forecast, plan, poller, schedule
 from daemon.service import gc_tuning, leases, reload, retention, supervision
 from daemon.service import polls as polls_module
 from daemon.service.accounts import AccountPool
@@ -258,7 +258,7 @@ class _Running:
             return False, None
         if nudge.action != "delete":
             return True, nudge.entity_id
-        return poller.lists_deleted(feed.object), None
+        return by_id.lists_deleted(feed.object), None
 
     async def read_now(
         self, account: str, object_type: str, item_ids: frozenset[str] | None
