@@ -61,7 +61,7 @@ from typing import Any
 
 import httpx
 
-from bench import delivery_throughput, local_postgres
+from bench import child_server, delivery_throughput, local_postgres
 from daemon.config import DEFAULT_CONCURRENCY, DEFAULT_PER_SUBSCRIPTION_CONCURRENCY
 from daemon.dev.sandbox import Sandbox
 from daemon.pipedrive.client import MAX_PAGE_SIZE
@@ -211,40 +211,19 @@ def _serve_receiver(fd: int) -> None:
 def served(role: str, args: argparse.Namespace, ready_path: str) -> Iterator[str]:
     """Run this file as `role` on a loopback socket bound here and inherited (no window in
     which another process could take the port); yields its base URL once it answers."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    port = listener.getsockname()[1]
-    command = [sys.executable, str(Path(__file__).resolve()), f"--serve-{role}"]
-    command += [str(listener.fileno()), "--deals", str(args.deals)]
-    command += ["--persons", str(args.persons), "--organizations", str(args.organizations)]
+
+    def command(fd: int) -> list[str]:
+        return [
+            *(sys.executable, str(Path(__file__).resolve()), f"--serve-{role}", str(fd)),
+            *("--deals", str(args.deals), "--persons", str(args.persons)),
+            *("--organizations", str(args.organizations)),
+        ]
+
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen(
-        command, pass_fds=(listener.fileno(),), stdin=subprocess.PIPE, env=env
-    )
-    listener.close()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                httpx.get(base + ready_path, timeout=5.0).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the {role} process did not start") from None
-                time.sleep(0.1)
+    with child_server.child_server(
+        command, ready_path, role, start_timeout_s=START_TIMEOUT_S, env=env
+    ) as (base, _):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
 
 
 def receiver_stats(base: str, reset: bool = False, times: bool = False) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from typing import Any
 import httpx
 import sqlalchemy
 
-from bench import local_postgres
+from bench import child_server, local_postgres
 from daemon import config as config_module
 from daemon.db import database, feed_store, tables
 from daemon.dev.sandbox import Sandbox, costs
@@ -151,36 +151,19 @@ def _serve_sandbox(fd: int, deals: int) -> None:
 
 @contextlib.contextmanager
 def sandbox_process(deals: int) -> Iterator[str]:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    port = listener.getsockname()[1]
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve-fd", str(listener.fileno())]
-    command += ["--deals", str(deals)]
-    process = subprocess.Popen(command, pass_fds=(listener.fileno(),), stdin=subprocess.PIPE)
-    listener.close()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SANDBOX_START_TIMEOUT_S
-        while True:
-            try:
-                httpx.get(base + BENCH_PATH, timeout=5.0).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the sandbox process did not start") from None
-                time.sleep(0.2)
+    def command(fd: int) -> list[str]:
+        script = str(Path(__file__).resolve())
+        return [sys.executable, script, "--serve-fd", str(fd), "--deals", str(deals)]
+
+    with child_server.child_server(
+        command,
+        BENCH_PATH,
+        "sandbox",
+        start_timeout_s=SANDBOX_START_TIMEOUT_S,
+        poll_s=0.2,
+        backlog=128,
+    ) as (base, _):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ import httpx
 import sqlalchemy
 from pydantic import SecretStr
 
-from bench import local_postgres
+from bench import child_server, local_postgres
 from daemon.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_PER_SUBSCRIPTION_CONCURRENCY,
@@ -155,40 +155,21 @@ class Receiver:
 def receiver_process(secret: str | None) -> Iterator[Receiver]:
     """Start the receiver on a free loopback port; the socket is bound here and inherited, so
     there is no window in which another process could take the port."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    port = listener.getsockname()[1]
+
+    def command(fd: int) -> list[str]:
+        served = [sys.executable, str(Path(__file__).resolve()), "--serve-fd", str(fd)]
+        return served + (["--serve-secret", secret] if secret else [])
+
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT)])))
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve-fd", str(listener.fileno())]
-    if secret:
-        command += ["--serve-secret", secret]
-    process = subprocess.Popen(
-        command, pass_fds=(listener.fileno(),), stdin=subprocess.PIPE, env=env
-    )
-    listener.close()  # the child holds its own copy
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + RECEIVER_START_TIMEOUT_S
-        while True:
-            try:
-                httpx.get(f"{base}{STATS_PATH}?reset=1", timeout=1.0).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the receiver process did not start") from None
-                time.sleep(0.05)
+    with child_server.child_server(
+        command,
+        f"{STATS_PATH}?reset=1",
+        "receiver",
+        start_timeout_s=RECEIVER_START_TIMEOUT_S,
+        poll_s=0.05,
+        env=env,
+    ) as (base, process):
         yield Receiver(f"{base}{HOOK_PATH}", f"{base}{STATS_PATH}", process, _uvicorn_stack())
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
 
 
 def _uvicorn_stack() -> str:
