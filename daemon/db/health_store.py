@@ -222,6 +222,17 @@ async def set_disabled(
     return health
 
 
+UNPAUSED = {
+    "paused_at": None,
+    "pause_reason": None,
+    "probe_at": None,
+    "probe_interval_s": None,
+    "failures": 0,
+    "probe_until": None,
+}
+"""A `subscription_health` row's columns as a pause ends: no pause, no probe, no failures."""
+
+
 async def end_pauses(
     engine: AsyncEngine, now: datetime, subscription: str | None = None
 ) -> list[str]:
@@ -234,15 +245,7 @@ async def end_pauses(
             subscription_health.c.paused_at.is_not(None),
             subscription_health.c.disabled_at.is_(None),
         )
-        .values(
-            paused_at=None,
-            pause_reason=None,
-            probe_at=None,
-            probe_interval_s=None,
-            failures=0,
-            probe_until=None,
-            updated_at=now,
-        )
+        .values(**UNPAUSED, updated_at=now)
         .returning(subscription_health.c.subscription)
     )
     if subscription is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.db import write_lock
+from daemon.db import health_store, write_lock
 from daemon.db.tables import (
     STATE_DEAD,
     STATE_DELIVERED,
@@ -70,14 +70,6 @@ async def rename(engine: AsyncEngine, old: str, new: str) -> Renamed:
         await connection.execute(
             update(subscription_health)
             .where(subscription_health.c.subscription == new)
-            .values(
-                paused_at=None,
-                pause_reason=None,
-                probe_at=None,
-                probe_interval_s=None,
-                failures=0,
-                probe_until=None,
-                starts=None,
-            )
+            .values(**health_store.UNPAUSED, starts=None)
         )
         return moved
