@@ -406,8 +406,7 @@ async def run_instant_scenario(
 
         def on_nudge(nudge: nudges.Nudge) -> None:  # as `service.lifecycle` hands them on
             called.append(nudge.account)
-            ident = nudge.entity_id
-            cache.forget(nudge.object_type, int(ident) if ident and ident.isdigit() else None)
+            cache.forget(nudge.object_type, nudge.entity_id)
             if nudge.object_type not in feeds:
                 return
             nudged.append(nudge.object_type)

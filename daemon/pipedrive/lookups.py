@@ -257,9 +257,12 @@ class LookupCache:
         for resource in RELATED:
             self._kept[resource].ttl_s = ttl_s
 
-    def forget(self, resource: str, ident: int | None) -> None:
-        """A nudge said this object changed (None: some object of the resource did)."""
+    def forget(self, resource: str, ident: int | str | None) -> None:
+        """A nudge said this object changed (its id as the webhook gave it; None, or an id
+        that is not one: some object of the resource did)."""
         kept = self._kept.get(resource)
+        if isinstance(ident, str):
+            ident = int(ident) if ident.isascii() and ident.isdigit() else None
         if kept is not None:
             kept.forget(ident)
 

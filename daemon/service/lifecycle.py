@@ -220,8 +220,7 @@ class _Running:
         self._called.add(nudge.account)
         cache = self._pool.caches.get(nudge.account)
         if cache is not None:  # the object changed: its cached copy is stale
-            ident = nudge.entity_id
-            cache.forget(nudge.object_type, int(ident) if ident and ident.isdigit() else None)
+            cache.forget(nudge.object_type, nudge.entity_id)
         self.deletions.submit(nudge)
         if nudge.account in self._instant_silent:
             self._instant_silent.discard(nudge.account)
