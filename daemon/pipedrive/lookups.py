@@ -49,7 +49,6 @@ RELATED = ("persons", "organizations", "deals")
 RESOURCES = ("users", "stages", "persons", "organizations", "deals", "activities")
 
 LIST_PATHS = {"users": "/v1/users"} | {r: f"/api/v2/{r}" for r in RESOURCES[1:]}
-BY_ID_PATHS = {r: f"{path}/{{id}}" for r, path in LIST_PATHS.items()}
 
 ById = Mapping[int, Mapping[str, Any]]
 
@@ -170,12 +169,18 @@ def reused_part(resource: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return {name: obj[name] for name in fields if name in obj}
 
 
-def by_id_is_cheaper(resource: str, count: int) -> bool:
-    """Whether `count` ids cost fewer tokens fetched one by one than in one listing."""
+def one_by_one_is_cheaper(list_path: str, count: int) -> bool:
+    """Whether `count` objects cost fewer tokens as one `GET {list_path}/{id}` each than as
+    one listing of `list_path`, for a handful at most (`BY_ID_AT_MOST`)."""
     if count > BY_ID_AT_MOST:
         return False
-    one = costs.token_cost("GET", BY_ID_PATHS[resource])
-    return count * one < costs.token_cost("GET", LIST_PATHS[resource])
+    one = costs.token_cost("GET", f"{list_path}/{{id}}")
+    return count * one < costs.token_cost("GET", list_path)
+
+
+def by_id_is_cheaper(resource: str, count: int) -> bool:
+    """`one_by_one_is_cheaper` for a lookup resource."""
+    return one_by_one_is_cheaper(LIST_PATHS[resource], count)
 
 
 class _Recent:
@@ -309,8 +314,8 @@ class LookupCache:
 async def _fetch(source: LookupSource, resource: str, ids: Sequence[int]) -> list[dict[str, Any]]:
     """`ids` of `resource` (and, for users and stages, the others a listing brings)."""
     if by_id_is_cheaper(resource, len(ids)):
-        path = BY_ID_PATHS[resource]
-        found = [await source.find(path.replace("{id}", str(ident))) for ident in ids]
+        path = LIST_PATHS[resource]
+        found = [await source.find(f"{path}/{ident}") for ident in ids]
         return [obj for obj in found if obj is not None]
     if resource == "users":
         return await source.list_users()

@@ -3,7 +3,7 @@ than the feed's listing, and which of the objects it serves a listing would show
 
 from __future__ import annotations
 
-from daemon.pipedrive import costs, lookups
+from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.triggers.base import Item, ObjectType
 
@@ -23,9 +23,9 @@ def readable(obj: ObjectType, item_ids: frozenset[str]) -> bool:
     Only v2 objects: v1's notes and leads are read by their listing."""
     if not obj.path.startswith("/api/v2/") or obj.string_ids or not item_ids:
         return False
-    if len(item_ids) > lookups.BY_ID_AT_MOST or not all(i.isdigit() for i in item_ids):
+    if not all(i.isdigit() for i in item_ids):
         return False
-    return len(item_ids) * costs.token_cost("GET", f"{obj.path}/{{id}}") < obj.page_cost
+    return lookups.one_by_one_is_cheaper(obj.path, len(item_ids))
 
 
 async def fetch(client: PipedriveClient, obj: ObjectType, item_ids: frozenset[str]) -> list[Item]:
