@@ -119,3 +119,11 @@ class FakeClock:
             heapq.heapify(self._sleepers)
             if self._sleepers:
                 self._move_to(self._sleepers[0][0])
+
+
+async def cancel(tasks: Collection[asyncio.Future[Any]]) -> None:
+    """Cancel `tasks` and wait until every one has ended (what they raise is theirs: a
+    background task that is stopped has nothing left to say)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -167,11 +167,8 @@ class Coalescing:
 
     async def aclose(self) -> None:
         """Cancel the waiting reads and the running ones (at shutdown: polling reads on)."""
-        tasks = [*self._timers.values(), *self._reads.values()]
-        for task in tasks:
-            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await clock_module.cancel([*self._timers.values(), *self._reads.values()])
         self._timers.clear()
         self._reads.clear()
         self._named.clear()

@@ -375,7 +375,4 @@ class Confirmations:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HAND_OVER_S):
                     await self._relay(list(self._retrying.values()))
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await clock_module.cancel(list(self._running.values()))

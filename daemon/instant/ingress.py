@@ -185,12 +185,6 @@ async def _read_body(request: Request) -> bytes | None:
     return None if over else b"".join(chunks)
 
 
-async def _stop(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
 @contextlib.asynccontextmanager
 async def serving(
     config: Config,
@@ -235,7 +229,7 @@ async def serving(
             )  # fmt: skip
             yield state
     finally:
-        await _stop(background)
+        await clock_module.cancel(background)
         # What was taken but not written yet: the relay's rows and the counts.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FINAL_FLUSH_S):

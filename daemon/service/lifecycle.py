@@ -600,26 +600,19 @@ async def run(
         stopping = asyncio.create_task(stop.wait(), name="stop")
         await asyncio.wait({delivering, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await clock_module.cancel(background)
         supervisor.stopping()
         scheduler.pause()  # stop polling first; polls and deliveries in flight get the grace
         try:
             await polls.finish(config.delivery.timeout)
-            logging_cycles.cancel()
-            await asyncio.gather(logging_cycles, return_exceptions=True)
+            await clock_module.cancel([logging_cycles])
             with contextlib.suppress(Exception):  # the last polls' outcomes, for status
                 await asyncio.wait_for(cycle_log.flush(), 2)
             # Polls are over: the leases go at once, so the other replicas take this one's
             # accounts within a second, while deliveries in flight get their grace.
-            keeping.cancel()
-            await asyncio.gather(keeping, return_exceptions=True)
+            await clock_module.cancel([keeping])
             with contextlib.suppress(Exception):  # status then says "stopped", not "killed"
                 await asyncio.wait_for(keeper.stop(), 2)
             await delivering
         finally:
-            keeping.cancel()
-            logging_cycles.cancel()
-            usage_flusher.cancel()
-            await asyncio.gather(keeping, logging_cycles, usage_flusher, return_exceptions=True)
+            await clock_module.cancel([keeping, logging_cycles, usage_flusher])

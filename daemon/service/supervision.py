@@ -140,10 +140,7 @@ class Supervisor:
         sd_notify.stopping("stopping: finishing in-flight deliveries")
 
     async def close(self) -> None:
-        tasks = [task for task in (self._watchdog, self._status) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await clock_module.cancel([t for t in (self._watchdog, self._status) if t is not None])
 
 
 @contextlib.asynccontextmanager
