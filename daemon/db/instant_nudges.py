@@ -12,10 +12,11 @@ latest time, and the holder lists the feed. The relaying side bounds the items i
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Table, delete, func
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from daemon.db import database, write_lock
 from daemon.db.tables import instant_changes, instant_deletes, instant_nudges
@@ -65,41 +66,73 @@ async def relay(
         )
 
 
+@dataclass(frozen=True)
+class Drained:
+    """What `drain_all` took: feeds to list, deletes to confirm, items changed to read."""
+
+    feeds: list[Feed]
+    deletes: list[Item]
+    changes: list[Item]
+
+
+async def drain_all(engine: AsyncEngine, accounts: Collection[str]) -> Drained:
+    """Take every row of `accounts` from the three tables, in one transaction (what the holder
+    does each second): a row relayed meanwhile is either taken now or left for the next drain,
+    and a failed drain leaves every row where it was."""
+    if not accounts:
+        return Drained([], [], [])
+    async with write_lock.begin(engine) as connection:
+        return Drained(
+            await _take_feeds(connection, accounts),
+            await _take_items(connection, instant_deletes, accounts),
+            await _take_items(connection, instant_changes, accounts),
+        )
+
+
 async def drain(engine: AsyncEngine, accounts: Collection[str]) -> list[Feed]:
-    """Delete the rows of `accounts` and return the feeds they named. One DELETE ... RETURNING:
-    a nudge relayed meanwhile is either returned now or left for the next drain, never lost."""
+    """Delete the feed rows of `accounts` and return the feeds they named. One DELETE ...
+    RETURNING: a nudge relayed meanwhile is either returned now or left for the next drain."""
     if not accounts:
         return []
+    async with write_lock.begin(engine) as connection:
+        return await _take_feeds(connection, accounts)
+
+
+async def drain_deletes(engine: AsyncEngine, accounts: Collection[str]) -> list[Item]:
+    """Like `drain`, for the relayed deletes of `accounts`."""
+    if not accounts:
+        return []
+    async with write_lock.begin(engine) as connection:
+        return await _take_items(connection, instant_deletes, accounts)
+
+
+async def drain_changes(engine: AsyncEngine, accounts: Collection[str]) -> list[Item]:
+    """Like `drain`, for the relayed items changed (created, changed) of `accounts`."""
+    if not accounts:
+        return []
+    async with write_lock.begin(engine) as connection:
+        return await _take_items(connection, instant_changes, accounts)
+
+
+async def _take_feeds(connection: AsyncConnection, accounts: Collection[str]) -> list[Feed]:
     statement = (
         delete(instant_nudges)
         .where(instant_nudges.c.account.in_(sorted(accounts)))
         .returning(instant_nudges.c.account, instant_nudges.c.object_type)
     )
-    async with write_lock.begin(engine) as connection:
-        rows = (await connection.execute(statement)).all()
+    rows = (await connection.execute(statement)).all()
     return sorted((row.account, row.object_type) for row in rows)
 
 
-async def drain_deletes(engine: AsyncEngine, accounts: Collection[str]) -> list[Item]:
-    """Like `drain`, for the relayed deletes of `accounts`."""
-    return await _drain_items(engine, instant_deletes, accounts)
-
-
-async def drain_changes(engine: AsyncEngine, accounts: Collection[str]) -> list[Item]:
-    """Like `drain`, for the relayed items changed (created, changed) of `accounts`."""
-    return await _drain_items(engine, instant_changes, accounts)
-
-
-async def _drain_items(engine: AsyncEngine, table: Table, accounts: Collection[str]) -> list[Item]:
-    if not accounts:
-        return []
+async def _take_items(
+    connection: AsyncConnection, table: Table, accounts: Collection[str]
+) -> list[Item]:
     statement = (
         delete(table)
         .where(table.c.account.in_(sorted(accounts)))
         .returning(table.c.account, table.c.object_type, table.c.entity_id)
     )
-    async with write_lock.begin(engine) as connection:
-        rows = (await connection.execute(statement)).all()
+    rows = (await connection.execute(statement)).all()
     return sorted((row.account, row.object_type, row.entity_id) for row in rows)
 
 

@@ -102,25 +102,15 @@ async def drain_loop(
         await clock.sleep(DRAIN_EVERY_S)
         held = [account for account in accounts() if holds(account)]
         try:
-            feeds = await instant_nudges.drain(engine, held)
-        except Exception as error:  # the reconciliation poll reads what a lost nudge said
+            drained = await instant_nudges.drain_all(engine, held)
+        except Exception as error:  # the rows stay for the next drain
             outage.failed("draining relayed instant nudges", error)
             continue
+        outage.recovered()
         now = clock.now()
-        relayed = [Nudge(account, object_type, timestamp=now) for account, object_type in feeds]
-        try:  # their own transactions: the feeds drained above are handed on whatever happens
-            for action, drain in (
-                ("delete", instant_nudges.drain_deletes),
-                ("change", instant_nudges.drain_changes),
-            ):
-                relayed += [
-                    Nudge(account, object_type, action=action, entity_id=item, timestamp=now)
-                    for account, object_type, item in await drain(engine, held)
-                ]
-        except Exception as error:
-            outage.failed("draining relayed instant items", error)
-        else:
-            outage.recovered()
+        relayed = [Nudge(a, o, timestamp=now) for a, o in drained.feeds]
+        relayed += [Nudge(a, o, "delete", item, timestamp=now) for a, o, item in drained.deletes]
+        relayed += [Nudge(a, o, "change", item, timestamp=now) for a, o, item in drained.changes]
         for nudge in relayed:
             account, object_type = nudge.account, nudge.object_type
             try:
