@@ -14,11 +14,10 @@ requests use separate connection pools: a connection opened for one never serves
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -31,8 +30,6 @@ from daemon.errors import TargetRefused
 
 # Pass as a request's `extensions` to lift the guard for that request.
 ALLOW_PRIVATE_TARGETS: dict[str, Any] = {targets.ALLOW_KEY: True}
-MAX_REPLY_READ = 64 * 1024  # read at most this much of a reply; the rest is never fetched
-REPLY_KEPT = 1024  # bytes of the reply recorded with each attempt
 MAX_CONNECTIONS = 100  # per pool, as httpx-aiohttp's default
 KEEPALIVE_S = 5.0  # httpx's keep-alive expiry
 
@@ -98,9 +95,6 @@ class CallbackTransport(httpx.AsyncBaseTransport):
         try:
             if guarded:
                 targets.check_literal(request.url.host)  # aiohttp resolves no IP literal
-            if request.url.userinfo:
-                # httpx has made it an Authorization header; aiohttp refuses to get both.
-                request.url = request.url.copy_with(userinfo=b"")
             transport = self._guarded if guarded else self._unguarded
             response = await transport.handle_async_request(request)
         except Exception as failure:
@@ -205,58 +199,3 @@ def translate(
     if issubclass(kind, httpx.RequestError):
         return kind(message, request=request)
     return kind(message)
-
-
-async def read_reply(response: httpx.Response) -> str:
-    """The first `REPLY_KEPT` bytes of the reply as text, reading at most `MAX_REPLY_READ`
-    off the connection: a reply that is longer closes the connection instead of being drained.
-    """
-    if response.headers.get("content-length") == "0":
-        # Most consumers answer with no body: aiohttp has read it all with the headers, and
-        # the stream's generator machinery cost ~3% of the daemon's CPU in a backlog.
-        return ""
-    kept = bytearray()
-    read = 0
-    chunks = response.aiter_raw()
-    assert isinstance(chunks, AsyncGenerator)  # httpx's: close it when leaving it early
-    async with contextlib.aclosing(chunks):
-        async for chunk in chunks:
-            read += len(chunk)
-            if len(kept) < REPLY_KEPT:
-                kept += chunk[: REPLY_KEPT - len(kept)]
-            if read >= MAX_REPLY_READ:
-                break
-    return kept.decode("utf-8", errors="replace")
-
-
-class _NoCookies(httpx.Cookies):
-    """Set-Cookie is ignored, and so never parsed: that took a tenth of the POST rate."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-class _StatelessClient(httpx.AsyncClient):
-    """httpx's client without a cookie jar: consumers are separate parties, and one
-    delivery's reply must not shape the next request."""
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        raise TypeError("the delivery client keeps no cookies")
-
-
-_NO_COOKIES = _NoCookies()
-
-
-def client(timeout_s: float) -> httpx.AsyncClient:
-    """httpx's API on aiohttp's transport: 2-3x the POST rate of httpx's own pool here."""
-    return _StatelessClient(
-        transport=CallbackTransport(),
-        timeout=timeout_s,
-        follow_redirects=False,  # a redirect could forward a signed event to another host
-        headers={"user-agent": "pipedrive-triggers"},
-    )

@@ -23,7 +23,7 @@ from daemon import metrics as metrics_module
 from daemon import times
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import delivery_limits, health_store, outbox, transient
-from daemon.delivery import callback_transport, slots, verdicts
+from daemon.delivery import callback_transport, callbacks, slots, verdicts
 from daemon.delivery.signing import Signer
 from daemon.model import deliveries, start_window
 
@@ -50,9 +50,10 @@ MAX_READY = 1024  # rows claimed ahead over all subscriptions
 UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event is retried then
 
 
-def delivery_http_client(timeout_s: float) -> httpx.AsyncClient:
-    """The client for `Deliverer`: see `callback_transport` for its errors and its guard."""
-    return callback_transport.client(timeout_s)
+def delivery_http_client(timeout_s: float) -> callbacks.Callbacks:
+    """The client for `Deliverer`: see `callbacks`, and `callback_transport` for its errors and
+    its guard."""
+    return callbacks.Callbacks(timeout_s)
 
 
 def default_holder() -> str:
@@ -85,7 +86,7 @@ class Deliverer:
     def __init__(
         self,
         engine: AsyncEngine,
-        http: httpx.AsyncClient,
+        http: callbacks.Callbacks,
         subscriptions: Mapping[str, SubscriptionConfig],
         settings: DeliveryConfig,
         *,
@@ -104,7 +105,7 @@ class Deliverer:
         # Rows of rate-capped subscriptions: the moment their start was reserved.
         self._reserved: dict[int, float] = {}
         self._metrics = metrics
-        self._http = http
+        self._callbacks = http
         self._subscriptions = dict(subscriptions)
         self._signers = {name: Signer(sub.secrets) for name, sub in subscriptions.items()}
         self._settings = settings
@@ -517,32 +518,24 @@ class Deliverer:
         subscription = self._subscriptions[row.subscription]
         headers = self._signers[row.subscription].headers(row.event_id, row.body, attempted_at)
         try:
-            async with self._http.stream(
-                "POST",
+            answer = await self._callbacks.post(
                 str(subscription.callback_url),
-                content=row.body.encode(),
-                headers=headers,
-                extensions=(
-                    callback_transport.ALLOW_PRIVATE_TARGETS
-                    if subscription.allow_private_targets
-                    else None
-                ),
-            ) as response:
-                status = response.status_code
-                retry_after = times.parse_retry_after(
-                    response.headers.get("retry-after"), attempted_at
-                )
-                reason = response.reason_phrase
-                reply = await callback_transport.read_reply(response)
+                row.body.encode(),
+                headers,
+                allow_private=subscription.allow_private_targets,
+            )
         except httpx.TransportError as failure:
             # The transport's messages say what failed and never quote the URL.
             refused = isinstance(failure, callback_transport.RefusedTarget)
             return None, str(failure), None, None, refused
         except httpx.HTTPError as failure:
             return None, f"cannot reach callback ({type(failure).__name__})", None, None, False
+        status = answer.status
         if httpx.codes.is_success(status):
-            return status, None, None, reply, False
-        return status, f"callback returned {status} {reason}".rstrip(), retry_after, reply, False
+            return status, None, None, answer.reply, False
+        retry_after = times.parse_retry_after(answer.retry_after, attempted_at)
+        error = f"callback returned {status} {answer.reason}".rstrip()
+        return status, error, retry_after, answer.reply, False
 
     async def _apply_health(self, at: datetime) -> None:
         """Stamp, in one transaction, the health this process changed (see `Judge.refresh`)."""

@@ -1,4 +1,4 @@
-"""The delivery client against real loopback sockets: each failure named for what it is, the
+"""POSTs to consumers against real loopback sockets: each failure named for what it is, the
 reply read within its cap, private targets refused unless allowed."""
 
 from __future__ import annotations
@@ -12,33 +12,33 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from daemon.delivery import callback_transport
+from daemon.delivery import callback_transport, callbacks
+from daemon.delivery.callbacks import Callbacks
 from daemon.dev.receiver import WebhookReceiver
 from tests.raw_servers import ReplyServer, TlsServer, closed_port, hanging_server
 
-ALLOW = callback_transport.ALLOW_PRIVATE_TARGETS
 TOKEN = "tok-5ecret-in-the-url"
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with callback_transport.client(timeout_s=0.5) as client:
+async def http() -> AsyncIterator[Callbacks]:
+    async with Callbacks(timeout_s=0.5) as client:
         yield client
 
 
 async def failure_of(
-    http: httpx.AsyncClient, url: str, *, allow: bool = True
+    http: Callbacks, url: str, *, allow: bool = True
 ) -> tuple[httpx.HTTPError, float]:
     started = time.monotonic()
     with pytest.raises(httpx.HTTPError) as caught:
-        await http.post(url, content=b"{}", extensions=ALLOW if allow else None)
+        await http.post(url, b"{}", {}, allow_private=allow)
     error = caught.value
     assert TOKEN not in str(error), "an error text must not quote the URL"
     return error, time.monotonic() - started
 
 
 async def test_a_closed_port_is_a_refused_connection_not_a_timeout(
-    http: httpx.AsyncClient,
+    http: Callbacks,
 ) -> None:
     with closed_port() as port:
         error, took = await failure_of(http, f"http://u:{TOKEN}@127.0.0.1:{port}/h?t={TOKEN}")
@@ -47,7 +47,7 @@ async def test_a_closed_port_is_a_refused_connection_not_a_timeout(
     assert took < 0.4, "a refusal is immediate, it must not wait for the timeout"
 
 
-async def test_a_name_that_does_not_resolve(http: httpx.AsyncClient) -> None:
+async def test_a_name_that_does_not_resolve(http: Callbacks) -> None:
     # .invalid never resolves (RFC 6761); the resolver answers it without asking a DNS server.
     error, took = await failure_of(http, f"http://consumer.invalid/h?token={TOKEN}")
     assert isinstance(error, httpx.ConnectError)
@@ -57,7 +57,7 @@ async def test_a_name_that_does_not_resolve(http: httpx.AsyncClient) -> None:
     assert str(guarded) == str(error)
 
 
-async def test_an_untrusted_certificate_is_a_tls_failure(http: httpx.AsyncClient) -> None:
+async def test_an_untrusted_certificate_is_a_tls_failure(http: Callbacks) -> None:
     with TlsServer() as server:
         error, _ = await failure_of(http, f"https://127.0.0.1:{server.port}/h?t={TOKEN}")
     assert isinstance(error, httpx.ConnectError)
@@ -66,7 +66,7 @@ async def test_an_untrusted_certificate_is_a_tls_failure(http: httpx.AsyncClient
 
 
 async def test_https_to_a_plain_http_server_is_a_tls_failure(
-    http: httpx.AsyncClient, receiver: WebhookReceiver
+    http: Callbacks, receiver: WebhookReceiver
 ) -> None:
     port = receiver.base_url.rsplit(":", 1)[1]
     error, _ = await failure_of(http, f"https://127.0.0.1:{port}/h?t={TOKEN}")
@@ -74,7 +74,7 @@ async def test_https_to_a_plain_http_server_is_a_tls_failure(
     assert str(error).startswith("TLS failure: handshake with callback failed ("), str(error)
 
 
-async def test_a_server_that_never_answers_is_a_timeout(http: httpx.AsyncClient) -> None:
+async def test_a_server_that_never_answers_is_a_timeout(http: Callbacks) -> None:
     with hanging_server() as port:
         error, took = await failure_of(http, f"http://127.0.0.1:{port}/h?t={TOKEN}")
     assert isinstance(error, httpx.ReadTimeout)
@@ -83,47 +83,43 @@ async def test_a_server_that_never_answers_is_a_timeout(http: httpx.AsyncClient)
 
 
 async def test_the_reply_is_kept_to_1_kib_and_read_to_64_kib_at_most(
-    http: httpx.AsyncClient,
+    http: Callbacks,
 ) -> None:
     size = 10 * 1024 * 1024
     with ReplyServer(status=200, body_size=size) as server:
-        async with http.stream("POST", f"http://127.0.0.1:{server.port}/h", extensions=ALLOW) as r:
-            reply = await callback_transport.read_reply(r)
+        answer = await http.post(f"http://127.0.0.1:{server.port}/h", b"", {}, allow_private=True)
         await _until(lambda: bool(server.sent))
-    assert reply == "x" * callback_transport.REPLY_KEPT
+    assert answer.reply == "x" * callbacks.REPLY_KEPT
     # What the server could send: our 64 KiB, aiohttp's paused buffer and the kernel's.
     assert server.sent[0] < 1024 * 1024, f"{server.sent[0]} of {size} bytes were taken"
 
 
-async def test_a_redirect_is_not_followed(
-    http: httpx.AsyncClient, receiver: WebhookReceiver
-) -> None:
+async def test_a_redirect_is_not_followed(http: Callbacks, receiver: WebhookReceiver) -> None:
     """A consumer that moved answers 301/302: the POST is not re-sent elsewhere (that would
     hand a signed body to a URL nobody configured); the status is recorded and retried."""
     with ReplyServer(status=200) as elsewhere:
         receiver.reply(302, location=f"http://127.0.0.1:{elsewhere.port}/stolen")
-        answer = await http.post(f"{receiver.base_url}/h", content=b"{}", extensions=ALLOW)
+        answer = await http.post(f"{receiver.base_url}/h", b"{}", {}, allow_private=True)
         await asyncio.sleep(0.2)
-        assert answer.status_code == 302
+        assert answer.status == 302
         assert elsewhere.sent == [], "the redirect's target got nothing"
     assert len(receiver.attempts) == 1
 
 
 async def test_a_consumers_cookie_is_never_sent_back(
-    http: httpx.AsyncClient, receiver: WebhookReceiver
+    http: Callbacks, receiver: WebhookReceiver
 ) -> None:
     receiver.reply(200, headers={"set-cookie": "session=abc; Path=/"})
     for _ in range(2):
-        answer = await http.post(f"{receiver.base_url}/h", content=b"{}", extensions=ALLOW)
-        assert answer.status_code == 200
+        answer = await http.post(f"{receiver.base_url}/h", b"{}", {}, allow_private=True)
+        assert answer.status == 200
     assert [a.headers.get("cookie") for a in receiver.attempts] == [None, None]
 
 
-async def test_a_short_reply_is_kept_whole(http: httpx.AsyncClient) -> None:
+async def test_a_short_reply_is_kept_whole(http: Callbacks) -> None:
     with ReplyServer(status=422, body_size=20, fill=b"quota exceeded; ") as server:
-        async with http.stream("POST", f"http://127.0.0.1:{server.port}/h", extensions=ALLOW) as r:
-            reply = await callback_transport.read_reply(r)
-    assert (r.status_code, reply) == (422, "quota exceeded; quot")
+        answer = await http.post(f"http://127.0.0.1:{server.port}/h", b"", {}, allow_private=True)
+    assert (answer.status, answer.reply) == (422, "quota exceeded; quot")
 
 
 @pytest.mark.parametrize(
@@ -145,7 +141,7 @@ async def test_a_short_reply_is_kept_whole(http: httpx.AsyncClient) -> None:
     ],
 )
 async def test_a_guarded_ip_literal_is_refused_before_connecting(
-    http: httpx.AsyncClient, host: str, kind: str
+    http: Callbacks, host: str, kind: str
 ) -> None:
     error, took = await failure_of(http, f"http://{host}:9/h?t={TOKEN}", allow=False)
     address = ipaddress.ip_address(host.strip("[]"))
@@ -157,28 +153,26 @@ async def test_a_guarded_ip_literal_is_refused_before_connecting(
 
 
 async def test_loopback_is_refused_unless_allowed(
-    http: httpx.AsyncClient, receiver: WebhookReceiver
+    http: Callbacks, receiver: WebhookReceiver
 ) -> None:
     url = f"{receiver.base_url}/hooks/x"
     error, _ = await failure_of(http, url, allow=False)
     assert str(error).startswith("refused: callback address 127.0.0.1 is a loopback address")
     assert receiver.attempts == []
-    response = await http.post(url, content=b"{}", extensions=ALLOW)
-    assert response.status_code == 200
+    response = await http.post(url, b"{}", {}, allow_private=True)
+    assert response.status == 200
     assert len(receiver.attempts) == 1
 
 
-async def test_userinfo_becomes_basic_auth(
-    http: httpx.AsyncClient, receiver: WebhookReceiver
-) -> None:
+async def test_userinfo_becomes_basic_auth(http: Callbacks, receiver: WebhookReceiver) -> None:
     url = receiver.base_url.replace("http://", f"http://hook:{TOKEN}@") + "/h"
-    assert (await http.post(url, content=b"{}", extensions=ALLOW)).status_code == 200
+    assert (await http.post(url, b"{}", {}, allow_private=True)).status == 200
     expected = base64.b64encode(f"hook:{TOKEN}".encode()).decode()
     assert receiver.attempts[0].headers["authorization"] == f"Basic {expected}"
 
 
 async def test_a_name_resolving_to_loopback_is_refused_after_resolution(
-    http: httpx.AsyncClient, receiver: WebhookReceiver
+    http: Callbacks, receiver: WebhookReceiver
 ) -> None:
     port = receiver.base_url.rsplit(":", 1)[1]
     error, _ = await failure_of(http, f"http://localhost:{port}/h", allow=False)
@@ -189,16 +183,16 @@ async def test_a_name_resolving_to_loopback_is_refused_after_resolution(
         "set allow_private_targets = true to allow it"
     )
     assert receiver.attempts == []
-    response = await http.post(f"http://localhost:{port}/h", content=b"{}", extensions=ALLOW)
-    assert response.status_code == 200
+    response = await http.post(f"http://localhost:{port}/h", b"{}", {}, allow_private=True)
+    assert response.status == 200
 
 
 async def test_guarded_and_allowed_requests_share_no_connection(
-    http: httpx.AsyncClient, receiver: WebhookReceiver
+    http: Callbacks, receiver: WebhookReceiver
 ) -> None:
     port = receiver.base_url.rsplit(":", 1)[1]
     url = f"http://localhost:{port}/h"
-    assert (await http.post(url, content=b"{}", extensions=ALLOW)).status_code == 200
+    assert (await http.post(url, b"{}", {}, allow_private=True)).status == 200
     error, _ = await failure_of(http, url, allow=False)  # the pooled connection is not reused
     assert str(error).startswith("refused: callback resolves to 127.0.0.1")
 
