@@ -562,6 +562,9 @@ async def run(
         )
         scheduler.start()
         stack.callback(_shutdown, scheduler)
+        # The replica's row before "started:": `status` says running from that line on, not
+        # "never started" until the lease keeper's first look.
+        await instances.beat(engine, me, clock.now())
         logger.info(
             "started: %d subscriptions on %d accounts",
             len(subscriptions),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -161,7 +162,17 @@ def test_a_second_run_on_the_same_sqlite_database_refuses(
         assert "daemon: running" in reader.stdout
         renamed = cli("--config", str(config), "subscriptions", "rename", "deals", "other")
         assert renamed.returncode == 4 and "stop it first" in renamed.stderr
+        # The rename after the stop needs something to move: the first poll's feed position.
+        deadline = time.monotonic() + 20
+        while not _has_state(tmp_path / "d.db", "deals") and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=20) == 0
     assert cli("--config", str(config), "subscriptions", "rename", "deals", "x").returncode == 0
+
+
+def _has_state(database: Path, subscription: str) -> bool:
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        query = "SELECT count(*) FROM subscription_state WHERE subscription = ?"
+        return bool(connection.execute(query, (subscription,)).fetchone()[0])
