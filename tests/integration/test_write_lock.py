@@ -14,19 +14,27 @@ from daemon.db.tables import leases
 
 
 async def test_writes_take_turns_on_sqlite_only(engine: AsyncEngine) -> None:
-    spans: list[tuple[float, float]] = []
+    long_is_writing = asyncio.Event()
+    moments: dict[str, float] = {}
 
-    async def write(hold_s: float) -> None:
+    async def long_write() -> None:
         async with write_lock.begin(engine) as connection:
-            began = time.monotonic()  # entered: on SQLite, only once the other is committed
             await connection.execute(update(leases).values(epoch=1))
-            await asyncio.sleep(hold_s)  # a long page commit
-            spans.append((began, time.monotonic()))
+            long_is_writing.set()
+            await asyncio.sleep(0.3)  # a long page commit
+        moments["long committed"] = time.monotonic()
 
-    await asyncio.gather(write(0.3), write(0.0))
-    (_, first_ended), (second_began, _) = sorted(spans)
+    async def short_write() -> None:
+        await long_is_writing.wait()  # only once the long one is inside its transaction
+        async with write_lock.begin(engine) as connection:
+            moments["short began"] = time.monotonic()  # on SQLite, only after the long one
+            await connection.execute(update(leases).values(epoch=2))
+
+    await asyncio.gather(long_write(), short_write())
     if engine.dialect.name == "sqlite":
         # Queued before the transaction began: not waiting inside SQLite's busy handler.
-        assert second_began >= first_ended, "the second write waited for the first"
+        assert moments["short began"] >= moments["long committed"], "it waited for the first"
     else:
-        assert second_began < first_ended, "PostgreSQL writes need no turn-taking"
+        assert moments["short began"] < moments["long committed"], (
+            "PostgreSQL writes need no turn-taking"
+        )
