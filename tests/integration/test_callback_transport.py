@@ -171,6 +171,26 @@ async def test_userinfo_becomes_basic_auth(http: Callbacks, receiver: WebhookRec
     assert receiver.attempts[0].headers["authorization"] == f"Basic {expected}"
 
 
+async def test_a_post_carries_its_headers_and_body_and_asks_for_a_plain_reply(
+    http: Callbacks, receiver: WebhookReceiver
+) -> None:
+    answer = await http.post(
+        f"{receiver.base_url}/h?token={TOKEN}",
+        b'{"a": 1}',
+        {"content-type": "application/json", "webhook-id": "msg_1"},
+        allow_private=True,
+    )
+    assert (answer.status, answer.reply) == (200, "")
+    [attempt] = receiver.attempts
+    assert attempt.body == b'{"a": 1}'
+    assert attempt.headers["webhook-id"] == "msg_1"
+    assert attempt.headers["content-type"] == "application/json"
+    assert attempt.headers["user-agent"] == "pipedrive-triggers"
+    # The reply is kept as text, so it is asked for uncompressed.
+    assert attempt.headers["accept-encoding"] == "identity"
+    assert "authorization" not in attempt.headers
+
+
 async def test_a_name_resolving_to_loopback_is_refused_after_resolution(
     http: Callbacks, receiver: WebhookReceiver
 ) -> None:
