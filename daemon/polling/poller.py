@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +73,9 @@ class Poller:
         self._cycle_log = cycle_log
         self._remember = remember_feeds
         self._opened: dict[str, _Opened] = {}
+        # `start = "now"` of a subscription never started before: when this process took it
+        # on (see `take_on`), else its first poll that reached the database.
+        self._taken_on: dict[tuple[str, str], datetime] = {}
         self._metrics = metrics
         self._clients = clients
         self._caches = caches
@@ -84,6 +87,15 @@ class Poller:
         # Per feed, the unexpected errors already logged with their traceback since its last
         # good cycle: a bug that fails every poll is shown once, not every interval.
         self._crashes: dict[str, set[tuple[str, str]]] = {}
+
+    def take_on(self, subscriptions: Iterable[tuple[str, str]], at: datetime) -> None:
+        """(name, trigger) pairs this process serves from `at` on (its start, or the reload
+        that added them or changed their trigger): a subscription never started before starts
+        then, not at its first poll that reaches the database. Neither the database being
+        down nor a feed's place in the spread of first polls (up to its interval) then leaves
+        out what was created meanwhile. Pairs taken on already keep their moment."""
+        for pair in subscriptions:
+            self._taken_on.setdefault(pair, at)
 
     async def poll(self, feed: Feed) -> None:
         """One cycle. Any failure is recorded on the feed's subscriptions, never only logged;
@@ -315,7 +327,11 @@ class Poller:
         lease they are written under."""
         starts = tuple(
             feed_store.SubscriptionStart(
-                s.name, s.trigger, s.start if isinstance(s.start, datetime) else None
+                s.name,
+                s.trigger,
+                s.start
+                if isinstance(s.start, datetime)
+                else self._taken_on.get((s.name, s.trigger)),
             )
             for s in feed.subscriptions
         )

@@ -363,6 +363,7 @@ class _Running:
         reload.log_changes(reload.changes(self.config, new))
         await drift.warn(self._engine, new)  # before a changed trigger's first poll
         await self._pool.apply(new)
+        self._poll.take_on(((s.name, s.trigger) for s in new.subscriptions), self._clock.now())
         self._deliverer.reconfigure({s.name: s for s in new.subscriptions}, new.delivery)
         feeds = {f.key: f for f in plan.feeds(new, forecast.fitted_intervals(new))}
         for key in self._feeds.keys() - feeds.keys():
@@ -480,6 +481,7 @@ async def run(
             cycle_log=cycle_log,
             remember_feeds=True,
         )
+        poll.take_on(((s.name, s.trigger) for s in config.subscriptions), clock.now())
         scheduler = AsyncIOScheduler()
         polls = polls_module.Polls(clock)
         scheduler_log = logging.getLogger("apscheduler.scheduler")

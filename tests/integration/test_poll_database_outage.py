@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ async def polling(
         http, account="main", limiter=AccountRateLimiter(1000), retry=RetryOptions(attempts=1)
     )
     poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()})
+    # As the daemon does at its start: `start = "now"` is this moment.
+    poll.take_on(((s.name, s.trigger) for s in config.subscriptions), datetime.now(UTC))
 
     async def cycle() -> None:
         for feed in plan.feeds(config):
@@ -124,3 +127,31 @@ async def test_a_database_outage_is_one_line_when_it_begins_and_one_when_it_ends
     assert [r for r in during_outage if r.name.startswith("daemon")] == began, caplog.text
     assert not [r for r in said if r.exc_info], "no tracebacks for a known outage"
     assert "Traceback" not in caplog.text
+
+
+async def test_a_subscription_whose_first_polls_meet_an_outage_starts_when_it_was_taken_on(
+    tmp_path: Path, database_url: str, sandbox: Sandbox
+) -> None:
+    """`start = "now"` is the daemon's start, not its first poll that reached the database: a
+    deal created after the start but before that poll is an addition (it was lost before)."""
+    async with polling(tmp_path, database_url, sandbox) as (cycle, engine):
+        switch = sqlite_read_only(engine) if database_url.startswith("sqlite") else None
+
+        async def set_read_only(on: bool) -> None:
+            if switch is not None:
+                switch(on)
+            else:
+                await asyncio.to_thread(read_only, database_url, on)
+
+        try:
+            await set_read_only(True)
+            made = sandbox.add_deal("made before the first poll reached the database")["id"]
+            for _ in range(2):
+                await cycle()  # the subscription cannot be recorded: nothing is read
+            # The first poll that gets through comes in a later second than the deal, so the
+            # deal is neither after that poll's moment nor above the ids it finds.
+            await asyncio.sleep(1.1)
+        finally:
+            await set_read_only(False)
+        await cycle()
+        assert await queued_items(engine) == [str(made)]
