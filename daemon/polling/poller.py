@@ -127,6 +127,8 @@ class Poller:
         end = feed_store.CycleEnd(feed.account, feed.object.name, tuple(feed.names), message, now)
         if self._cycle_log is not None:
             self._cycle_log.add(end)
+            if message is None:  # its reads and commits reached the database
+                self._outage.recovered()
         else:
             try:
                 await feed_store.record_cycles(self._engine, [end])

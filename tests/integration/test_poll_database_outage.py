@@ -17,13 +17,14 @@ from pydantic import SecretStr
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from daemon import clock
 from daemon import config as config_module
 from daemon.db import database, tables
 from daemon.dev.sandbox import Sandbox
 from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
 from daemon.pipedrive.rate_limit import AccountRateLimiter
-from daemon.polling import plan, poller
+from daemon.polling import cycles, plan, poller
 from tests.conftest import API_TOKEN, config_text
 from tests.integration.test_database_faults import read_only
 
@@ -32,9 +33,10 @@ OUTAGE_CYCLES = 4
 
 @contextlib.asynccontextmanager
 async def polling(
-    tmp_path: Path, database_url: str, sandbox: Sandbox
+    tmp_path: Path, database_url: str, sandbox: Sandbox, *, batched: bool = False
 ) -> AsyncIterator[tuple[Callable[[], Any], AsyncEngine]]:
-    """The real poller on `database_url` against the sandbox; yields (one cycle, engine)."""
+    """The real poller on `database_url` against the sandbox; yields (one cycle, engine).
+    `batched`: as in the daemon, cycle outcomes go to a `CycleLog` (not flushed here)."""
     path = tmp_path / "config.toml"
     path.write_text(
         config_text(
@@ -52,7 +54,8 @@ async def polling(
     client = PipedriveClient(
         http, account="main", limiter=AccountRateLimiter(1000), retry=RetryOptions(attempts=1)
     )
-    poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()})
+    cycle_log = cycles.CycleLog(engine, clock.SYSTEM) if batched else None
+    poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()}, cycle_log=cycle_log)
     # As the daemon does at its start: `start = "now"` is this moment.
     poll.take_on(((s.name, s.trigger) for s in config.subscriptions), datetime.now(UTC))
 
@@ -87,12 +90,17 @@ async def queued_items(engine: AsyncEngine) -> list[str]:
         return [row.item_id for row in rows]
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["outcomes-each", "outcomes-batched"])
 async def test_a_database_outage_is_one_line_when_it_begins_and_one_when_it_ends(
-    tmp_path: Path, database_url: str, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    database_url: str,
+    sandbox: Sandbox,
+    caplog: pytest.LogCaptureFixture,
+    batched: bool,
 ) -> None:
     caplog.set_level(logging.INFO)
     sqlite = database_url.startswith("sqlite")
-    async with polling(tmp_path, database_url, sandbox) as (cycle, engine):
+    async with polling(tmp_path, database_url, sandbox, batched=batched) as (cycle, engine):
         switch = sqlite_read_only(engine) if sqlite else None
 
         async def set_read_only(on: bool) -> None:
