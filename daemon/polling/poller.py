@@ -24,7 +24,7 @@ from daemon.pipedrive import lookups
 from daemon.pipedrive.client import PipedriveClient
 from daemon.polling import by_id, change_feed, cycles, events, plan
 from daemon.polling.plan import Feed
-from daemon.triggers.base import ObjectType
+from daemon.triggers.base import Item, ObjectType
 
 logger = logging.getLogger(__name__)
 
@@ -186,21 +186,7 @@ class Poller:
         client = self._clients[feed.account]
         page = await by_id.fetch(client, obj, item_ids)
         if page:
-            stored = await feed_store.load_items(
-                self._engine,
-                account=feed.account,
-                object_type=obj.name,
-                item_ids=[str(item.get("id")) for item in page],
-            )
-            decision = change_feed.decide(
-                page,
-                stored,
-                readers,
-                obj,
-                watermark=state.watermark,
-                look_back=timedelta(seconds=feed.look_back_s),
-                ceiling=change_feed.listing_time(None, self._clock()),
-            )
+            decision = await self._decide(feed, page, readers, state.watermark, served_at=None)
             await self._commit_read(feed, client, decision, opened, fence, now)
         if self._remember:
             self._opened[feed.key] = opened
@@ -368,6 +354,36 @@ class Poller:
             for s in feed.subscriptions
         ]
 
+    async def _decide(
+        self,
+        feed: Feed,
+        page: Sequence[Item],
+        readers: Sequence[change_feed.Reader],
+        watermark: datetime,
+        *,
+        served_at: datetime | None,
+        digests: Sequence[str] | None = None,
+    ) -> change_feed.PageDecision:
+        """What a page (a listing's, or items read by id) changes against what is stored of
+        its items; `watermark` is the feed's at the start of the cycle."""
+        stored = await feed_store.load_items(
+            self._engine,
+            account=feed.account,
+            object_type=feed.object.name,
+            item_ids=[str(item.get("id")) for item in page],
+        )
+        await asyncio.sleep(0)  # a page of 500 is hashed before this: deliveries' turn
+        return change_feed.decide(
+            page,
+            stored,
+            readers,
+            feed.object,
+            watermark=watermark,
+            look_back=timedelta(seconds=feed.look_back_s),
+            digests=digests,
+            ceiling=change_feed.listing_time(served_at, self._clock()),
+        )
+
     async def _cycle(self, feed: Feed, now: datetime) -> None:
         obj = feed.object
         opened, fence = await self._open(feed, now)
@@ -406,22 +422,8 @@ class Poller:
                 last_page,
                 f"account {feed.account!r}: GET {obj.path}",
             )
-            stored = await feed_store.load_items(
-                self._engine,
-                account=feed.account,
-                object_type=obj.name,
-                item_ids=[str(item.get("id")) for item in page],
-            )
-            await asyncio.sleep(0)  # a page of 500 is hashed above: deliveries' turn
-            decision = change_feed.decide(
-                page,
-                stored,
-                readers,
-                obj,
-                watermark=state.watermark,
-                look_back=look_back,
-                digests=digests,
-                ceiling=change_feed.listing_time(page.served_at, self._clock()),
+            decision = await self._decide(
+                feed, page, readers, state.watermark, served_at=page.served_at, digests=digests
             )
             new_events, failed = await self._events(feed, client, decision, now)
             newest = decision.newest_update
