@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,12 +18,12 @@ from daemon.db import database, instant_nudges, tables
 from daemon.dev.sandbox import Sandbox, faults
 from daemon.instant import deletions
 from daemon.instant.nudges import Nudge
-from daemon.pipedrive.client import PipedriveClient, RetryOptions
+from daemon.pipedrive.client import PipedriveClient
 from daemon.pipedrive.lookups import LookupCache
-from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import plan, poller
-from tests.conftest import API_TOKEN, config_text
+from tests.conftest import config_text
 from tests.integration.test_instant_ingress import until
+from tests.sandbox_client import sandbox_client
 
 
 async def _stored_person(
@@ -43,10 +42,7 @@ async def _stored_person(
     )
     config = config_module.load(path)
     engine = database.create_engine(database_url)
-    http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
-    client = PipedriveClient(
-        http, account="main", limiter=AccountRateLimiter(1000), retry=RetryOptions(attempts=1)
-    )
+    _, client = sandbox_client(sandbox.base_url)
     [feed] = plan.feeds(config)
     await poller.Poller(engine, {"main": client}, {"main": LookupCache()}).poll(feed)
     person = sandbox.add_person("Ada Lovelace")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,11 +24,10 @@ from daemon import config as config_module
 from daemon.db import database, tables
 from daemon.dev.local_server import serve
 from daemon.dev.sandbox import Sandbox
-from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
-from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import plan, poller
 from tests.conftest import API_TOKEN, config_text, scratch_postgres
+from tests.sandbox_client import sandbox_client
 
 UPDATED = [{"name": "orgs", "trigger": "organization.updated"}]
 ADDED = [{"name": "deals", "trigger": "deal.added"}]
@@ -87,13 +85,7 @@ def run(tmp_path: Path) -> Any:
         path.write_text(text, encoding="utf-8")
         config = config_module.load(path)
         engine = database.create_engine(url)
-        http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
-        client = PipedriveClient(
-            http,
-            account="main",
-            limiter=AccountRateLimiter(1000),
-            retry=RetryOptions(attempts=1),
-        )
+        http, client = sandbox_client(sandbox.base_url)
         try:
             poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()})
             yield Run(config, poll, engine)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,12 +20,11 @@ from daemon import clock
 from daemon import config as config_module
 from daemon.db import database, tables
 from daemon.dev.sandbox import Sandbox
-from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
-from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import cycles, plan, poller
-from tests.conftest import API_TOKEN, config_text
+from tests.conftest import config_text
 from tests.integration.test_database_faults import read_only
+from tests.sandbox_client import sandbox_client
 
 OUTAGE_CYCLES = 4
 
@@ -50,10 +48,7 @@ async def polling(
     )
     config = config_module.load(path)
     engine = database.create_engine(database_url)
-    http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
-    client = PipedriveClient(
-        http, account="main", limiter=AccountRateLimiter(1000), retry=RetryOptions(attempts=1)
-    )
+    http, client = sandbox_client(sandbox.base_url)
     cycle_log = cycles.CycleLog(engine, clock.SYSTEM) if batched else None
     poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()}, cycle_log=cycle_log)
     # As the daemon does at its start: `start = "now"` is this moment.

@@ -11,18 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from daemon import config as config_module
 from daemon.db import database, tables
 from daemon.dev.local_server import serve
 from daemon.dev.sandbox import Sandbox, seed
-from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
-from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import plan, poller
 from tests.conftest import API_TOKEN, config_text
+from tests.sandbox_client import sandbox_client
 
 SEED = 7  # the demo's seed
 START = "2026-01-01T00:00:00Z"  # before the seed's first record: every one is delivered
@@ -57,10 +55,7 @@ async def delivered_data(
     )
     config = config_module.load(path)
     engine = database.create_engine(database_url)
-    http = PipedriveClient.http_client(base_url, lambda: SecretStr(API_TOKEN))
-    client = PipedriveClient(
-        http, account="main", limiter=AccountRateLimiter(1000), retry=RetryOptions(attempts=1)
-    )
+    http, client = sandbox_client(base_url)
     try:
         poll = poller.Poller(engine, {"main": client}, {"main": LookupCache()})
         for _ in range(3):  # a backfill may take more than one cycle

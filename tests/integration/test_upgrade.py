@@ -11,17 +11,15 @@ from pathlib import Path
 import alembic.command
 import pytest
 import sqlalchemy
-from pydantic import SecretStr
 
 from daemon import config as config_module
 from daemon.db import database, feed_store, health_store, tables
 from daemon.dev.sandbox import Sandbox
 from daemon.model import endpoint_health
-from daemon.pipedrive.client import PipedriveClient, RetryOptions
 from daemon.pipedrive.lookups import LookupCache
-from daemon.pipedrive.rate_limit import AccountRateLimiter
 from daemon.polling import plan, poller
-from tests.conftest import API_TOKEN, config_text, scratch_postgres
+from tests.conftest import config_text, scratch_postgres
+from tests.sandbox_client import sandbox_client
 
 
 def legacy_event_id(*parts: object) -> str:
@@ -102,10 +100,7 @@ async def test_upgrade_from_the_id_mark_release(
     )
     config = config_module.load(path)
     async_engine = database.create_engine(old_database)
-    http = PipedriveClient.http_client(sandbox.base_url, lambda: SecretStr(API_TOKEN))
-    client = PipedriveClient(
-        http, account="main", limiter=AccountRateLimiter(1000), retry=RetryOptions(attempts=1)
-    )
+    http, client = sandbox_client(sandbox.base_url)
     try:
         poll = poller.Poller(async_engine, {"main": client}, {"main": LookupCache()})
         state = (await feed_store.load_states(async_engine))["deals"]
