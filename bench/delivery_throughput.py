@@ -62,7 +62,8 @@ from daemon.config import (
     SubscriptionConfig,
 )
 from daemon.db import database, outbox
-from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.delivery.callbacks import Callbacks
+from daemon.delivery.deliverer import Deliverer
 from daemon.delivery.signing import Signer
 from daemon.model import deliveries
 from daemon.payloads import envelope, shapes
@@ -471,7 +472,7 @@ async def daemon_run(
     settings = DeliveryConfig()
     engine = database.create_engine(url)
     try:
-        async with delivery_http_client(settings.timeout) as http:
+        async with Callbacks(settings.timeout) as http:
             deliverer = Deliverer(engine, http, {SUBSCRIPTION: subscription}, settings)
             stop, done = asyncio.Event(), asyncio.Event()
             with counting_store(detail, events_count, done):

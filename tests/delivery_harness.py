@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from daemon import clock as clock_module
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import outbox, tables
-from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.delivery.callbacks import Callbacks
+from daemon.delivery.deliverer import Deliverer
 from daemon.model import deliveries
 from daemon.payloads import envelope
 from tests.conftest import SIGNING_SECRET
@@ -77,7 +78,7 @@ async def delivering(
     grace_s: float | None = None,
 ) -> AsyncIterator[Deliverer]:
     stop = asyncio.Event()
-    async with delivery_http_client(settings.timeout) as http:
+    async with Callbacks(settings.timeout) as http:
         deliverer = Deliverer(engine, http, {s.name: s for s in subs}, settings, clock=clock)
         task = asyncio.create_task(deliverer.run(stop, grace_s))
         try:

@@ -50,12 +50,6 @@ MAX_READY = 1024  # rows claimed ahead over all subscriptions
 UNDECIDED_RETRY_S = 60.0  # when deciding an outcome failed (a bug), the event is retried then
 
 
-def delivery_http_client(timeout_s: float) -> callbacks.Callbacks:
-    """The client for `Deliverer`: see `callbacks`, and `callback_transport` for its errors and
-    its guard."""
-    return callbacks.Callbacks(timeout_s)
-
-
 def default_holder() -> str:
     """Who holds a delivery loop's slots in the database: unique, and readable in a pinch."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

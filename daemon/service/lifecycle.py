@@ -19,7 +19,8 @@ from daemon import metrics as metrics_module
 from daemon.config import Config
 from daemon.db import database, feed_store, instances, instant_webhooks
 from daemon.db.tables import INSTANT_REGISTERED
-from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.delivery.callbacks import Callbacks
+from daemon.delivery.deliverer import Deliverer
 from daemon.instant import announcements, coalesce, deletions, ingress, nudges, registration
 from daemon.pipedrive import account_usage, token_budget
 from daemon.pipedrive.client import DEFAULT_RETRY, RetryOptions
@@ -450,7 +451,7 @@ async def run(
         pool = AccountPool(api_retry, metrics, clock)
         stack.push_async_callback(pool.aclose)
         await pool.apply(config)
-        http = await stack.enter_async_context(delivery_http_client(config.delivery.timeout))
+        http = await stack.enter_async_context(Callbacks(config.delivery.timeout))
         subscriptions = {s.name: s for s in config.subscriptions}
         deliverer = Deliverer(
             engine,

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from daemon.config import DeliveryConfig, SubscriptionConfig
 from daemon.db import outbox, tables
-from daemon.delivery.deliverer import Deliverer, delivery_http_client
+from daemon.delivery.callbacks import Callbacks
+from daemon.delivery.deliverer import Deliverer
 from daemon.dev.receiver import WebhookReceiver
 from daemon.model import deliveries
 from daemon.payloads import envelope
@@ -46,7 +47,7 @@ async def deliver_once(engine: AsyncEngine, subs: list[SubscriptionConfig]) -> d
             await outbox.insert_events(connection, [queued], now)
     settings = DeliveryConfig(timeout=0.5, max_attempts=1)
     stop = asyncio.Event()
-    async with delivery_http_client(settings.timeout) as http:
+    async with Callbacks(settings.timeout) as http:
         deliverer = Deliverer(engine, http, {s.name: s for s in subs}, settings)
         task = asyncio.create_task(deliverer.run(stop))
         try:
